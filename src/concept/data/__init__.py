@@ -1,0 +1,1 @@
+"""Bundled data files (WordNet nouns, ImageNet-1k classes); read them through `concept.vocabulary`."""
