@@ -1,0 +1,284 @@
+"""Load images from paths, PIL images or arrays as RGB, lazily and batch by batch.
+
+Every input becomes a fully decoded RGB `PIL.Image.Image`: EXIF orientation applied, first frame
+of animations, alpha composited on white, 16/32-bit data scaled to 0..255. An input that cannot be
+read becomes a `LoadFailure` with a one-line reason instead of an exception from deep inside PIL.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import os
+import warnings
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Union
+
+import numpy as np
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+from concept._errors import ImageLoadError
+
+__all__ = ["DEFAULT_MAX_PIXELS", "IMAGE_EXTENSIONS", "ImageInput", "LoadFailure", "LoadReport",
+           "iter_image_batches", "list_image_files", "load_image"]
+
+logger = logging.getLogger(__name__)
+
+ImageInput = Union[str, os.PathLike, Image.Image, np.ndarray]
+
+# Twice PIL's default Image.MAX_IMAGE_PIXELS (about 179M), where PIL's own default raises.
+# A literal, so that it does not depend on whether someone changed PIL's global before import.
+DEFAULT_MAX_PIXELS: int = 2 * 89_478_485
+
+IMAGE_EXTENSIONS = frozenset({".png", ".jpg", ".jpeg", ".gif", ".bmp", ".tif", ".tiff", ".webp"})
+
+_SUMMARY_FAILURES = 5  # failures listed by name in LoadReport.summary()
+
+
+@dataclass(frozen=True)
+class LoadFailure:
+    """One input that could not be loaded: its position, a description and why."""
+
+    index: int
+    source: str
+    reason: str
+
+
+@dataclass
+class LoadReport:
+    """What happened to each input of `iter_image_batches`: indices loaded and failures."""
+
+    loaded: list[int] = field(default_factory=list)
+    failures: list[LoadFailure] = field(default_factory=list)
+
+    def summary(self) -> str:
+        """One line such as "2,261 images loaded, 2 failed: a.png (file not found); ..."."""
+        n = len(self.loaded)
+        text = f"{n:,} image{'' if n == 1 else 's'} loaded, {len(self.failures):,} failed"
+        if not self.failures:
+            return text
+        shown = "; ".join(f"{f.source} ({f.reason})" for f in self.failures[:_SUMMARY_FAILURES])
+        more = len(self.failures) - _SUMMARY_FAILURES
+        return f"{text}: {shown}" + (f"; ... and {more:,} more" if more > 0 else "")
+
+
+class _Unreadable(Exception):
+    """Internal: carries the one-line reason an input could not be loaded."""
+
+
+def _describe(item: object) -> str:
+    """The path as given, or a short description of an in-memory input."""
+    if isinstance(item, (str, os.PathLike)):
+        return os.fsdecode(item)
+    if isinstance(item, Image.Image):
+        return f"<PIL.Image {item.width}x{item.height} {item.mode}>"
+    if isinstance(item, np.ndarray):
+        return f"<ndarray shape={item.shape} dtype={item.dtype}>"
+    return f"<{type(item).__name__}>"
+
+
+def _check_size(width: int, height: int, max_pixels: int | None) -> None:
+    if max_pixels is not None and width * height > max_pixels:
+        raise _Unreadable(
+            f"decompression bomb: {width * height:,} pixels ({width}x{height}) "
+            f"exceeds max_pixels={max_pixels:,}"
+        )
+
+
+def _u16_to_u8(a: np.ndarray) -> np.ndarray:
+    """Map the full 16-bit range 0..65535 onto 0..255."""
+    return np.round(a.astype(np.float32) / 257.0).astype(np.uint8)
+
+
+def _wide_to_u8(im: Image.Image) -> Image.Image:
+    """Scale a 16-bit, 32-bit integer or float single-band image to mode L."""
+    a = np.asarray(im)
+    if im.mode.startswith("I;16"):
+        return Image.fromarray(_u16_to_u8(a))
+    a = np.nan_to_num(a.astype(np.float64))
+    hi = float(a.max())
+    if im.mode == "F" and hi <= 1.0:
+        a = a * 255.0  # float data in 0..1
+    elif im.mode == "I" and 255 < hi <= 65535:
+        a = a / 257.0  # 16-bit data held as 32-bit (e.g. from TIFF)
+    elif im.mode == "I" and hi > 65535:
+        a = a * (255.0 / hi)
+    return Image.fromarray(np.clip(np.round(a), 0, 255).astype(np.uint8))
+
+
+def _to_rgb(im: Image.Image) -> Image.Image:
+    """Convert any PIL mode to RGB, compositing transparency on white."""
+    if im.mode in ("I", "F") or im.mode.startswith("I;16"):
+        return _wide_to_u8(im).convert("RGB")
+    if im.has_transparency_data:  # alpha band, tRNS chunk or info["transparency"]
+        rgba = im.convert("RGBA")
+        white = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        return Image.alpha_composite(white, rgba).convert("RGB")
+    return im if im.mode == "RGB" else im.convert("RGB")
+
+
+def _array_to_image(a: np.ndarray) -> Image.Image:
+    """HxW, HxWx1, HxWx3 or HxWx4 array of uint8, uint16, bool or float in [0, 1] to PIL."""
+    if a.ndim == 3 and a.shape[2] == 1:
+        a = a[..., 0]
+    if not (a.ndim == 2 or (a.ndim == 3 and a.shape[2] in (3, 4))) or a.size == 0:
+        raise _Unreadable(f"unsupported array shape {a.shape}: expected HxW, HxWx1, HxWx3 or HxWx4")
+    if a.dtype == np.bool_:
+        a = a.astype(np.uint8) * 255
+    elif a.dtype.kind == "u" and a.dtype.itemsize == 2:
+        a = _u16_to_u8(a)
+    elif a.dtype.kind == "f":
+        if not np.isfinite(a).all() or a.min() < 0 or a.max() > 1:
+            raise _Unreadable(
+                f"unsupported array values: float data must lie in [0, 1], "
+                f"got range [{a.min():g}, {a.max():g}]"
+            )
+        a = np.round(a * 255.0).astype(np.uint8)
+    elif a.dtype != np.uint8:
+        raise _Unreadable(
+            f"unsupported array dtype {a.dtype}: use uint8, uint16, bool or float in [0, 1]"
+        )
+    return Image.fromarray(np.ascontiguousarray(a))
+
+
+def _finish(im: Image.Image) -> Image.Image:
+    """Decode, apply EXIF orientation and convert to a new RGB image (never `im` itself)."""
+    im.load()
+    try:
+        upright = ImageOps.exif_transpose(im)  # always a new image
+    except Exception as exc:  # a damaged EXIF block should not cost the whole image
+        logger.info("Ignoring unreadable EXIF orientation of %s: %s", _describe(im), exc)
+        upright = im.copy()
+    return _to_rgb(upright)
+
+
+def _open_path(path: str | os.PathLike, max_pixels: int | None,
+               draft_size: tuple[int, int] | None) -> Image.Image:
+    try:
+        # Our own max_pixels check supersedes PIL's bomb warning. PIL's DecompressionBombError
+        # (its global limit) cannot be lifted without changing global state; it is reported.
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            with Image.open(path) as im:  # opening reads only the header
+                _check_size(im.width, im.height, max_pixels)
+                if draft_size is not None and im.format in ("JPEG", "MPO"):
+                    im.draft("RGB", draft_size)
+                return _finish(im)
+    except (_Unreadable, MemoryError):
+        raise
+    except FileNotFoundError as exc:
+        raise _Unreadable("file not found") from exc
+    except (IsADirectoryError, PermissionError) as exc:
+        if os.path.isdir(path):
+            raise _Unreadable("is a directory") from exc
+        raise _Unreadable("permission denied") from exc
+    except UnidentifiedImageError as exc:
+        if os.path.getsize(path) == 0:
+            raise _Unreadable("empty file (0 bytes)") from exc
+        raise _Unreadable("not an image file (cannot identify format)") from exc
+    except Image.DecompressionBombError as exc:
+        raise _Unreadable(f"decompression bomb: {exc}") from exc
+    except Exception as exc:  # PIL's plugins raise OSError, SyntaxError, ValueError, ...
+        raise _Unreadable(f"truncated or corrupt image data: {exc}") from exc
+
+
+def _load(item: object, max_pixels: int | None, draft_size: tuple[int, int] | None) -> Image.Image:
+    """Load one input as RGB or raise `_Unreadable` with the reason."""
+    if isinstance(item, (str, os.PathLike)):
+        return _open_path(item, max_pixels, draft_size)
+    if isinstance(item, Image.Image):
+        _check_size(item.width, item.height, max_pixels)
+        try:
+            return _finish(item)
+        except (MemoryError, _Unreadable):
+            raise
+        except Exception as exc:  # e.g. a lazily opened image whose file is gone or damaged
+            raise _Unreadable(f"could not read the pixel data: {exc}") from exc
+    if isinstance(item, np.ndarray):
+        if item.ndim >= 2:
+            _check_size(item.shape[1], item.shape[0], max_pixels)
+        return _to_rgb(_array_to_image(item))
+    raise _Unreadable(f"unsupported input type {type(item).__name__}: "
+                      "expected a path, PIL image or ndarray")
+
+
+def load_image(item: ImageInput, *, max_pixels: int | None = DEFAULT_MAX_PIXELS,
+               draft_size: tuple[int, int] | None = None) -> Image.Image:
+    """Load one image as a fully decoded RGB PIL image.
+
+    Parameters: `item` a path, PIL image or array; `max_pixels` refuses larger images before
+    decoding (None: no limit of ours); `draft_size` (width, height) lets JPEGs decode at a reduced
+    scale that is still at least this size. Raises `ImageLoadError` naming the input and why.
+    """
+    try:
+        return _load(item, max_pixels, draft_size)
+    except _Unreadable as exc:
+        raise ImageLoadError(f"Could not load image {_describe(item)}: {exc}") from exc.__cause__
+
+
+def iter_image_batches(images: Iterable[ImageInput], batch_size: int, *, strict: bool = False,
+                       report: LoadReport | None = None,
+                       max_pixels: int | None = DEFAULT_MAX_PIXELS,
+                       draft_size: tuple[int, int] | None = None,
+                       ) -> Iterator[tuple[list[int], list[Image.Image]]]:
+    """Yield `(indices, rgb_images)` for the inputs that loaded, pulling `batch_size` at a time.
+
+    `images` may be any iterable, a generator included; it is never materialised. Failures are
+    logged as warnings and appended to `report`; with `strict=True` the first one raises
+    `ImageLoadError`. Batches in which nothing loaded are skipped. A stacked ndarray is iterated
+    over its first axis.
+    """
+    if isinstance(images, (str, os.PathLike, Image.Image)):
+        raise TypeError("iter_image_batches expects a sequence of images; use load_image for one")
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+        raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
+    return _batches(iter(images), batch_size, strict, report, max_pixels, draft_size)
+
+
+def _batches(items: Iterator[ImageInput], batch_size: int, strict: bool,
+             report: LoadReport | None, max_pixels: int | None,
+             draft_size: tuple[int, int] | None) -> Iterator[tuple[list[int], list[Image.Image]]]:
+    start = 0
+    while chunk := list(itertools.islice(items, batch_size)):
+        indices: list[int] = []
+        loaded: list[Image.Image] = []
+        for index, item in enumerate(chunk, start):
+            try:
+                loaded.append(_load(item, max_pixels, draft_size))
+            except _Unreadable as exc:
+                failure = LoadFailure(index, _describe(item), str(exc))
+                if report is not None:
+                    report.failures.append(failure)
+                if strict:
+                    raise ImageLoadError(
+                        f"Could not load image {index} ({failure.source}): {failure.reason}. "
+                        "Fix or remove it, or pass strict=False to skip unreadable images."
+                    ) from exc.__cause__
+                logger.warning("Skipping image %d (%s): %s", index, failure.source, failure.reason)
+                continue
+            indices.append(index)
+            if report is not None:
+                report.loaded.append(index)
+        start += len(chunk)
+        if indices:
+            yield indices, loaded
+
+
+def list_image_files(folder: str | os.PathLike, *, recursive: bool = True) -> list[Path]:
+    """Sorted image files under `folder`, chosen by extension (case-insensitive).
+
+    Hidden files and folders (name starting with ".", e.g. macOS "._x.png") are skipped.
+    Raises `ImageLoadError` if `folder` is not an existing folder.
+    """
+    root = Path(folder)
+    if not root.is_dir():
+        what = "is not a folder" if root.exists() else "does not exist"
+        raise ImageLoadError(f"Image folder {os.fsdecode(folder)} {what}; pass a folder of images.")
+    candidates = root.rglob("*") if recursive else root.iterdir()
+    return sorted(
+        p for p in candidates
+        if p.suffix.lower() in IMAGE_EXTENSIONS and p.is_file()
+        and not any(part.startswith(".") for part in p.relative_to(root).parts)
+    )
