@@ -1,0 +1,81 @@
+"""Helpers shared by the benchmark scripts: cached embeddings, scores, machine line, tables."""
+
+from __future__ import annotations
+
+import datetime as _dt
+import os
+import platform
+import resource
+import time
+from pathlib import Path
+
+import numpy as np
+from sklearn.metrics import adjusted_rand_score, normalized_mutual_info_score
+
+CACHE = Path(__file__).parent / "cache"
+OUT = Path(__file__).parent / "out"
+
+
+def machine() -> str:
+    """Date and machine, for RESULTS.md."""
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    mem = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
+    return f"{_dt.date.today()} · {os.cpu_count()} cores · {mem:.0f} GiB · {cpu}"
+
+
+def peak_rss_gib() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
+
+
+def scores(labels_true: np.ndarray, labels_pred: np.ndarray) -> dict[str, float]:
+    """NMI and ARI with outliers as their own label, and on non-outliers only."""
+    keep = labels_pred >= 0
+    out = {
+        "nmi": normalized_mutual_info_score(labels_true, labels_pred),
+        "ari": adjusted_rand_score(labels_true, labels_pred),
+        "n_concepts": int(len(set(labels_pred[keep].tolist()))),
+        "outliers": float(1 - keep.mean()),
+    }
+    if keep.any():
+        out["nmi_inliers"] = normalized_mutual_info_score(labels_true[keep], labels_pred[keep])
+        out["ari_inliers"] = adjusted_rand_score(labels_true[keep], labels_pred[keep])
+    return out
+
+
+def cached(name: str, compute):
+    """np.load the cache file `name`.npz, or compute a dict of arrays and store it."""
+    CACHE.mkdir(parents=True, exist_ok=True)
+    path = CACHE / f"{name}.npz"
+    if path.exists():
+        with np.load(path) as f:
+            return {k: f[k] for k in f.files}
+    arrays = compute()
+    tmp = path.with_suffix(".tmp.npz")
+    np.savez(tmp, **arrays)
+    os.replace(tmp, path)
+    return arrays
+
+
+class Timer:
+    def __enter__(self):
+        self.start = time.perf_counter()
+        return self
+
+    def __exit__(self, *exc):
+        self.seconds = time.perf_counter() - self.start
+
+
+def table(rows: list[dict], columns: list[str]) -> str:
+    """A GitHub-markdown table of `rows` (floats to 3 decimals)."""
+    def fmt(v):
+        return f"{v:.3f}" if isinstance(v, float) else str(v)
+    lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
+    lines += ["| " + " | ".join(fmt(r.get(c, "")) for c in columns) + " |" for r in rows]
+    return "\n".join(lines)

@@ -1,0 +1,110 @@
+"""Real, labeled image collections that install from Debian's registry, for demos and benchmarks.
+
+- OpenClipart (`openclipart-png` + `openclipart-svg`): public-domain clip art in category
+  folders; each PNG's SVG twin carries a title and keywords, which make good `docs`.
+- Fashion-MNIST (`dataset-fashion-mnist`): 70,000 28x28 grey images of 10 clothing classes.
+"""
+
+from __future__ import annotations
+
+import gzip
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from concept._errors import ConceptError
+
+OPENCLIPART_ROOT = Path("/usr/share/openclipart")
+FASHION_MNIST_ROOT = Path("/usr/share/datasets/fashion-mnist")
+
+#: The 17 top-level OpenClipart folders that hold subjects (not UI icons, shapes, signs,
+#: patterns or unsorted files): 2,263 images once symlinked duplicates are left out.
+OPENCLIPART_SUBJECTS = (
+    "animals", "buildings", "buttons", "containers", "decorations", "education", "electronics",
+    "food", "geography", "logos", "office", "people", "plants", "recreation", "science",
+    "tools", "transportation",
+)
+
+FASHION_MNIST_CLASSES = (
+    "T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
+    "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot",
+)
+
+_TITLE = re.compile(r"<dc:title>\s*([^<]+?)\s*</dc:title>")
+_KEYWORDS = re.compile(r"<dc:subject>(.*?)</dc:subject>", re.S)
+_ITEM = re.compile(r"<rdf:li>\s*([^<]+?)\s*</rdf:li>")
+
+
+@dataclass
+class LabeledImages:
+    """Image paths (or arrays) with integer labels, label names and optional texts."""
+
+    images: list = field(repr=False)
+    labels: np.ndarray = field(repr=False)
+    label_names: list[str]
+    docs: list[str] = field(default_factory=list, repr=False)
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+
+def _svg_words(svg: Path) -> list[str]:
+    """The title and keywords of an OpenClipart SVG (empty when unreadable)."""
+    try:
+        text = svg.read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        return []
+    words = _TITLE.findall(text)[:1]
+    subject = _KEYWORDS.search(text)
+    if subject:
+        words += _ITEM.findall(subject.group(1))
+    return [w for w in words if w and w.lower() != "open clip art library"]
+
+
+def openclipart(categories: tuple[str, ...] = OPENCLIPART_SUBJECTS,
+                root: Path = OPENCLIPART_ROOT) -> LabeledImages:
+    """OpenClipart PNGs of the given top-level folders, labeled by folder.
+
+    Symlinks are skipped (they duplicate another file). `docs` are the distinct titles and
+    keywords of the matching SVG files, for use as `fit(..., docs=...)`.
+    """
+    png_root = root / "png"
+    if not png_root.is_dir():
+        raise ConceptError(
+            f"OpenClipart not found under {root}: apt-get install openclipart-png openclipart-svg"
+        )
+    images, labels, docs = [], [], {}
+    for label, category in enumerate(categories):
+        for path in sorted((png_root / category).rglob("*.png")):
+            if path.is_symlink() or not path.is_file():
+                continue
+            images.append(path)
+            labels.append(label)
+            svg = root / "svg" / path.relative_to(png_root).with_suffix(".svg")
+            for word in _svg_words(svg):
+                docs.setdefault(word.strip().lower(), None)
+    return LabeledImages(images, np.asarray(labels), list(categories), list(docs))
+
+
+def _read_idx(path: Path) -> np.ndarray:
+    with gzip.open(path, "rb") as f:
+        data = f.read()
+    ndim = data[3]
+    shape = tuple(int.from_bytes(data[4 + 4 * i: 8 + 4 * i], "big") for i in range(ndim))
+    return np.frombuffer(data, dtype=np.uint8, offset=4 + 4 * ndim).reshape(shape)
+
+
+def fashion_mnist(split: str = "all", root: Path = FASHION_MNIST_ROOT) -> LabeledImages:
+    """Fashion-MNIST as uint8 28x28 arrays: ``"train"`` (60,000), ``"test"`` (10,000) or ``"all"``."""
+    if not root.is_dir():
+        raise ConceptError(f"Fashion-MNIST not found under {root}: apt-get install dataset-fashion-mnist")
+    parts = {"train": ["train"], "test": ["t10k"], "all": ["train", "t10k"]}
+    if split not in parts:
+        raise ConceptError(f"split must be 'train', 'test' or 'all', got {split!r}")
+    xs = [_read_idx(root / f"{p}-images-idx3-ubyte.gz") for p in parts[split]]
+    ys = [_read_idx(root / f"{p}-labels-idx1-ubyte.gz") for p in parts[split]]
+    images = np.concatenate(xs)
+    return LabeledImages(list(images), np.concatenate(ys).astype(int), list(FASHION_MNIST_CLASSES),
+                         [c.lower() for c in FASHION_MNIST_CLASSES])
