@@ -1,0 +1,89 @@
+"""Collages: a grid of a concept's exemplar images, each scaled whole into its tile.
+
+Unlike the reference package, images are never cropped or stretched: each one keeps its aspect
+ratio and is letterboxed, centred, in a square tile. Small images (e.g. 28x28 Fashion-MNIST) are
+scaled up to fill the tile so that they stay visible.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Sequence
+
+from PIL import Image
+
+from concept._errors import ConceptError
+from concept.images import ImageInput, load_image
+
+__all__ = ["MIN_TILE", "make_collage"]
+
+logger = logging.getLogger(__name__)
+
+MIN_TILE = 8  # pixels; below this a tile shows nothing recognisable
+
+# From this upscaling factor on, pixels are repeated (NEAREST) rather than interpolated: a
+# 28x28 image blown up 5x with LANCZOS is a blur with ringing, with NEAREST it is a sharp icon.
+_NEAREST_FROM_SCALE = 3.0
+
+Color = tuple[int, int, int] | str
+
+
+def _fit(image: Image.Image, tile: int) -> Image.Image:
+    """`image` scaled to the largest size that fits a tile x tile box, aspect ratio kept."""
+    w, h = image.size
+    scale = min(tile / w, tile / h)
+    size = (max(1, min(tile, round(w * scale))), max(1, min(tile, round(h * scale))))
+    if size == image.size:
+        return image
+    if scale >= _NEAREST_FROM_SCALE:
+        return image.resize(size, Image.Resampling.NEAREST)
+    # reducing_gap: shrink large photos by an integer factor first (fast, same quality).
+    return image.resize(size, Image.Resampling.LANCZOS, reducing_gap=3.0 if scale < 1 else None)
+
+
+def _grid_shape(n: int, columns: int | None) -> tuple[int, int]:
+    """(columns, rows) of the grid for `n` images; default columns is ceil(sqrt(n))."""
+    cols = math.ceil(math.sqrt(n)) if columns is None else columns
+    return cols, math.ceil(n / cols)
+
+
+def make_collage(images: Sequence[ImageInput], *, tile: int = 160, columns: int | None = None,
+                 padding: int = 4, background: Color = (255, 255, 255)) -> Image.Image:
+    """A grid of `images`, each scaled whole (never cropped or stretched) into a square tile.
+
+    Parameters: `images` PIL images of any mode (paths and arrays are loaded too; transparency
+    is composited on white); `tile` the side of each tile in pixels, small images are scaled up
+    to fill it; `columns` of the grid, default ceil(sqrt(n)), so 9 images make 3x3 and 8 make
+    3 columns of 3, 3 and 2; `padding` pixels between tiles and around the grid; `background`
+    the colour of padding and letterboxing.
+    Returns an RGB image of (cols*tile + (cols+1)*padding) x (rows*tile + (rows+1)*padding).
+    Raises `ConceptError` for no images or bad sizes, `ImageLoadError` for an unreadable image.
+    """
+    images = list(images)
+    if not images:
+        raise ConceptError("make_collage needs at least one image; got an empty sequence.")
+    if isinstance(tile, bool) or not isinstance(tile, int) or tile < MIN_TILE:
+        raise ConceptError(f"tile must be an integer of at least {MIN_TILE} pixels, got {tile!r}.")
+    if columns is not None and (isinstance(columns, bool) or not isinstance(columns, int)
+                                or columns < 1):
+        raise ConceptError(f"columns must be a positive integer or None, got {columns!r}.")
+    if isinstance(padding, bool) or not isinstance(padding, int) or padding < 0:
+        raise ConceptError(f"padding must be a non-negative integer, got {padding!r}.")
+
+    cols, rows = _grid_shape(len(images), columns)
+    step = tile + padding
+    try:
+        canvas = Image.new("RGB", (cols * step + padding, rows * step + padding), background)
+    except (ValueError, TypeError) as exc:
+        raise ConceptError(f"background must be an RGB tuple or colour name, got {background!r}."
+                           ) from exc
+    for i, item in enumerate(images):
+        # load_image: any mode -> RGB with alpha on white; draft_size lets JPEG paths decode small.
+        fitted = _fit(load_image(item, draft_size=(tile, tile)), tile)
+        row, col = divmod(i, cols)
+        x = padding + col * step + (tile - fitted.width) // 2
+        y = padding + row * step + (tile - fitted.height) // 2
+        canvas.paste(fitted, (x, y))
+    logger.debug("Collage of %d images: %d x %d tiles of %d px", len(images), cols, rows, tile)
+    return canvas

@@ -1,0 +1,81 @@
+"""Figures of concepts: one panel per concept, its collage titled with its id, size and words.
+
+Figures are built with `matplotlib.figure.Figure`, never through pyplot's global state, so they
+work headless (no display, any backend) and from several threads; nothing is ever shown.
+Save one with `fig.savefig(path)`; in Jupyter a returned figure displays itself.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import textwrap
+from collections.abc import Mapping, Sequence
+
+import numpy as np
+from matplotlib.figure import Figure
+from PIL import Image
+
+from concept._errors import ConceptError
+from concept.images import load_image
+
+__all__ = ["concepts_figure", "concept_title"]
+
+logger = logging.getLogger(__name__)
+
+_WRAP_CHARS = 40  # characters per line of words in a title
+_WRAP_LINES = 2  # lines of words at most; the rest is cut with an ellipsis
+_TITLE_INCHES = 0.6  # height added to each row of panels for its three-line title
+
+
+def concept_title(concept: int, words: str | Sequence[str] = "", size: int | None = None) -> str:
+    """A panel title such as "Concept 3 · 120 images" over "dog, puppy, hound".
+
+    `words` a string or a list of words (joined with ", "); wrapped to about 40 characters a line,
+    at most 2 lines, the rest cut with "…". `size` the number of images, left out when None.
+    """
+    head = f"Concept {concept}"
+    if size is not None:
+        head += f" · {size:,} image{'' if size == 1 else 's'}"
+    text = words if isinstance(words, str) else ", ".join(map(str, words))
+    lines = textwrap.wrap(text, _WRAP_CHARS, max_lines=_WRAP_LINES, placeholder=" …")
+    return "\n".join([head, *lines])
+
+
+def concepts_figure(collages: Mapping[int, Image.Image],
+                    titles: Mapping[int, str | Sequence[str]], *,
+                    sizes: Mapping[int, int] | None = None, columns: int = 3,
+                    panel_inches: float = 4.0) -> Figure:
+    """One panel per concept, in the order of `collages`: its collage, axis off, under a title.
+
+    Parameters: `collages` concept id -> collage image (see `concept.collage.make_collage`);
+    `titles` concept id -> its words (a string or a list; a missing id gets no words);
+    `sizes` concept id -> number of images, shown in the title when given; `columns` panels per
+    row (fewer when there are fewer concepts); `panel_inches` the width of each panel.
+    Returns a `matplotlib.figure.Figure` with one axes per concept and none for empty grid cells.
+    Raises `ConceptError` if `collages` is empty or `columns`/`panel_inches` are not positive.
+    """
+    if not collages:
+        raise ConceptError("concepts_figure needs at least one collage; got an empty mapping.")
+    if isinstance(columns, bool) or not isinstance(columns, int) or columns < 1:
+        raise ConceptError(f"columns must be a positive integer, got {columns!r}.")
+    if not panel_inches > 0:
+        raise ConceptError(f"panel_inches must be positive, got {panel_inches!r}.")
+
+    n = len(collages)
+    cols = min(columns, n)  # a single concept should not sit in a wide, mostly empty figure
+    rows = math.ceil(n / cols)
+    fig = Figure(figsize=(cols * panel_inches, rows * (panel_inches + _TITLE_INCHES)),
+                 layout="constrained")
+    # White space between panels, or neighbouring collages on white read as one.
+    fig.get_layout_engine().set(w_pad=0.1, h_pad=0.1, wspace=0.05, hspace=0.05)
+    fontsize = max(7.0, min(12.0, 2.6 * panel_inches))
+    for i, (concept, collage) in enumerate(collages.items()):
+        ax = fig.add_subplot(rows, cols, i + 1)  # only occupied cells get an axes
+        ax.imshow(np.asarray(load_image(collage)), interpolation="antialiased")
+        ax.set_axis_off()
+        size = None if sizes is None else sizes.get(concept)
+        ax.set_title(concept_title(concept, titles.get(concept, ""), size),
+                     fontsize=fontsize, loc="center")
+    logger.debug("Figure of %d concepts in %d x %d panels", n, cols, rows)
+    return fig

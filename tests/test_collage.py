@@ -1,0 +1,122 @@
+"""Tests for concept.collage: whole images kept in shape, grid sizes, any mode, real images."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from concept._errors import ConceptError, ImageLoadError
+from concept.collage import make_collage
+
+RED, WHITE, GREY = (255, 0, 0), (255, 255, 255), (128, 128, 128)
+
+
+def _box(mask: np.ndarray) -> tuple[int, int, int, int]:
+    """(x0, y0, x1, y1) bounding box of the True pixels, x1/y1 exclusive."""
+    ys, xs = np.nonzero(mask)
+    return int(xs.min()), int(ys.min()), int(xs.max()) + 1, int(ys.max()) + 1
+
+
+def _red_mask(a: np.ndarray) -> np.ndarray:
+    return (a[..., 0] > 200) & (a[..., 1] < 60) & (a[..., 2] < 60)
+
+
+def test_wide_image_keeps_aspect_ratio_and_is_centred():
+    out = make_collage([Image.new("RGB", (200, 50), RED)], tile=100, padding=0)
+    assert out.size == (100, 100) and out.mode == "RGB"
+    a = np.asarray(out)
+    x0, y0, x1, y1 = _box(_red_mask(a))
+    assert (x1 - x0, y1 - y0) == (100, 25)  # the whole image, 4:1, not cropped to a square
+    assert abs((y0 + y1) / 2 - 50) <= 1  # vertically centred
+    assert _red_mask(a).sum() == 100 * 25
+    assert (a[:y0] == WHITE).all() and (a[y1:] == WHITE).all()  # letterboxed on white
+
+
+def test_tall_image_keeps_aspect_ratio_and_is_centred():
+    a = np.asarray(make_collage([Image.new("RGB", (50, 200), RED)], tile=100, padding=0))
+    x0, y0, x1, y1 = _box(_red_mask(a))
+    assert (x1 - x0, y1 - y0) == (25, 100)
+    assert abs((x0 + x1) / 2 - 50) <= 1
+    assert (a[:, :x0] == WHITE).all() and (a[:, x1:] == WHITE).all()
+
+
+@pytest.mark.parametrize("n, cols, rows", [(1, 1, 1), (2, 2, 1), (8, 3, 3), (9, 3, 3), (10, 4, 3)])
+def test_default_grid_size(n, cols, rows):
+    out = make_collage([Image.new("RGB", (30, 20), RED)] * n, tile=50, padding=4)
+    assert out.size == (cols * 50 + (cols + 1) * 4, rows * 50 + (rows + 1) * 4)
+
+
+def test_explicit_columns_and_tile_positions():
+    images = [Image.new("RGB", (10, 10), c) for c in (RED, (0, 255, 0), (0, 0, 255))]
+    out = make_collage(images, tile=20, columns=2, padding=2, background=(0, 0, 0))
+    assert out.size == (2 * 20 + 3 * 2, 2 * 20 + 3 * 2)
+    assert out.getpixel((2 + 10, 2 + 10)) == RED  # row 0, col 0
+    assert out.getpixel((2 + 22 + 10, 2 + 10)) == (0, 255, 0)  # row 0, col 1
+    assert out.getpixel((2 + 10, 2 + 22 + 10)) == (0, 0, 255)  # row 1, col 0
+    assert out.getpixel((2 + 22 + 10, 2 + 22 + 10)) == (0, 0, 0)  # empty cell: background
+    one_row = make_collage(images, tile=20, columns=5, padding=0)
+    assert one_row.size == (100, 20)
+
+
+def test_tiny_image_is_scaled_up_sharply():
+    a = np.asarray(make_collage([Image.new("L", (28, 28), 128)], tile=160, padding=0))
+    grey = (a == GREY).all(axis=2)
+    x0, y0, x1, y1 = _box(grey)
+    assert (x1 - x0, y1 - y0) == (160, 160)  # fills the tile, not a 28 px dot
+    assert grey.all()  # no blurred or ringing edge
+
+
+def test_small_image_upscaled_keeps_its_pixels_crisp():
+    checker = Image.fromarray((np.indices((4, 4)).sum(axis=0) % 2 * 255).astype(np.uint8))
+    a = np.asarray(make_collage([checker], tile=40, padding=0))
+    assert set(np.unique(a)) <= {0, 255}  # NEAREST: only the original values, no grey blur
+
+
+def test_rgba_transparency_becomes_white():
+    rgba = Image.new("RGBA", (40, 40), (0, 0, 0, 0))
+    rgba.paste((255, 0, 0, 255), (10, 10, 30, 30))
+    a = np.asarray(make_collage([rgba], tile=40, padding=0, background=(0, 0, 255)))
+    assert (a[:5, :5] == WHITE).all()  # transparent corner: white, not black
+    assert (a[20, 20] == RED).all()
+
+
+def test_palette_and_other_modes():
+    p = Image.new("RGB", (30, 30), RED).convert("P")
+    la = Image.new("LA", (30, 30), (0, 0))
+    one = Image.new("1", (30, 30), 1)
+    out = make_collage([p, la, one], tile=30, padding=0)
+    a = np.asarray(out)
+    assert out.mode == "RGB" and out.size == (60, 60)
+    assert (a[15, 15] == RED).all()
+    assert (a[15, 45] == WHITE).all() and (a[45, 15] == WHITE).all()
+
+
+def test_real_openclipart_pngs(clipart_paths):
+    images = [Image.open(p) for p in clipart_paths[:9]]
+    out = make_collage(images, tile=64)
+    assert out.size == (3 * 64 + 4 * 4, 3 * 64 + 4 * 4)
+    a = np.asarray(out)
+    assert (a < 200).any(axis=2).mean() > 0.05  # drawings are on it, not a blank page
+
+
+def test_photos_and_paths(sample_photos, tmp_path):
+    path = tmp_path / "cat.jpg"
+    sample_photos["chelsea"].save(path)
+    out = make_collage([*sample_photos.values(), path], tile=48, padding=1)
+    assert out.size == (2 * 48 + 3, 2 * 48 + 3)
+    assert np.asarray(out).std() > 20
+
+
+def test_bad_arguments_raise():
+    img = Image.new("RGB", (10, 10))
+    with pytest.raises(ConceptError, match="at least one image"):
+        make_collage([])
+    with pytest.raises(ConceptError, match="tile"):
+        make_collage([img], tile=4)
+    with pytest.raises(ConceptError, match="columns"):
+        make_collage([img], columns=0)
+    with pytest.raises(ConceptError, match="padding"):
+        make_collage([img], padding=-1)
+    with pytest.raises(ImageLoadError):
+        make_collage([img, "/nonexistent/x.png"])
