@@ -1,0 +1,296 @@
+"""Save and load a model's state as a folder of JSON, safetensors and PNG files, never pickle.
+
+Layout: `path/concept.json` (format, versions, settings, texts, file list, sha256 checksums),
+`path/arrays.safetensors` (every array, dtype and shape exact), `path/images/<name>.png`.
+Saving is atomic: the folder is written and flushed next to `path`, then swapped in by renames,
+so `path` holds the old or the new complete model, never a mix. Loading executes nothing.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import glob
+import hashlib
+import io
+import json
+import logging
+import os
+import re
+import secrets
+import shutil
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import safetensors.numpy
+from PIL import Image
+
+import concept
+from concept._errors import ModelFileError
+
+__all__ = ["FORMAT_NAME", "FORMAT_VERSION", "ModelState", "load_model_state", "save_model_state"]
+
+logger = logging.getLogger(__name__)
+
+FORMAT_VERSION: int = 1
+FORMAT_NAME = "concept-model"
+
+_MANIFEST = "concept.json"
+_ARRAYS = "arrays.safetensors"
+_IMAGES = "images"
+_NAME = re.compile(r"[A-Za-z0-9_.-]+")
+_DTYPES = frozenset(map(np.dtype, "? i1 i2 i4 i8 u1 u2 u4 u8 f2 f4 f8".split()))  # safetensors
+_PNG_MODES = frozenset({"1", "L", "LA", "P", "RGB", "RGBA", "I", "I;16"})
+
+
+@dataclass
+class ModelState:
+    """Everything a fitted model needs, as plain data.
+
+    settings: JSON-native hyper-parameters and metadata (str keys; str/int/float/bool/None,
+        lists and dicts of them).
+    arrays: numeric arrays (bool, signed/unsigned ints, float16/32/64), any shape, also 0-size.
+    texts: JSON-native extra data (topics, image paths, ...); unicode is kept.
+    images: named images stored losslessly as PNG; names match ``[A-Za-z0-9_.-]+``.
+    """
+
+    settings: dict[str, Any] = field(default_factory=dict)
+    arrays: dict[str, np.ndarray] = field(default_factory=dict)
+    texts: dict[str, Any] = field(default_factory=dict)
+    images: dict[str, Image.Image] = field(default_factory=dict)
+
+
+def save_model_state(state: ModelState, path: str | os.PathLike, *,
+                     overwrite: bool = True) -> Path:
+    """Write `state` to the folder `path` atomically and return the folder's path.
+
+    Raises TypeError/ValueError for state that cannot be stored (naming the offending key) and
+    ModelFileError when `path` exists and `overwrite` is False, or `path` is not a model folder.
+    """
+    path = Path(path)
+    arrays, images = _check_state(state)
+    if path.exists() or path.is_symlink():
+        if not overwrite:
+            raise ModelFileError(f"{path} already exists; pass overwrite=True or another path.")
+        if not (path.is_dir() and ((path / _MANIFEST).is_file() or not any(path.iterdir()))):
+            raise ModelFileError(f"{path} exists and is not a concept model folder (no "
+                                 f"{_MANIFEST}); refusing to replace it: choose another path.")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.tmp-", dir=path.parent))
+    try:
+        _write_folder(tmp, state, arrays, images)
+        _swap_into_place(tmp, path)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    for stale in _old_siblings(path):  # left by an interrupted save, superseded now
+        shutil.rmtree(stale, ignore_errors=True)
+    logger.debug("saved model state to %s", path)
+    return path
+
+
+def load_model_state(path: str | os.PathLike, *, load_images: bool = True) -> ModelState:
+    """Read a model folder written by `save_model_state`, verifying every file's checksum.
+
+    With ``load_images=False`` the images are neither read nor verified and `images` is empty.
+    Raises ModelFileError saying what is wrong when the folder is missing, damaged or too new.
+    """
+    path = Path(path)
+    if not path.exists():
+        path = _interrupted_save(path)
+    if not path.is_dir():
+        raise ModelFileError(f"{path} is not a folder; pass the folder that save() wrote.")
+    doc = _read_manifest(path)
+    checksums = doc["checksums"]
+    arrays_file = _verified(path, _ARRAYS, checksums)
+    try:
+        arrays = safetensors.numpy.load_file(arrays_file)
+    except Exception as exc:  # SafetensorError and others
+        raise ModelFileError(f"{arrays_file} is damaged ({exc}); save the model again.") from exc
+    if set(arrays) != set(doc["arrays"]):
+        raise ModelFileError(f"{arrays_file} does not hold the arrays {_MANIFEST} lists; "
+                             "save the model again.")
+    images = {}
+    for file_name in doc["images"] if load_images else ():
+        image_file = _verified(path, f"{_IMAGES}/{file_name}", checksums)
+        try:
+            with Image.open(image_file) as image:
+                image.load()
+        except Exception as exc:  # PIL raises OSError, ValueError, SyntaxError, ...
+            raise ModelFileError(f"{image_file} is not a readable PNG ({exc}); "
+                                 "save the model again.") from exc
+        images[file_name[: -len(".png")]] = image
+    arrays = {name: arrays[name] for name in doc["arrays"]}  # in the order they were saved
+    return ModelState(doc["settings"], arrays, doc["texts"], images)
+
+
+def _check_state(state: ModelState) -> tuple[dict[str, np.ndarray], dict[str, Image.Image]]:
+    """Validate `state` before anything touches the disk; return storable arrays and images."""
+    _check_json(state.settings, "settings")
+    _check_json(state.texts, "texts")
+    arrays = {}
+    for name, array in state.arrays.items():
+        if not isinstance(name, str) or not name or name == "__metadata__":
+            raise ValueError(f"arrays[{name!r}]: array names must be non-empty strings "
+                             "other than '__metadata__'.")
+        if not isinstance(array, np.ndarray) or array.dtype.newbyteorder("=") not in _DTYPES:
+            kind = getattr(array, "dtype", type(array).__name__)
+            raise TypeError(f"arrays[{name!r}]: {kind} cannot be stored; pass a numpy array "
+                            "of bool, int8..int64, uint8..uint64 or float16/32/64.")
+        arrays[name] = np.asarray(array, order="C")  # safetensors reads raw memory (C order)
+    images, lowered = {}, set()
+    for name, image in state.images.items():
+        if not isinstance(name, str) or not _valid_name(name):
+            raise ValueError(f"images[{name!r}]: image names may only use letters, digits, "
+                             "'_', '.' and '-' (no folders); rename the image.")
+        if name.lower() in lowered:  # would collide on case-insensitive file systems
+            raise ValueError(f"images[{name!r}]: another image has the same name up to case.")
+        if not isinstance(image, Image.Image):
+            raise TypeError(f"images[{name!r}]: {type(image).__name__} is not a PIL image.")
+        lowered.add(name.lower())
+        if image.mode not in _PNG_MODES:  # e.g. CMYK, which PNG cannot hold
+            image = image.convert("RGBA" if "A" in image.mode.upper() else "RGB")
+        images[name] = image
+    return arrays, images
+
+
+def _check_json(value: Any, where: str) -> None:
+    """Raise TypeError naming the first value under `where` that JSON would not round-trip."""
+    if value is None or isinstance(value, (str, bool, int, float)):
+        return
+    if isinstance(value, dict):
+        for key, item in value.items():
+            if not isinstance(key, str):
+                raise TypeError(f"{where}[{key!r}]: dictionary keys must be str (JSON turns "
+                                f"{type(key).__name__} keys into strings); convert the key.")
+            _check_json(item, f"{where}[{key!r}]")
+    elif isinstance(value, (list, tuple)):  # tuples come back as lists
+        for i, item in enumerate(value):
+            _check_json(item, f"{where}[{i}]")
+    else:
+        raise TypeError(f"{where}: {type(value).__name__} is not JSON-serialisable; pass plain "
+                        "str/int/float/bool/None/list/dict (e.g. x.item() or array.tolist()).")
+
+
+def _write_folder(folder: Path, state: ModelState, arrays: dict[str, np.ndarray],
+                  images: dict[str, Image.Image]) -> None:
+    """Write the whole model into the (new, empty) `folder` and flush it to disk."""
+    checksums = {_ARRAYS: _write(folder / _ARRAYS, safetensors.numpy.save(arrays))}
+    (folder / _IMAGES).mkdir()
+    for name, image in images.items():
+        buffer = io.BytesIO()
+        image.save(buffer, format="PNG")
+        file = f"{_IMAGES}/{name}.png"
+        checksums[file] = _write(folder / file, buffer.getvalue())
+    _fsync_dir(folder / _IMAGES)
+    doc = {"format": FORMAT_NAME, "format_version": FORMAT_VERSION,
+           "concept_version": concept.__version__, "settings": state.settings,
+           "texts": state.texts, "arrays": list(arrays),
+           "images": [f"{name}.png" for name in images], "checksums": checksums}
+    _write(folder / _MANIFEST, json.dumps(doc, ensure_ascii=False, indent=1).encode("utf-8"))
+    _fsync_dir(folder)
+
+
+def _swap_into_place(tmp: Path, path: Path) -> None:
+    """Rename `tmp` to `path`; an existing `path` is moved aside first and deleted last."""
+    if not (path.exists() or path.is_symlink()):
+        os.rename(tmp, path)
+    else:
+        old = path.parent / f".{path.name}.old-{secrets.token_hex(4)}"
+        os.rename(path, old)
+        try:
+            os.rename(tmp, path)
+        except BaseException:
+            os.rename(old, path)  # put the previous model back
+            raise
+        shutil.rmtree(old, ignore_errors=True)
+    _fsync_dir(path.parent)
+
+
+def _interrupted_save(path: Path) -> Path:
+    """Return the previous model a save moved aside before crashing, or raise if there is none."""
+    olds = [old for old in _old_siblings(path) if (old / _MANIFEST).is_file()]
+    if not olds:
+        raise ModelFileError(f"{path} does not exist; pass the folder that save() wrote.")
+    old = max(olds, key=lambda p: p.stat().st_mtime)
+    logger.warning("%s is missing: a save was interrupted. Loading the previous model from "
+                   "%s; save again to repair the folder.", path, old)
+    return old
+
+
+def _old_siblings(path: Path) -> list[Path]:
+    """The folders a save moved `path` to before swapping in the new model."""
+    return list(path.parent.glob(f".{glob.escape(path.name)}.old-*"))
+
+
+def _read_manifest(path: Path) -> dict[str, Any]:
+    """Parse and validate `concept.json`."""
+    manifest = path / _MANIFEST
+    if not manifest.is_file():
+        raise ModelFileError(f"{path} is not a concept model folder: {_MANIFEST} is missing.")
+    try:
+        doc = json.loads(manifest.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ModelFileError(f"{manifest} is not valid JSON ({exc}); the folder is damaged, "
+                             "save the model again.") from exc
+    if not isinstance(doc, dict) or doc.get("format") != FORMAT_NAME:
+        found = doc.get("format") if isinstance(doc, dict) else type(doc).__name__
+        raise ModelFileError(f"{manifest} is not a {FORMAT_NAME!r} file (format: {found!r}).")
+    version = doc.get("format_version")
+    if type(version) is int and version > FORMAT_VERSION:
+        raise ModelFileError(f"{path} was written by a newer concept (format {version}; this "
+                             f"one reads up to {FORMAT_VERSION}); upgrade concept.")
+    if type(version) is not int or version < 1:
+        raise ModelFileError(f"{manifest} has an unknown format_version {version!r}.")
+    kinds = {"settings": dict, "texts": dict, "arrays": list, "images": list, "checksums": dict}
+    for key, kind in kinds.items():
+        if not isinstance(doc.get(key), kind):
+            raise ModelFileError(f"{manifest}: {key!r} is missing or not a {kind.__name__}; "
+                                 "the folder is damaged, save the model again.")
+    if not all(isinstance(name, str) for name in doc["arrays"]):
+        raise ModelFileError(f"{manifest}: 'arrays' must list array names; it is damaged.")
+    for file in doc["images"]:  # never trust a path from the file: no "../"
+        if not (isinstance(file, str) and file.endswith(".png") and _valid_name(file[:-4])):
+            raise ModelFileError(f"{manifest} lists an invalid image file {file!r}.")
+    return doc
+
+
+def _verified(folder: Path, name: str, checksums: dict[str, Any]) -> Path:
+    """Return `folder/name` after checking that it exists and matches its recorded sha256."""
+    file = folder / name
+    if not file.is_file():
+        raise ModelFileError(f"{file} is missing; the model folder is incomplete, save again.")
+    digest = hashlib.sha256()
+    with open(file, "rb") as f:
+        while chunk := f.read(1 << 20):
+            digest.update(chunk)
+    if digest.hexdigest() != checksums.get(name):
+        raise ModelFileError(f"{file} is damaged (its sha256 checksum does not match "
+                             f"{_MANIFEST}); restore it from a backup or save the model again.")
+    return file
+
+
+def _valid_name(name: str) -> bool:
+    """True for a plain file name of letters, digits, '_', '.', '-' that is not only dots."""
+    return bool(_NAME.fullmatch(name)) and bool(name.strip("."))
+
+
+def _write(file: Path, data: bytes) -> str:
+    """Write `data` to `file`, flush it to disk and return its sha256."""
+    with open(file, "wb") as f:
+        f.write(data)
+        f.flush()
+        os.fsync(f.fileno())
+    return hashlib.sha256(data).hexdigest()
+
+
+def _fsync_dir(folder: Path) -> None:
+    """Flush a folder's entries (new names, renames) to disk where the OS allows it."""
+    with contextlib.suppress(OSError):  # Windows cannot open folders; NTFS journals renames
+        fd = os.open(folder, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
