@@ -12,7 +12,10 @@ from concept._errors import (
 
 __version__ = "0.3.0.dev0"
 
+from concept.model import ConceptModel  # noqa: E402  (needs __version__)
+
 __all__ = [
+    "ConceptModel",
     "ConceptError",
     "EmbeddingError",
     "ImageLoadError",

@@ -110,6 +110,15 @@ class CLIPEmbedder(BaseEmbedder):
             )
 
     @property
+    def spec(self) -> str | None:
+        """What `load_embedding_model` rebuilds this backend from (None if not rebuildable)."""
+        if self.text_model_name is None:
+            return self.model_name
+        if TEXT_ONLY_PAIRS.get(self.text_model_name) == self.model_name:
+            return self.text_model_name
+        return None
+
+    @property
     def _module(self):
         return self.image_model[0]
 

@@ -114,6 +114,11 @@ class OfflineEmbedder(BaseEmbedder):
     def dim(self) -> int:
         return 384
 
+    @property
+    def spec(self) -> str | None:
+        """What `load_embedding_model` rebuilds this backend from (None if not rebuildable)."""
+        return f"offline-{self.variant}" if self.top_k == 10 else None
+
     # -- images ---------------------------------------------------------------------------
     def preprocess(self, image: Image.Image) -> np.ndarray:
         return center_crop_resize(image, self.image_size)

@@ -1,0 +1,113 @@
+"""Group embeddings into concepts: reduce (UMAP by default), then cluster (HDBSCAN by default).
+
+Any reducer with `fit_transform` and any clusterer with `fit` and `labels_` can be passed
+instead; probabilities come from the clusterer's public `probabilities_` when it has one.
+New points are assigned by a k-nearest-neighbour vote in the embedding space, which needs
+only arrays (so it survives save/load exactly) and works whatever the clusterer was.
+"""
+
+from __future__ import annotations
+
+import logging
+import warnings
+from dataclasses import dataclass
+
+import numpy as np
+
+from concept._errors import ConceptError
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class Clustering:
+    """Labels (-1 = outlier, 0 = largest concept), membership strengths in [0, 1], reduced data."""
+
+    labels: np.ndarray
+    probabilities: np.ndarray
+    reduced: np.ndarray | None
+
+
+def default_reducer(n_samples: int, random_state: int | None = None):
+    """UMAP to 5 dimensions on cosine distances, as the reference, sized for small inputs."""
+    import umap
+
+    return umap.UMAP(n_neighbors=max(2, min(15, n_samples - 1)), n_components=5, min_dist=0.0,
+                     metric="cosine", random_state=random_state,
+                     n_jobs=1 if random_state is not None else -1)
+
+
+def default_clusterer(min_cluster_size: int):
+    """HDBSCAN (fast_hdbscan's implementation: same algorithm, faster)."""
+    import fast_hdbscan
+
+    return fast_hdbscan.HDBSCAN(min_cluster_size=min_cluster_size, cluster_selection_method="eom")
+
+
+def sort_by_size(labels: np.ndarray) -> np.ndarray:
+    """Renumber concepts so 0 is the largest (ties by old id); -1 stays -1."""
+    labels = np.asarray(labels, dtype=np.int64)
+    ids, counts = np.unique(labels[labels >= 0], return_counts=True)
+    order = ids[np.lexsort((ids, -counts))]
+    mapping = np.full(labels.max(initial=-1) + 2, -1, dtype=np.int64)
+    mapping[order + 1] = np.arange(len(order))
+    return mapping[labels + 1]
+
+
+def _distinct_rows(x: np.ndarray, limit: int) -> int:
+    """Number of distinct rows, counting at most up to `limit` (cheap degeneracy check)."""
+    return len(np.unique(np.round(x[: 4 * limit], 5), axis=0)[:limit])
+
+
+def cluster(embeddings: np.ndarray, reducer, clusterer) -> Clustering:
+    """Reduce then cluster; labels sorted by size.
+
+    Collections with almost no distinct images (e.g. one photo repeated) cannot be reduced
+    or density-clustered; they become a single concept instead of crashing deep in UMAP.
+    """
+    if _distinct_rows(embeddings, 3) < 3:
+        logger.warning("Fewer than 3 distinct images: treating the collection as one concept.")
+        n = len(embeddings)
+        return Clustering(np.zeros(n, dtype=np.int64), np.ones(n), None)
+    reduced = embeddings
+    if reducer is not None:
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message=".*n_jobs.*")
+            reduced = np.asarray(reducer.fit_transform(embeddings), dtype=np.float32)
+    clusterer.fit(reduced)
+    labels = getattr(clusterer, "labels_", None)
+    if labels is None or len(labels) != len(embeddings):
+        raise ConceptError(
+            f"The clusterer {type(clusterer).__name__} gave no labels_ of length {len(embeddings)} "
+            "after fit(); pass an object with fit() and a labels_ attribute (-1 for outliers)."
+        )
+    labels = np.asarray(labels)
+    probs = getattr(clusterer, "probabilities_", None)
+    if probs is None or len(probs) != len(labels):
+        probs = (labels >= 0).astype(np.float64)
+    probs = np.where(labels >= 0, np.clip(np.nan_to_num(np.asarray(probs, float)), 0, 1), 0.0)
+    return Clustering(sort_by_size(labels), probs, reduced)
+
+
+def assign(vectors: np.ndarray, reference: np.ndarray, reference_labels: np.ndarray,
+           n_concepts: int, k: int = 15, chunk: int = 4096) -> tuple[np.ndarray, np.ndarray]:
+    """Assign rows of `vectors` to concepts by a similarity-weighted vote of their `k`
+    nearest reference rows (outliers vote too).
+
+    Returns labels (-1 when outliers win the vote) and an (n, n_concepts) matrix of each
+    concept's share of the vote (rows sum to at most 1; the rest is the outliers' share).
+    """
+    k = max(1, min(k, len(reference)))
+    labels = np.empty(len(vectors), dtype=np.int64)
+    shares = np.zeros((len(vectors), n_concepts), dtype=np.float64)
+    for start in range(0, len(vectors), chunk):
+        sims = vectors[start:start + chunk] @ reference.T
+        nn = np.argpartition(-sims, k - 1, axis=1)[:, :k]
+        weights = np.maximum(np.take_along_axis(sims, nn, axis=1), 0) + 1e-6
+        votes = np.zeros((len(nn), n_concepts + 1))
+        rows = np.repeat(np.arange(len(nn)), k)
+        np.add.at(votes, (rows, reference_labels[nn].ravel() + 1), weights.ravel())
+        votes /= votes.sum(axis=1, keepdims=True)
+        labels[start:start + chunk] = votes.argmax(axis=1) - 1
+        shares[start:start + chunk] = votes[:, 1:]
+    return labels, shares
