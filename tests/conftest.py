@@ -90,3 +90,58 @@ def solid(color: tuple[int, int, int], size=(40, 30)) -> Image.Image:
 def random_unit(n: int, d: int, seed: int = 0) -> np.ndarray:
     x = np.random.default_rng(seed).normal(size=(n, d)).astype(np.float32)
     return x / np.linalg.norm(x, axis=1, keepdims=True)
+
+
+class ColorEmbedder:
+    """A fast, deterministic stand-in backend sharing a space between colours and colour words.
+
+    Images embed as their mean RGB colour lifted to 8-d; the words "red", "green", "blue"...
+    embed at their colour, any other word at a fixed pseudo-random point. It goes through
+    concept's real image loading (via BaseEmbedder), so bad files are reported as usual.
+    """
+
+    COLORS = {"red": (255, 0, 0), "green": (0, 255, 0), "blue": (0, 0, 255),
+              "yellow": (255, 255, 0), "white": (255, 255, 255), "black": (0, 0, 0)}
+
+    def __new__(cls, *args, **kwargs):
+        from concept.embedding.base import BaseEmbedder, center_crop_resize
+
+        class _Impl(BaseEmbedder):
+            name = "test-colors"
+            image_size = 16
+
+            @property
+            def dim(self):
+                return 8
+
+            def preprocess(self, image):
+                return center_crop_resize(image, 16)
+
+            @staticmethod
+            def lift(rgb):
+                rgb = np.asarray(rgb, dtype=np.float32) / 255.0 - 0.5
+                return np.concatenate([rgb, -rgb, [0.1, 0.1]], axis=-1)
+
+            def embed_pixels(self, pixels):
+                return np.stack([self.lift(p.reshape(-1, 3).mean(axis=0)) for p in pixels])
+
+            def _encode_texts(self, texts, batch_size):
+                out = []
+                for t in texts:
+                    if t in ColorEmbedder.COLORS:
+                        out.append(self.lift(ColorEmbedder.COLORS[t]))
+                    else:
+                        seed = int.from_bytes(t.encode()[:8].ljust(8, b"\0"), "little") % 2**32
+                        out.append(np.random.default_rng(seed).normal(size=8))
+                return np.asarray(out, dtype=np.float32)
+
+        return _Impl(verbose=False)
+
+
+def blobs(n_per: int = 60, centers: int = 3, dim: int = 8, spread: float = 0.05, seed: int = 0):
+    """Unit vectors around `centers` random directions, with their true labels."""
+    rng = np.random.default_rng(seed)
+    c = rng.normal(size=(centers, dim))
+    x = np.concatenate([c[i] + spread * np.linalg.norm(c[i]) * rng.normal(size=(n_per, dim))
+                        for i in range(centers)])
+    return (x / np.linalg.norm(x, axis=1, keepdims=True)).astype(np.float32), np.repeat(np.arange(centers), n_per)

@@ -48,9 +48,12 @@ def test_offline_embeds_a_folder_of_clipart_and_reports_bad_files(offline_embedd
     assert np.isfinite(vectors).all()
 
 
-def test_pooled_features_are_available_for_the_space_measurement(offline_embedder, sample_photos):
-    feats = offline_embedder.image_features(list(sample_photos.values()))
-    assert feats.shape == (3, 1280)
+def test_pooled_features_come_with_the_shared_vectors_in_one_pass(offline_embedder, sample_photos):
+    photos = list(sample_photos.values())
+    shared, feats = offline_embedder.embed_images_and_features(photos)
+    assert feats.shape == (3, 1280) and shared.shape == (3, 384)
+    np.testing.assert_allclose(shared, offline_embedder.embed_images(photos), atol=1e-5)
+    np.testing.assert_allclose(np.linalg.norm(feats, axis=1), 1.0, atol=1e-5)
 
 
 def test_offline_rejects_bad_settings():

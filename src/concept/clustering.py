@@ -54,9 +54,11 @@ def sort_by_size(labels: np.ndarray) -> np.ndarray:
     return mapping[labels + 1]
 
 
-def _distinct_rows(x: np.ndarray, limit: int) -> int:
-    """Number of distinct rows, counting at most up to `limit` (cheap degeneracy check)."""
-    return len(np.unique(np.round(x[: 4 * limit], 5), axis=0)[:limit])
+def _distinct_rows(x: np.ndarray, sample: int = 2000) -> int:
+    """Number of distinct rows in a fixed random sample (a cheap degeneracy check)."""
+    if len(x) > sample:
+        x = x[np.random.default_rng(0).choice(len(x), sample, replace=False)]
+    return len(np.unique(np.round(x, 5), axis=0))
 
 
 def cluster(embeddings: np.ndarray, reducer, clusterer) -> Clustering:
@@ -65,7 +67,7 @@ def cluster(embeddings: np.ndarray, reducer, clusterer) -> Clustering:
     Collections with almost no distinct images (e.g. one photo repeated) cannot be reduced
     or density-clustered; they become a single concept instead of crashing deep in UMAP.
     """
-    if _distinct_rows(embeddings, 3) < 3:
+    if _distinct_rows(embeddings) < 3:
         logger.warning("Fewer than 3 distinct images: treating the collection as one concept.")
         n = len(embeddings)
         return Clustering(np.zeros(n, dtype=np.int64), np.ones(n), None)

@@ -48,6 +48,9 @@ class ConceptModel:
     hdbscan_model: the clusterer (anything with `fit` and `labels_`); default HDBSCAN.
     ctfidf: describe concepts by c-TF-IDF over each image's nearest words instead of by the
         words nearest to the concept.
+    cluster_space: "auto" clusters on the backend's image features when it has them (the
+        offline model's CNN features separate categories far better than its shared
+        image-text vectors), "embeddings" always on the shared space.
     n_exemplars: exemplar images per concept (shown in its collage).
     n_words: words kept per concept.
     vocabulary_size: nouns taken from the bundled vocabulary when `docs` is None.
@@ -65,6 +68,7 @@ class ConceptModel:
         umap_model: Any = None,
         hdbscan_model: Any = None,
         ctfidf: bool = False,
+        cluster_space: str = "auto",
         n_exemplars: int = 9,
         n_words: int = 10,
         vocabulary_size: int = DEFAULT_VOCABULARY_SIZE,
@@ -79,6 +83,7 @@ class ConceptModel:
         self.umap_model = umap_model
         self.hdbscan_model = hdbscan_model
         self.ctfidf = ctfidf
+        self.cluster_space = cluster_space
         self.n_exemplars = n_exemplars
         self.n_words = n_words
         self.vocabulary_size = vocabulary_size
@@ -95,6 +100,8 @@ class ConceptModel:
         need(isinstance(self.min_concept_size, (int, np.integer)) and self.min_concept_size >= 2,
              f"min_concept_size must be an integer >= 2, got {self.min_concept_size!r}")
         need(0.0 <= float(self.diversity) <= 1.0, f"diversity must be in [0, 1], got {self.diversity!r}")
+        need(self.cluster_space in ("auto", "embeddings"),
+             f"cluster_space must be 'auto' or 'embeddings', got {self.cluster_space!r}")
         need(int(self.n_exemplars) >= 1, f"n_exemplars must be >= 1, got {self.n_exemplars!r}")
         need(int(self.n_words) >= 1, f"n_words must be >= 1, got {self.n_words!r}")
         need(int(self.vocabulary_size) >= 1, f"vocabulary_size must be >= 1, got {self.vocabulary_size!r}")
@@ -135,25 +142,31 @@ class ConceptModel:
             raise ConceptError(f"These embeddings have {x.shape[1]} dimensions but the model was fitted on {dim}.")
         return l2_normalize(x)
 
-    def _embed(self, images: Sequence[ImageInput] | None, image_embeddings: Any,
-               dim: int | None = None) -> tuple[np.ndarray, np.ndarray, list[LoadFailure]]:
-        """Embeddings, the input positions they came from, and the inputs that failed to load."""
+    def _embed(self, images: Sequence[ImageInput] | None, image_embeddings: Any, dim: int | None = None,
+               features: bool = False) -> tuple[np.ndarray, np.ndarray | None, np.ndarray, list[LoadFailure]]:
+        """Shared-space embeddings, clustering features (or None), the input positions they
+        came from, and the inputs that failed to load."""
         if image_embeddings is not None:
             x = self._as_embeddings(image_embeddings, dim)
             if images is not None and len(images) != len(x):
                 raise ConceptError(f"Got {len(images)} images but {len(x)} image_embeddings; they must match one to one.")
-            return x, np.arange(len(x)), []
+            return x, None, np.arange(len(x)), []
         if images is None:
             raise ConceptError("Pass images (paths, PIL images or arrays) or image_embeddings.")
         if isinstance(images, (str, os.PathLike, Image.Image)):
             raise ConceptError("images must be a list; to use every image in a folder, pass "
                                "concept.images.list_image_files(folder).")
         report = LoadReport()
-        x = self._require_embedder("Embedding images").embed_images(images, self.batch_size, report=report)
+        embedder = self._require_embedder("Embedding images")
+        feats = None
+        if features and hasattr(embedder, "embed_images_and_features"):
+            x, feats = embedder.embed_images_and_features(images, self.batch_size, report=report)
+        else:
+            x = embedder.embed_images(images, self.batch_size, report=report)
         if len(x) == 0:
             raise ImageLoadError(f"None of the {len(images)} images could be loaded: {report.summary()}")
         x = self._as_embeddings(x, dim)
-        return x, np.asarray(report.loaded, dtype=np.int64), report.failures
+        return x, feats, np.asarray(report.loaded, dtype=np.int64), report.failures
 
     def _embed_words(self, words: list[str]) -> np.ndarray:
         embedder = self.embedder_
@@ -164,8 +177,11 @@ class ConceptModel:
 
     # ------------------------------------------------------------------ fitting
     def fit(self, images: Sequence[ImageInput] | None = None, docs: Sequence[str] | None = None,
-            image_embeddings: Any = None) -> ConceptModel:
+            image_embeddings: Any = None, image_features: Any = None) -> ConceptModel:
         """Find concepts in `images` (or in precomputed `image_embeddings`) and describe them.
+
+        `image_features` (optional, with `image_embeddings`): vectors to cluster on instead,
+        e.g. the offline model's CNN features from `embed_images_and_features`.
 
         `docs` are the candidate words (default: the bundled English nouns). Images that cannot
         be read are left out and listed in `failures_`; the fitted arrays (`labels_`,
@@ -173,7 +189,15 @@ class ConceptModel:
         `image_indices_`. Returns self.
         """
         self._validate_params()
-        x, kept, failures = self._embed(images, image_embeddings)
+        x, feats, kept, failures = self._embed(images, image_embeddings,
+                                               features=self.cluster_space == "auto")
+        if image_features is not None:
+            if image_embeddings is None:
+                raise ConceptError("image_features are only used together with image_embeddings.")
+            feats = self._as_embeddings(image_features)
+            if len(feats) != len(x):
+                raise ConceptError(f"Got {len(x)} image_embeddings but {len(feats)} image_features.")
+            feats = feats if self.cluster_space == "auto" else None
         n = len(x)
         if n < self.min_concept_size:
             raise ConceptError(
@@ -182,10 +206,11 @@ class ConceptModel:
             )
         reducer = self.umap_model if self.umap_model is not None else default_reducer(n, self.random_state)
         clusterer = self.hdbscan_model if self.hdbscan_model is not None else default_clusterer(self.min_concept_size)
-        result = cluster(x, reducer, clusterer)
+        result = cluster(x if feats is None else feats, reducer, clusterer)
         concepts = describe_concepts(x, result.labels, n_exemplars=int(self.n_exemplars),
                                      diversity=float(self.diversity))
         self.embeddings_ = x
+        self.features_ = feats
         self.labels_ = result.labels
         self.probabilities_ = result.probabilities
         self.image_indices_ = kept
@@ -203,9 +228,9 @@ class ConceptModel:
         return self
 
     def fit_transform(self, images: Sequence[ImageInput] | None = None, docs: Sequence[str] | None = None,
-                      image_embeddings: Any = None) -> np.ndarray:
+                      image_embeddings: Any = None, image_features: Any = None) -> np.ndarray:
         """Fit, then return one concept id per input image (-1: outlier or unreadable image)."""
-        self.fit(images, docs=docs, image_embeddings=image_embeddings)
+        self.fit(images, docs=docs, image_embeddings=image_embeddings, image_features=image_features)
         n_inputs = len(image_embeddings) if image_embeddings is not None else len(images)
         out = np.full(n_inputs, -1, dtype=np.int64)
         out[self.image_indices_] = self.labels_
@@ -319,16 +344,23 @@ class ConceptModel:
         return [(int(c), float(sims[c])) for c in order]
 
     def transform(self, images: Sequence[ImageInput] | None = None, image_embeddings: Any = None,
-                  return_probabilities: bool = False):
+                  return_probabilities: bool = False, image_features: Any = None):
         """Assign new images to the fitted concepts (-1: outlier or unreadable).
 
         Each image goes to the concept that wins a similarity-weighted vote of its 15 nearest
-        fitted images. With `return_probabilities=True` also returns an (n, n_concepts) array
+        fitted images (in the space the model clustered in, when images are given). With `return_probabilities=True` also returns an (n, n_concepts) array
         of each concept's share of that vote.
         """
         self._check_fitted()
-        x, kept, _ = self._embed(images, image_embeddings, dim=self.embeddings_.shape[1])
-        labels, shares = assign(x, self.embeddings_, self.labels_, self.n_concepts_)
+        use_features = self.features_ is not None and (image_embeddings is None or image_features is not None)
+        x, feats, kept, _ = self._embed(images, image_embeddings, dim=self.embeddings_.shape[1],
+                                        features=use_features)
+        if image_features is not None and use_features:
+            feats = self._as_embeddings(image_features, self.features_.shape[1])
+        if use_features and feats is not None:
+            labels, shares = assign(feats, self.features_, self.labels_, self.n_concepts_)
+        else:
+            labels, shares = assign(x, self.embeddings_, self.labels_, self.n_concepts_)
         n_inputs = len(image_embeddings) if image_embeddings is not None else len(images)
         out = np.full(n_inputs, -1, dtype=np.int64)
         out[kept] = labels
@@ -368,7 +400,7 @@ class ConceptModel:
         ex_ids = sorted(self.exemplars_)
         embedder = self.embedder_
         settings = {k: getattr(self, k) for k in (
-            "min_concept_size", "diversity", "ctfidf", "n_exemplars", "n_words", "vocabulary_size",
+            "min_concept_size", "diversity", "ctfidf", "cluster_space", "n_exemplars", "n_words", "vocabulary_size",
             "batch_size", "random_state", "verbose")}
         settings["embedding_model"] = getattr(embedder, "spec", None) if embedder is not None else None
         settings["embedding_name"] = getattr(embedder, "name", type(embedder).__name__) if embedder else None
@@ -381,6 +413,8 @@ class ConceptModel:
             "exemplars": np.asarray([i for c in ex_ids for i in self.exemplars_[c]], dtype=np.int64),
             "exemplar_counts": np.asarray([len(self.exemplars_[c]) for c in ex_ids], dtype=np.int64),
         }
+        if self.features_ is not None:
+            arrays["features"] = self.features_
         texts = {
             "topics": {str(c): [[w, s] for w, s in ws] for c, ws in self.topics_.items()},
             "image_sources": self.image_sources_,
@@ -397,11 +431,12 @@ class ConceptModel:
         state = load_model_state(path)
         s = dict(state.settings)
         spec = embedding_model if embedding_model is not None else s.get("embedding_model")
-        model = cls(**{k: s[k] for k in ("min_concept_size", "diversity", "ctfidf", "n_exemplars",
-                                          "n_words", "vocabulary_size", "batch_size", "random_state",
+        model = cls(**{k: s[k] for k in ("min_concept_size", "diversity", "ctfidf", "cluster_space",
+                                          "n_exemplars", "n_words", "vocabulary_size", "batch_size", "random_state",
                                           "verbose")}, embedding_model=spec)
         a = state.arrays
         model.embeddings_ = a["embeddings"]
+        model.features_ = a.get("features")
         model.labels_ = a["labels"]
         model.probabilities_ = a["probabilities"]
         model.image_indices_ = a["image_indices"]

@@ -103,7 +103,8 @@ class BaseEmbedder(ABC):
         out and listed in `report` (and in `self.last_report_`) with the reason; with
         `strict=True` the first one raises `ImageLoadError` instead.
         """
-        return self._map_images(images, self.embed_pixels, batch_size, strict=strict, report=report)
+        vectors = self._map_images(images, self.embed_pixels, batch_size, strict=strict, report=report)
+        return l2_normalize(vectors) if len(vectors) else np.zeros((0, self.dim), dtype=np.float32)
 
     def _map_images(
         self,
@@ -114,7 +115,7 @@ class BaseEmbedder(ABC):
         strict: bool = False,
         report: LoadReport | None = None,
     ) -> np.ndarray:
-        """Load, preprocess and apply `fn` batch by batch; rows normalised and stacked."""
+        """Load, preprocess and apply `fn` batch by batch; the raw outputs stacked (maybe 0 rows)."""
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
         report = report if report is not None else LoadReport()
@@ -127,7 +128,7 @@ class BaseEmbedder(ABC):
                 draft_size=(self.image_size, self.image_size),
             ):
                 pixels = np.stack([self.preprocess(img) for img in batch])
-                chunks.append(l2_normalize(fn(pixels)))
+                chunks.append(np.asarray(fn(pixels), dtype=np.float32))
                 seen = len(report.loaded) + len(report.failures)
                 bar.update(seen - done)
                 done = seen
@@ -135,9 +136,7 @@ class BaseEmbedder(ABC):
         self.last_report_ = report
         if report.failures:
             logger.warning("%s", report.summary())
-        if not chunks:
-            return np.zeros((0, self.dim), dtype=np.float32)
-        return np.concatenate(chunks)
+        return np.concatenate(chunks) if chunks else np.zeros((0, 0), dtype=np.float32)
 
     def embed_texts(self, texts: Sequence[str], batch_size: int = 64) -> np.ndarray:
         """Embed texts, one unit-norm float32 row per text."""
