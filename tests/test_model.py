@@ -226,3 +226,15 @@ def test_clusters_on_features_and_describes_in_the_shared_space(tmp_path):
     loaded = ConceptModel.load(tmp_path / "m")
     np.testing.assert_array_equal(loaded.transform(image_embeddings=noise, image_features=x),
                                   model.transform(image_embeddings=noise, image_features=x))
+
+
+def test_large_collections_are_clustered_on_a_sample_and_the_rest_assigned(tmp_path):
+    x, y = blobs(n_per=200)
+    model = ConceptModel(min_concept_size=10, sample_size=150, embedding_model=None, random_state=0,
+                         verbose=False).fit(image_embeddings=x)
+    assert len(model.reference_rows_) == 150 and len(model.labels_) == 600
+    assert normalized_mutual_info_score(y, model.labels_) > 0.9
+    assert model.frequency.Frequency.sum() == 600
+    model.save(tmp_path / "m")
+    loaded = ConceptModel.load(tmp_path / "m")
+    np.testing.assert_array_equal(loaded.transform(image_embeddings=x), model.transform(image_embeddings=x))

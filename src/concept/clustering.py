@@ -21,10 +21,12 @@ logger = logging.getLogger(__name__)
 
 @dataclass
 class Clustering:
-    """Labels (-1 = outlier, 0 = largest concept), membership strengths in [0, 1], reduced data."""
+    """Labels (-1 = outlier, 0 = largest concept), membership strengths in [0, 1], the rows
+    that were reduced and clustered (the rest were assigned to them), and their reduced data."""
 
     labels: np.ndarray
     probabilities: np.ndarray
+    fitted_rows: np.ndarray
     reduced: np.ndarray | None
 
 
@@ -61,34 +63,54 @@ def _distinct_rows(x: np.ndarray, sample: int = 2000) -> int:
     return len(np.unique(np.round(x, 5), axis=0))
 
 
-def cluster(embeddings: np.ndarray, reducer, clusterer) -> Clustering:
+def cluster(embeddings: np.ndarray, reducer, clusterer, *, sample_size: int | None = None,
+            random_state: int | None = None) -> Clustering:
     """Reduce then cluster; labels sorted by size.
+
+    With more rows than `sample_size`, only a random sample of that size is reduced and
+    clustered, and every other row joins the concept its nearest sampled rows vote for
+    (`assign`): the cost of the non-linear stages stops growing with the collection.
 
     Collections with almost no distinct images (e.g. one photo repeated) cannot be reduced
     or density-clustered; they become a single concept instead of crashing deep in UMAP.
     """
+    n = len(embeddings)
     if _distinct_rows(embeddings) < 3:
         logger.warning("Fewer than 3 distinct images: treating the collection as one concept.")
-        n = len(embeddings)
-        return Clustering(np.zeros(n, dtype=np.int64), np.ones(n), None)
-    reduced = embeddings
+        return Clustering(np.zeros(n, dtype=np.int64), np.ones(n), np.arange(n), None)
+    rows = np.arange(n)
+    if sample_size is not None and n > sample_size:
+        rows = np.sort(np.random.default_rng(random_state).choice(n, sample_size, replace=False))
+    fit_x = embeddings[rows] if len(rows) < n else embeddings
+    reduced = fit_x
     if reducer is not None:
         with warnings.catch_warnings():
             warnings.filterwarnings("ignore", message=".*n_jobs.*")
-            reduced = np.asarray(reducer.fit_transform(embeddings), dtype=np.float32)
+            reduced = np.asarray(reducer.fit_transform(fit_x), dtype=np.float32)
     clusterer.fit(reduced)
     labels = getattr(clusterer, "labels_", None)
-    if labels is None or len(labels) != len(embeddings):
+    if labels is None or len(labels) != len(fit_x):
         raise ConceptError(
-            f"The clusterer {type(clusterer).__name__} gave no labels_ of length {len(embeddings)} "
+            f"The clusterer {type(clusterer).__name__} gave no labels_ of length {len(fit_x)} "
             "after fit(); pass an object with fit() and a labels_ attribute (-1 for outliers)."
         )
-    labels = np.asarray(labels)
+    labels = sort_by_size(np.asarray(labels))
     probs = getattr(clusterer, "probabilities_", None)
     if probs is None or len(probs) != len(labels):
         probs = (labels >= 0).astype(np.float64)
     probs = np.where(labels >= 0, np.clip(np.nan_to_num(np.asarray(probs, float)), 0, 1), 0.0)
-    return Clustering(sort_by_size(labels), probs, reduced)
+    if len(rows) < n:
+        rest = np.setdiff1d(np.arange(n), rows, assume_unique=True)
+        k = int(labels.max(initial=-1)) + 1
+        rest_labels, shares = assign(embeddings[rest], fit_x, labels, k)
+        full_labels = np.empty(n, dtype=np.int64)
+        full_probs = np.zeros(n)
+        full_labels[rows], full_probs[rows] = labels, probs
+        full_labels[rest] = rest_labels
+        won = rest_labels >= 0
+        full_probs[rest[won]] = shares[np.flatnonzero(won), rest_labels[won]]
+        labels, probs = sort_by_size(full_labels), full_probs
+    return Clustering(labels, probs, rows, reduced)
 
 
 def assign(vectors: np.ndarray, reference: np.ndarray, reference_labels: np.ndarray,

@@ -31,6 +31,8 @@ logger = logging.getLogger(__name__)
 
 #: Nouns taken from the bundled vocabulary when the user gives no `docs` (most common first).
 DEFAULT_VOCABULARY_SIZE = 20_000
+#: Images reduced and clustered at most; the others are assigned by nearest neighbours.
+DEFAULT_SAMPLE_SIZE = 10_000
 
 
 class ConceptModel:
@@ -51,6 +53,8 @@ class ConceptModel:
     cluster_space: "auto" clusters on the backend's image features when it has them (the
         offline model's CNN features separate categories far better than its shared
         image-text vectors), "embeddings" always on the shared space.
+    sample_size: at most this many images are reduced and clustered; every other image joins
+        the concept its nearest sampled images vote for (None: all; see benchmarks/RESULTS.md).
     n_exemplars: exemplar images per concept (shown in its collage).
     n_words: words kept per concept.
     vocabulary_size: nouns taken from the bundled vocabulary when `docs` is None.
@@ -69,6 +73,7 @@ class ConceptModel:
         hdbscan_model: Any = None,
         ctfidf: bool = False,
         cluster_space: str = "auto",
+        sample_size: int | None = DEFAULT_SAMPLE_SIZE,
         n_exemplars: int = 9,
         n_words: int = 10,
         vocabulary_size: int = DEFAULT_VOCABULARY_SIZE,
@@ -84,6 +89,7 @@ class ConceptModel:
         self.hdbscan_model = hdbscan_model
         self.ctfidf = ctfidf
         self.cluster_space = cluster_space
+        self.sample_size = sample_size
         self.n_exemplars = n_exemplars
         self.n_words = n_words
         self.vocabulary_size = vocabulary_size
@@ -102,6 +108,8 @@ class ConceptModel:
         need(0.0 <= float(self.diversity) <= 1.0, f"diversity must be in [0, 1], got {self.diversity!r}")
         need(self.cluster_space in ("auto", "embeddings"),
              f"cluster_space must be 'auto' or 'embeddings', got {self.cluster_space!r}")
+        need(self.sample_size is None or int(self.sample_size) >= 2 * self.min_concept_size,
+             f"sample_size must be None or at least 2 * min_concept_size, got {self.sample_size!r}")
         need(int(self.n_exemplars) >= 1, f"n_exemplars must be >= 1, got {self.n_exemplars!r}")
         need(int(self.n_words) >= 1, f"n_words must be >= 1, got {self.n_words!r}")
         need(int(self.vocabulary_size) >= 1, f"vocabulary_size must be >= 1, got {self.vocabulary_size!r}")
@@ -206,12 +214,14 @@ class ConceptModel:
             )
         reducer = self.umap_model if self.umap_model is not None else default_reducer(n, self.random_state)
         clusterer = self.hdbscan_model if self.hdbscan_model is not None else default_clusterer(self.min_concept_size)
-        result = cluster(x if feats is None else feats, reducer, clusterer)
+        result = cluster(x if feats is None else feats, reducer, clusterer,
+                         sample_size=self.sample_size, random_state=self.random_state)
         concepts = describe_concepts(x, result.labels, n_exemplars=int(self.n_exemplars),
                                      diversity=float(self.diversity))
         self.embeddings_ = x
         self.features_ = feats
         self.labels_ = result.labels
+        self.reference_rows_ = result.fitted_rows
         self.probabilities_ = result.probabilities
         self.image_indices_ = kept
         self.failures_ = list(failures)
@@ -242,7 +252,8 @@ class ConceptModel:
         x = self._as_embeddings(image_embeddings)
         reducer = self.umap_model if self.umap_model is not None else default_reducer(len(x), self.random_state)
         clusterer = self.hdbscan_model if self.hdbscan_model is not None else default_clusterer(self.min_concept_size)
-        return cluster(x, reducer, clusterer).labels
+        return cluster(x, reducer, clusterer, sample_size=self.sample_size,
+                       random_state=self.random_state).labels
 
     def _describe_in_words(self, docs: Sequence[str] | None) -> dict[int, list[tuple[str, float]]]:
         ids = np.arange(len(self.concept_embeddings_))
@@ -348,7 +359,7 @@ class ConceptModel:
         """Assign new images to the fitted concepts (-1: outlier or unreadable).
 
         Each image goes to the concept that wins a similarity-weighted vote of its 15 nearest
-        fitted images (in the space the model clustered in, when images are given). With `return_probabilities=True` also returns an (n, n_concepts) array
+        clustered images (the sample, for large collections) (in the space the model clustered in, when images are given). With `return_probabilities=True` also returns an (n, n_concepts) array
         of each concept's share of that vote.
         """
         self._check_fitted()
@@ -357,10 +368,11 @@ class ConceptModel:
                                         features=use_features)
         if image_features is not None and use_features:
             feats = self._as_embeddings(image_features, self.features_.shape[1])
+        ref = self.reference_rows_
         if use_features and feats is not None:
-            labels, shares = assign(feats, self.features_, self.labels_, self.n_concepts_)
+            labels, shares = assign(feats, self.features_[ref], self.labels_[ref], self.n_concepts_)
         else:
-            labels, shares = assign(x, self.embeddings_, self.labels_, self.n_concepts_)
+            labels, shares = assign(x, self.embeddings_[ref], self.labels_[ref], self.n_concepts_)
         n_inputs = len(image_embeddings) if image_embeddings is not None else len(images)
         out = np.full(n_inputs, -1, dtype=np.int64)
         out[kept] = labels
@@ -400,7 +412,7 @@ class ConceptModel:
         ex_ids = sorted(self.exemplars_)
         embedder = self.embedder_
         settings = {k: getattr(self, k) for k in (
-            "min_concept_size", "diversity", "ctfidf", "cluster_space", "n_exemplars", "n_words", "vocabulary_size",
+            "min_concept_size", "diversity", "ctfidf", "cluster_space", "sample_size", "n_exemplars", "n_words", "vocabulary_size",
             "batch_size", "random_state", "verbose")}
         settings["embedding_model"] = getattr(embedder, "spec", None) if embedder is not None else None
         settings["embedding_name"] = getattr(embedder, "name", type(embedder).__name__) if embedder else None
@@ -409,6 +421,7 @@ class ConceptModel:
         arrays = {
             "embeddings": self.embeddings_, "labels": self.labels_,
             "probabilities": self.probabilities_, "image_indices": self.image_indices_,
+            "reference_rows": self.reference_rows_,
             "concept_embeddings": self.concept_embeddings_,
             "exemplars": np.asarray([i for c in ex_ids for i in self.exemplars_[c]], dtype=np.int64),
             "exemplar_counts": np.asarray([len(self.exemplars_[c]) for c in ex_ids], dtype=np.int64),
@@ -432,12 +445,13 @@ class ConceptModel:
         s = dict(state.settings)
         spec = embedding_model if embedding_model is not None else s.get("embedding_model")
         model = cls(**{k: s[k] for k in ("min_concept_size", "diversity", "ctfidf", "cluster_space",
-                                          "n_exemplars", "n_words", "vocabulary_size", "batch_size", "random_state",
+                                          "sample_size", "n_exemplars", "n_words", "vocabulary_size", "batch_size", "random_state",
                                           "verbose")}, embedding_model=spec)
         a = state.arrays
         model.embeddings_ = a["embeddings"]
         model.features_ = a.get("features")
         model.labels_ = a["labels"]
+        model.reference_rows_ = a["reference_rows"]
         model.probabilities_ = a["probabilities"]
         model.image_indices_ = a["image_indices"]
         model.concept_embeddings_ = a["concept_embeddings"]

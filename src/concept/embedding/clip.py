@@ -10,7 +10,6 @@ tower in many languages) is paired with a CLIP image model, so it can embed imag
 from __future__ import annotations
 
 import logging
-import os
 from functools import cached_property
 from pathlib import Path
 
@@ -37,8 +36,6 @@ def load_sentence_transformer(name_or_path: str, device: str | None, allow_downl
     local = Path(name_or_path).expanduser()
     if local.is_dir():
         name_or_path = str(local)
-    elif not allow_download:
-        os.environ.setdefault("HF_HUB_OFFLINE", "1")
     try:
         return SentenceTransformer(name_or_path, device=device or "cpu",
                                    local_files_only=not allow_download and not local.is_dir())

@@ -15,7 +15,6 @@ import contextlib
 import importlib
 import io
 import logging
-import os
 from functools import cached_property
 
 import numpy as np
@@ -49,7 +48,6 @@ def text_model_path() -> str:
 
 def load_sentence_transformer(path: str, device: str | None):
     """Load a SentenceTransformer from a local folder without ever touching the network."""
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
     from sentence_transformers import SentenceTransformer
 
     return SentenceTransformer(path, device=device or "cpu", local_files_only=True)

@@ -1,0 +1,29 @@
+#!/usr/bin/env bash
+# Install concept and what its demo, tests and benchmarks need, on a fresh Debian machine.
+#   bash scripts/install.sh          # the library + the OpenClipart demo collection
+#   bash scripts/install.sh --dev    # + test tools and the Fashion-MNIST data set
+# torch is pinned to 2.13.0: a bare `torch` requirement pulls a multi-GB CUDA build.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+dev=0
+[ "${1:-}" = "--dev" ] && dev=1
+sudo=""
+[ "$(id -u)" -ne 0 ] && sudo="sudo"
+
+# Real image collections from Debian (data only; the library itself needs none of them).
+packages="openclipart-png openclipart-svg"
+[ $dev -eq 1 ] && packages="$packages dataset-fashion-mnist"
+missing=""
+for p in $packages; do dpkg -s "$p" >/dev/null 2>&1 || missing="$missing $p"; done
+if [ -n "$missing" ]; then
+  $sudo apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq $missing >/dev/null
+fi
+
+python3 -m pip install -q torch==2.13.0
+if [ $dev -eq 1 ]; then
+  python3 -m pip install -q -e ".[dev]"
+else
+  python3 -m pip install -q -e .
+fi
