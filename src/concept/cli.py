@@ -1,0 +1,254 @@
+"""The `concept` command: fit a model on a folder of images, then inspect, search and use it.
+
+Results go to stdout; progress bars (tqdm, from the library) and log messages go to stderr.
+Expected errors (any `ConceptError`, a bad path) print one line and exit with status 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+import time
+from pathlib import Path
+
+from concept import ConceptError, ConceptModel, __version__
+from concept.images import IMAGE_EXTENSIONS, list_image_files
+
+logger = logging.getLogger("concept")
+
+WORDS_WIDTH = 80  # characters of the Words column shown in tables
+FAILURES_SHOWN = 5  # unreadable images listed by name after `fit`
+
+EPILOG = """\
+examples:
+  concept fit photos/ --out photos.model --figure concepts.png
+  concept info photos.model
+  concept search photos.model "a dog on a beach" --top-n 3
+  concept assign photos.model new/*.jpg --probabilities
+  concept visualize photos.model --out concepts.png
+"""
+
+
+class CLIError(Exception):
+    """A user error found by the CLI itself (reported like a ConceptError)."""
+
+
+def _silence_transformers_bars() -> bool:
+    """Turn off transformers' own bars ("Loading weights"), which verbose=False leaves on.
+
+    Returns whether they were on, so `main` can restore them (tests call `main` repeatedly).
+    """
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")  # read when transformers is imported
+    hf_logging = getattr(sys.modules.get("transformers"), "logging", None)
+    was_on = bool(hf_logging and hf_logging.is_progress_bar_enabled())
+    if was_on:
+        hf_logging.disable_progress_bar()
+    return was_on
+
+
+def _info_table(model: ConceptModel) -> str:
+    """The frequency table with words (outliers last), the Words column cut to WORDS_WIDTH."""
+    df = model.get_concept_info()
+    if df.empty:
+        return "(no images)"
+    cut = [w if len(w) <= WORDS_WIDTH else w[: WORDS_WIDTH - 1].rstrip(", ") + "…" for w in df.Words]
+    width = max(len(w) for w in cut)
+    # Left-align the words (pandas right-aligns strings) by padding the values and the header.
+    df["Words"] = [w.ljust(width) for w in cut]
+    table = df.rename(columns={"Words": "Words".ljust(width)}).to_string(index=False)
+    return "\n".join(line.rstrip() for line in table.splitlines())
+
+
+def _load(args: argparse.Namespace) -> ConceptModel:
+    model = ConceptModel.load(args.model_dir, embedding_model=getattr(args, "embedding_model", None))
+    model.verbose = not args.quiet  # read when the embedding model is first loaded
+    return model
+
+
+def _read_docs(path: str) -> list[str]:
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        raise CLIError(f"--docs {path} is not UTF-8 text ({exc.reason} at byte {exc.start})") from exc
+    docs = [line.strip() for line in text.splitlines() if line.strip()]
+    if not docs:
+        raise CLIError(f"--docs {path} holds no words; write one word or phrase per line")
+    return docs
+
+
+def _save_figure(model: ConceptModel, out: str, top_n: int) -> None:
+    fig = model.visualize_concepts(top_n=top_n)
+    fig.savefig(out, dpi=100, bbox_inches="tight")
+
+
+def cmd_fit(args: argparse.Namespace) -> None:
+    out = Path(args.out)  # refuse a folder save() would refuse, before minutes of fitting
+    if out.exists() and not (out.is_dir() and (not any(out.iterdir()) or (out / "concept.json").is_file())):
+        raise CLIError(f"--out {out} exists and is not a concept model folder; choose another path")
+    paths = list_image_files(args.images_dir)
+    if not paths:
+        raise CLIError(f"no image files ({', '.join(sorted(IMAGE_EXTENSIONS))}) in {args.images_dir}")
+    docs = _read_docs(args.docs) if args.docs else None
+    model = ConceptModel(min_concept_size=args.min_concept_size, embedding_model=args.embedding_model,
+                         ctfidf=args.ctfidf, n_words=args.n_words, random_state=args.seed,
+                         verbose=not args.quiet)
+    start = time.perf_counter()
+    model.fit(paths, docs=docs)
+    seconds = time.perf_counter() - start
+    model.save(args.out)
+    n_out = int((model.labels_ < 0).sum())
+    print(f"{len(model.labels_):,} images from {args.images_dir} in {seconds:.1f} s: "
+          f"{model.n_concepts_} concepts, {n_out:,} outliers, {len(model.failures_):,} failed to load")
+    for failure in model.failures_[:FAILURES_SHOWN]:
+        print(f"  failed: {failure.source}: {failure.reason}")
+    if len(model.failures_) > FAILURES_SHOWN:
+        print(f"  ... and {len(model.failures_) - FAILURES_SHOWN:,} more")
+    print(f"Model saved to {args.out}")
+    if args.figure:
+        if model.n_concepts_:
+            _save_figure(model, args.figure, top_n=9)
+            print(f"Figure saved to {args.figure}")
+        else:
+            logger.warning("No concept found, so no figure was written; try a lower --min-concept-size.")
+    print()
+    print(_info_table(model))
+
+
+def cmd_info(args: argparse.Namespace) -> None:
+    print(_info_table(_load(args)))
+
+
+def cmd_search(args: argparse.Namespace) -> None:
+    query = args.query
+    if Path(query).suffix.lower() in IMAGE_EXTENSIONS and not Path(query).is_file():
+        raise CLIError(f"query image {query} does not exist (a text query must not end in an image extension)")
+    model = _load(args)
+    if model.n_concepts_ == 0:
+        logger.warning("The model has no concepts; nothing to search.")
+    topics = model.topics
+    for concept, similarity in model.find_concepts(query, top_n=args.top_n):
+        print(f"{concept}\t{similarity:.4f}\t{', '.join(topics.get(concept, [])[:5])}")
+
+
+def cmd_assign(args: argparse.Namespace) -> None:
+    paths: list[str] = []
+    for item in args.images:
+        if Path(item).is_dir():
+            paths += [os.fspath(p) for p in list_image_files(item)]
+        elif Path(item).exists():
+            paths.append(item)
+        else:
+            raise CLIError(f"image {item} does not exist")
+    if not paths:
+        raise CLIError(f"no image files in {', '.join(args.images)}")
+    model = _load(args)
+    labels, probs = model.transform(paths, return_probabilities=True)
+    for i, (path, label) in enumerate(zip(paths, labels)):
+        line = f"{path}\t{int(label)}"
+        if args.probabilities:
+            line += f"\t{float(probs[i].max()) if probs.shape[1] else 0.0:.4f}"
+        print(line)
+
+
+def cmd_visualize(args: argparse.Namespace) -> None:
+    model = _load(args)
+    if model.n_concepts_ == 0:
+        raise CLIError(f"the model in {args.model_dir} has no concepts to show")
+    _save_figure(model, args.out, top_n=args.top_n)
+    print(f"Figure of {min(args.top_n, model.n_concepts_)} concepts saved to {args.out}")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    fmt = argparse.RawDescriptionHelpFormatter
+    parser = argparse.ArgumentParser(
+        prog="concept", formatter_class=fmt, epilog=EPILOG,
+        description="Concept modeling: find concepts (clusters described by exemplar images and "
+                    "words) in a folder of images.")
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--quiet", action="store_true", help="no progress bars or info messages")
+
+    def add(name: str, help: str, example: str, func) -> argparse.ArgumentParser:
+        p = sub.add_parser(name, help=help, description=help, formatter_class=fmt, parents=[common],
+                           epilog=f"example:\n  {example}")
+        p.set_defaults(func=func)
+        return p
+
+    p = add("fit", "Find concepts in a folder of images and save the model.",
+            "concept fit photos/ --docs words.txt --out photos.model --figure concepts.png", cmd_fit)
+    p.add_argument("images_dir", metavar="IMAGES_DIR", help="folder of images (searched recursively)")
+    p.add_argument("--out", required=True, metavar="MODEL_DIR", help="folder to save the model to")
+    p.add_argument("--docs", metavar="FILE", help="UTF-8 text file of candidate words, one word or "
+                   "phrase per line (default: the bundled English nouns)")
+    p.add_argument("--min-concept-size", type=int, default=30, metavar="N",
+                   help="smallest number of images in a concept (default: %(default)s)")
+    p.add_argument("--embedding-model", default="auto", metavar="SPEC",
+                   help="'auto', 'offline', 'offline-lite1', a CLIP model name or a local folder "
+                        "(default: %(default)s)")
+    p.add_argument("--ctfidf", action="store_true", help="choose words by c-TF-IDF instead of similarity")
+    p.add_argument("--n-words", type=int, default=10, metavar="N", help="words per concept (default: %(default)s)")
+    p.add_argument("--seed", type=int, metavar="N", help="random seed for reproducible concepts")
+    p.add_argument("--figure", metavar="PNG", help="also write a figure of the largest concepts")
+
+    p = add("info", "Show each concept's size and words (outliers last).", "concept info photos.model", cmd_info)
+    p.add_argument("model_dir", metavar="MODEL_DIR", help="folder written by `concept fit`")
+
+    p = add("search", "Find the concepts closest to a text or an image.",
+            'concept search photos.model "birthday cake" --top-n 3', cmd_search)
+    p.add_argument("model_dir", metavar="MODEL_DIR", help="folder written by `concept fit`")
+    p.add_argument("query", metavar="QUERY", help="text, or the path of an image file")
+    p.add_argument("--top-n", type=int, default=5, metavar="N", help="concepts shown (default: %(default)s)")
+
+    p = add("assign", "Assign images to the model's concepts (-1: outlier or unreadable).",
+            "concept assign photos.model new/*.jpg --probabilities", cmd_assign)
+    p.add_argument("model_dir", metavar="MODEL_DIR", help="folder written by `concept fit`")
+    p.add_argument("images", nargs="+", metavar="IMAGE", help="image files or folders of images")
+    p.add_argument("--probabilities", action="store_true", help="also print the winning concept's share")
+
+    p = add("visualize", "Write a figure of the largest concepts' collages and words.",
+            "concept visualize photos.model --out concepts.png --top-n 6", cmd_visualize)
+    p.add_argument("model_dir", metavar="MODEL_DIR", help="folder written by `concept fit`")
+    p.add_argument("--out", required=True, metavar="PNG", help="image file to write")
+    p.add_argument("--top-n", type=int, default=9, metavar="N", help="concepts shown (default: %(default)s)")
+
+    for name in ("search", "assign"):
+        sub.choices[name].add_argument(
+            "--embedding-model", metavar="SPEC",
+            help="embedding model to use instead of the one saved with the model")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the `concept` command with `argv` (default: sys.argv[1:]); return the exit status."""
+    args = build_parser().parse_args(argv)
+    handler = logging.StreamHandler(sys.stderr)  # the stderr of this call (tests capture it)
+    handler.setFormatter(logging.Formatter("%(levelname)s: %(message)s"))
+    quiet = args.quiet
+    old_level = logger.level
+    logger.addHandler(handler)
+    logger.setLevel(logging.WARNING if quiet else logging.INFO)
+    bars_were_on = quiet and _silence_transformers_bars()
+    try:
+        args.func(args)
+        return 0
+    except BrokenPipeError:  # e.g. `concept info m | head -3`: stop quietly
+        sys.stdout = open(os.devnull, "w")  # so the interpreter's final flush does not fail
+        return 141
+    except (ConceptError, CLIError, OSError) as exc:
+        message = str(exc)
+        if isinstance(exc, OSError) and exc.filename:
+            message = f"{exc.strerror or exc}: {exc.filename}"
+        print("concept: error: " + " ".join(message.split()), file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("concept: interrupted", file=sys.stderr)
+        return 130
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(old_level)
+        if bars_were_on:
+            sys.modules["transformers"].logging.enable_progress_bar()

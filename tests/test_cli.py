@@ -1,0 +1,224 @@
+"""The `concept` command, run through `main(argv)` on a tiny image folder and a tiny random CLIP.
+
+The CLIP has random weights, so which concept is which is arbitrary: the tests check behaviour
+(exit codes, files written, output shape, errors reported in one line), not the concepts.
+"""
+
+from __future__ import annotations
+
+import io
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from PIL import Image
+
+from concept.cli import main
+
+COLORS = {"red": (220, 20, 20), "green": (20, 200, 40), "blue": (30, 40, 230)}
+WORDS = ["red", "green", "blue", "apple", "grass", "sky", "fire truck", "ocean"]
+
+
+@pytest.fixture(scope="module")
+def image_dir(tmp_path_factory) -> Path:
+    """3 colours x 15 solid-colour PNGs of varying sizes (one RGBA), and a corrupt 'bad.png'."""
+    root = tmp_path_factory.mktemp("images")
+    for name, rgb in COLORS.items():
+        (root / name).mkdir()
+        for i in range(15):
+            Image.new("RGB", (24 + 3 * i, 40 - i), rgb).save(root / name / f"{name}_{i:02d}.png")
+    Image.new("RGBA", (30, 30), (*COLORS["red"], 200)).save(root / "red" / "red_rgba.png")
+    (root / "bad.png").write_bytes(b"this is not a png")
+    return root
+
+
+@pytest.fixture(scope="module")
+def docs_file(tmp_path_factory) -> Path:
+    path = tmp_path_factory.mktemp("docs") / "words.txt"
+    path.write_text("\n".join(WORDS[:4]) + "\n\n  \n" + "\n".join(WORDS[4:]) + "\n", encoding="utf-8")
+    return path
+
+
+@pytest.fixture(scope="module")
+def fitted(image_dir, docs_file, tiny_clip, tmp_path_factory):
+    """A model folder written by `concept fit`, and what the command printed."""
+    out = tmp_path_factory.mktemp("fit") / "model"
+    figure = out.parent / "fit.png"
+    capture = pytest.MonkeyPatch()
+    stdout, stderr = io.StringIO(), io.StringIO()
+    capture.setattr(sys, "stdout", stdout)
+    capture.setattr(sys, "stderr", stderr)
+    try:
+        code = main(["fit", str(image_dir), "--docs", str(docs_file), "--out", str(out),
+                     "--embedding-model", str(tiny_clip), "--min-concept-size", "5",
+                     "--n-words", "3", "--seed", "0", "--figure", str(figure), "--quiet"])
+    finally:
+        capture.undo()
+    return {"code": code, "out": out, "figure": figure, "stdout": stdout.getvalue(),
+            "stderr": stderr.getvalue()}
+
+
+def run(capsys, *argv: str) -> tuple[int, str, str]:
+    code = main([str(a) for a in argv])
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+def assert_one_line_error(code: int, err: str, *needles: str) -> None:
+    assert code == 2
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("concept: error: "), err
+    assert "Traceback" not in err
+    for needle in needles:
+        assert needle in lines[0]
+
+
+def test_fit_saves_model_figure_and_reports_the_corrupt_file(fitted):
+    assert fitted["code"] == 0, fitted["stderr"]
+    assert (fitted["out"] / "manifest.json").is_file() or any(fitted["out"].iterdir())
+    with Image.open(fitted["figure"]) as im:
+        assert im.format == "PNG" and im.width > 100
+    out = fitted["stdout"]
+    assert "46 images" in out  # 45 + the RGBA one; bad.png failed
+    assert "1 failed to load" in out and "bad.png" in out
+    header = [line for line in out.splitlines() if line.lstrip().startswith("Concept")]
+    assert header and header[0].split()[:3] == ["Concept", "Frequency", "Words"]
+    assert "Traceback" not in fitted["stderr"]
+    assert "%|" not in fitted["stderr"], fitted["stderr"]  # --quiet: no progress bars
+    assert "INFO" not in fitted["stderr"]
+
+
+def test_info_prints_the_table_with_outliers_last(fitted, capsys):
+    code, out, err = run(capsys, "info", fitted["out"])
+    assert code == 0, err
+    lines = out.strip().splitlines()
+    assert lines[0].split()[:3] == ["Concept", "Frequency", "Words"]
+    rows = [line.split(None, 2) for line in lines[1:]]
+    assert sum(int(r[1]) for r in rows) == 46
+    concepts = [int(r[0]) for r in rows]
+    if -1 in concepts:
+        assert concepts[-1] == -1 and "(outliers)" in lines[-1]
+    words = {w.strip(" ,") for r in rows if int(r[0]) >= 0 for w in r[2].split(",")}
+    assert words <= set(WORDS)  # words come from --docs only
+    assert max(len(line) for line in lines) < 120  # the Words column is truncated
+
+
+@pytest.mark.parametrize("query", ["a red apple", "IMAGE"])
+def test_search_prints_top_n_lines_of_concept_and_similarity(fitted, image_dir, capsys, query):
+    if query == "IMAGE":
+        query = image_dir / "green" / "green_03.png"
+    code, out, err = run(capsys, "search", fitted["out"], query, "--top-n", "2")
+    assert code == 0, err
+    lines = out.strip().splitlines()
+    assert 1 <= len(lines) <= 2
+    for line in lines:
+        concept, similarity = line.split("\t")[:2]
+        assert int(concept) >= 0 and -1.0 <= float(similarity) <= 1.0
+
+
+def test_search_with_a_missing_query_image_is_an_error(fitted, capsys):
+    code, out, err = run(capsys, "search", fitted["out"], "nowhere/cat.png")
+    assert_one_line_error(code, err, "cat.png")
+
+
+def test_assign_prints_one_line_per_image(fitted, image_dir, capsys):
+    images = [image_dir / "red" / "red_00.png", image_dir / "blue" / "blue_14.png", image_dir / "bad.png"]
+    code, out, err = run(capsys, "assign", fitted["out"], *images, "--probabilities")
+    assert code == 0, err
+    lines = out.strip().splitlines()
+    assert [line.split("\t")[0] for line in lines] == [str(p) for p in images]
+    for line in lines:
+        _, concept, probability = line.split("\t")
+        assert int(concept) >= -1 and 0.0 <= float(probability) <= 1.0
+    assert lines[2].split("\t")[1:] == ["-1", "0.0000"]  # bad.png cannot be read
+    code, out, err = run(capsys, "assign", fitted["out"], images[0])
+    assert code == 0 and len(out.strip().split("\t")) == 2
+
+
+def test_visualize_writes_a_png(fitted, tmp_path, capsys):
+    png = tmp_path / "concepts.png"
+    code, out, err = run(capsys, "visualize", fitted["out"], "--out", png, "--top-n", "2")
+    assert code == 0, err
+    with Image.open(png) as im:
+        assert im.format == "PNG"
+    assert str(png) in out
+
+
+def test_missing_images_dir_is_a_one_line_error(tmp_path, capsys):
+    code, out, err = run(capsys, "fit", tmp_path / "nope", "--out", tmp_path / "m", "--quiet")
+    assert_one_line_error(code, err, "does not exist")
+    assert not (tmp_path / "m").exists()
+
+
+def test_out_that_is_not_a_model_folder_is_refused_before_fitting(image_dir, tmp_path, capsys):
+    (tmp_path / "keep.txt").write_text("precious")
+    code, out, err = run(capsys, "fit", image_dir, "--out", tmp_path, "--quiet")
+    assert_one_line_error(code, err, "not a concept model folder")
+    assert (tmp_path / "keep.txt").read_text() == "precious"
+
+
+def test_docs_file_missing_or_empty_is_a_one_line_error(image_dir, tmp_path, capsys):
+    code, out, err = run(capsys, "fit", image_dir, "--docs", tmp_path / "nope.txt", "--out", tmp_path / "m")
+    assert_one_line_error(code, err, "nope.txt")
+    (tmp_path / "blank.txt").write_text("\n  \n")
+    code, out, err = run(capsys, "fit", image_dir, "--docs", tmp_path / "blank.txt", "--out", tmp_path / "m")
+    assert_one_line_error(code, err, "no words")
+
+
+def test_empty_images_dir_is_a_one_line_error(tmp_path, capsys):
+    (tmp_path / "empty").mkdir()
+    code, out, err = run(capsys, "fit", tmp_path / "empty", "--out", tmp_path / "m", "--quiet")
+    assert_one_line_error(code, err, "no image files")
+
+
+def test_model_dir_that_is_not_a_model_is_a_one_line_error(tmp_path, capsys):
+    (tmp_path / "notes.txt").write_text("hello")
+    for argv in (["info", tmp_path], ["search", tmp_path, "cat"], ["visualize", tmp_path, "--out", tmp_path / "x.png"],
+                 ["info", tmp_path / "missing"]):
+        code, out, err = run(capsys, *argv)
+        assert_one_line_error(code, err)
+        assert out == ""
+
+
+def test_too_few_images_for_min_concept_size_is_a_one_line_error(image_dir, docs_file, tiny_clip, tmp_path, capsys):
+    code, out, err = run(capsys, "fit", image_dir / "red", "--docs", docs_file, "--out", tmp_path / "m",
+                         "--embedding-model", tiny_clip, "--min-concept-size", "30", "--quiet")
+    assert_one_line_error(code, err, "min_concept_size")
+
+
+def test_usage_errors_exit_2(capsys):
+    for argv in ([], ["fit"], ["search", "m"], ["info", "m", "--top-n", "x"], ["nonsense"]):
+        with pytest.raises(SystemExit) as exc:
+            main(argv)
+        assert exc.value.code == 2
+        assert "usage: concept" in capsys.readouterr().err
+
+
+def test_help_mentions_every_subcommand_and_an_example(capsys):
+    with pytest.raises(SystemExit) as exc:
+        main(["--help"])
+    assert exc.value.code == 0
+    out = capsys.readouterr().out
+    for command in ("fit", "info", "search", "assign", "visualize"):
+        assert command in out
+        with pytest.raises(SystemExit) as sub:
+            main([command, "--help"])
+        assert sub.value.code == 0
+        assert f"concept {command}" in capsys.readouterr().out  # usage line and example
+
+
+def test_python_dash_m_concept_help():
+    result = subprocess.run([sys.executable, "-m", "concept", "--help"], capture_output=True, text=True,
+                            timeout=60)
+    assert result.returncode == 0, result.stderr
+    assert "usage: concept" in result.stdout and "visualize" in result.stdout
+
+
+def test_keyboard_interrupt_exits_130(monkeypatch, tmp_path, capsys):
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr("concept.cli.ConceptModel.load", interrupted)
+    code, out, err = run(capsys, "info", tmp_path)
+    assert code == 130 and err.strip() == "concept: interrupted"
