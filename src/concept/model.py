@@ -31,6 +31,8 @@ logger = logging.getLogger(__name__)
 
 #: Nouns taken from the bundled vocabulary when the user gives no `docs` (most common first).
 DEFAULT_VOCABULARY_SIZE = 20_000
+#: Fewer candidate words than this are compared uncentred (their mean is not a stable offset).
+MIN_WORDS_TO_CENTER = 10
 #: Images reduced and clustered at most; the others are assigned by nearest neighbours.
 DEFAULT_SAMPLE_SIZE = 10_000
 
@@ -256,7 +258,17 @@ class ConceptModel:
                        random_state=self.random_state).labels
 
     def _describe_in_words(self, docs: Sequence[str] | None) -> dict[int, list[tuple[str, float]]]:
+        """Words per concept, compared after centring each modality on its own mean.
+
+        Images and texts sit in different regions of a joint space (the "modality gap"), so raw
+        cosine favours words close to every image ("object", "item"); subtracting the image mean
+        from concepts and the vocabulary mean from words removes that shared offset.
+        """
         ids = np.arange(len(self.concept_embeddings_))
+        # With one concept (or a handful of words) the mean is the concept itself: no centring.
+        self.image_center_ = (self.embeddings_.mean(axis=0) if len(ids) >= 2
+                              else np.zeros(self.embeddings_.shape[1], np.float32))
+        self.word_center_ = None
         if self.embedder_ is None:
             logger.warning("embedding_model is None: concepts get no words.")
             return {int(c): [] for c in ids}
@@ -275,12 +287,16 @@ class ConceptModel:
                 f"{self.embeddings_.shape[1]}: they are not in the same space. Pass the embedding_model "
                 "that produced image_embeddings."
             )
+        self.word_center_ = (word_vectors.mean(axis=0) if len(words) >= MIN_WORDS_TO_CENTER
+                             else np.zeros(word_vectors.shape[1], np.float32))
+        words_c = l2_normalize(word_vectors - self.word_center_)
         if self.ctfidf:
-            described = words_by_ctfidf(self.embeddings_, self.labels_, ids, word_vectors, words,
-                                        int(self.n_words), vectorizer=self.vectorizer_model,
+            described = words_by_ctfidf(l2_normalize(self.embeddings_ - self.image_center_), self.labels_, ids,
+                                        words_c, words, int(self.n_words), vectorizer=self.vectorizer_model,
                                         random_state=self.random_state)
         else:
-            described = words_by_similarity(self.concept_embeddings_, word_vectors, words, int(self.n_words))
+            concepts_c = l2_normalize(self.concept_embeddings_ - self.image_center_)
+            described = words_by_similarity(concepts_c, words_c, words, int(self.n_words))
         return {int(c): d for c, d in zip(ids, described)}
 
     @staticmethod
@@ -331,9 +347,11 @@ class ConceptModel:
         return df
 
     # ------------------------------------------------------------------ using a fitted model
-    def _query_vector(self, query: str | ImageInput) -> np.ndarray:
+    def _query_vector(self, query: str | ImageInput) -> tuple[np.ndarray, bool]:
+        """The query's unit vector, and whether it is a text."""
         embedder = self._require_embedder("Searching")
-        if isinstance(query, str) and not Path(query).is_file():
+        is_text = isinstance(query, str) and not Path(query).is_file()
+        if is_text:
             vec = embedder.embed_texts([query])
         else:
             vec = embedder.embed_images([query], 1)
@@ -343,14 +361,23 @@ class ConceptModel:
         if vec.shape[0] != self.concept_embeddings_.shape[1]:
             raise EmbeddingError(f"The query was embedded in {vec.shape[0]} dimensions but the concepts "
                                  f"live in {self.concept_embeddings_.shape[1]}: use the model's own embedding_model.")
-        return vec
+        return vec, is_text
 
     def find_concepts(self, query: str | ImageInput, top_n: int = 5) -> list[tuple[int, float]]:
-        """Concepts most similar to a text (or an image: path, PIL image or array), best first."""
+        """Concepts most similar to a text (or an image: path, PIL image or array), best first.
+
+        A text is compared the way words are (each modality centred on its mean), an image
+        directly by cosine similarity.
+        """
         self._check_fitted()
         if self.n_concepts_ == 0:
             return []
-        sims = self.concept_embeddings_ @ self._query_vector(query)
+        vec, is_text = self._query_vector(query)
+        if is_text and self.word_center_ is not None:
+            concepts = l2_normalize(self.concept_embeddings_ - self.image_center_)
+            sims = concepts @ l2_normalize(vec - self.word_center_)
+        else:
+            sims = self.concept_embeddings_ @ vec
         order = np.argsort(-sims, kind="stable")[: max(0, int(top_n))]
         return [(int(c), float(sims[c])) for c in order]
 
@@ -428,6 +455,9 @@ class ConceptModel:
         }
         if self.features_ is not None:
             arrays["features"] = self.features_
+        arrays["image_center"] = self.image_center_
+        if self.word_center_ is not None:
+            arrays["word_center"] = self.word_center_
         texts = {
             "topics": {str(c): [[w, s] for w, s in ws] for c, ws in self.topics_.items()},
             "image_sources": self.image_sources_,
@@ -450,6 +480,8 @@ class ConceptModel:
         a = state.arrays
         model.embeddings_ = a["embeddings"]
         model.features_ = a.get("features")
+        model.image_center_ = a["image_center"]
+        model.word_center_ = a.get("word_center")
         model.labels_ = a["labels"]
         model.reference_rows_ = a["reference_rows"]
         model.probabilities_ = a["probabilities"]
