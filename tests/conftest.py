@@ -54,7 +54,13 @@ def _byte_vocab() -> dict[str, int]:
 def make_tiny_clip(folder: Path, seed: int = 0) -> Path:
     """Write a randomly initialised CLIP of the real architecture (tiny sizes) to `folder`."""
     import torch
-    from transformers import CLIPConfig, CLIPImageProcessor, CLIPModel, CLIPProcessor, CLIPTokenizer
+    from transformers import (
+        CLIPConfig,
+        CLIPImageProcessor,
+        CLIPModel,
+        CLIPProcessor,
+        CLIPTokenizer,
+    )
 
     torch.manual_seed(seed)
     text = dict(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2,

@@ -7,12 +7,11 @@ import time
 
 import numpy as np
 import pytest
+from conftest import solid
 
 from concept import EmbeddingError
 from concept.embedding import CLIPEmbedder, OfflineEmbedder, load_embedding_model
 from concept.images import LoadReport
-
-from conftest import solid
 
 CANDIDATES = ["cat", "coffee", "rocket", "car", "flower", "dog", "house", "tree", "book", "shoe"]
 
@@ -92,7 +91,8 @@ def _text_only_model(folder, dim: int):
     from sentence_transformers import SentenceTransformer
     from sentence_transformers.base.modules import Dense
 
-    from concept.embedding.offline import load_sentence_transformer, text_model_path
+    from concept.embedding.base import load_sentence_transformer
+    from concept.embedding.offline import text_model_path
 
     base = load_sentence_transformer(text_model_path(), "cpu")
     model = SentenceTransformer(modules=[*base, Dense(384, dim)], device="cpu")

@@ -4,15 +4,20 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from conftest import ColorEmbedder, blobs
 from PIL import Image
 from sklearn.cluster import KMeans
 from sklearn.decomposition import PCA
 from sklearn.feature_extraction.text import CountVectorizer
 from sklearn.metrics import normalized_mutual_info_score
 
-from concept import ConceptError, ConceptModel, EmbeddingError, ModelFileError, NotFittedError
-
-from conftest import ColorEmbedder, blobs
+from concept import (
+    ConceptError,
+    ConceptModel,
+    EmbeddingError,
+    ModelFileError,
+    NotFittedError,
+)
 
 DOCS = ["red", "green", "blue", "yellow", "white", "black", "piano", "river"]
 

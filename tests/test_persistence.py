@@ -13,8 +13,13 @@ import pytest
 from PIL import Image
 
 from concept import ModelFileError
-from concept.persistence import (FORMAT_NAME, FORMAT_VERSION, ModelState, load_model_state,
-                                 save_model_state)
+from concept.persistence import (
+    FORMAT_NAME,
+    FORMAT_VERSION,
+    ModelState,
+    load_model_state,
+    save_model_state,
+)
 
 DTYPES = [np.bool_, np.int8, np.int16, np.int32, np.int64, np.uint8, np.uint16, np.uint32,
           np.uint64, np.float16, np.float32, np.float64]

@@ -35,19 +35,6 @@ class CLIError(Exception):
     """A user error found by the CLI itself (reported like a ConceptError)."""
 
 
-def _silence_transformers_bars() -> bool:
-    """Turn off transformers' own bars ("Loading weights"), which verbose=False leaves on.
-
-    Returns whether they were on, so `main` can restore them (tests call `main` repeatedly).
-    """
-    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")  # read when transformers is imported
-    hf_logging = getattr(sys.modules.get("transformers"), "logging", None)
-    was_on = bool(hf_logging and hf_logging.is_progress_bar_enabled())
-    if was_on:
-        hf_logging.disable_progress_bar()
-    return was_on
-
-
 def _info_table(model: ConceptModel) -> str:
     """The frequency table with words (outliers last), the Words column cut to WORDS_WIDTH."""
     df = model.get_concept_info()
@@ -231,7 +218,6 @@ def main(argv: list[str] | None = None) -> int:
     old_level = logger.level
     logger.addHandler(handler)
     logger.setLevel(logging.WARNING if quiet else logging.INFO)
-    bars_were_on = quiet and _silence_transformers_bars()
     try:
         args.func(args)
         return 0
@@ -250,5 +236,3 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         logger.removeHandler(handler)
         logger.setLevel(old_level)
-        if bars_were_on:
-            sys.modules["transformers"].logging.enable_progress_bar()

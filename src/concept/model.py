@@ -24,7 +24,11 @@ from concept.collage import make_collage
 from concept.embedding import load_embedding_model
 from concept.embedding.base import l2_normalize
 from concept.images import ImageInput, LoadFailure, LoadReport, load_image
-from concept.representation import describe_concepts, words_by_ctfidf, words_by_similarity
+from concept.representation import (
+    describe_concepts,
+    words_by_ctfidf,
+    words_by_similarity,
+)
 from concept.vocabulary import load_vocabulary
 
 logger = logging.getLogger(__name__)

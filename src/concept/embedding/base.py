@@ -8,13 +8,16 @@ from __future__ import annotations
 
 import logging
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
 from typing import Protocol, runtime_checkable
 
 import numpy as np
 from PIL import Image
 from tqdm.auto import tqdm
 
+from concept._errors import EmbeddingError
 from concept.images import ImageInput, LoadReport, iter_image_batches
 
 logger = logging.getLogger(__name__)
@@ -31,6 +34,45 @@ class EmbeddingModel(Protocol):
     def embed_texts(self, texts: Sequence[str], batch_size: int = 64) -> np.ndarray:
         """Return one row per text, float32, in the same space as `embed_images`."""
         ...
+
+
+@contextmanager
+def _transformers_progress(verbose: bool) -> Iterator[None]:
+    """Silence transformers' own "Loading weights" bar when not verbose, then restore it."""
+    try:
+        from transformers.utils import logging as hf_logging
+    except ImportError:  # pragma: no cover - installed with sentence-transformers
+        yield
+        return
+    was_enabled = hf_logging.is_progress_bar_enabled()
+    if not verbose:
+        hf_logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            hf_logging.enable_progress_bar()
+
+
+def load_sentence_transformer(name_or_path: str, device: str | None, *, allow_download: bool = False,
+                              verbose: bool = True):
+    """Load a SentenceTransformer from a folder or the local cache; the hub only if allowed."""
+    from sentence_transformers import SentenceTransformer
+
+    local = Path(name_or_path).expanduser()
+    if local.is_dir():
+        name_or_path = str(local)
+    try:
+        with _transformers_progress(verbose):
+            return SentenceTransformer(name_or_path, device=device or "cpu",
+                                       local_files_only=not allow_download and not local.is_dir())
+    except Exception as exc:  # many causes: missing cache, bad folder, no network
+        where = "folder" if local.is_dir() else "model"
+        hint = "" if allow_download or local.is_dir() else (
+            " It is not in the local Hugging Face cache and downloads are off: pass a local folder, "
+            "or allow_download=True on a machine with network."
+        )
+        raise EmbeddingError(f"Could not load the {where} {name_or_path!r}: {exc}.{hint}") from exc
 
 
 def l2_normalize(x: np.ndarray) -> np.ndarray:

@@ -18,7 +18,11 @@ import torch
 from PIL import Image
 
 from concept._errors import EmbeddingError
-from concept.embedding.base import BaseEmbedder, center_crop_resize
+from concept.embedding.base import (
+    BaseEmbedder,
+    center_crop_resize,
+    load_sentence_transformer,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -27,25 +31,6 @@ TEXT_ONLY_PAIRS = {
     "clip-ViT-B-32-multilingual-v1": "clip-ViT-B-32",
     "sentence-transformers/clip-ViT-B-32-multilingual-v1": "sentence-transformers/clip-ViT-B-32",
 }
-
-
-def load_sentence_transformer(name_or_path: str, device: str | None, allow_download: bool):
-    """Load a SentenceTransformer from a folder or the local cache; the hub only if allowed."""
-    from sentence_transformers import SentenceTransformer
-
-    local = Path(name_or_path).expanduser()
-    if local.is_dir():
-        name_or_path = str(local)
-    try:
-        return SentenceTransformer(name_or_path, device=device or "cpu",
-                                   local_files_only=not allow_download and not local.is_dir())
-    except Exception as exc:  # many causes: missing cache, bad folder, no network
-        where = "folder" if local.is_dir() else "model"
-        hint = "" if allow_download or local.is_dir() else (
-            " It is not in the local Hugging Face cache and downloads are off: pass a local folder, "
-            "or allow_download=True on a machine with network."
-        )
-        raise EmbeddingError(f"Could not load the {where} {name_or_path!r}: {exc}.{hint}") from exc
 
 
 def _dimension(model) -> int:
@@ -90,13 +75,15 @@ class CLIPEmbedder(BaseEmbedder):
 
     @cached_property
     def image_model(self):
-        return load_sentence_transformer(self.model_name, self.device, self.allow_download)
+        return load_sentence_transformer(self.model_name, self.device, allow_download=self.allow_download,
+                                         verbose=self.verbose)
 
     @cached_property
     def text_model(self):
         if self.text_model_name is None:
             return self.image_model
-        return load_sentence_transformer(self.text_model_name, self.device, self.allow_download)
+        return load_sentence_transformer(self.text_model_name, self.device, allow_download=self.allow_download,
+                                         verbose=self.verbose)
 
     def _check_image_model(self) -> None:
         if "image" not in self.image_model.modalities:

