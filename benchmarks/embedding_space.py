@@ -16,9 +16,9 @@ import logging
 import warnings
 
 import numpy as np
+from _common import OUT, Timer, cached, machine, scores, table
 from sklearn.cluster import KMeans
 
-from _common import OUT, Timer, cached, machine, scores, table
 from concept.datasets import openclipart
 from concept.embedding import OfflineEmbedder, l2_normalize
 from concept.embedding.base import BaseEmbedder
