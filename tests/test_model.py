@@ -243,3 +243,16 @@ def test_large_collections_are_clustered_on_a_sample_and_the_rest_assigned(tmp_p
     model.save(tmp_path / "m")
     loaded = ConceptModel.load(tmp_path / "m")
     np.testing.assert_array_equal(loaded.transform(image_embeddings=x), model.transform(image_embeddings=x))
+
+
+def test_map_2d_places_every_image_and_survives_save(tmp_path):
+    x, y = blobs(n_per=100)
+    model = ConceptModel(min_concept_size=10, sample_size=200, embedding_model=None, random_state=0,
+                         verbose=False).fit(image_embeddings=x)
+    xy = model.map_2d()
+    assert xy.shape == (300, 2) and np.isfinite(xy).all()
+    centres = np.stack([xy[y == c].mean(axis=0) for c in range(3)])
+    spread = max(xy[y == c].std(axis=0).max() for c in range(3))
+    assert min(np.linalg.norm(centres[i] - centres[j]) for i in range(3) for j in range(i + 1, 3)) > spread
+    model.save(tmp_path / "m")
+    np.testing.assert_array_equal(ConceptModel.load(tmp_path / "m").map_2d(), xy)

@@ -31,11 +31,17 @@ class Clustering:
 
 
 def default_reducer(n_samples: int, random_state: int | None = None):
-    """UMAP to 5 dimensions on cosine distances, as the reference, sized for small inputs."""
+    """UMAP to 5 dimensions on cosine distances, like the reference, but with 30 neighbours
+    and 100 epochs.
+
+    30 neighbours keep HDBSCAN from merging everything into a handful of concepts (with 15 it
+    found 4 concepts on OpenClipart's CNN features in 3 seeds of 3), and 100 epochs cost half
+    of 200 at the same quality (benchmarks/RESULTS.md).
+    """
     import umap
 
-    return umap.UMAP(n_neighbors=max(2, min(15, n_samples - 1)), n_components=5, min_dist=0.0,
-                     metric="cosine", random_state=random_state,
+    return umap.UMAP(n_neighbors=max(2, min(30, n_samples - 1)), n_components=5, min_dist=0.0,
+                     metric="cosine", n_epochs=100, random_state=random_state,
                      n_jobs=1 if random_state is not None else -1)
 
 
@@ -111,6 +117,32 @@ def cluster(embeddings: np.ndarray, reducer, clusterer, *, sample_size: int | No
         full_probs[rest[won]] = shares[np.flatnonzero(won), rest_labels[won]]
         labels, probs = sort_by_size(full_labels), full_probs
     return Clustering(labels, probs, rows, reduced)
+
+
+def layout_2d(vectors: np.ndarray, fitted_rows: np.ndarray, random_state: int | None = None,
+              k: int = 10) -> np.ndarray:
+    """A 2-D map of every row for display: UMAP on the clustered rows, and each other row at
+    the similarity-weighted mean position of its `k` nearest clustered rows."""
+    import umap
+
+    base = vectors[fitted_rows]
+    coords = np.zeros((len(vectors), 2), dtype=np.float32)
+    if len(base) < 4:
+        return coords
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore")
+        base_xy = umap.UMAP(n_neighbors=max(2, min(15, len(base) - 1)), n_components=2, min_dist=0.1,
+                            metric="cosine", n_epochs=200, random_state=random_state).fit_transform(base)
+    coords[fitted_rows] = base_xy
+    rest = np.setdiff1d(np.arange(len(vectors)), fitted_rows, assume_unique=True)
+    k = min(k, len(base))
+    for start in range(0, len(rest), 4096):
+        rows = rest[start:start + 4096]
+        sims = vectors[rows] @ base.T
+        nn = np.argpartition(-sims, k - 1, axis=1)[:, :k]
+        w = np.maximum(np.take_along_axis(sims, nn, axis=1), 0) + 1e-6
+        coords[rows] = (base_xy[nn] * w[..., None]).sum(axis=1) / w.sum(axis=1, keepdims=True)
+    return coords
 
 
 def assign(vectors: np.ndarray, reference: np.ndarray, reference_labels: np.ndarray,

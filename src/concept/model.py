@@ -19,7 +19,7 @@ from PIL import Image
 from concept import __version__
 from concept._cache import cached_text_embeddings
 from concept._errors import ConceptError, EmbeddingError, ImageLoadError, NotFittedError
-from concept.clustering import assign, cluster, default_clusterer, default_reducer
+from concept.clustering import assign, cluster, default_clusterer, default_reducer, layout_2d
 from concept.collage import make_collage
 from concept.embedding import load_embedding_model
 from concept.embedding.base import l2_normalize
@@ -236,6 +236,7 @@ class ConceptModel:
         self.topics_ = self._describe_in_words(docs)
         self.image_sources_ = self._sources(images, kept)
         self.collages_ = self._make_collages(images, kept) if images is not None else {}
+        self.map_2d_ = None
         if not len(concepts.ids):
             logger.warning("No concept found: every image is an outlier. Lower min_concept_size "
                            "(now %d) or add images.", self.min_concept_size)
@@ -343,6 +344,15 @@ class ConceptModel:
         """{concept: [words, best first]} (the reference's name)."""
         self._check_fitted()
         return {c: [w for w, _ in ws] for c, ws in self.topics_.items()}
+
+    def map_2d(self) -> np.ndarray:
+        """(n_images, 2) coordinates of every fitted image for plotting, computed on first use
+        (UMAP in 2-D on the clustered images) and saved with the model."""
+        self._check_fitted()
+        if getattr(self, "map_2d_", None) is None:
+            space = self.features_ if self.features_ is not None else self.embeddings_
+            self.map_2d_ = layout_2d(space, self.reference_rows_, self.random_state)
+        return self.map_2d_
 
     def get_concept_info(self) -> pd.DataFrame:
         """The frequency table with each concept's words."""
@@ -460,6 +470,8 @@ class ConceptModel:
         if self.features_ is not None:
             arrays["features"] = self.features_
         arrays["image_center"] = self.image_center_
+        if getattr(self, "map_2d_", None) is not None:
+            arrays["map_2d"] = self.map_2d_
         if self.word_center_ is not None:
             arrays["word_center"] = self.word_center_
         texts = {
@@ -485,6 +497,7 @@ class ConceptModel:
         model.embeddings_ = a["embeddings"]
         model.features_ = a.get("features")
         model.image_center_ = a["image_center"]
+        model.map_2d_ = a.get("map_2d")
         model.word_center_ = a.get("word_center")
         model.labels_ = a["labels"]
         model.reference_rows_ = a["reference_rows"]
