@@ -6,6 +6,7 @@ norm, so that cosine similarity is a dot product and image-to-word search makes 
 
 from __future__ import annotations
 
+import functools
 import logging
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -18,7 +19,8 @@ from PIL import Image
 from tqdm.auto import tqdm
 
 from concept._errors import EmbeddingError
-from concept.images import ImageInput, LoadReport, iter_image_batches
+from concept.embedding.pipeline import iter_pixel_batches, resolve_num_workers
+from concept.images import ImageInput, LoadReport
 
 logger = logging.getLogger(__name__)
 
@@ -97,26 +99,59 @@ def center_crop_resize(image: Image.Image, size: int) -> np.ndarray:
 
 
 class BaseEmbedder(ABC):
-    """Shared image loop of the bundled backends: lazy loading, per-item failure report,
-    progress bar, unit-norm float32 output.
+    """Shared image loop of the bundled backends: lazy loading in worker processes, per-item
+    failure report, progress bar, unit-norm float32 output.
 
-    Subclasses split image embedding into `preprocess` (one PIL image to a uint8 array at
-    the model's input size; pure and picklable so it can run in worker processes) and
-    `embed_pixels` (a uint8 batch to vectors), and implement `_encode_texts`.
+    Subclasses split image embedding into preprocessing (one PIL image to a uint8 array at the
+    model's input size) and `embed_pixels` (a uint8 batch to vectors), and implement
+    `_encode_texts`. Preprocessing is `preprocess_fn`, a picklable callable that runs in the
+    worker processes; the default resizes the short side and centre-crops to `image_size`.
+    A backend with other preprocessing overrides `preprocess_fn` (overriding only `preprocess`
+    still works, but decodes in the main process when it differs from `preprocess_fn`).
     """
 
     #: Short identifier of the model and its settings; keys caches and saved models.
     name: str = "base"
     #: Side of the square input the image model expects.
     image_size: int = 224
+    #: Worker processes decoding and resizing images (None: auto, one core left to the model,
+    #: at most 4; 0: everything in the main process). Set on an instance to change it.
+    num_workers: int | None = None
 
     def __init__(self, *, verbose: bool = True) -> None:
         self.verbose = verbose
         self.last_report_: LoadReport | None = None
 
-    @abstractmethod
+    @property
+    def preprocess_fn(self) -> Callable[[Image.Image], np.ndarray]:
+        """One RGB image to a uint8 HxWx3 array at the model's input size; picklable, so that it
+        runs in worker processes without the backend (which holds the networks)."""
+        return functools.partial(center_crop_resize, size=self.image_size)
+
     def preprocess(self, image: Image.Image) -> np.ndarray:
-        """One RGB image to a uint8 HxWx3 array at the model's input size."""
+        """One RGB image to a uint8 HxWx3 array at the model's input size (`preprocess_fn`)."""
+        return self.preprocess_fn(image)
+
+    def _pixel_preprocessing(self) -> tuple[Callable[[Image.Image], np.ndarray], int]:
+        """The preprocessing to run and the number of worker processes to run it in.
+
+        A subclass that overrides `preprocess` but not `preprocess_fn` (the extension point
+        before workers existed) gets its `preprocess` in the main process, unless both agree on
+        a small test image, as the bundled backends' `preprocess` does.
+        """
+        workers = resolve_num_workers(self.num_workers)
+        cls = type(self)
+        if cls.preprocess is BaseEmbedder.preprocess or cls.preprocess_fn is not BaseEmbedder.preprocess_fn:
+            return self.preprocess_fn, workers
+        if workers and getattr(self, "_preprocess_agrees", None) is None:
+            probe = Image.fromarray(np.arange(37 * 23 * 3, dtype=np.uint8).reshape(23, 37, 3))
+            try:
+                self._preprocess_agrees = bool(np.array_equal(self.preprocess(probe), self.preprocess_fn(probe)))
+            except Exception:  # noqa: BLE001 - any failure means: use the subclass's own method
+                self._preprocess_agrees = False
+        if workers and self._preprocess_agrees:
+            return self.preprocess_fn, workers
+        return self.preprocess, 0
 
     @abstractmethod
     def embed_pixels(self, pixels: np.ndarray) -> np.ndarray:
@@ -157,19 +192,23 @@ class BaseEmbedder(ABC):
         strict: bool = False,
         report: LoadReport | None = None,
     ) -> np.ndarray:
-        """Load, preprocess and apply `fn` batch by batch; the raw outputs stacked (maybe 0 rows)."""
+        """Load, preprocess and apply `fn` batch by batch; the raw outputs stacked (maybe 0 rows).
+
+        Paths are decoded and preprocessed in `num_workers` worker processes, ahead of the
+        batch `fn` is running on (see `concept.embedding.pipeline`).
+        """
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
         report = report if report is not None else LoadReport()
         total = len(images) if isinstance(images, Sequence) else None
+        preprocess, workers = self._pixel_preprocessing()
         chunks: list[np.ndarray] = []
         done = 0
         with tqdm(total=total, disable=not self.verbose, unit="img", desc="Embedding images") as bar:
-            for _, batch in iter_image_batches(
-                images, batch_size, strict=strict, report=report,
+            for _, pixels in iter_pixel_batches(
+                images, batch_size, preprocess, num_workers=workers, strict=strict, report=report,
                 draft_size=(self.image_size, self.image_size),
             ):
-                pixels = np.stack([self.preprocess(img) for img in batch])
                 chunks.append(np.asarray(fn(pixels), dtype=np.float32))
                 seen = len(report.loaded) + len(report.failures)
                 bar.update(seen - done)
