@@ -133,12 +133,15 @@ def evaluate(data: dict, method: str, space: str, fn, x: np.ndarray) -> dict:
             s.setdefault("ari_inliers", float("nan"))
             s["seconds"] = t.seconds
             runs.append(s)
-        except Exception as exc:  # a crash is a result, not the end of the benchmark
+        except Exception as exc:  # noqa: BLE001 - a crash is a result, not the end of the run
             crashes.append(f"seed {seed}: {type(exc).__name__}: {exc}")
             traceback.print_exc()
     row = {"dataset": data["name"], "method": method, "space": space,
            "crashes": f"{len(crashes)}/{len(SEEDS)}"}
-    get = lambda key: [r[key] for r in runs]  # noqa: E731
+
+    def get(key: str) -> list:
+        return [r[key] for r in runs]
+
     row.update({"NMI": _ms(get("nmi")), "ARI": _ms(get("ari")),
                 "NMI w/o outliers": _ms(get("nmi_inliers")), "ARI w/o outliers": _ms(get("ari_inliers")),
                 "concepts": (_ms(get("n_concepts"), 1) + " (" + ", ".join(str(n) for n in get("n_concepts")) + ")")
@@ -154,13 +157,22 @@ SHARED = "shared ConSE (384-d)"
 FEATURES = "CNN features (1280-d)"
 
 
+def defaults() -> str:
+    """ConceptModel's default reducer and clusterer settings, as they are in src/ now."""
+    from concept.clustering import default_clusterer, default_reducer
+
+    umap_params = default_reducer(10_000, 0).get_params()
+    selection = default_clusterer(MIN_CLUSTER_SIZE).get_params().get("cluster_selection_method")
+    return f"UMAP n_neighbors={umap_params['n_neighbors']}, n_epochs={umap_params['n_epochs']}, {selection}"
+
+
 def default_rows(data: dict) -> list[dict]:
     rows = []
     for space, x in ((SHARED, data["shared"]), (FEATURES, data["features"])):
         rows.append(evaluate(data, "reference (UMAP fit+transform, hdbscan eom)", space, reference, x))
     for space, x in ((SHARED, data["shared"]), (FEATURES, data["features"])):
         rows.append(evaluate(data, f"k-means (true k={data['k']})", space, kmeans(data["k"]), x))
-    rows.append(evaluate(data, "ConceptModel defaults", FEATURES, ours(data), None))
+    rows.append(evaluate(data, f"ConceptModel defaults ({defaults()})", FEATURES, ours(data), None))
     rows.append(evaluate(data, "ConceptModel(cluster_space='embeddings')", SHARED,
                          ours(data, cluster_space="embeddings"), None))
     return rows
