@@ -20,6 +20,8 @@ import math
 import multiprocessing
 import os
 import pickle
+import threading
+import time
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ProcessPoolExecutor
@@ -78,6 +80,19 @@ def _mp_context() -> multiprocessing.context.BaseContext:
     # fork starts in milliseconds and needs nothing re-imported; spawn where fork does not exist.
     methods = multiprocessing.get_all_start_methods()
     return multiprocessing.get_context("fork" if "fork" in methods else "spawn")
+
+
+def _exit_with_parent(parent: int) -> None:
+    """Worker initializer: exit when the main process is gone (e.g. killed with SIGKILL).
+
+    A pool's workers otherwise outlive a killed parent, blocked forever on their task queue.
+    """
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(0.5)
+        os._exit(1)
+
+    threading.Thread(target=watch, daemon=True, name="concept-parent-watch").start()
 
 
 def _load_items(items: list[tuple[int, ImageInput]], preprocess: Preprocess, max_pixels: int | None,
@@ -176,7 +191,8 @@ def _pixel_batches(items: Iterator[ImageInput], batch_size: int, preprocess: Pre
             paths = [(i, item) for i, item in chunk.items if _is_path(item)]
             if num_workers and paths:
                 if pool is None:
-                    pool = ProcessPoolExecutor(num_workers, mp_context=_mp_context())
+                    pool = ProcessPoolExecutor(num_workers, mp_context=_mp_context(),
+                                               initializer=_exit_with_parent, initargs=(os.getpid(),))
                 chunk.future = pool.submit(_load_items, paths, preprocess, max_pixels, draft_size)
             batch.append(chunk)
         pending.append(batch)
