@@ -16,6 +16,7 @@ import pytest
 from conftest import ColorEmbedder
 from PIL import Image
 
+from concept import ConceptModel
 from concept.images import LoadReport
 from concept.store import EmbeddingStore
 
@@ -212,6 +213,26 @@ def test_features_are_stored_with_the_vectors(tmp_path):
     np.testing.assert_array_equal(shared2, shared[::-1])
     np.testing.assert_array_equal(feats2, feats[::-1])
     np.testing.assert_array_equal(feats, backend.embed_images_and_features(paths)[1])
+
+
+def test_fitting_twice_with_the_same_store_embeds_once(tmp_path):
+    paths = []
+    for i in range(45):
+        color = [(255, 0, 0), (0, 0, 255), (0, 255, 0)][i % 3]
+        path = tmp_path / "images" / f"{i}.png"
+        path.parent.mkdir(exist_ok=True)
+        Image.new("RGB", (24, 16), color).save(path)
+        paths.append(path)
+    backend = counting(ColorEmbedder())
+    docs = ["red", "green", "blue", "piano", "river"]
+    labels = []
+    for _ in range(2):
+        model = ConceptModel(min_concept_size=5, embedding_model=backend, random_state=0, verbose=False,
+                             store=tmp_path / "store")
+        labels.append(model.fit_transform(paths, docs=docs))
+    assert backend.seen == len(paths)
+    np.testing.assert_array_equal(labels[0], labels[1])
+    assert model.transform(paths[:6]).tolist() == labels[0][:6].tolist() and backend.seen == len(paths)
 
 
 def test_bad_arguments():

@@ -67,6 +67,9 @@ class ConceptModel:
     batch_size: images embedded at once.
     random_state: seed for reproducible concepts.
     verbose: progress bars and info logging.
+    store: a folder of stored embeddings (`concept.store.EmbeddingStore`): when the images
+        are file paths, only the files not embedded before by this backend are embedded, and
+        they are saved there as they are computed (a killed run resumes). None: no store.
     """
 
     def __init__(
@@ -86,6 +89,7 @@ class ConceptModel:
         batch_size: int = 32,
         random_state: int | None = None,
         verbose: bool = True,
+        store: str | os.PathLike | None = None,
     ) -> None:
         self.min_concept_size = min_concept_size
         self.diversity = diversity
@@ -102,6 +106,7 @@ class ConceptModel:
         self.batch_size = batch_size
         self.random_state = random_state
         self.verbose = verbose
+        self.store = store
 
     # ------------------------------------------------------------------ validation
     def _validate_params(self) -> None:
@@ -173,7 +178,19 @@ class ConceptModel:
         report = LoadReport()
         embedder = self._require_embedder("Embedding images")
         feats = None
-        if features and hasattr(embedder, "embed_images_and_features"):
+        name = getattr(embedder, "name", None)
+        use_store = self.store is not None and all(isinstance(i, (str, os.PathLike)) for i in images)
+        if use_store and (not isinstance(name, str) or name == "base"):
+            logger.warning("Not using the embedding store: %s has no `name` to key its embeddings by.",
+                           type(embedder).__name__)
+            use_store = False
+        if use_store:
+            from concept.store import EmbeddingStore
+
+            x, feats = EmbeddingStore(self.store, name).embed(embedder, images, self.batch_size, report=report,
+                                                              verbose=self.verbose)
+            feats = feats if features else None
+        elif features and hasattr(embedder, "embed_images_and_features"):
             x, feats = embedder.embed_images_and_features(images, self.batch_size, report=report)
         else:
             x = embedder.embed_images(images, self.batch_size, report=report)
