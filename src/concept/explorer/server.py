@@ -1,0 +1,415 @@
+"""`concept serve`: the explorer page backed by a small local HTTP server that runs the model.
+
+Routes
+  GET  /                               the page (same as the report, plus model search)
+  GET  /api/info                       concepts, sizes, words
+  GET  /api/search?q=TEXT              nearest concepts (find_concepts) and nearest images
+  POST /api/search-image               an image (raw body or multipart/form-data): its concept
+                                       (transform), nearest concepts and nearest images
+  GET  /assets/thumbs/sheet_NNN.jpg    generated thumbnail sprite sheets
+  GET  /assets/collages/concept_N.jpg  generated collage previews
+  GET  /model/PATH                     the model folder's own files, nothing outside it
+
+The server binds 127.0.0.1 by default, answers only requests addressed to a loopback name
+while bound to loopback (a web page cannot reach it through DNS rebinding), refuses uploads
+over `max_upload_bytes` with 413, and undecodable images with 400, both with a JSON message.
+"""
+
+from __future__ import annotations
+
+import io
+import ipaddress
+import json
+import logging
+import mimetypes
+import re
+import shutil
+import socket
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qs, unquote, urlsplit
+
+import numpy as np
+from PIL import Image, UnidentifiedImageError
+
+from concept._errors import ConceptError, ImageLoadError
+from concept.embedding.base import l2_normalize
+from concept.explorer.data import page_data
+from concept.explorer.page import render_page
+from concept.explorer.thumbs import ThumbnailSheets, collage_jpeg
+from concept.images import load_image
+
+__all__ = ["MAX_UPLOAD_BYTES", "ExplorerServer", "make_server", "resolve_inside"]
+
+logger = logging.getLogger(__name__)
+
+MAX_UPLOAD_BYTES = 10 * 1024 * 1024
+MAX_QUERY_CHARS = 200  # longer texts are not concept queries (and exceed file-name limits)
+MAX_TOP_N = 50
+MAX_IMAGES = 200
+# An oversized upload is read and discarded up to this size so that the client, which is still
+# sending, receives the 413 instead of a reset connection; beyond it the connection is dropped.
+_DRAIN_LIMIT = 64 * 1024 * 1024
+_LOOPBACK_NAMES = {"localhost", "localhost.", "127.0.0.1", "::1"}
+_CSP = ("default-src 'none'; script-src 'unsafe-inline' 'unsafe-eval'; style-src 'unsafe-inline'; "
+        "img-src 'self' data: blob:; connect-src 'self'; worker-src blob:; base-uri 'none'; "
+        "form-action 'none'; frame-ancestors 'none'")  # regl compiles its shaders with Function()
+
+
+class HTTPProblem(Exception):
+    """An error answered as JSON `{"error": message}` with an HTTP status."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+
+
+def resolve_inside(root: Path, relative: str) -> Path:
+    """The file `root/relative` after following symlinks, refusing anything outside `root`.
+
+    `root` must already be resolved. Raises HTTPProblem 403 for absolute paths, `..` parts,
+    NUL bytes and symlinks that lead out of `root`, 404 for files that do not exist.
+    """
+    if ("\x00" in relative or relative.startswith(("/", "\\")) or re.match(r"[A-Za-z]:", relative)
+            or ".." in re.split(r"[\\/]", relative)):
+        raise HTTPProblem(403, "Only files inside the model folder are served.")
+    try:
+        real = (root / relative).resolve(strict=True)
+    except (OSError, RuntimeError):  # missing, or a symlink loop
+        raise HTTPProblem(404, f"No file {relative!r} in the model folder.") from None
+    if not real.is_relative_to(root):
+        raise HTTPProblem(403, "Only files inside the model folder are served.")
+    if not real.is_file():
+        raise HTTPProblem(404, f"No file {relative!r} in the model folder.")
+    return real
+
+
+def _multipart_file(body: bytes, content_type: str) -> bytes:
+    """The first file (or the field named image/file) of a multipart/form-data body."""
+    match = re.search(r'boundary="?([^";]+)"?', content_type)
+    if not match:
+        raise HTTPProblem(400, "multipart/form-data upload without a boundary.")
+    delimiter = b"--" + match.group(1).encode("latin-1")
+    for part in body.split(delimiter)[1:]:
+        if part.startswith(b"--"):  # the closing delimiter
+            break
+        head, sep, content = part.partition(b"\r\n\r\n")
+        if not sep:
+            continue
+        disposition = next((line for line in head.decode("latin-1").split("\r\n")
+                            if line.lower().startswith("content-disposition:")), "")
+        if "filename=" in disposition or re.search(r'name="?(image|file)"?', disposition):
+            return content[:-2] if content.endswith(b"\r\n") else content
+    raise HTTPProblem(400, "The multipart upload holds no file: send the image as a form field named 'image'.")
+
+
+class ExplorerApp:
+    """The server's state: the model, the page, thumbnails and the search functions."""
+
+    def __init__(self, model: Any, model_dir: str | Path, *, max_upload_bytes: int = MAX_UPLOAD_BYTES,
+                 title: str | None = None, prepare_thumbnails: bool = True) -> None:
+        self.model = model
+        self.root = Path(model_dir).resolve(strict=True)
+        self.max_upload_bytes = int(max_upload_bytes)
+        self._model_lock = threading.Lock()  # embedding backends are not thread-safe
+        self._centred_images: np.ndarray | None = None
+        sources = getattr(model, "image_sources_", None)
+        self.sheets = ThumbnailSheets(sources) if sources else None
+        self._sheet_bytes: dict[int, bytes] = {}
+        self._sheet_locks = [threading.Lock() for _ in range(self.sheets.n_sheets if self.sheets else 0)]
+        self.collages = {int(c): collage_jpeg(img) for c, img in getattr(model, "collages_", {}).items()}
+        data = page_data(
+            model, title=title or f"concept explorer: {self.root.name}", mode="served",
+            sheets=[f"/assets/thumbs/sheet_{k:03d}.jpg" for k in range(self.sheets.n_sheets)] if self.sheets else None,
+            tile=self.sheets.tile if self.sheets else 0, per_row=self.sheets.per_row if self.sheets else 0,
+            collages={c: f"/assets/collages/concept_{c}.jpg" for c in self.collages},
+            max_upload_bytes=self.max_upload_bytes, model_files="/model/")
+        self.page = render_page(data).encode("utf-8")
+        if self.sheets and prepare_thumbnails:  # warm the cache so that hovering is instant
+            threading.Thread(target=self._prepare_sheets, name="concept-thumbnails", daemon=True).start()
+
+    # ------------------------------------------------------------------ assets
+    def sheet(self, k: int) -> bytes:
+        if self.sheets is None or not 0 <= k < self.sheets.n_sheets:
+            raise HTTPProblem(404, f"No thumbnail sheet {k}.")
+        with self._sheet_locks[k]:
+            if k not in self._sheet_bytes:
+                self._sheet_bytes[k] = self.sheets.sheet(k)
+            return self._sheet_bytes[k]
+
+    def _prepare_sheets(self) -> None:
+        for k in range(self.sheets.n_sheets):
+            try:
+                self.sheet(k)
+            except Exception:  # a background nicety: the request path reports real errors
+                logger.exception("Could not prepare thumbnail sheet %d", k)
+
+    # ------------------------------------------------------------------ search
+    def _concepts(self, ranked: list[tuple[int, float]]) -> list[dict[str, Any]]:
+        topics = self.model.topics
+        sizes = np.bincount(self.model.labels_[self.model.labels_ >= 0], minlength=self.model.n_concepts_)
+        return [{"concept": c, "similarity": round(s, 4), "size": int(sizes[c]), "words": topics.get(c, [])}
+                for c, s in ranked]
+
+    def _images(self, sims: np.ndarray, n: int) -> list[dict[str, Any]]:
+        n = min(n, len(sims))
+        if n <= 0:
+            return []
+        top = np.argpartition(-sims, n - 1)[:n]
+        top = top[np.argsort(-sims[top], kind="stable")]
+        labels = self.model.labels_
+        return [{"index": int(i), "similarity": round(float(sims[i]), 4), "concept": int(labels[i])} for i in top]
+
+    def search_text(self, query: str, top_n: int = 5, n_images: int = 24) -> dict[str, Any]:
+        """Concepts nearest to `query` by `find_concepts`, and the images nearest to it."""
+        query = " ".join(query.split())
+        if not query:
+            raise HTTPProblem(400, "Empty query: pass ?q=some+words.")
+        if len(query) > MAX_QUERY_CHARS:
+            raise HTTPProblem(400, f"The query has {len(query)} characters; at most {MAX_QUERY_CHARS} are searched.")
+        if any(ord(ch) < 32 for ch in query):
+            raise HTTPProblem(400, "The query contains control characters.")
+        if Path(query).is_file():  # find_concepts would read it as an image path: never from the web
+            raise HTTPProblem(400, "The query names a file on the server; text queries cannot be file paths.")
+        model = self.model
+        with self._model_lock:
+            ranked = model.find_concepts(query, top_n=top_n)  # raises if there is no embedder
+            vec = l2_normalize(model.embedder_.embed_texts([query]))[0]
+        # Images are ranked the way find_concepts ranks concepts for a text: both modalities
+        # centred on their own mean (see ConceptModel._describe_in_words).
+        if model.word_center_ is not None:
+            if self._centred_images is None:
+                self._centred_images = l2_normalize(model.embeddings_ - model.image_center_)
+            sims = self._centred_images @ l2_normalize(vec - model.word_center_)
+        else:
+            sims = model.embeddings_ @ vec
+        return {"query": query, "concepts": self._concepts(ranked), "images": self._images(sims, n_images)}
+
+    def search_image(self, data: bytes, top_n: int = 5, n_images: int = 24) -> dict[str, Any]:
+        """The concept `transform` assigns the image to, its nearest concepts and images."""
+        if not data:
+            raise HTTPProblem(400, "The upload is empty: send the image file as the request body.")
+        try:
+            image = load_image(Image.open(io.BytesIO(data)))
+        except UnidentifiedImageError:
+            raise HTTPProblem(400, "The upload is not an image: send a PNG, JPEG, GIF, WebP, BMP or TIFF file.") from None
+        except Exception as exc:  # PIL raises many kinds; ImageLoadError names the reason
+            reason = str(exc).removeprefix("Could not load image ")
+            raise HTTPProblem(400, f"The upload is an image that cannot be read ({reason}).") from exc
+        model = self.model
+        with self._model_lock:
+            labels, probs = model.transform([image], return_probabilities=True)
+            ranked = model.find_concepts(image, top_n=top_n)
+            vec = l2_normalize(model.embedder_.embed_images([image], 1))[0]
+        concept = int(labels[0])
+        return {"concept": concept,
+                "probability": round(float(probs[0, concept]), 4) if concept >= 0 else 0.0,
+                "words": model.topics.get(concept, []) if concept >= 0 else [],
+                "concepts": self._concepts(ranked),
+                "images": self._images(model.embeddings_ @ vec, n_images)}
+
+    def info(self) -> dict[str, Any]:
+        labels = self.model.labels_
+        return {"n_images": len(labels), "n_concepts": int(self.model.n_concepts_),
+                "outliers": int((labels < 0).sum()),
+                "concepts": self._concepts([(c, 1.0) for c in range(self.model.n_concepts_)]),
+                "max_upload_bytes": self.max_upload_bytes}
+
+
+def _int_param(params: dict[str, list[str]], name: str, default: int, high: int) -> int:
+    try:
+        value = int(params.get(name, [default])[0])
+    except ValueError:
+        raise HTTPProblem(400, f"Parameter {name} must be an integer.") from None
+    return min(max(value, 0), high)
+
+
+class _Handler(BaseHTTPRequestHandler):
+    server_version = "concept-explorer"
+    protocol_version = "HTTP/1.1"
+    server: ExplorerServer
+
+    # ------------------------------------------------------------------ plumbing
+    def log_message(self, format: str, *args: Any) -> None:
+        logger.debug("%s %s", self.address_string(), format % args)
+
+    def _send(self, status: int, body: bytes, content_type: str, headers: dict[str, str] | None = None) -> None:
+        self.send_response(status)
+        self.send_header("Content-Type", content_type)
+        self.send_header("Content-Length", str(len(body)))
+        self.send_header("X-Content-Type-Options", "nosniff")
+        self.send_header("Referrer-Policy", "no-referrer")
+        for key, value in (headers or {}).items():
+            self.send_header(key, value)
+        if self.close_connection:
+            self.send_header("Connection", "close")
+        self.end_headers()
+        if self.command != "HEAD":
+            self.wfile.write(body)
+
+    def _json(self, status: int, payload: Any) -> None:
+        body = json.dumps(payload, ensure_ascii=False).encode("utf-8")
+        self._send(status, body, "application/json; charset=utf-8", {"Cache-Control": "no-store"})
+
+    def _path(self) -> tuple[str, dict[str, list[str]]]:
+        target = self.path
+        if target.startswith(("http://", "https://")):  # absolute-form request target
+            target = urlsplit(target).path or "/"
+        raw, _, query = target.partition("?")
+        return unquote(raw.partition("#")[0], errors="strict"), parse_qs(query)
+
+    def _host_allowed(self) -> bool:
+        if not self.server.loopback:
+            return True
+        host = (self.headers.get("Host") or "").strip().lower()
+        name = host[1:host.find("]")] if host.startswith("[") else host.rsplit(":", 1)[0] if host.count(":") == 1 else host
+        try:
+            return ipaddress.ip_address(name).is_loopback
+        except ValueError:
+            return name in _LOOPBACK_NAMES
+
+    def _dispatch(self, handler) -> None:
+        try:
+            if not self._host_allowed():
+                raise HTTPProblem(403, "This server answers only requests addressed to localhost / 127.0.0.1.")
+            handler()
+        except HTTPProblem as problem:
+            self._json(problem.status, {"error": problem.message})
+        except UnicodeDecodeError:
+            self._json(400, {"error": "The URL is not valid UTF-8."})
+        except ImageLoadError as exc:
+            self._json(400, {"error": str(exc)})
+        except ConceptError as exc:
+            self._json(500, {"error": str(exc)})
+        except (BrokenPipeError, ConnectionResetError):
+            self.close_connection = True
+        except Exception as exc:
+            logger.exception("Error answering %s %s", self.command, self.path)
+            self._json(500, {"error": f"Internal error: {type(exc).__name__}: {exc}"})
+
+    def do_GET(self) -> None:
+        self._dispatch(self._get)
+
+    def do_HEAD(self) -> None:
+        self._dispatch(self._get)
+
+    def do_POST(self) -> None:
+        self.close_connection = True  # an unread body must never be parsed as the next request
+        self._dispatch(self._post)
+
+    # ------------------------------------------------------------------ routes
+    def _get(self) -> None:
+        app = self.server.app
+        path, params = self._path()
+        if path in ("/", "/index.html"):
+            self._send(200, app.page, "text/html; charset=utf-8",
+                       {"Content-Security-Policy": _CSP, "Cache-Control": "no-store"})
+        elif path == "/api/info":
+            self._json(200, app.info())
+        elif path == "/api/search":
+            query = params.get("q", [""])[0]
+            self._json(200, app.search_text(query, _int_param(params, "top_n", 5, MAX_TOP_N),
+                                             _int_param(params, "images", 24, MAX_IMAGES)))
+        elif m := re.fullmatch(r"/assets/thumbs/sheet_(\d{1,6})\.jpg", path):
+            self._send(200, app.sheet(int(m.group(1))), "image/jpeg", {"Cache-Control": "max-age=3600"})
+        elif m := re.fullmatch(r"/assets/collages/concept_(\d{1,6})\.jpg", path):
+            if int(m.group(1)) not in app.collages:
+                raise HTTPProblem(404, f"Concept {m.group(1)} has no collage.")
+            self._send(200, app.collages[int(m.group(1))], "image/jpeg", {"Cache-Control": "max-age=3600"})
+        elif path.startswith("/model/"):
+            self._model_file(resolve_inside(app.root, path[len("/model/"):]))
+        else:
+            raise HTTPProblem(404, f"Nothing at {path}.")
+
+    def _model_file(self, file: Path) -> None:
+        size = file.stat().st_size
+        self.send_response(200)
+        self.send_header("Content-Type", mimetypes.guess_type(file.name)[0] or "application/octet-stream")
+        self.send_header("Content-Length", str(size))
+        self.send_header("X-Content-Type-Options", "nosniff")
+        self.send_header("Content-Security-Policy", "default-src 'none'; sandbox")
+        self.end_headers()
+        if self.command != "HEAD":
+            with open(file, "rb") as f:
+                shutil.copyfileobj(f, self.wfile)
+
+    def _post(self) -> None:
+        path, params = self._path()
+        if path != "/api/search-image":
+            raise HTTPProblem(404, f"Nothing to POST at {path}; upload images to /api/search-image.")
+        data = self._read_upload()
+        content_type = self.headers.get("Content-Type", "")
+        if content_type.lower().startswith("multipart/form-data"):
+            data = _multipart_file(data, content_type)
+        self._json(200, self.server.app.search_image(data, _int_param(params, "top_n", 5, MAX_TOP_N),
+                                                     _int_param(params, "images", 24, MAX_IMAGES)))
+
+    def _read_upload(self) -> bytes:
+        limit = self.server.app.max_upload_bytes
+        if self.headers.get("Transfer-Encoding"):
+            self.close_connection = True
+            raise HTTPProblem(411, "Send the image with a Content-Length header (chunked uploads are not accepted).")
+        try:
+            length = int(self.headers.get("Content-Length", ""))
+        except ValueError:
+            self.close_connection = True
+            raise HTTPProblem(411, "The upload needs a Content-Length header.") from None
+        if length < 0:
+            self.close_connection = True
+            raise HTTPProblem(400, "Negative Content-Length.")
+        if length > limit:
+            self.close_connection = True
+            if length <= _DRAIN_LIMIT:
+                remaining = length
+                while remaining > 0 and (chunk := self.rfile.read(min(remaining, 1 << 16))):
+                    remaining -= len(chunk)
+            raise HTTPProblem(413, f"The upload is {length / 2**20:.1f} MB; the limit is {limit / 2**20:.1f} MB. "
+                                   "Send a smaller image (or start the server with a larger --max-upload-mb).")
+        data = self.rfile.read(length)
+        if len(data) < length:
+            self.close_connection = True
+            raise HTTPProblem(400, f"The upload ended after {len(data)} of {length} bytes.")
+        return data
+
+
+class ExplorerServer(ThreadingHTTPServer):
+    """A ThreadingHTTPServer serving one model's explorer; `url` is where it listens."""
+
+    daemon_threads = True
+
+    def __init__(self, app: ExplorerApp, host: str = "127.0.0.1", port: int = 8000) -> None:
+        if ":" in host:
+            self.address_family = socket.AF_INET6
+        super().__init__((host, port), _Handler)
+        self.app = app
+        try:
+            self.loopback = ipaddress.ip_address(host).is_loopback
+        except ValueError:
+            self.loopback = host.lower() in _LOOPBACK_NAMES
+
+    @property
+    def url(self) -> str:
+        host, port = self.server_address[:2]
+        return f"http://{f'[{host}]' if ':' in host else host}:{port}/"
+
+
+def make_server(model_dir: str | Path, *, host: str = "127.0.0.1", port: int = 8000,
+                embedding_model: Any = None, model: Any = None, max_upload_bytes: int = MAX_UPLOAD_BYTES,
+                title: str | None = None, prepare_thumbnails: bool = True) -> ExplorerServer:
+    """A server for the model saved in `model_dir` (call `serve_forever()`; port 0 picks a free one).
+
+    `model` is used instead of loading the folder again (it must be the model saved there);
+    `embedding_model` is passed to `ConceptModel.load` when the saved one cannot be rebuilt.
+    """
+    if model is None:
+        from concept.model import ConceptModel
+
+        model = ConceptModel.load(model_dir, embedding_model=embedding_model)
+    if not hasattr(model, "labels_"):
+        raise ConceptError("The model is not fitted: serve a folder written by save() or `concept fit`.")
+    app = ExplorerApp(model, model_dir, max_upload_bytes=max_upload_bytes, title=title,
+                      prepare_thumbnails=prepare_thumbnails)
+    return ExplorerServer(app, host, port)
