@@ -28,6 +28,8 @@ examples:
   concept search photos.model "a dog on a beach" --top-n 3
   concept assign photos.model new/*.jpg --probabilities
   concept visualize photos.model --out concepts.png
+  concept explore photos.model --out report.html
+  concept serve photos.model --port 8000
 """
 
 
@@ -147,6 +149,42 @@ def cmd_visualize(args: argparse.Namespace) -> None:
     print(f"Figure of {min(args.top_n, model.n_concepts_)} concepts saved to {args.out}")
 
 
+def cmd_explore(args: argparse.Namespace) -> None:
+    from concept.explorer import write_report
+
+    if Path(args.out).suffix.lower() not in (".html", ".htm"):
+        raise CLIError(f"--out {args.out} must be an .html file")
+    model = _load(args)
+    if getattr(model, "map_2d_", None) is None:
+        logger.info("The model folder holds no 2-D map; computing one (not saved).")
+    path = write_report(model, args.out, title=args.title, verbose=not args.quiet)
+    files = path.parent / f"{path.stem}_files"
+    print(f"Explorer of {len(model.labels_):,} images and {model.n_concepts_} concepts written to {path} "
+          f"(thumbnails in {files}); open it in a browser, no network needed")
+
+
+def cmd_serve(args: argparse.Namespace) -> None:
+    from concept.explorer import make_server
+
+    if not 0 <= args.port <= 65535:
+        raise CLIError(f"--port {args.port} is not a port number (0-65535)")
+    if args.max_upload_mb <= 0:
+        raise CLIError(f"--max-upload-mb must be positive, got {args.max_upload_mb}")
+    model = _load(args)
+    server = make_server(args.model_dir, host=args.host, port=args.port, model=model, title=args.title,
+                         max_upload_bytes=int(args.max_upload_mb * 1024 * 1024))
+    if not server.loopback:
+        logger.warning("Listening on %s: anyone who can reach this address can search the model and "
+                       "read the model folder's files.", args.host)
+    print(f"Serving the explorer of {args.model_dir} at {server.url} (Ctrl+C to stop)", flush=True)
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        print("Stopped.")
+    finally:
+        server.server_close()
+
+
 def build_parser() -> argparse.ArgumentParser:
     fmt = argparse.RawDescriptionHelpFormatter
     parser = argparse.ArgumentParser(
@@ -202,7 +240,25 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, metavar="PNG", help="image file to write")
     p.add_argument("--top-n", type=int, default=9, metavar="N", help="concepts shown (default: %(default)s)")
 
-    for name in ("search", "assign"):
+    p = add("explore", "Write an interactive explorer (map, thumbnails, concept cards, word search) "
+            "as an HTML file that works offline.",
+            "concept explore photos.model --out report.html", cmd_explore)
+    p.add_argument("model_dir", metavar="MODEL_DIR", help="folder written by `concept fit`")
+    p.add_argument("--out", required=True, metavar="HTML",
+                   help="HTML file to write; thumbnails go to the folder <name>_files beside it")
+    p.add_argument("--title", metavar="TEXT", help="page title (default: from the file name)")
+
+    p = add("serve", "Serve the explorer locally, with search by text or by uploaded image through the model.",
+            "concept serve photos.model --port 8000", cmd_serve)
+    p.add_argument("model_dir", metavar="MODEL_DIR", help="folder written by `concept fit`")
+    p.add_argument("--host", default="127.0.0.1", metavar="ADDRESS",
+                   help="address to listen on (default: %(default)s, this machine only)")
+    p.add_argument("--port", type=int, default=8000, metavar="N", help="port (default: %(default)s; 0: any free port)")
+    p.add_argument("--max-upload-mb", type=float, default=10, metavar="MB",
+                   help="largest image upload accepted (default: %(default)s)")
+    p.add_argument("--title", metavar="TEXT", help="page title (default: from the model folder's name)")
+
+    for name in ("search", "assign", "serve"):
         sub.choices[name].add_argument(
             "--embedding-model", metavar="SPEC",
             help="embedding model to use instead of the one saved with the model")

@@ -538,5 +538,11 @@ class ConceptModel:
         state = f"{self.n_concepts_} concepts, {len(self.labels_)} images" if hasattr(self, "labels_") else "not fitted"
         return f"ConceptModel({state})"
 
+    def _repr_html_(self) -> str:
+        """A compact gallery of the largest concepts, shown by notebooks."""
+        from concept.explorer import repr_html
+
+        return repr_html(self)
+
 
 __all__ = ["ConceptModel", "__version__"]
