@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Install concept and what its demo, tests and benchmarks need, on a fresh Debian machine.
 #   bash scripts/install.sh          # the library + the OpenClipart demo collection
-#   bash scripts/install.sh --dev    # + test tools and the Fashion-MNIST data set
+#   bash scripts/install.sh --dev    # + test tools, the Fashion-MNIST data set and Debian's chromium
+#                                    #   (the explorer's browser tests drive it with Playwright's Python
+#                                    #   package; never `playwright install`, which downloads a browser)
 # torch is pinned to 2.13.0: a bare `torch` requirement pulls a multi-GB CUDA build.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -11,9 +13,10 @@ dev=0
 sudo=""
 [ "$(id -u)" -ne 0 ] && sudo="sudo"
 
-# Real image collections from Debian (data only; the library itself needs none of them).
+# Real image collections from Debian (data only; the library itself needs none of them), and
+# with --dev the browser for the explorer's tests.
 packages="openclipart-png openclipart-svg"
-[ $dev -eq 1 ] && packages="$packages dataset-fashion-mnist"
+[ $dev -eq 1 ] && packages="$packages dataset-fashion-mnist chromium"
 missing=""
 for p in $packages; do dpkg -s "$p" >/dev/null 2>&1 || missing="$missing $p"; done
 if [ -n "$missing" ]; then

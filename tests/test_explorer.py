@@ -1,0 +1,352 @@
+"""The explorer without a browser: the report's HTML and data, the local server's endpoints and
+its refusals (path traversal, oversized and broken uploads, foreign Host headers), the notebook
+gallery, and the `explore` / `serve` commands.
+
+Models are fitted on solid-colour PNG files with `ColorEmbedder`, so "red" really finds the red
+images and an uploaded red image really belongs to the red concept.
+"""
+
+from __future__ import annotations
+
+import http.client
+import io
+import json
+import re
+import threading
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import numpy as np
+import pytest
+from conftest import ColorEmbedder, blobs
+from PIL import Image
+
+from concept import ConceptModel
+from concept.cli import main
+from concept.explorer import make_server, repr_html, write_report
+from concept.explorer.page import render_page
+
+COLORS = {"red": (220, 20, 20), "green": (20, 200, 40), "blue": (30, 40, 230)}
+WORDS = ["red", "green", "blue", "apple", "grass", "sky", "ocean", "fire"]
+# The only absolute URLs in the page: two error-message strings inside the vendored library.
+LIBRARY_MESSAGE_URLS = {"http://get.webgl.org", "https://www.npmjs.com/package/glsl-read-float"}
+UPLOAD_LIMIT = 100_000
+
+
+@pytest.fixture(scope="module")
+def image_dir(tmp_path_factory) -> Path:
+    """3 colours x 20 PNGs, each a slightly different shade (identical images would not cluster)."""
+    root = tmp_path_factory.mktemp("colours")
+    rng = np.random.default_rng(0)
+    for name, rgb in COLORS.items():
+        for i in range(20):
+            shade = tuple(int(v) for v in np.clip(np.add(rgb, rng.integers(-25, 26, 3)), 0, 255))
+            Image.new("RGB", (30 + 2 * i, 50 - i), shade).save(root / f"{name}_{i:02d}.png")
+    return root
+
+
+@pytest.fixture(scope="module")
+def fitted(image_dir, tmp_path_factory):
+    """A model fitted on the colour files, with its 2-D map, saved to a folder."""
+    paths = sorted(str(p) for p in image_dir.glob("*.png"))
+    model = ConceptModel(min_concept_size=5, embedding_model=ColorEmbedder(), n_words=3,
+                         random_state=0, verbose=False).fit(paths, docs=WORDS)
+    model.map_2d()
+    folder = tmp_path_factory.mktemp("model") / "colours.model"
+    model.save(folder)
+    assert model.n_concepts_ >= 2
+    return model, folder
+
+
+def concept_of(model, colour: str) -> int:
+    """The concept most of `colour`'s files belong to."""
+    labels = [lab for src, lab in zip(model.image_sources_, model.labels_) if Path(src).name.startswith(colour)]
+    return int(np.bincount([lab for lab in labels if lab >= 0]).argmax())
+
+
+def page_json(html: str) -> dict:
+    match = re.search(r'<script type="application/json" id="concept-data">(.*?)</script>', html, re.DOTALL)
+    assert match, "the page holds no data block"
+    return json.loads(match.group(1))
+
+
+# ---------------------------------------------------------------------------- the report
+@pytest.fixture(scope="module")
+def report(fitted, tmp_path_factory):
+    model, _ = fitted
+    path = write_report(model, tmp_path_factory.mktemp("report") / "report.html", verbose=False)
+    return path, path.read_text(encoding="utf-8")
+
+
+def test_report_has_one_card_per_concept_and_every_point(fitted, report):
+    model, _ = fitted
+    _, html = report
+    data = page_json(html)
+    assert data["mode"] == "report"
+    assert [c["id"] for c in data["concepts"]] == list(range(model.n_concepts_))
+    assert [c["size"] for c in data["concepts"]] == np.bincount(model.labels_[model.labels_ >= 0]).tolist()
+    assert [c["words"] for c in data["concepts"]] == [model.topics[c] for c in range(model.n_concepts_)]
+    points = data["points"]
+    n = len(model.labels_)
+    assert len(points["x"]) == len(points["y"]) == len(points["probability"]) == n
+    assert points["concept"] == model.labels_.tolist()
+    assert max(map(abs, points["x"] + points["y"])) <= 1.0  # the map library wants [-1, 1]
+    assert data["names"] == [Path(s).name for s in model.image_sources_]
+    assert data["outliers"]["size"] == int((model.labels_ < 0).sum())
+
+
+def test_report_files_beside_the_html_hold_thumbnails_and_collages(fitted, report):
+    model, _ = fitted
+    path, html = report
+    data = page_json(html)
+    files = path.parent / "report_files"
+    assert data["thumbs"]["sheets"] == ["report_files/thumbs/sheet_000.jpg"]
+    with Image.open(files / "thumbs" / "sheet_000.jpg") as sheet:
+        tile, per_row = data["thumbs"]["tile"], data["thumbs"]["per_row"]
+        assert sheet.size == (tile * per_row, tile * -(-len(model.labels_) // per_row))
+        # Thumbnail 0 is the first fitted file, whole and in its colour.
+        first = Path(model.image_sources_[0]).name.split("_")[0]
+        r, g, b = sheet.getpixel((tile // 2, tile // 2))
+        assert np.abs(np.subtract((r, g, b), COLORS[first])).max() < 40
+    for c in range(model.n_concepts_):
+        assert data["concepts"][c]["collage"] == f"report_files/collages/concept_{c}.jpg"
+        assert (files / "collages" / f"concept_{c}.jpg").is_file()
+
+
+def test_report_loads_nothing_from_the_network(report):
+    _, html = report
+    assert not re.search(r"""(src|href)\s*=\s*["']?\s*(https?:)?//""", html, re.IGNORECASE)
+    assert not re.search(r"""url\(\s*["']?\s*(https?:)?//""", html, re.IGNORECASE)
+    assert not re.search(r"@import|<script[^>]*\bsrc=", html, re.IGNORECASE)
+    assert not re.search(r"cdn|unpkg|jsdelivr|googleapis", html, re.IGNORECASE)
+    assert set(re.findall(r"https?://[^\s\"'<>)`]+", html)) <= LIBRARY_MESSAGE_URLS
+
+
+def test_report_rewrites_its_folder_and_refuses_non_html(fitted, tmp_path):
+    model, _ = fitted
+    stale = tmp_path / "r_files" / "thumbs" / "sheet_999.jpg"
+    stale.parent.mkdir(parents=True)
+    stale.write_bytes(b"old")
+    write_report(model, tmp_path / "r.html", verbose=False)
+    assert not stale.exists() and (tmp_path / "r_files" / "thumbs" / "sheet_000.jpg").is_file()
+    with pytest.raises(Exception, match="html"):
+        write_report(model, tmp_path / "r.txt", verbose=False)
+
+
+def test_report_without_image_files_draws_points_and_takes_thumbnails_from_images(tmp_path):
+    x, _ = blobs(n_per=20, centers=3)
+    model = ConceptModel(min_concept_size=5, embedding_model=None, random_state=0, verbose=False)
+    model.fit(image_embeddings=x)
+    data = page_json(write_report(model, tmp_path / "plain.html", verbose=False).read_text())
+    assert data["thumbs"] is None and data["names"] is None
+    assert len(data["points"]["x"]) == len(x) and len(data["concepts"]) == model.n_concepts_
+    arrays = [np.full((28, 28), 40 * (i % 6), dtype=np.uint8) for i in range(len(x))]
+    data = page_json(write_report(model, tmp_path / "arrays.html", images=arrays, verbose=False).read_text())
+    assert data["thumbs"]["sheets"] == ["arrays_files/thumbs/sheet_000.jpg"]
+    with pytest.raises(Exception, match="fitted images"):
+        write_report(model, tmp_path / "bad.html", images=arrays[:3], verbose=False)
+
+
+def test_page_text_from_the_model_cannot_break_out_of_its_script():
+    evil = "</script><script>alert(1)</script><!--"
+    html = render_page({"title": evil, "mode": "report", "n_images": 0,
+                        "points": {"x": [], "y": [], "concept": [], "probability": []}, "names": None,
+                        "concepts": [{"id": 0, "size": 0, "words": [evil], "color": "#000", "collage": None}],
+                        "outliers": {"size": 0, "color": "#ccc"}, "thumbs": None,
+                        "max_upload_bytes": None, "model_files": None})
+    assert "<script>alert(1)" not in html
+    assert html.count("</script>") == 3  # data, library, app
+    assert page_json(html)["concepts"][0]["words"] == [evil]
+
+
+# ---------------------------------------------------------------------------- the server
+@pytest.fixture(scope="module")
+def server(fitted):
+    model_dir = fitted[1]
+    model = ConceptModel.load(model_dir, embedding_model=ColorEmbedder())
+    srv = make_server(model_dir, port=0, model=model, max_upload_bytes=UPLOAD_LIMIT, prepare_thumbnails=False)
+    thread = threading.Thread(target=srv.serve_forever, daemon=True)
+    thread.start()
+    yield srv
+    srv.shutdown()
+    srv.server_close()
+    thread.join(5)
+
+
+def request(server, path: str, body: bytes | None = None, headers: dict | None = None,
+            method: str | None = None) -> tuple[int, bytes, dict]:
+    """Send `path` byte for byte (no client-side normalisation of '..' or %-escapes)."""
+    host, port = server.server_address[:2]
+    conn = http.client.HTTPConnection(host, port, timeout=30)
+    try:
+        conn.request(method or ("POST" if body is not None else "GET"), path, body=body, headers=headers or {})
+        response = conn.getresponse()
+        return response.status, response.read(), dict(response.getheaders())
+    finally:
+        conn.close()
+
+
+def api(server, path: str, body: bytes | None = None, content_type: str = "image/png") -> tuple[int, dict]:
+    req = urllib.request.Request(server.url.rstrip("/") + path, data=body,
+                                 headers={"Content-Type": content_type} if body is not None else {})
+    try:
+        with urllib.request.urlopen(req, timeout=30) as response:
+            return response.status, json.loads(response.read())
+    except urllib.error.HTTPError as exc:
+        return exc.code, json.loads(exc.read())
+
+
+def png(rgb, size=(40, 32)) -> bytes:
+    buffer = io.BytesIO()
+    Image.new("RGB", size, rgb).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def test_server_binds_loopback_and_serves_the_page(server, fitted):
+    assert server.server_address[0] == "127.0.0.1" and server.loopback
+    status, body, headers = request(server, "/")
+    assert status == 200 and headers["Content-Type"].startswith("text/html")
+    assert "connect-src 'self'" in headers["Content-Security-Policy"]
+    data = page_json(body.decode("utf-8"))
+    assert data["mode"] == "served" and len(data["concepts"]) == fitted[0].n_concepts_
+    assert data["max_upload_bytes"] == UPLOAD_LIMIT
+
+
+def test_text_search_runs_the_model(server, fitted):
+    model, _ = fitted
+    status, result = api(server, "/api/search?q=red&top_n=2&images=5")
+    assert status == 200
+    red = concept_of(model, "red")
+    assert [r["concept"] for r in result["concepts"]] == [c for c, _ in model.find_concepts("red", top_n=2)]
+    assert result["concepts"][0]["concept"] == red and result["concepts"][0]["words"] == model.topics[red]
+    assert len(result["images"]) == 5
+    assert all(Path(model.image_sources_[im["index"]]).name.startswith("red") for im in result["images"])
+    sims = [im["similarity"] for im in result["images"]]
+    assert sims == sorted(sims, reverse=True)
+
+
+def test_text_search_refuses_bad_queries(server, tmp_path):
+    assert api(server, "/api/search?q=")[0] == 400
+    assert api(server, "/api/search?q=" + "x" * 300)[0] == 400
+    file = tmp_path / "query.png"
+    file.write_bytes(png((220, 20, 20)))
+    status, result = api(server, f"/api/search?q={file}")  # never read a server file as the query
+    assert status == 400 and "file" in result["error"]
+
+
+def test_uploaded_image_gets_its_concept_raw_or_multipart(server, fitted):
+    model, _ = fitted
+    status, result = api(server, "/api/search-image?images=3", png(COLORS["red"]))
+    assert status == 200
+    assert result["concept"] == concept_of(model, "red") == int(model.transform([Image.open(io.BytesIO(png(COLORS["red"])))])[0])
+    assert 0 < result["probability"] <= 1 and result["words"] == model.topics[result["concept"]]
+    assert len(result["images"]) == 3 and len(result["concepts"]) == model.n_concepts_
+    boundary = "----conceptTestBoundary"
+    body = (f"--{boundary}\r\nContent-Disposition: form-data; name=\"image\"; filename=\"b.png\"\r\n"
+            "Content-Type: image/png\r\n\r\n").encode() + png(COLORS["blue"]) + f"\r\n--{boundary}--\r\n".encode()
+    status, result = api(server, "/api/search-image", body, f"multipart/form-data; boundary={boundary}")
+    assert status == 200 and result["concept"] == concept_of(model, "blue")
+
+
+def test_oversized_upload_is_refused_with_413(server):
+    status, result = api(server, "/api/search-image", b"\0" * (UPLOAD_LIMIT + 1))
+    assert status == 413
+    assert "limit" in result["error"] and "smaller" in result["error"]
+    # The server still answers afterwards.
+    assert api(server, "/api/search?q=red")[0] == 200
+
+
+def test_broken_uploads_are_refused_with_400(server):
+    status, result = api(server, "/api/search-image", b"this is not an image")
+    assert status == 400 and "not an image" in result["error"]
+    truncated = png(COLORS["green"], (200, 200))[:200]
+    status, result = api(server, "/api/search-image", truncated)
+    assert status == 400 and result["error"]
+    status, result = api(server, "/api/search-image", b"")
+    assert status == 400 and "empty" in result["error"]
+
+
+def test_thumbnails_and_collages_are_generated(server, fitted):
+    status, body, headers = request(server, "/assets/thumbs/sheet_000.jpg")
+    assert status == 200 and headers["Content-Type"] == "image/jpeg"
+    assert Image.open(io.BytesIO(body)).width == 64 * 16
+    assert request(server, "/assets/collages/concept_0.jpg")[0] == 200
+    assert request(server, "/assets/thumbs/sheet_001.jpg")[0] == 404
+    assert request(server, f"/assets/collages/concept_{fitted[0].n_concepts_}.jpg")[0] == 404
+
+
+def test_model_files_are_served_and_nothing_outside_the_model_folder(server, fitted, tmp_path):
+    model_dir = fitted[1]
+    status, body, _ = request(server, "/model/concept.json")
+    assert status == 200 and json.loads(body)["format"] == "concept-model"
+    assert request(server, "/model/images/concept_0.png")[0] == 200
+    secret = model_dir.parent / "secret.txt"
+    secret.write_text("TOP-SECRET")
+    (model_dir / "leak.txt").symlink_to(secret)
+    (model_dir / "leak_dir").symlink_to(model_dir.parent, target_is_directory=True)
+    attacks = [
+        "/model/../secret.txt", "/model/images/../../secret.txt", "/model/%2e%2e/secret.txt",
+        "/model/%2E%2E%2Fsecret.txt", "/model/..%2fsecret.txt", "/model/..%5csecret.txt",
+        f"/model/{secret}", f"/model/%2F{str(secret).lstrip('/')}", "/model//etc/passwd",
+        "/model/../../../../../../etc/passwd", "/model/%252e%252e/secret.txt",
+        "/model/leak.txt", "/model/leak_dir/secret.txt", "/model/secret.txt%00.json",
+        "/../secret.txt", "/%2e%2e/secret.txt", "http://127.0.0.1/model/../secret.txt",
+    ]
+    for path in attacks:
+        status, body, _ = request(server, path)
+        assert status in (403, 404), (path, status)
+        assert b"TOP-SECRET" not in body and b"root:" not in body, path
+        assert "error" in json.loads(body), path
+
+
+def test_requests_for_other_host_names_are_refused(server):
+    """A page on another site cannot reach the server through DNS rebinding."""
+    status, body, _ = request(server, "/api/info", headers={"Host": "attacker.example:80"})
+    assert status == 403 and "localhost" in json.loads(body)["error"]
+    assert request(server, "/api/info", headers={"Host": "localhost"})[0] == 200
+
+
+def test_info_endpoint(server, fitted):
+    status, info = api(server, "/api/info")
+    assert status == 200 and info["n_concepts"] == fitted[0].n_concepts_
+    assert info["n_images"] == len(fitted[0].labels_)
+
+
+# ---------------------------------------------------------------------------- notebooks
+def test_repr_html_is_a_gallery_of_the_largest_concepts(fitted):
+    model, _ = fitted
+    html = model._repr_html_()
+    assert html == repr_html(model)
+    assert html.count("<img src='data:image/png;base64,") == min(8, model.n_concepts_)
+    sizes = np.bincount(model.labels_[model.labels_ >= 0])
+    first = int(sizes.argmax())
+    assert f"<b>Concept {first}</b> · {sizes[first]:,} images" in html
+    assert ", ".join(model.topics[first]) in html
+
+
+def test_repr_html_of_unfitted_and_collage_free_models():
+    assert "not fitted" in ConceptModel()._repr_html_()
+    x, _ = blobs(n_per=20, centers=3)
+    model = ConceptModel(min_concept_size=5, embedding_model=None, random_state=0, verbose=False)
+    model.fit(image_embeddings=x)
+    html = model._repr_html_()
+    assert "<img" not in html and "no collage" in html
+    model.topics_ = {c: [("<b>bold</b>", 1.0)] for c in model.topics_}
+    assert "&lt;b&gt;bold&lt;/b&gt;" in model._repr_html_()
+
+
+# ---------------------------------------------------------------------------- the commands
+def test_explore_command_writes_the_report(fitted, tmp_path, capsys):
+    out = tmp_path / "explore.html"
+    assert main(["explore", str(fitted[1]), "--out", str(out), "--quiet"]) == 0
+    assert "explore_files" in capsys.readouterr().out
+    assert len(page_json(out.read_text())["concepts"]) == fitted[0].n_concepts_
+    assert main(["explore", str(fitted[1]), "--out", str(tmp_path / "x.txt"), "--quiet"]) == 2
+    assert "must be an .html file" in capsys.readouterr().err
+
+
+def test_serve_command_refuses_bad_options(fitted, capsys):
+    assert main(["serve", str(fitted[1]), "--port", "70000", "--quiet"]) == 2
+    assert "--port 70000" in capsys.readouterr().err
+    assert main(["serve", str(fitted[1]), "--max-upload-mb", "0", "--quiet"]) == 2

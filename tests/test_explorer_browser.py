@@ -1,0 +1,267 @@
+"""The explorer in a real browser: Debian's chromium, headless, driven by Playwright's Python package.
+
+A model fitted on 60 OpenClipart images (with a tiny random CLIP, so the concepts are arbitrary
+but real) is opened as a static report (file://) and through `concept serve` (127.0.0.1 only).
+The tests count the concept cards, hover a point and see its thumbnail, search, click a card and
+see its members, upload images, and check that the page fetched nothing from the network. A
+third test opens a 70,000-point map. Screenshots go to each test's tmp_path.
+
+Never `playwright install`: the browser is /usr/bin/chromium from apt.
+"""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+
+import numpy as np
+import pytest
+from conftest import OPENCLIPART
+from PIL import Image
+
+from concept import ConceptModel
+from concept.explorer import make_server, write_report
+
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                 "--disable-component-update", "--no-first-run"]
+WORDS = ["dog", "cat", "bird", "fish", "horse", "apple", "bread", "cake", "cheese", "wine",
+         "car", "bus", "train", "plane", "ship", "bicycle"]
+MEMBERS_PAGE = 120  # members listed before "Show more" (explorer.js)
+
+try:
+    from playwright.sync_api import sync_playwright
+except ImportError:  # pragma: no cover - depends on the machine
+    sync_playwright = None
+
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.skipif(sync_playwright is None,
+                       reason="playwright is not installed (pip install -e '.[dev]'); browser tests skipped"),
+    pytest.mark.skipif(not CHROMIUM.exists(),
+                       reason="Debian's chromium is not installed (apt-get install chromium); "
+                              "these tests never download a browser"),
+]
+
+
+@pytest.fixture(scope="module")
+def browser():
+    with sync_playwright() as p:
+        chromium = p.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS)
+        yield chromium
+        chromium.close()
+
+
+@pytest.fixture(scope="module")
+def clipart_model(tiny_clip, tmp_path_factory):
+    """60 OpenClipart PNGs (3 folders) fitted with a tiny random CLIP, saved with its map."""
+    if not OPENCLIPART.is_dir():
+        pytest.skip("Debian package openclipart-png is not installed")
+    paths = []
+    for category in ("animals", "food", "transportation"):
+        paths += sorted((OPENCLIPART / category).rglob("*.png"))[:20]
+    model = ConceptModel(min_concept_size=5, embedding_model=str(tiny_clip), random_state=0, verbose=False)
+    model.fit([str(p) for p in paths], docs=WORDS)
+    assert model.n_concepts_ >= 1, "the test model needs at least one concept"
+    model.map_2d()
+    folder = tmp_path_factory.mktemp("clipart") / "clipart.model"
+    model.save(folder)
+    return model, folder, paths
+
+
+class Page:
+    """A browser tab that records every request and every script error."""
+
+    def __init__(self, browser, url: str) -> None:
+        self.requests: list[str] = []
+        self.errors: list[str] = []
+        self.page = browser.new_page(viewport={"width": 1400, "height": 850})
+        self.page.set_default_timeout(60_000)
+        self.page.on("request", lambda r: self.requests.append(r.url))
+        self.page.on("pageerror", lambda e: self.errors.append(str(e)))
+        self.page.on("console", lambda m: self.errors.append(m.text) if m.type == "error" else None)
+        self.page.goto(url)
+        self.page.wait_for_function("document.body.dataset.ready === '1'")
+
+    def close(self) -> None:
+        self.page.close()
+
+
+def check_cards(page, model) -> None:
+    assert page.locator(".concept-card").count() == model.n_concepts_
+    assert page.locator(".outlier-card").count() == (1 if (model.labels_ < 0).any() else 0)
+
+
+def check_points_drawn(page, path: Path) -> None:
+    """The map's canvas shows coloured points (WebGL really rendered)."""
+    page.locator("#map").screenshot(path=str(path))
+    with Image.open(path) as shot:
+        rgb = np.asarray(shot.convert("RGB"), dtype=np.int16)
+    coloured = (rgb.max(axis=2) - rgb.min(axis=2)) > 60
+    assert coloured.sum() > 200, "no coloured points on the map"
+
+
+def hover_a_point(page, model, index: int) -> int:
+    """Move the mouse onto point `index`; return the point whose tooltip shows."""
+    x, y = page.evaluate("i => window.conceptExplorer.screenPosition(i, true)", index)
+    page.mouse.move(x - 6, y - 6)
+    page.mouse.move(x, y, steps=3)
+    page.wait_for_selector("#tooltip:not([hidden])")
+    shown = int(page.get_attribute("#tooltip", "data-index"))
+    label = int(model.labels_[shown])
+    text = page.text_content("#tooltip")
+    assert (f"Concept {label}" if label >= 0 else "Outliers") in text
+    return shown
+
+
+def check_thumbnail(page, model, shown: int) -> None:
+    """The tooltip shows point `shown`'s thumbnail, and its sprite sheet really loaded."""
+    assert page.text_content("#tooltip .name") == Path(model.image_sources_[shown]).name
+    background = page.eval_on_selector("#tooltip .thumb", "e => getComputedStyle(e).backgroundImage")
+    url = background.split('"')[1]
+    assert url.endswith("sheet_000.jpg")
+    width = page.evaluate("""url => new Promise(done => { const im = new Image();
+        im.onload = () => done(im.naturalWidth); im.onerror = () => done(0); im.src = url; })""", url)
+    assert width == 16 * 64
+
+
+def check_card_click(page, model, concept: int) -> None:
+    page.click(f".concept-card[data-concept='{concept}']")
+    page.wait_for_selector(f"#members .panel[data-concept='{concept}'] .member")
+    size = int((model.labels_ == concept).sum())
+    indices = [int(i) for i in page.eval_on_selector_all("#members .member", "els => els.map(e => e.dataset.index)")]
+    assert len(indices) == min(size, MEMBERS_PAGE)
+    assert all(model.labels_[i] == concept for i in indices)
+    selected = page.evaluate("window.conceptExplorer.scatterplot.get('selectedPoints')")
+    assert sorted(selected) == np.flatnonzero(model.labels_ == concept).tolist()
+
+
+def test_report_from_file_url(browser, clipart_model, tmp_path):
+    model, _, _ = clipart_model
+    report = write_report(model, tmp_path / "report.html", verbose=False)
+    tab = Page(browser, report.as_uri())
+    page = tab.page
+    try:
+        check_cards(page, model)
+        check_points_drawn(page, tmp_path / "report_map.png")
+        shown = hover_a_point(page, model, int(np.argmax(model.labels_ >= 0)))
+        check_thumbnail(page, model, shown)
+        page.screenshot(path=str(tmp_path / "report_hover.png"))
+
+        word = model.topics[0][0]
+        page.fill("#search", word)
+        page.wait_for_selector("#results .result")
+        found = [int(c) for c in page.eval_on_selector_all("#results .result", "els => els.map(e => e.dataset.concept)")]
+        assert found[0] in range(model.n_concepts_) and all(word in model.topics[c] for c in found)
+        assert page.locator("#results mark").first.text_content() == word
+        page.screenshot(path=str(tmp_path / "report_search.png"))
+        page.fill("#search", "")
+        page.wait_for_selector("#results", state="hidden")
+
+        check_card_click(page, model, 0)
+        page.screenshot(path=str(tmp_path / "report_card.png"))
+
+        page.select_option("#filter", "0")
+        size = int((model.labels_ == 0).sum())
+        assert page.evaluate("window.conceptExplorer.scatterplot.get('filteredPoints').length") == size
+        assert page.locator(".concept-card:visible").count() == 1
+        page.click("#reset")
+        assert page.locator(".concept-card:visible").count() == model.n_concepts_
+        assert not tab.errors, tab.errors
+        assert all(url.startswith(("file://", "data:", "blob:")) for url in tab.requests), tab.requests
+    finally:
+        tab.close()
+
+
+@pytest.fixture(scope="module")
+def served(clipart_model):
+    _, folder, _ = clipart_model
+    server = make_server(folder, port=0, prepare_thumbnails=False)  # loads the folder like `concept serve`
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield server
+    server.shutdown()
+    server.server_close()
+    thread.join(5)
+
+
+def test_served_page_searches_and_assigns_uploads_with_the_model(browser, clipart_model, served, tmp_path):
+    model, _, paths = clipart_model
+    assert served.server_address[0] == "127.0.0.1"
+    tab = Page(browser, served.url)
+    page = tab.page
+    try:
+        check_cards(page, model)
+        check_points_drawn(page, tmp_path / "served_map.png")
+        shown = hover_a_point(page, model, int(np.argmax(model.labels_ >= 0)))
+        check_thumbnail(page, model, shown)
+
+        page.fill("#search", "dog")
+        page.press("#search", "Enter")
+        page.wait_for_selector("#results .image-result")
+        concepts = [int(c) for c in page.eval_on_selector_all(
+            "#results .panel > .result", "els => els.map(e => e.dataset.concept)")]
+        expected = [c for c, _ in model.find_concepts("dog", top_n=5)]
+        assert concepts[:len(expected)] == expected
+        assert page.locator("#results .image-result").count() == min(24, len(model.labels_))
+        page.screenshot(path=str(tmp_path / "served_search.png"))
+
+        check_card_click(page, model, 0)
+
+        query = paths[7]
+        page.set_input_files("#upload", str(query))
+        page.wait_for_selector("#upload-result")
+        assigned = int(page.get_attribute("#upload-result", "data-concept"))
+        assert assigned == int(model.transform([str(query)])[0])
+        page.screenshot(path=str(tmp_path / "served_upload.png"))
+
+        assert not tab.errors, tab.errors
+        broken = tmp_path / "broken.png"
+        broken.write_bytes(b"this is not a png")
+        page.set_input_files("#upload", str(broken))
+        page.wait_for_selector("#upload-error")
+        assert "not an image" in page.text_content("#upload-error")
+        assert all("400 (Bad Request)" in e for e in tab.errors), tab.errors  # the refused upload
+        local = served.url.rstrip("/")
+        assert all(url.startswith((local, "data:", "blob:")) for url in tab.requests), tab.requests
+    finally:
+        tab.close()
+
+
+class _MapOnlyModel:
+    """The attributes of a fitted ConceptModel the explorer reads, for a synthetic 70,000-point map."""
+
+    def __init__(self, n: int = 70_000, k: int = 12, seed: int = 0) -> None:
+        rng = np.random.default_rng(seed)
+        centres = rng.uniform(-10, 10, size=(k, 2))
+        labels = rng.integers(0, k, size=n)
+        labels[rng.random(n) < 0.05] = -1
+        self.labels_ = labels
+        self._xy = (np.where(labels[:, None] >= 0, centres[labels], 0.0)
+                    + rng.normal(scale=np.where(labels >= 0, 0.8, 6.0)[:, None], size=(n, 2)))
+        self.probabilities_ = rng.uniform(0.3, 1.0, size=n)
+        self.n_concepts_ = k
+        self.topics = {c: [f"word{c}_{j}" for j in range(5)] for c in range(k)}
+        self.collages_ = {}
+        self.image_sources_ = None
+
+    def map_2d(self) -> np.ndarray:
+        return self._xy
+
+
+def test_a_map_of_70000_points(browser, tmp_path):
+    model = _MapOnlyModel()
+    report = write_report(model, tmp_path / "big.html", verbose=False)
+    tab = Page(browser, report.as_uri())
+    page = tab.page
+    try:
+        assert page.evaluate("window.conceptExplorer.scatterplot.get('points').length") == 70_000
+        check_cards(page, model)
+        check_points_drawn(page, tmp_path / "big_map.png")
+        hover_a_point(page, model, int(np.argmax(model.labels_ == 3)))
+        page.wait_for_selector("#tooltip .name")
+        check_card_click(page, model, 3)
+        page.screenshot(path=str(tmp_path / "big.png"))
+        assert not tab.errors, tab.errors
+    finally:
+        tab.close()
