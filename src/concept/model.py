@@ -235,8 +235,7 @@ class ConceptModel:
                 f"Only {n} images, fewer than min_concept_size={self.min_concept_size}, so no concept "
                 f"can form: add images or lower min_concept_size (e.g. ConceptModel(min_concept_size={max(2, n // 3)}))."
             )
-        reducer = self.umap_model if self.umap_model is not None else default_reducer(n, self.random_state)
-        clusterer = self.hdbscan_model if self.hdbscan_model is not None else default_clusterer(self.min_concept_size)
+        reducer, clusterer = self._stages(n)
         result = cluster(x if feats is None else feats, reducer, clusterer,
                          sample_size=self.sample_size, random_state=self.random_state)
         concepts = describe_concepts(x, result.labels, n_exemplars=int(self.n_exemplars),
@@ -270,12 +269,19 @@ class ConceptModel:
         out[self.image_indices_] = self.labels_
         return out
 
+    def _stages(self, n: int):
+        """The reducer and clusterer for `n` images: the user's, or defaults sized for the sample."""
+        fitted = n if self.sample_size is None else min(n, int(self.sample_size))
+        reducer = self.umap_model if self.umap_model is not None else default_reducer(fitted, self.random_state)
+        clusterer = (self.hdbscan_model if self.hdbscan_model is not None
+                     else default_clusterer(self.min_concept_size, fitted))
+        return reducer, clusterer
+
     def cluster_images(self, image_embeddings: Any) -> np.ndarray:
         """Run only the reduce-and-cluster stage on embeddings; labels, 0 = largest, -1 = outlier."""
         self._validate_params()
         x = self._as_embeddings(image_embeddings)
-        reducer = self.umap_model if self.umap_model is not None else default_reducer(len(x), self.random_state)
-        clusterer = self.hdbscan_model if self.hdbscan_model is not None else default_clusterer(self.min_concept_size)
+        reducer, clusterer = self._stages(len(x))
         return cluster(x, reducer, clusterer, sample_size=self.sample_size,
                        random_state=self.random_state).labels
 
