@@ -119,7 +119,7 @@ def main() -> None:
     only = set(args.only or ["openclipart", "fashion", "synthetic"])
 
     embedder = OfflineEmbedder(verbose=False)
-    warm_x, _ = mixture(3000, seed=9)
+    warm_x, _ = mixture(12_000, seed=9)  # above pynndescent's small-data path, so its JIT is warm too
     _, jit_ref, _ = timed(lambda: reference(warm_x))
     _, jit_ours, _ = timed(lambda: ConceptModel(embedding_model=None, verbose=False, random_state=0)
                            .fit(image_embeddings=warm_x))
