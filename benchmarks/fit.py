@@ -31,8 +31,10 @@ import numpy as np
 
 from _common import CACHE, OUT, machine, scores, table
 from concept import ConceptModel
+from concept._cache import cached_text_embeddings
 from concept.datasets import fashion_mnist, openclipart
 from concept.embedding import OfflineEmbedder, l2_normalize
+from concept.vocabulary import load_vocabulary
 
 warnings.filterwarnings("ignore")
 logging.basicConfig(level=logging.ERROR)
@@ -123,9 +125,11 @@ def main() -> None:
     _, jit_ref, _ = timed(lambda: reference(warm_x))
     _, jit_ours, _ = timed(lambda: ConceptModel(embedding_model=None, verbose=False, random_state=0)
                            .fit(image_embeddings=warm_x))
-    _, vocab_s, _ = timed(lambda: ours(warm_x, None, embedder))
+    words = load_vocabulary(VOCABULARY)
+    _, vocab_s, _ = timed(lambda: cached_text_embeddings(embedder.name, words, embedder.embed_texts))
     print(f"one-time costs: JIT warm-up reference {jit_ref:.1f} s, ours {jit_ours:.1f} s; "
-          f"embedding the {VOCABULARY:,}-noun vocabulary (cached afterwards) {vocab_s:.1f} s", flush=True)
+          f"embedding the {VOCABULARY:,}-noun vocabulary {vocab_s:.1f} s (0 s when already in the disk cache)",
+          flush=True)
 
     datasets = []
     if "openclipart" in only and (d := load_openclipart()) is not None:
@@ -165,8 +169,8 @@ def main() -> None:
             "ref concepts", "concepts", "ref outliers", "outliers", "ref GiB", "ours GiB", "transform ms/1k"]
     text = (f"## Fit: ConceptModel vs the reference pipeline ({machine()})\n\n"
             f"One-time costs (not in the table): numba JIT warm-up {jit_ref:.1f} s (reference) and "
-            f"{jit_ours:.1f} s (ours); embedding the {VOCABULARY:,}-noun vocabulary {vocab_s:.1f} s "
-            f"(cached on disk afterwards). 'ref s' is the reference's reduction + clustering only; "
+            f"{jit_ours:.1f} s (ours); the {VOCABULARY:,}-noun vocabulary's embeddings {vocab_s:.1f} s "
+            f"(embedding them once takes minutes; they are cached on disk afterwards). 'ref s' is the reference's reduction + clustering only; "
             f"'ours s' is the whole fit (reduction, clustering, exemplars, words).\n\n" + table(rows, cols))
     OUT.mkdir(exist_ok=True)
     (OUT / "fit.md").write_text(text + "\n")

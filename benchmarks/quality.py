@@ -162,8 +162,10 @@ def defaults() -> str:
     from concept.clustering import default_clusterer, default_reducer
 
     umap_params = default_reducer(10_000, 0).get_params()
-    selection = default_clusterer(MIN_CLUSTER_SIZE).get_params().get("cluster_selection_method")
-    return f"UMAP n_neighbors={umap_params['n_neighbors']}, n_epochs={umap_params['n_epochs']}, {selection}"
+    hdb = default_clusterer(MIN_CLUSTER_SIZE, 1000).get_params()
+    cap = ", concepts at most half the points" if hdb.get("max_cluster_size", float("inf")) == 500 else ""
+    return (f"UMAP n_neighbors={umap_params['n_neighbors']}, n_epochs={umap_params['n_epochs']}, "
+            f"{hdb.get('cluster_selection_method')}{cap}")
 
 
 def default_rows(data: dict) -> list[dict]:

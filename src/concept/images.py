@@ -237,6 +237,20 @@ def iter_image_batches(images: Iterable[ImageInput], batch_size: int, *, strict:
     return _batches(iter(images), batch_size, strict, report, max_pixels, draft_size)
 
 
+def record_failure(index: int, item: ImageInput, reason: str, report: LoadReport | None,
+                   strict: bool, cause: BaseException | None = None) -> None:
+    """Report an unreadable input: add it to `report` and log it, or raise when `strict`."""
+    failure = LoadFailure(index, _describe(item), reason)
+    if report is not None:
+        report.failures.append(failure)
+    if strict:
+        raise ImageLoadError(
+            f"Could not load image {index} ({failure.source}): {failure.reason}. "
+            "Fix or remove it, or pass strict=False to skip unreadable images."
+        ) from cause
+    logger.warning("Skipping image %d (%s): %s", index, failure.source, failure.reason)
+
+
 def _batches(items: Iterator[ImageInput], batch_size: int, strict: bool,
              report: LoadReport | None, max_pixels: int | None,
              draft_size: tuple[int, int] | None) -> Iterator[tuple[list[int], list[Image.Image]]]:
@@ -248,15 +262,7 @@ def _batches(items: Iterator[ImageInput], batch_size: int, strict: bool,
             try:
                 loaded.append(_load(item, max_pixels, draft_size))
             except _Unreadable as exc:
-                failure = LoadFailure(index, _describe(item), str(exc))
-                if report is not None:
-                    report.failures.append(failure)
-                if strict:
-                    raise ImageLoadError(
-                        f"Could not load image {index} ({failure.source}): {failure.reason}. "
-                        "Fix or remove it, or pass strict=False to skip unreadable images."
-                    ) from exc.__cause__
-                logger.warning("Skipping image %d (%s): %s", index, failure.source, failure.reason)
+                record_failure(index, item, str(exc), report, strict, cause=exc.__cause__)
                 continue
             indices.append(index)
             if report is not None:

@@ -20,7 +20,6 @@ from PIL import Image
 from concept._errors import EmbeddingError
 from concept.embedding.base import (
     BaseEmbedder,
-    center_crop_resize,
     load_sentence_transformer,
 )
 
@@ -124,9 +123,6 @@ class CLIPEmbedder(BaseEmbedder):
     @property
     def dim(self) -> int:
         return _dimension(self.image_model)
-
-    def preprocess(self, image: Image.Image) -> np.ndarray:
-        return center_crop_resize(image, self.image_size)
 
     def embed_pixels(self, pixels: np.ndarray) -> np.ndarray:
         model = getattr(self._module, "model", None)

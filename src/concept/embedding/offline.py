@@ -19,12 +19,10 @@ from functools import cached_property
 
 import numpy as np
 import torch
-from PIL import Image
 
 from concept._errors import EmbeddingError
 from concept.embedding.base import (
     BaseEmbedder,
-    center_crop_resize,
     l2_normalize,
     load_sentence_transformer,
 )
@@ -116,9 +114,6 @@ class OfflineEmbedder(BaseEmbedder):
         return f"offline-{self.variant}" if self.top_k == 10 else None
 
     # -- images ---------------------------------------------------------------------------
-    def preprocess(self, image: Image.Image) -> np.ndarray:
-        return center_crop_resize(image, self.image_size)
-
     def forward(self, pixels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Pooled CNN features (N, 1280) and class probabilities (N, 1000) of a uint8 batch."""
         x = torch.from_numpy(np.ascontiguousarray(pixels)).to(self.device)

@@ -30,15 +30,13 @@ from dataclasses import dataclass
 import numpy as np
 from PIL import Image
 
-from concept._errors import ImageLoadError
 from concept.images import (
     DEFAULT_MAX_PIXELS,
     ImageInput,
-    LoadFailure,
     LoadReport,
-    _describe,
     _load,
     _Unreadable,
+    record_failure,
 )
 
 __all__ = ["default_num_workers", "iter_pixel_batches", "resolve_num_workers"]
@@ -230,15 +228,7 @@ def _collect(batch: list[_Chunk], preprocess: Preprocess, strict: bool, report: 
             else:
                 ((_, array, reason),) = _load_items([(index, item)], preprocess, max_pixels, draft_size)
             if reason is not None:
-                failure = LoadFailure(index, _describe(item), reason)
-                if report is not None:
-                    report.failures.append(failure)
-                if strict:
-                    raise ImageLoadError(
-                        f"Could not load image {index} ({failure.source}): {failure.reason}. "
-                        "Fix or remove it, or pass strict=False to skip unreadable images."
-                    )
-                logger.warning("Skipping image %d (%s): %s", index, failure.source, failure.reason)
+                record_failure(index, item, reason, report, strict)
                 continue
             indices.append(index)
             pixels.append(array)
