@@ -222,3 +222,14 @@ def test_keyboard_interrupt_exits_130(monkeypatch, tmp_path, capsys):
     monkeypatch.setattr("concept.cli.ConceptModel.load", interrupted)
     code, out, err = run(capsys, "info", tmp_path)
     assert code == 130 and err.strip() == "concept: interrupted"
+
+
+def test_embed_fills_a_store_once_and_fit_reuses_it(image_dir, tiny_clip, tmp_path, capsys):
+    store = tmp_path / "store"
+    code, out, _ = run(capsys, "embed", image_dir, "--store", store, "--embedding-model", tiny_clip, "--quiet")
+    assert code == 0 and "46 newly embedded" in out and "1 failed" in out
+    code, out, _ = run(capsys, "embed", image_dir, "--store", store, "--embedding-model", tiny_clip, "--quiet")
+    assert code == 0 and "0 newly embedded" in out  # an unchanged folder is never embedded twice
+    code, out, _ = run(capsys, "fit", image_dir, "--store", store, "--out", tmp_path / "m",
+                       "--embedding-model", tiny_clip, "--min-concept-size", "5", "--seed", "0", "--quiet")
+    assert code == 0 and (tmp_path / "m" / "concept.json").is_file()

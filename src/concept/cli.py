@@ -82,7 +82,7 @@ def cmd_fit(args: argparse.Namespace) -> None:
     docs = _read_docs(args.docs) if args.docs else None
     model = ConceptModel(min_concept_size=args.min_concept_size, embedding_model=args.embedding_model,
                          ctfidf=args.ctfidf, n_words=args.n_words, random_state=args.seed,
-                         verbose=not args.quiet)
+                         store=args.store, verbose=not args.quiet)
     start = time.perf_counter()
     model.fit(paths, docs=docs)
     seconds = time.perf_counter() - start
@@ -103,6 +103,25 @@ def cmd_fit(args: argparse.Namespace) -> None:
             logger.warning("No concept found, so no figure was written; try a lower --min-concept-size.")
     print()
     print(_info_table(model))
+
+
+def cmd_embed(args: argparse.Namespace) -> None:
+    """Embed a folder into an on-disk store (resumable; unchanged files are never redone)."""
+    from concept.embedding import load_embedding_model
+    from concept.images import LoadReport
+    from concept.store import EmbeddingStore
+
+    paths = list_image_files(args.images_dir)
+    if not paths:
+        raise CLIError(f"no image files ({', '.join(sorted(IMAGE_EXTENSIONS))}) in {args.images_dir}")
+    backend = load_embedding_model(args.embedding_model, verbose=not args.quiet)
+    store = EmbeddingStore(args.store, backend.name)
+    report = LoadReport()
+    before = len(store)
+    start = time.perf_counter()
+    store.embed(backend, paths, batch_size=args.batch_size, report=report, verbose=not args.quiet)
+    print(f"{report.summary()} in {time.perf_counter() - start:.1f} s; "
+          f"{len(store) - before:,} newly embedded, {len(store):,} in {args.store} for {backend.name}")
 
 
 def cmd_info(args: argparse.Namespace) -> None:
@@ -218,6 +237,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--n-words", type=int, default=10, metavar="N", help="words per concept (default: %(default)s)")
     p.add_argument("--seed", type=int, metavar="N", help="random seed for reproducible concepts")
     p.add_argument("--figure", metavar="PNG", help="also write a figure of the largest concepts")
+    p.add_argument("--store", metavar="DIR", help="embedding store to reuse and fill (see `concept embed`)")
+
+    p = add("embed", "Embed a folder of images into an on-disk store; rerun to resume or update.",
+            "concept embed photos/ --store photos.store && concept fit photos/ --store photos.store --out m",
+            cmd_embed)
+    p.add_argument("images_dir", metavar="IMAGES_DIR", help="folder of images (searched recursively)")
+    p.add_argument("--store", required=True, metavar="DIR", help="folder of the embedding store")
+    p.add_argument("--embedding-model", default="auto", metavar="SPEC",
+                   help="'auto', 'offline', a CLIP model name or a local folder (default: %(default)s)")
+    p.add_argument("--batch-size", type=int, default=32, metavar="N", help="images per batch (default: %(default)s)")
 
     p = add("info", "Show each concept's size and words (outliers last).", "concept info photos.model", cmd_info)
     p.add_argument("model_dir", metavar="MODEL_DIR", help="folder written by `concept fit`")
