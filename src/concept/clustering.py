@@ -142,7 +142,7 @@ def cluster(embeddings: np.ndarray, reducer, clusterer, *, sample_size: int | No
     if len(rows) < n:
         rest = np.setdiff1d(np.arange(n), rows, assume_unique=True)
         k = int(labels.max(initial=-1)) + 1
-        rest_labels, shares = assign(embeddings[rest], fit_x, labels, k)
+        rest_labels, shares = assign(embeddings, fit_x, labels, k, rows=rest)  # no copy of the rest
         full_labels = np.empty(n, dtype=np.int64)
         full_probs = np.zeros(n)
         full_labels[rows], full_probs[rows] = labels, probs
@@ -180,23 +180,26 @@ def layout_2d(vectors: np.ndarray, fitted_rows: np.ndarray, random_state: int | 
 
 
 def assign(vectors: np.ndarray, reference: np.ndarray, reference_labels: np.ndarray,
-           n_concepts: int, k: int = 15, chunk: int = 4096) -> tuple[np.ndarray, np.ndarray]:
-    """Assign rows of `vectors` to concepts by a similarity-weighted vote of their `k`
-    nearest reference rows (outliers vote too).
+           n_concepts: int, k: int = 15, chunk: int = 4096,
+           rows: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Assign rows of `vectors` (only `rows`, if given) to concepts by a similarity-weighted
+    vote of their `k` nearest reference rows (outliers vote too).
 
     Returns labels (-1 when outliers win the vote) and an (n, n_concepts) matrix of each
     concept's share of the vote (rows sum to at most 1; the rest is the outliers' share).
     """
     k = max(1, min(k, len(reference)))
-    labels = np.empty(len(vectors), dtype=np.int64)
-    shares = np.zeros((len(vectors), n_concepts), dtype=np.float64)
-    for start in range(0, len(vectors), chunk):
-        sims = vectors[start:start + chunk] @ reference.T
+    n = len(vectors) if rows is None else len(rows)
+    labels = np.empty(n, dtype=np.int64)
+    shares = np.zeros((n, n_concepts), dtype=np.float32)
+    for start in range(0, n, chunk):
+        part = vectors[start:start + chunk] if rows is None else vectors[rows[start:start + chunk]]
+        sims = part @ reference.T
         nn = np.argpartition(-sims, k - 1, axis=1)[:, :k]
         weights = np.maximum(np.take_along_axis(sims, nn, axis=1), 0) + 1e-6
         votes = np.zeros((len(nn), n_concepts + 1))
-        rows = np.repeat(np.arange(len(nn)), k)
-        np.add.at(votes, (rows, reference_labels[nn].ravel() + 1), weights.ravel())
+        voter = np.repeat(np.arange(len(nn)), k)
+        np.add.at(votes, (voter, reference_labels[nn].ravel() + 1), weights.ravel())
         votes /= votes.sum(axis=1, keepdims=True)
         labels[start:start + chunk] = votes.argmax(axis=1) - 1
         shares[start:start + chunk] = votes[:, 1:]

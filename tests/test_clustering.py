@@ -1,0 +1,53 @@
+"""clustering.py: labels sorted by size, sample-then-assign, the kNN vote, degenerate inputs."""
+
+from __future__ import annotations
+
+import numpy as np
+from sklearn.metrics import normalized_mutual_info_score
+
+from concept.clustering import assign, cluster, default_clusterer, default_reducer, sort_by_size
+
+from conftest import blobs
+
+
+def test_sort_by_size_numbers_the_largest_zero_and_keeps_outliers():
+    labels = np.array([5, 5, 2, 2, 2, -1, 7])
+    np.testing.assert_array_equal(sort_by_size(labels), [1, 1, 0, 0, 0, -1, 2])
+
+
+def test_assign_votes_for_the_nearest_reference_rows_and_can_skip_copies():
+    ref, y = blobs(n_per=30)
+    new, y_new = blobs(n_per=10, seed=0)
+    labels, shares = assign(new, ref, y, 3)
+    np.testing.assert_array_equal(labels, y_new)
+    assert shares.shape == (30, 3) and np.allclose(shares.sum(axis=1), 1)
+    rows = np.array([29, 0, 15])
+    sub, _ = assign(new, ref, y, 3, rows=rows, chunk=2)
+    np.testing.assert_array_equal(sub, labels[rows])
+
+
+def test_outliers_win_the_vote_when_they_are_the_neighbours():
+    ref, y = blobs(n_per=20)
+    y = np.where(y == 2, -1, y)
+    labels, shares = assign(ref[y == -1], ref, y, 2)
+    assert (labels == -1).all() and (shares.sum(axis=1) < 0.5).all()
+
+
+def test_sample_then_assign_matches_the_full_clustering():
+    x, y = blobs(n_per=300)
+    result = cluster(x, default_reducer(200, 0), default_clusterer(10, 200), sample_size=200, random_state=0)
+    assert len(result.fitted_rows) == 200 and len(result.labels) == 900
+    assert normalized_mutual_info_score(y, result.labels) > 0.95
+    assert result.probabilities.min() >= 0 and result.probabilities.max() <= 1
+
+
+def test_identical_images_are_grouped_without_umap():
+    x = np.repeat(np.eye(4, 8, dtype=np.float32)[:3], [30, 20, 2], axis=0)
+    result = cluster(x, default_reducer(52), default_clusterer(5, 52))
+    assert result.reduced is None
+    assert sorted(np.unique(result.labels).tolist()) == [-1, 0, 1]  # the pair is too small
+    assert (result.labels[:30] == 0).all() and (result.labels[30:50] == 1).all()
+
+
+def test_default_clusterer_caps_a_concept_at_half_the_points():
+    assert default_clusterer(30, 10_000).get_params()["max_cluster_size"] == 5_000
