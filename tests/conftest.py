@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import os
+import threading
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -151,3 +153,16 @@ def blobs(n_per: int = 60, centers: int = 3, dim: int = 8, spread: float = 0.05,
     x = np.concatenate([c[i] + spread * np.linalg.norm(c[i]) * rng.normal(size=(n_per, dim))
                         for i in range(centers)])
     return (x / np.linalg.norm(x, axis=1, keepdims=True)).astype(np.float32), np.repeat(np.arange(centers), n_per)
+
+
+@contextmanager
+def serving(server):
+    """Run an HTTP server in a daemon thread for the duration of the block."""
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield server
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(5)

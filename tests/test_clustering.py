@@ -3,11 +3,16 @@
 from __future__ import annotations
 
 import numpy as np
+from conftest import blobs
 from sklearn.metrics import normalized_mutual_info_score
 
-from concept.clustering import assign, cluster, default_clusterer, default_reducer, sort_by_size
-
-from conftest import blobs
+from concept.clustering import (
+    assign,
+    cluster,
+    default_clusterer,
+    default_reducer,
+    sort_by_size,
+)
 
 
 def test_sort_by_size_numbers_the_largest_zero_and_keeps_outliers():

@@ -12,14 +12,13 @@ import http.client
 import io
 import json
 import re
-import threading
 import urllib.error
 import urllib.request
 from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import ColorEmbedder, blobs
+from conftest import ColorEmbedder, blobs, serving
 from PIL import Image
 
 from concept import ConceptModel
@@ -165,13 +164,9 @@ def test_page_text_from_the_model_cannot_break_out_of_its_script():
 def server(fitted):
     model_dir = fitted[1]
     model = ConceptModel.load(model_dir, embedding_model=ColorEmbedder())
-    srv = make_server(model_dir, port=0, model=model, max_upload_bytes=UPLOAD_LIMIT, prepare_thumbnails=False)
-    thread = threading.Thread(target=srv.serve_forever, daemon=True)
-    thread.start()
-    yield srv
-    srv.shutdown()
-    srv.server_close()
-    thread.join(5)
+    with serving(make_server(model_dir, port=0, model=model, max_upload_bytes=UPLOAD_LIMIT,
+                             prepare_thumbnails=False)) as srv:
+        yield srv
 
 
 def request(server, path: str, body: bytes | None = None, headers: dict | None = None,

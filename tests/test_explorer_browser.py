@@ -11,12 +11,11 @@ Never `playwright install`: the browser is /usr/bin/chromium from apt.
 
 from __future__ import annotations
 
-import threading
 from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import OPENCLIPART
+from conftest import OPENCLIPART, serving
 from PIL import Image
 
 from concept import ConceptModel
@@ -176,13 +175,9 @@ def test_report_from_file_url(browser, clipart_model, tmp_path):
 @pytest.fixture(scope="module")
 def served(clipart_model):
     _, folder, _ = clipart_model
-    server = make_server(folder, port=0, prepare_thumbnails=False)  # loads the folder like `concept serve`
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield server
-    server.shutdown()
-    server.server_close()
-    thread.join(5)
+    # make_server loads the folder as `concept serve` does
+    with serving(make_server(folder, port=0, prepare_thumbnails=False)) as server:
+        yield server
 
 
 def test_served_page_searches_and_assigns_uploads_with_the_model(browser, clipart_model, served, tmp_path):

@@ -4,12 +4,16 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from conftest import blobs
 
 from concept.ctfidf import ctfidf, top_terms
 from concept.mmr import mmr
-from concept.representation import describe_concepts, nearest_words, words_by_ctfidf, words_by_similarity
-
-from conftest import blobs
+from concept.representation import (
+    describe_concepts,
+    nearest_words,
+    words_by_ctfidf,
+    words_by_similarity,
+)
 
 
 def unit(v):
