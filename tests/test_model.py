@@ -256,3 +256,13 @@ def test_map_2d_places_every_image_and_survives_save(tmp_path):
     assert min(np.linalg.norm(centres[i] - centres[j]) for i in range(3) for j in range(i + 1, 3)) > spread
     model.save(tmp_path / "m")
     np.testing.assert_array_equal(ConceptModel.load(tmp_path / "m").map_2d(), xy)
+
+
+def test_search_returns_concepts_and_images_from_one_query():
+    model, y = fitted()
+    concepts, images = model.search("red", top_n=2, n_images=5)
+    assert concepts == model.find_concepts("red", top_n=2)
+    assert len(images) == 5 and [s for _, s in images] == sorted((s for _, s in images), reverse=True)
+    by_image, nearest = model.search(Image.new("RGB", (4, 4), (255, 0, 0)), top_n=1, n_images=1)
+    assert by_image == model.find_concepts(Image.new("RGB", (4, 4), (255, 0, 0)), top_n=1)
+    assert len(nearest) == 1

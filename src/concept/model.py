@@ -400,23 +400,37 @@ class ConceptModel:
                                  f"live in {self.concept_embeddings_.shape[1]}: use the model's own embedding_model.")
         return vec, is_text
 
-    def find_concepts(self, query: str | ImageInput, top_n: int = 5) -> list[tuple[int, float]]:
-        """Concepts most similar to a text (or an image: path, PIL image or array), best first.
+    def _similarities(self, vec: np.ndarray, is_text: bool, rows: np.ndarray) -> np.ndarray:
+        """Similarity of a query vector to `rows` (concept or image embeddings). A text is
+        compared the way words are (each modality centred on its mean), an image directly."""
+        if is_text and self.word_center_ is not None:
+            return l2_normalize(rows - self.image_center_) @ l2_normalize(vec - self.word_center_)
+        return rows @ vec
 
-        A text is compared the way words are (each modality centred on its mean), an image
-        directly by cosine similarity.
+    def search(self, query: str | ImageInput, top_n: int = 5,
+               n_images: int = 0) -> tuple[list[tuple[int, float]], list[tuple[int, float]]]:
+        """The `top_n` concepts and the `n_images` fitted images most similar to a text (or an
+        image: path, PIL image or array), best first, embedding the query once.
+
+        Images are given as rows of the fitted arrays (`labels_`, `image_sources_`).
         """
+        self._check_fitted()
+        vec, is_text = self._query_vector(query)
+
+        def best(sims: np.ndarray, n: int) -> list[tuple[int, float]]:
+            order = np.argsort(-sims, kind="stable")[: max(0, int(n))]
+            return [(int(i), float(sims[i])) for i in order]
+
+        concepts = best(self._similarities(vec, is_text, self.concept_embeddings_), top_n)
+        images = best(self._similarities(vec, is_text, self.embeddings_), n_images) if n_images > 0 else []
+        return concepts, images
+
+    def find_concepts(self, query: str | ImageInput, top_n: int = 5) -> list[tuple[int, float]]:
+        """Concepts most similar to a text (or an image: path, PIL image or array), best first."""
         self._check_fitted()
         if self.n_concepts_ == 0:
             return []
-        vec, is_text = self._query_vector(query)
-        if is_text and self.word_center_ is not None:
-            concepts = l2_normalize(self.concept_embeddings_ - self.image_center_)
-            sims = concepts @ l2_normalize(vec - self.word_center_)
-        else:
-            sims = self.concept_embeddings_ @ vec
-        order = np.argsort(-sims, kind="stable")[: max(0, int(top_n))]
-        return [(int(c), float(sims[c])) for c in order]
+        return self.search(query, top_n)[0]
 
     def transform(self, images: Sequence[ImageInput] | None = None, image_embeddings: Any = None,
                   return_probabilities: bool = False, image_features: Any = None):

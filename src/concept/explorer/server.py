@@ -35,7 +35,6 @@ import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 from concept._errors import ConceptError, ImageLoadError
-from concept.embedding.base import l2_normalize
 from concept.explorer.data import page_data
 from concept.explorer.page import render_page
 from concept.explorer.thumbs import ThumbnailSheets, collage_jpeg
@@ -115,7 +114,6 @@ class ExplorerApp:
         self.root = Path(model_dir).resolve(strict=True)
         self.max_upload_bytes = int(max_upload_bytes)
         self._model_lock = threading.Lock()  # embedding backends are not thread-safe
-        self._centred_images: np.ndarray | None = None
         sources = getattr(model, "image_sources_", None)
         self.sheets = ThumbnailSheets(sources) if sources else None
         self._sheet_bytes: dict[int, bytes] = {}
@@ -154,14 +152,9 @@ class ExplorerApp:
         return [{"concept": c, "similarity": round(s, 4), "size": int(sizes[c]), "words": topics.get(c, [])}
                 for c, s in ranked]
 
-    def _images(self, sims: np.ndarray, n: int) -> list[dict[str, Any]]:
-        n = min(n, len(sims))
-        if n <= 0:
-            return []
-        top = np.argpartition(-sims, n - 1)[:n]
-        top = top[np.argsort(-sims[top], kind="stable")]
+    def _images(self, ranked: list[tuple[int, float]]) -> list[dict[str, Any]]:
         labels = self.model.labels_
-        return [{"index": int(i), "similarity": round(float(sims[i]), 4), "concept": int(labels[i])} for i in top]
+        return [{"index": i, "similarity": round(s, 4), "concept": int(labels[i])} for i, s in ranked]
 
     def search_text(self, query: str, top_n: int = 5, n_images: int = 24) -> dict[str, Any]:
         """Concepts nearest to `query` by `find_concepts`, and the images nearest to it."""
@@ -174,19 +167,9 @@ class ExplorerApp:
             raise HTTPProblem(400, "The query contains control characters.")
         if Path(query).is_file():  # find_concepts would read it as an image path: never from the web
             raise HTTPProblem(400, "The query names a file on the server; text queries cannot be file paths.")
-        model = self.model
-        with self._model_lock:
-            ranked = model.find_concepts(query, top_n=top_n)  # raises if there is no embedder
-            vec = l2_normalize(model.embedder_.embed_texts([query]))[0]
-        # Images are ranked the way find_concepts ranks concepts for a text: both modalities
-        # centred on their own mean (see ConceptModel._describe_in_words).
-        if model.word_center_ is not None:
-            if self._centred_images is None:
-                self._centred_images = l2_normalize(model.embeddings_ - model.image_center_)
-            sims = self._centred_images @ l2_normalize(vec - model.word_center_)
-        else:
-            sims = model.embeddings_ @ vec
-        return {"query": query, "concepts": self._concepts(ranked), "images": self._images(sims, n_images)}
+        with self._model_lock:  # raises if there is no embedder
+            ranked, images = self.model.search(query, top_n=top_n, n_images=n_images)
+        return {"query": query, "concepts": self._concepts(ranked), "images": self._images(images)}
 
     def search_image(self, data: bytes, top_n: int = 5, n_images: int = 24) -> dict[str, Any]:
         """The concept `transform` assigns the image to, its nearest concepts and images."""
@@ -202,14 +185,13 @@ class ExplorerApp:
         model = self.model
         with self._model_lock:
             labels, probs = model.transform([image], return_probabilities=True)
-            ranked = model.find_concepts(image, top_n=top_n)
-            vec = l2_normalize(model.embedder_.embed_images([image], 1))[0]
+            ranked, images = model.search(image, top_n=top_n, n_images=n_images)
         concept = int(labels[0])
         return {"concept": concept,
                 "probability": round(float(probs[0, concept]), 4) if concept >= 0 else 0.0,
                 "words": model.topics.get(concept, []) if concept >= 0 else [],
                 "concepts": self._concepts(ranked),
-                "images": self._images(model.embeddings_ @ vec, n_images)}
+                "images": self._images(images)}
 
     def info(self) -> dict[str, Any]:
         labels = self.model.labels_
