@@ -60,6 +60,52 @@ def test_offline_rejects_bad_settings():
         OfflineEmbedder("lite9")
     with pytest.raises(EmbeddingError, match="top_k"):
         OfflineEmbedder(top_k=0)
+    with pytest.raises(EmbeddingError, match="runtime"):
+        OfflineEmbedder(runtime="tensorrt")
+    with pytest.raises(EmbeddingError, match="precision"):
+        OfflineEmbedder(precision="int4")
+
+
+def test_openvino_runtime_gives_pytorchs_vectors(offline_embedder, sample_photos, clipart_paths,
+                                                  tmp_path, monkeypatch):
+    """The default CPU runtime is a faster engine for the same float32 network, not another model."""
+    pytest.importorskip("openvino")
+    monkeypatch.setenv("CONCEPT_CACHE", str(tmp_path))
+    images = list(sample_photos.values()) + list(clipart_paths[:5])
+    fast = OfflineEmbedder(runtime="openvino", verbose=False)
+    slow = OfflineEmbedder(runtime="torch", verbose=False)
+    shared_fast, feats_fast = fast.embed_images_and_features(images, batch_size=3)
+    shared_slow, feats_slow = slow.embed_images_and_features(images, batch_size=3)
+    assert fast.runtime_ == "openvino" and slow.runtime_ == "torch"
+    assert fast.name == slow.name  # equal vectors may share caches and stores
+    np.testing.assert_allclose(shared_fast, shared_slow, atol=1e-4)
+    np.testing.assert_allclose(feats_fast, feats_slow, atol=1e-4)
+    # The converted network was cached, and a new embedder reads it back instead of converting.
+    assert list(tmp_path.glob("openvino/*/model.xml"))
+    again = OfflineEmbedder(runtime="openvino", verbose=False)
+    np.testing.assert_allclose(again.embed_images(images[:2]), shared_fast[:2], atol=1e-5)
+
+
+def test_bf16_is_close_to_f32_and_named_apart(offline_embedder, sample_photos, tmp_path, monkeypatch):
+    monkeypatch.setenv("CONCEPT_CACHE", str(tmp_path))
+    photos = list(sample_photos.values())
+    half = load_embedding_model("offline-bf16", verbose=False)
+    assert half.precision == "bf16" and half.spec == "offline-lite0-bf16"
+    assert half.name != offline_embedder.name
+    cosine = np.sum(half.embed_images(photos) * offline_embedder.embed_images(photos), axis=1)
+    assert cosine.min() > 0.9
+
+
+def test_auto_runtime_falls_back_to_pytorch_without_openvino(sample_photos, monkeypatch):
+    import importlib.util
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "openvino" else real(name, *a))
+    model = OfflineEmbedder(verbose=False)
+    assert model.runtime_ == "torch"
+    assert model.embed_images(list(sample_photos.values())[:1]).shape == (1, 384)
+    with pytest.raises(EmbeddingError, match="pip install openvino"):
+        OfflineEmbedder(runtime="openvino", verbose=False).runtime_
 
 
 def test_embed_texts_refuses_a_single_string(offline_embedder):

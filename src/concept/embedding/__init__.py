@@ -64,7 +64,8 @@ def load_embedding_model(
     """Resolve what the user passed as `embedding_model` into a backend.
 
     - an object with `embed_images` and `embed_texts`: used as it is;
-    - ``"offline"`` (or ``"offline-lite1"``, ``"offline-lite2"``): the bundled model;
+    - ``"offline"`` (or ``"offline-lite1"``, ``"offline-lite2"``, and ``-bf16`` for bfloat16
+      arithmetic, e.g. ``"offline-bf16"``): the bundled model;
     - ``"auto"`` / ``None``: CLIP ViT-B/32 if it is in the local cache (or, with
       `allow_download=True`, if the hub answers within 2 s), else the offline model, with a
       warning naming the backend used;
@@ -78,9 +79,13 @@ def load_embedding_model(
             f"with embed_images() and embed_texts(); got {type(spec).__name__}"
         )
     spec = spec or "auto"
-    if spec.startswith("offline"):
-        variant = spec.partition("-")[2] or "lite0"
-        return OfflineEmbedder(variant, device=device, verbose=verbose)
+    if spec == "offline" or spec.startswith("offline-"):
+        options = spec.split("-")[1:]
+        precision = "bf16" if "bf16" in options else "f32"
+        variants = [o for o in options if o != "bf16"] or ["lite0"]
+        if len(variants) > 1:
+            raise EmbeddingError(f"Unknown offline model {spec!r}; e.g. 'offline', 'offline-lite1', 'offline-bf16'")
+        return OfflineEmbedder(variants[0], precision=precision, device=device, verbose=verbose)
     if spec == "auto":
         if _clip_in_local_cache() or (allow_download and _hub_reachable()):
             try:
