@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from concept._errors import (
     ConceptError,
     EmbeddingError,
@@ -12,7 +14,8 @@ from concept._errors import (
 
 __version__ = "0.3.0.dev0"
 
-from concept.model import ConceptModel  # noqa: E402  (needs __version__)
+if TYPE_CHECKING:
+    from concept.model import ConceptModel
 
 __all__ = [
     "ConceptModel",
@@ -23,3 +26,17 @@ __all__ = [
     "NotFittedError",
     "__version__",
 ]
+
+
+def __getattr__(name: str):
+    # ConceptModel is imported on first use, so that `import concept.embedding` (e.g. on a GPU
+    # machine that only embeds) does not need the clustering stack (pandas, scipy, umap).
+    if name == "ConceptModel":
+        from concept.model import ConceptModel
+
+        return ConceptModel
+    raise AttributeError(f"module 'concept' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | {"ConceptModel"})
