@@ -18,8 +18,8 @@ if TYPE_CHECKING:
     from concept.model import ConceptModel
 
 __all__ = [
-    "ConceptModel",
     "ConceptError",
+    "ConceptModel",
     "EmbeddingError",
     "ImageLoadError",
     "ModelFileError",

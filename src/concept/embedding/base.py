@@ -10,7 +10,7 @@ import functools
 import logging
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import closing, contextmanager
 from pathlib import Path
 from typing import Protocol, runtime_checkable
 
@@ -117,6 +117,17 @@ class BaseEmbedder(ABC):
     #: Worker processes decoding and resizing images (None: auto, one core left to the model,
     #: at most 4; 0: everything in the main process). Set on an instance to change it.
     num_workers: int | None = None
+    #: Torch device of the image model; a backend on "cuda" gets the GPU path below.
+    device: str = "cpu"
+    #: On a CUDA device, batches hold at least this many images (a GPU idles on 32).
+    #: None: `batch_size` as given.
+    gpu_batch_size: int | None = None
+    #: Decode JPEG files on the GPU (`gpu_decode.py`) when the device is CUDA: None (auto) when
+    #: torchvision can, False never, True asks for it (a warning when it cannot). Only taken by
+    #: a backend whose `embed_pixels` accepts a uint8 tensor on its device
+    #: (`accepts_device_pixels`) and whose preprocessing is the default `center_crop_resize`.
+    gpu_decode: bool | None = None
+    accepts_device_pixels: bool = False
 
     def __init__(self, *, verbose: bool = True) -> None:
         self.verbose = verbose
@@ -153,9 +164,31 @@ class BaseEmbedder(ABC):
             return self.preprocess_fn, workers
         return self.preprocess, 0
 
+    def _on_cuda(self) -> bool:
+        return str(self.device).startswith("cuda")
+
+    def _device_decoder(self, preprocess: Callable[[Image.Image], np.ndarray]):
+        """The batched GPU JPEG decoder to use, or None for the CPU pipeline."""
+        if self.gpu_decode is False or not self.accepts_device_pixels or not self._on_cuda():
+            return None
+        default = (isinstance(preprocess, functools.partial) and preprocess.func is center_crop_resize
+                   and preprocess.keywords == {"size": self.image_size} and not preprocess.args)
+        from concept.embedding.gpu_decode import jpeg_decoder  # imports torch
+
+        decoder = jpeg_decoder(self.device) if default else None
+        if decoder is None and self.gpu_decode:
+            logger.warning("gpu_decode=True, but %s; decoding JPEGs on the CPU.",
+                           "torchvision cannot decode JPEGs on this device" if default else
+                           "this backend's preprocessing is not the default centre crop")
+        return decoder
+
     @abstractmethod
     def embed_pixels(self, pixels: np.ndarray) -> np.ndarray:
-        """A uint8 batch (N, H, W, 3) from `preprocess` to (N, d) vectors (not yet normalised)."""
+        """A uint8 batch (N, H, W, 3) from `preprocess` to (N, d) vectors (not yet normalised).
+
+        A backend with `accepts_device_pixels = True` also takes the batch as a uint8 torch
+        tensor on its device (from the GPU JPEG path).
+        """
 
     @abstractmethod
     def _encode_texts(self, texts: list[str], batch_size: int) -> np.ndarray:
@@ -199,16 +232,28 @@ class BaseEmbedder(ABC):
         """
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        if self.gpu_batch_size and self._on_cuda():
+            batch_size = max(batch_size, self.gpu_batch_size)
         report = report if report is not None else LoadReport()
         total = len(images) if isinstance(images, Sequence) else None
         preprocess, workers = self._pixel_preprocessing()
+        decoder = self._device_decoder(preprocess)
+        if decoder is not None:  # JPEGs decoded on the GPU, the rest as below
+            from concept.embedding.gpu_decode import iter_device_pixel_batches
+
+            batches = iter_device_pixel_batches(
+                images, batch_size, preprocess, decoder, device=self.device, size=self.image_size,
+                num_workers=workers, strict=strict, report=report,
+                draft_size=(self.image_size, self.image_size))
+        else:
+            batches = iter_pixel_batches(
+                images, batch_size, preprocess, num_workers=workers, strict=strict, report=report,
+                draft_size=(self.image_size, self.image_size))
         chunks: list[np.ndarray] = []
         done = 0
-        with tqdm(total=total, disable=not self.verbose, unit="img", desc="Embedding images") as bar:
-            for _, pixels in iter_pixel_batches(
-                images, batch_size, preprocess, num_workers=workers, strict=strict, report=report,
-                draft_size=(self.image_size, self.image_size),
-            ):
+        with tqdm(total=total, disable=not self.verbose, unit="img", desc="Embedding images") as bar, \
+                closing(batches):  # stops the workers (and the GPU decode thread) on an error
+            for _, pixels in batches:
                 chunks.append(np.asarray(fn(pixels), dtype=np.float32))
                 seen = len(report.loaded) + len(report.failures)
                 bar.update(seen - done)

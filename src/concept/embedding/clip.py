@@ -3,6 +3,9 @@
 Image preprocessing is split from the network so it can run in worker processes:
 `preprocess` resizes and crops to uint8 (what CLIP's processor does before normalising) and
 `embed_pixels` normalises with the processor's mean and std and runs the vision tower.
+On a CUDA device the vision tower runs in bfloat16 (float16 where bf16 is unsupported), batches
+are large, host batches go through pinned memory, and JPEG files are decoded on the GPU
+(`gpu_decode.py`) when torchvision can; on the CPU everything stays float32.
 A text-only model (such as `clip-ViT-B-32-multilingual-v1`, trained to match CLIP's text
 tower in many languages) is paired with a CLIP image model, so it can embed images too.
 """
@@ -24,6 +27,23 @@ from concept.embedding.base import (
 )
 
 logger = logging.getLogger(__name__)
+
+#: Torch dtypes of the `precision` names.
+PRECISIONS = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
+#: Images per batch at least, on a CUDA device (ViT-B/32 in bf16 keeps an H100 busy from about here).
+DEFAULT_GPU_BATCH = 512
+
+
+def resolve_precision(precision: str, device: str) -> torch.dtype:
+    """The dtype of the image tower: "auto" is bf16 on a CUDA device that supports it (else
+    fp16) and fp32 elsewhere; "fp32", "bf16", "fp16" as named."""
+    if precision == "auto":
+        if not str(device).startswith("cuda"):
+            return torch.float32
+        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    if precision not in PRECISIONS:
+        raise EmbeddingError(f"precision must be 'auto', 'fp32', 'bf16' or 'fp16', got {precision!r}")
+    return PRECISIONS[precision]
 
 #: Text-only models trained to share a CLIP image model's space, and that image model.
 TEXT_ONLY_PAIRS = {
@@ -50,11 +70,19 @@ class CLIPEmbedder(BaseEmbedder):
     device: torch device ("cuda" when available, else "cpu").
     allow_download: let sentence-transformers fetch weights from the hub; off by default so
         nothing is downloaded at run time.
+    precision: dtype of the image tower: "auto" (bf16 on CUDA, fp32 on CPU), "fp32", "bf16",
+        "fp16". Vectors stay float32 and keep the same `name` (bf16 and fp32 vectors of one
+        model agree closely; `benchmarks/embed.py` measures it).
+    gpu_batch_size: on CUDA, batches hold at least this many images (None: 512).
+    gpu_decode: decode JPEG files on the GPU: None (when torchvision can), True, False.
     """
+
+    accepts_device_pixels = True
 
     def __init__(self, model: str = "clip-ViT-B-32", *, text_model: str | None = None,
                  device: str | None = None, allow_download: bool = False,
-                 verbose: bool = True) -> None:
+                 precision: str = "auto", gpu_batch_size: int | None = None,
+                 gpu_decode: bool | None = None, verbose: bool = True) -> None:
         super().__init__(verbose=verbose)
         if text_model is None and model in TEXT_ONLY_PAIRS:
             model, text_model = TEXT_ONLY_PAIRS[model], model
@@ -62,6 +90,10 @@ class CLIPEmbedder(BaseEmbedder):
         self.text_model_name = text_model
         self.device = device or ("cuda" if torch.cuda.is_available() else "cpu")
         self.allow_download = allow_download
+        self.precision = precision
+        self.dtype_ = resolve_precision(precision, self.device)
+        self.gpu_batch_size = DEFAULT_GPU_BATCH if gpu_batch_size is None else gpu_batch_size
+        self.gpu_decode = gpu_decode
         self.name = f"clip:{Path(model).name}" + (f"+{Path(text_model).name}" if text_model else "")
         self._check_image_model()
         self.image_size = self._crop_size()
@@ -124,16 +156,42 @@ class CLIPEmbedder(BaseEmbedder):
     def dim(self) -> int:
         return _dimension(self.image_model)
 
-    def embed_pixels(self, pixels: np.ndarray) -> np.ndarray:
+    @cached_property
+    def _vision(self):
+        """The CLIP model with its image tower (vision model + projection) in `dtype_`, or None
+        when the module is not a plain CLIP. The text tower is left in float32."""
         model = getattr(self._module, "model", None)
         if model is None or not hasattr(model, "get_image_features"):
+            return None
+        if self.dtype_ != torch.float32:
+            for part in ("vision_model", "visual_projection"):
+                tower = getattr(model, part, None)
+                if tower is not None:
+                    tower.to(self.dtype_)
+        return model
+
+    def _device_batch(self, pixels: np.ndarray | torch.Tensor) -> torch.Tensor:
+        """The uint8 batch on the model's device; a host batch goes through pinned memory and
+        is copied without blocking the host (the normalisation queues behind the copy)."""
+        if isinstance(pixels, torch.Tensor):
+            return pixels.to(self.device, non_blocking=True)
+        x = torch.from_numpy(np.ascontiguousarray(pixels))
+        if self._on_cuda():
+            return x.pin_memory().to(self.device, non_blocking=True)
+        return x.to(self.device)
+
+    def embed_pixels(self, pixels: np.ndarray | torch.Tensor) -> np.ndarray:
+        model = self._vision
+        if model is None:
             # Not a plain CLIP module: let sentence-transformers preprocess again itself.
+            if isinstance(pixels, torch.Tensor):
+                pixels = pixels.cpu().numpy()
             return self.image_model.encode([Image.fromarray(p) for p in pixels], convert_to_numpy=True,
                                            show_progress_bar=False)
         mean, std = self._normalisation
-        x = torch.from_numpy(np.ascontiguousarray(pixels)).to(self.device)
-        x = (x.permute(0, 3, 1, 2).float() - mean) / std
+        x = self._device_batch(pixels)
         with torch.inference_mode():
+            x = ((x.permute(0, 3, 1, 2).float() - mean) / std).to(self.dtype_)
             out = model.get_image_features(pixel_values=x)
         out = getattr(out, "pooler_output", out)
         return out.float().cpu().numpy()
