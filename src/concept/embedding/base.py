@@ -150,7 +150,7 @@ class BaseEmbedder(ABC):
         before workers existed) gets its `preprocess` in the main process, unless both agree on
         a small test image, as the bundled backends' `preprocess` does.
         """
-        workers = resolve_num_workers(self.num_workers)
+        workers = resolve_num_workers(self.num_workers, gpu=self._on_cuda())
         cls = type(self)
         if cls.preprocess is BaseEmbedder.preprocess or cls.preprocess_fn is not BaseEmbedder.preprocess_fn:
             return self.preprocess_fn, workers

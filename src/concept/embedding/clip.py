@@ -117,7 +117,10 @@ class CLIPEmbedder(BaseEmbedder):
                                          verbose=self.verbose)
 
     def _check_image_model(self) -> None:
-        if "image" not in self.image_model.modalities:
+        modalities = getattr(self.image_model, "modalities", None)
+        if modalities is None:  # sentence-transformers before 6: a CLIP module has an image tower
+            modalities = ["image"] if hasattr(getattr(self._module, "model", None), "get_image_features") else []
+        if "image" not in modalities:
             raise EmbeddingError(
                 f"{self.model_name!r} is a text-only model and cannot embed images. Pass a CLIP "
                 f"image model as `model` and this one as `text_model`, e.g. "

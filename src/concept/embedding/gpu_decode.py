@@ -55,9 +55,10 @@ logger = logging.getLogger(__name__)
 JPEG_SUFFIXES = frozenset({".jpg", ".jpeg", ".jpe", ".jfif"})
 #: Start-of-frame markers nvJPEG decodes: baseline, extended sequential, progressive (Huffman).
 _GPU_SOF = frozenset({0xC0, 0xC1, 0xC2})
-#: Full-size pixels decoded (and resized, as float32) at once: bounds GPU memory whatever the
-#: image sizes (64M pixels: about 1 GiB of float32 for the resize).
-_PIXEL_BUDGET = 1 << 26
+#: Full-size pixels decoded in one call (128M: 384 MiB of uint8), and resized at once (64M:
+#: 768 MiB as float32): bounds GPU memory whatever the image sizes.
+_PIXEL_BUDGET = 1 << 27
+_RESIZE_BUDGET = 1 << 26
 #: Threads reading files (file reads release the GIL).
 _MAX_READ_THREADS = 8
 
@@ -89,7 +90,7 @@ class JpegHeader:
                 and (max_pixels is None or self.width * self.height <= max_pixels))
 
 
-def _exif_orientation(tiff: bytes | bytearray) -> int:
+def _exif_orientation(tiff: bytes | bytearray | memoryview) -> int:
     """The Orientation tag of IFD0 of an EXIF (TIFF) block; 1 when absent, 0 when unreadable."""
     if len(tiff) < 8 or tiff[:2] not in (b"II", b"MM"):
         return 0
@@ -107,7 +108,7 @@ def _exif_orientation(tiff: bytes | bytearray) -> int:
     return 1
 
 
-def parse_jpeg_header(data: bytes | bytearray) -> JpegHeader | None:
+def parse_jpeg_header(data: bytes | bytearray | memoryview) -> JpegHeader | None:
     """Read the markers up to the first scan; None when `data` is not a well-formed JPEG start."""
     if len(data) < 4 or data[0] != 0xFF or data[1] != 0xD8:
         return None
@@ -158,9 +159,13 @@ def _read_jpeg(path: str | os.PathLike, max_pixels: int | None) -> _Encoded | No
     except OSError:  # missing, unreadable, a directory: the CPU path reports why
         return None
     head = 1 << 16  # the markers before the scan rarely take more
-    header = parse_jpeg_header(data[:head] if len(data) > head else data)
-    if header is None and len(data) > head:  # long APP segments (ICC profiles, thumbnails)
-        header = parse_jpeg_header(data)
+    try:
+        with memoryview(data) as view:  # parsed without copies
+            header = parse_jpeg_header(view[:head])
+            if header is None and len(data) > head:  # long APP segments (ICC profiles, thumbnails)
+                header = parse_jpeg_header(view)
+    except Exception:  # noqa: BLE001 - whatever is odd about the file, the CPU path handles it
+        return None
     if header is None or not header.gpu_decodable(max_pixels):
         return None
     return torch.frombuffer(data, dtype=torch.uint8), header
@@ -238,7 +243,7 @@ def resize_center_crop(images: Sequence[torch.Tensor], size: int, out: torch.Ten
     for (height, width), members in groups.items():
         new_h, new_w = _resized_shape(height, width, size)
         top, left = (new_h - size) // 2, (new_w - size) // 2
-        step = max(1, _PIXEL_BUDGET // (height * width))
+        step = max(1, _RESIZE_BUDGET // (height * width))
         for start in range(0, len(members), step):
             rows = members[start:start + step]
             x = torch.stack([images[i] for i in rows]).float()
@@ -246,8 +251,24 @@ def resize_center_crop(images: Sequence[torch.Tensor], size: int, out: torch.Ten
                 x = F.interpolate(x, size=(new_h, new_w), mode="bicubic", antialias=True,
                                   align_corners=False)
             x = x[:, :, top:top + size, left:left + size].round_().clamp_(0, 255)
-            out[torch.tensor(rows, device=out.device)] = x.to(torch.uint8).permute(0, 2, 3, 1)
+            _put(out, rows, x.to(torch.uint8).permute(0, 2, 3, 1))
     return out
+
+
+def _put(out: torch.Tensor, rows: list[int], values: torch.Tensor) -> None:
+    """`out[rows] = values`; a slice when the rows are consecutive, as they usually are, and
+    otherwise an index copied without blocking (a blocking copy would wait for the stream)."""
+    if rows == list(range(rows[0], rows[0] + len(rows))):
+        out[rows[0]:rows[0] + len(rows)] = values
+    else:
+        out[torch.tensor(rows).to(out.device, non_blocking=True)] = values
+
+
+def _take(source: torch.Tensor, rows: list[int]) -> torch.Tensor:
+    """`source[rows]`, as `_put`."""
+    if rows == list(range(rows[0], rows[0] + len(rows))):
+        return source[rows[0]:rows[0] + len(rows)]
+    return source[torch.tensor(rows).to(source.device, non_blocking=True)]
 
 
 # --------------------------------------------------------------------------- batches
@@ -346,8 +367,7 @@ class _DeviceBatches:
                 else:
                     good.append((r, image))
             if good:
-                resized = resize_center_crop([image for _, image in good], self.size)
-                out[torch.tensor([r for r, _ in good], device=out.device)] = resized
+                _put(out, [r for r, _ in good], resize_center_crop([image for _, image in good], self.size))
                 rows.update((encoded[r][0], r) for r, _ in good)
         return rows, out, failed
 
@@ -405,11 +425,10 @@ class _DeviceBatches:
             return indices, decoded  # the common case: every item decoded on the device
         batch = torch.empty((len(indices), self.size, self.size, 3), dtype=torch.uint8, device=self.device)
         if host:
-            batch[torch.tensor(host_at, device=self.device)] = _to_device(np.stack(host), self.device)
+            _put(batch, host_at, _to_device(np.stack(host), self.device))
         if device_rows:
             on_host = set(host_at)
-            at = [k for k in range(len(indices)) if k not in on_host]
-            batch[torch.tensor(at, device=self.device)] = decoded[torch.tensor(device_rows, device=self.device)]
+            _put(batch, [k for k in range(len(indices)) if k not in on_host], _take(decoded, device_rows))
         return indices, batch
 
     def __iter__(self) -> Iterator[tuple[list[int], torch.Tensor]]:

@@ -60,15 +60,18 @@ def _available_cpus() -> int:
         return os.cpu_count() or 1
 
 
-def default_num_workers() -> int:
-    """Worker processes used when none are set: one core left to the model, at most 4, 0 on 1 core."""
-    return max(0, min(_MAX_AUTO_WORKERS, _available_cpus() - 1))
+def default_num_workers(gpu: bool = False) -> int:
+    """Worker processes used when none are set: one core left to the model, at most 4, 0 on 1 core.
+
+    With `gpu=True` (the network runs on a GPU and needs no CPU cores) all cores but one.
+    """
+    return max(0, (_available_cpus() - 1) if gpu else min(_MAX_AUTO_WORKERS, _available_cpus() - 1))
 
 
-def resolve_num_workers(num_workers: int | None) -> int:
-    """`None` means `default_num_workers()`; otherwise a non-negative integer, as given."""
+def resolve_num_workers(num_workers: int | None, gpu: bool = False) -> int:
+    """`None` means `default_num_workers(gpu)`; otherwise a non-negative integer, as given."""
     if num_workers is None:
-        return default_num_workers()
+        return default_num_workers(gpu)
     if isinstance(num_workers, bool) or not isinstance(num_workers, int) or num_workers < 0:
         raise ValueError(f"num_workers must be None (auto) or an integer >= 0, got {num_workers!r}")
     return num_workers
