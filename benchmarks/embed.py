@@ -1,0 +1,521 @@
+"""Images per second from image files: the reference Concept's embedding path against ours.
+
+On the same files and model, in one process:
+- reference: sequential PIL open in the main process, the model's own preprocessing, float32
+  network, batches of 128 (for CLIP: sentence-transformers' `encode` on PIL images, i.e. CLIP's
+  processor; for the offline model: `preprocess` one by one, then the PyTorch float32 network);
+- ours: `embed_images` with its defaults (worker decode; on a GPU also bf16, large batches and
+  JPEG decode on the GPU when torchvision can);
+- ours, CPU decode (GPU only): the same with `gpu_decode=False`;
+- model only (the ceiling): random uint8 pixels already in place (on the GPU), batches of ours.
+For each: images/s, speed-up over the reference, CPU utilisation (process + children CPU time /
+wall / cores), GPU utilisation (NVML) and peak RSS; and the cosine agreement of ours with the
+reference, image by image. One batch of each path runs first, untimed.
+
+    python benchmarks/embed.py --model offline --images openclipart --limit 256
+    python benchmarks/embed.py --model random:vit-b32 --images synthetic:4096 --device cuda
+
+`--model` is "offline", a CLIP folder, or "random:vit-b32" / "random:tiny" (a randomly
+initialised CLIP of that architecture, built in the cache folder; random weights do not change
+throughput). `--images` is "openclipart", a folder, or "synthetic:N" (N 800x600 JPEGs of about
+120 KB, written once to the cache folder). Results go to benchmarks/out/embed-*.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import ctypes
+import datetime as dt
+import json
+import multiprocessing
+import os
+import platform
+import resource
+import statistics
+import sys
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+
+HERE = Path(__file__).resolve().parent
+REFERENCE_BATCH = 128
+
+
+# --------------------------------------------------------------------------- images
+def _synthetic_jpeg(job: tuple[int, str]) -> None:
+    """One 800x600 JPEG of smooth multi-scale noise (photo-like spectrum), about 120 KB."""
+    from PIL import Image
+
+    seed, path = job
+    w, h = 800, 600
+    rng = np.random.default_rng(seed)
+    acc = np.full((h, w, 3), 128, np.float32)
+    for cells, amp in ((4, 90), (12, 45), (40, 22), (150, 9)):
+        small = rng.standard_normal((max(2, cells * h // w), cells, 3), dtype=np.float32)
+        for c in range(3):
+            acc[..., c] += amp * np.asarray(Image.fromarray(small[..., c]).resize((w, h), Image.Resampling.BICUBIC))
+    acc += rng.standard_normal((h, w, 3), dtype=np.float32) * 6
+    tmp = f"{path}.tmp"
+    Image.fromarray(np.clip(acc, 0, 255).astype(np.uint8)).save(tmp, format="JPEG", quality=90)
+    os.replace(tmp, path)
+
+
+def synthetic_images(n: int, cache: Path) -> list[str]:
+    folder = cache / "synthetic-800x600"
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = [str(folder / f"img_{i:06d}.jpg") for i in range(n)]
+    todo = [(i, p) for i, p in enumerate(paths) if not os.path.exists(p)]
+    if todo:
+        start = time.perf_counter()
+        with multiprocessing.get_context("fork").Pool(os.cpu_count()) as pool:
+            pool.map(_synthetic_jpeg, todo, chunksize=8)
+        size = sum(os.path.getsize(p) for p in paths[:64]) / min(n, 64) / 1000
+        print(f"wrote {len(todo):,} synthetic JPEGs to {folder} in {time.perf_counter() - start:.1f} s "
+              f"(about {size:.0f} KB each)", flush=True)
+    return paths
+
+
+def list_images(spec: str, cache: Path, limit: int | None) -> list[str]:
+    if spec.startswith("synthetic:"):
+        paths = synthetic_images(int(spec.partition(":")[2]), cache)
+    elif spec == "openclipart":
+        from concept.datasets import openclipart
+
+        paths = [str(p) for p in openclipart().images]
+    else:
+        from concept.images import list_image_files
+
+        paths = [str(p) for p in list_image_files(spec)]
+    return paths[:limit] if limit else paths
+
+
+# --------------------------------------------------------------------------- models
+def _byte_vocab() -> dict[str, int]:
+    """A byte-level BPE vocabulary without merges (as tests/conftest.py): a real tokenizer, no download."""
+    printable = [*range(33, 127), *range(161, 173), *range(174, 256)]
+    chars, extra = [], 0
+    for b in range(256):
+        if b in printable:
+            chars.append(chr(b))
+        else:
+            chars.append(chr(256 + extra))
+            extra += 1
+    vocab = {c: i for i, c in enumerate(chars)}
+    vocab.update({c + "</w>": i + 256 for i, c in enumerate(chars)})
+    vocab["<|startoftext|>"] = 512
+    vocab["<|endoftext|>"] = 513
+    return vocab
+
+
+def random_clip(kind: str, cache: Path) -> Path:
+    """A randomly initialised CLIP folder: "vit-b32" (transformers' CLIPConfig defaults are
+    ViT-B/32: 224 px, patch 32, 12 layers of 768) or "tiny"; built once, then reused."""
+    folder = cache / f"clip-random-{kind}"
+    if (folder / "done").exists():
+        return folder
+    import torch
+    from transformers import (
+        CLIPConfig,
+        CLIPImageProcessor,
+        CLIPModel,
+        CLIPProcessor,
+        CLIPTokenizer,
+    )
+
+    folder.mkdir(parents=True, exist_ok=True)
+    torch.manual_seed(0)
+    text = {"vocab_size": 514, "bos_token_id": 512, "eos_token_id": 513, "pad_token_id": 513}
+    if kind == "tiny":
+        small = {"hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 2, "num_attention_heads": 2}
+        text.update(small)
+        vision = {**small, "image_size": 224, "patch_size": 32}
+        config = CLIPConfig(text_config=text, vision_config=vision, projection_dim=16)
+    elif kind == "vit-b32":
+        config = CLIPConfig(text_config=text)  # vision defaults: ViT-B/32
+    else:
+        raise SystemExit(f"unknown random model {kind!r}: use random:vit-b32 or random:tiny")
+    CLIPModel(config).save_pretrained(folder)
+    (folder / "vocab.json").write_text(json.dumps(_byte_vocab()))
+    (folder / "merges.txt").write_text("#version: 0.2\n")
+    tokenizer = CLIPTokenizer(str(folder / "vocab.json"), str(folder / "merges.txt"))
+    CLIPProcessor(image_processor=CLIPImageProcessor(), tokenizer=tokenizer).save_pretrained(folder)
+    _as_sentence_transformer(folder)
+    (folder / "done").write_text("")
+    return folder
+
+
+def _as_sentence_transformer(folder: Path) -> None:
+    """sentence-transformers 6 loads a transformers CLIP folder as it is; older versions need
+    their CLIPModel module and a modules.json."""
+    from sentence_transformers import SentenceTransformer
+
+    model = SentenceTransformer(str(folder), device="cpu")
+    if "image" in (getattr(model, "modalities", None) or []):
+        return
+    from sentence_transformers import models
+
+    SentenceTransformer(modules=[models.CLIPModel(str(folder))]).save(str(folder))
+
+
+# --------------------------------------------------------------------------- measurement
+def _nvml_utilisation(device_index: int):
+    """A function returning the GPU's utilisation in percent (NVML through ctypes), or None."""
+    try:
+        import torch
+
+        if torch.cuda.is_available():
+            with contextlib.suppress(Exception):  # needs pynvml; else the library directly
+                torch.cuda.utilization(device_index)
+                return lambda: float(torch.cuda.utilization(device_index))
+        lib = ctypes.CDLL("libnvidia-ml.so.1")
+        if lib.nvmlInit_v2() != 0:
+            return None
+        handle = ctypes.c_void_p()
+        props = torch.cuda.get_device_properties(device_index)
+        bus = f"{getattr(props, 'pci_domain_id', 0):08x}:{props.pci_bus_id:02x}:{props.pci_device_id:02x}.0"
+        if lib.nvmlDeviceGetHandleByPciBusId_v2(bus.encode(), ctypes.byref(handle)) != 0 and \
+                lib.nvmlDeviceGetHandleByIndex_v2(device_index, ctypes.byref(handle)) != 0:
+            return None
+
+        class Rates(ctypes.Structure):
+            _fields_ = [("gpu", ctypes.c_uint), ("memory", ctypes.c_uint)]
+
+        def read() -> float | None:
+            rates = Rates()
+            return float(rates.gpu) if lib.nvmlDeviceGetUtilizationRates(handle, ctypes.byref(rates)) == 0 else None
+
+        return read if read() is not None else None
+    except Exception:  # noqa: BLE001 - no driver, no GPU: reported as n/a
+        return None
+
+
+def _children_rss() -> int:
+    """Resident bytes of this process's children (worker processes), summed."""
+    pids: set[str] = set()
+    try:
+        for task in os.listdir("/proc/self/task"):
+            with open(f"/proc/self/task/{task}/children") as f:
+                pids.update(f.read().split())
+    except OSError:
+        return 0
+    total = 0
+    for pid in pids:
+        try:
+            with open(f"/proc/{pid}/statm") as f:
+                total += int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+        except OSError:
+            pass
+    return total
+
+
+def _self_rss() -> int:
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
+
+class Monitor:
+    """Wall time, CPU time of this process and its reaped children, sampled RSS and GPU use."""
+
+    def __init__(self, gpu_reader=None, interval: float = 0.1) -> None:
+        self.gpu_reader, self.interval = gpu_reader, interval
+
+    def _sample(self) -> None:
+        while not self._stop.wait(self.interval):
+            try:
+                self.rss = max(self.rss, _self_rss())
+                self.children = max(self.children, _children_rss())
+            except OSError:
+                pass
+            if self.gpu_reader is not None:
+                value = self.gpu_reader()
+                if value is not None:
+                    self.gpu.append(value)
+
+    def __enter__(self):
+        self.rss, self.children, self.gpu = _self_rss(), 0, []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._sample, daemon=True)
+        self._cpu0 = self._cpu()
+        self._start = time.perf_counter()
+        self._thread.start()
+        return self
+
+    @staticmethod
+    def _cpu() -> float:
+        own = resource.getrusage(resource.RUSAGE_SELF)
+        kids = resource.getrusage(resource.RUSAGE_CHILDREN)
+        return own.ru_utime + own.ru_stime + kids.ru_utime + kids.ru_stime
+
+    def __exit__(self, *exc) -> None:
+        self.seconds = time.perf_counter() - self._start
+        self.cpu_seconds = self._cpu() - self._cpu0
+        self._stop.set()
+        self._thread.join()
+
+
+def _cores() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:
+        return os.cpu_count() or 1
+
+
+def _sync(device: str) -> None:
+    import torch
+
+    if str(device).startswith("cuda"):
+        torch.cuda.synchronize()
+
+
+def _unit(x: np.ndarray) -> np.ndarray:
+    x = np.asarray(x, dtype=np.float32)
+    return x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
+
+
+# --------------------------------------------------------------------------- the paths
+def reference_clip(folder: str, device: str):
+    """sentence-transformers' CLIP in float32 with CLIP's PIL image processor, as the reference."""
+    import transformers
+
+    from concept.embedding.base import load_sentence_transformer
+
+    model = load_sentence_transformer(folder, device, verbose=False)
+    processor = getattr(model[0], "processor", None)
+    current = getattr(processor, "image_processor", None)
+    pil = getattr(transformers, "CLIPImageProcessorPil", None)  # transformers 5: PIL backend
+    if pil is None and type(current).__name__.endswith("Fast"):
+        pil = transformers.CLIPImageProcessor  # transformers 4: the slow one is PIL/numpy
+    if pil is not None and current is not None and type(current) is not pil:
+        processor.image_processor = pil.from_pretrained(folder)
+    note = type(getattr(processor, "image_processor", None)).__name__
+
+    def run(paths: list[str]) -> np.ndarray:
+        from PIL import Image
+
+        out = []
+        for start in range(0, len(paths), REFERENCE_BATCH):
+            images = []
+            for p in paths[start:start + REFERENCE_BATCH]:
+                im = Image.open(p)
+                im.load()
+                images.append(im)
+            out.append(model.encode(images, batch_size=REFERENCE_BATCH, convert_to_numpy=True,
+                                    show_progress_bar=False))
+        return _unit(np.concatenate(out))
+
+    return run, f"sentence-transformers encode, {note}, fp32"
+
+
+def reference_offline(device: str):
+    """The offline model's PyTorch float32 network, images opened and resized one by one."""
+    from concept.embedding import OfflineEmbedder
+    from concept.images import load_image
+
+    model = OfflineEmbedder(runtime="torch", device=device, verbose=False)
+
+    def run(paths: list[str]) -> np.ndarray:
+        out = []
+        for start in range(0, len(paths), REFERENCE_BATCH):
+            pixels = np.stack([model.preprocess(load_image(p)) for p in paths[start:start + REFERENCE_BATCH]])
+            out.append(model.embed_pixels(pixels))
+        return _unit(np.concatenate(out))
+
+    return run, "load_image + preprocess in the main process, PyTorch fp32"
+
+
+def ours_model(spec: str, device: str):
+    from concept.embedding import load_embedding_model
+
+    return load_embedding_model(spec, device=device, verbose=False)
+
+
+def describe(model) -> str:
+    parts = [type(model).__name__]
+    for attr in ("runtime_", "dtype_", "precision"):
+        value = getattr(model, attr, None)
+        if value is not None:
+            parts.append(f"{attr.rstrip('_')}={value}")
+            break
+    from concept.embedding.pipeline import resolve_num_workers
+
+    parts.append(f"workers={resolve_num_workers(model.num_workers, gpu=model._on_cuda())}")
+    return ", ".join(parts)
+
+
+# --------------------------------------------------------------------------- main
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--model", default="offline", help="offline | CLIP folder | random:vit-b32 | random:tiny")
+    ap.add_argument("--images", default="openclipart", help="openclipart | DIR | synthetic:N")
+    ap.add_argument("--limit", type=int, default=None, help="use the first N images")
+    ap.add_argument("--batch-size", type=int, default=None,
+                    help="ours: images per batch (default: the backend's, grown on a GPU)")
+    ap.add_argument("--device", default=None, help="cpu | cuda (default: cuda when available)")
+    ap.add_argument("--paths", default="reference,ours,model-only,ours-cpu-decode",
+                    help="comma-separated subset, in this order of running")
+    ap.add_argument("--repeat", type=int, default=1, help="timed runs of the fast paths (median kept)")
+    ap.add_argument("--reference-limit", type=int, default=None, help="reference path on the first N only")
+    ap.add_argument("--cache", type=Path, default=HERE / "cache")
+    ap.add_argument("--out", type=Path, default=None, help="JSON file (default benchmarks/out/embed-*.json)")
+    ap.add_argument("--prepare", action="store_true", help="only build the model folder and images")
+    args = ap.parse_args(argv)
+
+    model_spec = args.model
+    if model_spec.startswith("random:"):
+        model_spec = str(random_clip(model_spec.partition(":")[2], args.cache))
+    paths = list_images(args.images, args.cache, args.limit)
+    if args.prepare:
+        print(f"prepared {model_spec} and {len(paths):,} images", flush=True)
+        return 0
+
+    import torch
+
+    device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
+    cuda = device.startswith("cuda")
+    gpu_reader = _nvml_utilisation(torch.cuda.current_device()) if cuda else None
+    wanted = [p.strip() for p in args.paths.split(",") if p.strip()]
+    ours = ours_model(model_spec, device)
+    batch = args.batch_size or 32  # embed_images' default; a GPU backend grows it
+    effective = max(batch, getattr(ours, "gpu_batch_size", None) or 0) if cuda else batch
+    stamp = dt.datetime.now().strftime("%Y%m%d-%H%M%S")
+    out_path = args.out or HERE / "out" / f"embed-{stamp}.json"
+    result = {
+        "date": stamp, "machine": {"cores": _cores(), "cpu": platform.processor() or platform.machine(),
+                                   "python": sys.version.split()[0], "torch": torch.__version__},
+        "device": torch.cuda.get_device_name() if cuda else "cpu", "model": args.model, "images": args.images,
+        "n_images": len(paths), "batch_ours": effective, "batch_reference": REFERENCE_BATCH, "rows": [],
+    }
+    try:
+        import torchvision
+
+        result["machine"]["torchvision"] = torchvision.__version__
+    except Exception:  # noqa: BLE001 - optional
+        result["machine"]["torchvision"] = None
+    print(f"# embed benchmark: {len(paths):,} images ({args.images}), model {args.model}, device "
+          f"{result['device']}, {_cores()} cores", flush=True)
+    vectors: dict[str, np.ndarray] = {}
+    rows = result["rows"]
+
+    def record(name: str, n: int, runs: list[Monitor], note: str, **extra) -> None:
+        m = sorted(runs, key=lambda r: r.seconds)[len(runs) // 2]  # the median run
+        row = {"path": name, "images": n, "seconds": round(m.seconds, 3),
+               "images_per_s": round(n / m.seconds, 1),
+               "images_per_s_all": [round(n / r.seconds, 1) for r in runs],
+               "cpu_util": round(m.cpu_seconds / m.seconds / _cores(), 3),
+               "gpu_util": round(statistics.fmean(m.gpu), 1) if m.gpu else None,
+               "peak_rss_gib": round(m.rss / 2**30, 2), "children_rss_gib": round(m.children / 2**30, 2),
+               "note": note, **extra}
+        if cuda:
+            row["gpu_peak_mem_gib"] = round(torch.cuda.max_memory_allocated() / 2**30, 2)
+        rows.append(row)
+        print(json.dumps(row), flush=True)
+        write()
+
+    def write() -> None:
+        ref = next((r for r in rows if r["path"] == "reference"), None)
+        for r in rows:
+            if ref is not None:
+                r["speedup"] = round(r["images_per_s"] / ref["images_per_s"], 1)
+        out_path.parent.mkdir(parents=True, exist_ok=True)
+        out_path.write_text(json.dumps(result, indent=1) + "\n")
+
+    def timed(fn, repeat: int) -> list[Monitor]:
+        runs = []
+        for _ in range(repeat):
+            if cuda:
+                torch.cuda.reset_peak_memory_stats()
+            with Monitor(gpu_reader) as m:
+                fn()
+                _sync(device)
+            runs.append(m)
+        return runs
+
+    first = paths[:REFERENCE_BATCH]
+    if "reference" in wanted:
+        run, note = reference_offline(device) if args.model == "offline" else reference_clip(model_spec, device)
+        ref_paths = paths[:args.reference_limit] if args.reference_limit else paths
+        run(first)  # warm-up
+        holder = {}
+        runs = timed(lambda: holder.__setitem__("v", run(ref_paths)), 1)
+        vectors["reference"] = holder["v"]
+        record("reference", len(ref_paths), runs, note)
+
+    def ours_run(model, key: str) -> None:
+        from concept.images import LoadReport
+
+        report = LoadReport()
+        vectors[key] = model.embed_images(paths, batch_size=batch, report=report)
+        vectors[key + ":loaded"] = np.asarray(report.loaded)
+
+    for name in ("ours", "ours-cpu-decode"):
+        if name not in wanted:
+            continue
+        if name == "ours-cpu-decode":
+            if not cuda:
+                continue
+            ours.gpu_decode = False
+        ours.embed_images(paths[:effective])  # warm-up: loads the networks, starts nothing lasting
+        runs = timed(lambda n=name: ours_run(ours, n), args.repeat)
+        extra = {}
+        if "reference" in vectors:
+            ref = vectors["reference"]
+            loaded = vectors[name + ":loaded"]
+            keep = loaded < len(ref)
+            cos = np.sum(vectors[name][keep] * ref[loaded[keep]], axis=1)
+            extra = {"cosine_vs_reference_min": round(float(cos.min()), 5),
+                     "cosine_vs_reference_mean": round(float(cos.mean()), 5)}
+        decoder = "GPU JPEG decode" if name == "ours" and cuda and ours._device_decoder(ours.preprocess_fn) else "CPU decode"
+        record(name, len(paths), runs, f"{describe(ours)}, batch {effective}, {decoder}", **extra)
+        ours.gpu_decode = None
+
+    if "model-only" in wanted:
+        size = ours.image_size
+        rng = np.random.default_rng(0)
+        host = rng.integers(0, 256, (effective, size, size, 3), dtype=np.uint8)
+        pixels = torch.from_numpy(host).to(device) if cuda else host
+        n_batches = max(1, len(paths) // effective)
+        ours.embed_pixels(pixels)  # warm-up
+
+        def loop() -> None:
+            for _ in range(n_batches):
+                ours.embed_pixels(pixels)
+
+        runs = timed(loop, args.repeat)
+        record("model-only", n_batches * effective, runs,
+               f"{describe(ours)}, batch {effective}, random pixels {'on the GPU' if cuda else 'in memory'}")
+
+    print()
+    print(markdown(result))
+    print(f"\nJSON: {out_path}")
+    return 0
+
+
+def markdown(result: dict) -> str:
+    """The rows as a GitHub-markdown table."""
+    cols = ["path", "images", "seconds", "images/s", "speed-up", "CPU util", "GPU util", "peak RSS GiB (main + workers)",
+            "cosine vs ref (min / mean)", "how"]
+    machine = result["machine"]
+    title = (f"{result['n_images']:,} images ({result['images']}), model {result['model']}, {result['device']}, "
+             f"{machine['cores']} cores, torch {machine['torch']}, torchvision {machine['torchvision']}")
+    lines = [title, "", "| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
+    for r in result["rows"]:
+        cos = (f"{r['cosine_vs_reference_min']:.4f} / {r['cosine_vs_reference_mean']:.4f}"
+               if "cosine_vs_reference_min" in r else "")
+        gpu = f"{r['gpu_util']:.0f}%" if r.get("gpu_util") is not None else "n/a"
+        speed = f"{r['speedup']:.1f}x" if "speedup" in r else ""
+        lines.append(f"| {r['path']} | {r['images']:,} | {r['seconds']:.2f} | {r['images_per_s']:,.0f} | {speed} | "
+                     f"{100 * r['cpu_util']:.0f}% | {gpu} | {r['peak_rss_gib']:.2f} + {r['children_rss_gib']:.2f} | "
+                     f"{cos} | {r['note']} |")
+    ceiling = next((r for r in result["rows"] if r["path"] == "model-only"), None)
+    ours = next((r for r in result["rows"] if r["path"] == "ours"), None)
+    if ceiling and ours:
+        lines.append(f"\nours reaches {ours['images_per_s'] / ceiling['images_per_s']:.0%} of the model-only "
+                     f"ceiling ({ceiling['images_per_s']:,.0f} images/s).")
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
