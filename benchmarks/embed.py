@@ -36,6 +36,7 @@ import statistics
 import sys
 import threading
 import time
+import traceback
 from pathlib import Path
 
 import numpy as np
@@ -150,12 +151,13 @@ def random_clip(kind: str, cache: Path) -> Path:
 def _as_sentence_transformer(folder: Path) -> None:
     """sentence-transformers 6 loads a transformers CLIP folder as it is; older versions need
     their CLIPModel module and a modules.json."""
-    from sentence_transformers import SentenceTransformer
+    from sentence_transformers import SentenceTransformer, models
 
-    model = SentenceTransformer(str(folder), device="cpu")
-    if "image" in (getattr(model, "modalities", None) or []):
-        return
-    from sentence_transformers import models
+    try:
+        if "image" in (getattr(SentenceTransformer(str(folder), device="cpu"), "modalities", None) or []):
+            return
+    except Exception:  # noqa: BLE001, S110 - an older version may not read it at all: write modules.json
+        pass
 
     SentenceTransformer(modules=[models.CLIPModel(str(folder))]).save(str(folder))
 
@@ -174,10 +176,12 @@ def _nvml_utilisation(device_index: int):
         if lib.nvmlInit_v2() != 0:
             return None
         handle = ctypes.c_void_p()
-        props = torch.cuda.get_device_properties(device_index)
-        bus = f"{getattr(props, 'pci_domain_id', 0):08x}:{props.pci_bus_id:02x}:{props.pci_device_id:02x}.0"
-        if lib.nvmlDeviceGetHandleByPciBusId_v2(bus.encode(), ctypes.byref(handle)) != 0 and \
-                lib.nvmlDeviceGetHandleByIndex_v2(device_index, ctypes.byref(handle)) != 0:
+        found = -1
+        with contextlib.suppress(Exception):  # by PCI bus id: right even with CUDA_VISIBLE_DEVICES
+            props = torch.cuda.get_device_properties(device_index)
+            bus = f"{props.pci_domain_id:08x}:{props.pci_bus_id:02x}:{props.pci_device_id:02x}.0"
+            found = lib.nvmlDeviceGetHandleByPciBusId_v2(bus.encode(), ctypes.byref(handle))
+        if found != 0 and lib.nvmlDeviceGetHandleByIndex_v2(device_index, ctypes.byref(handle)) != 0:
             return None
 
         class Rates(ctypes.Structure):
@@ -433,48 +437,42 @@ def main(argv: list[str] | None = None) -> int:
             runs.append(m)
         return runs
 
-    first = paths[:REFERENCE_BATCH]
-    if "reference" in wanted:
+    def reference() -> None:
         run, note = reference_offline(device) if args.model == "offline" else reference_clip(model_spec, device)
         ref_paths = paths[:args.reference_limit] if args.reference_limit else paths
-        run(first)  # warm-up
+        run(paths[:REFERENCE_BATCH])  # warm-up
         holder = {}
         runs = timed(lambda: holder.__setitem__("v", run(ref_paths)), 1)
         vectors["reference"] = holder["v"]
         record("reference", len(ref_paths), runs, note)
 
-    def ours_run(model, key: str) -> None:
+    def ours_path(name: str) -> None:
         from concept.images import LoadReport
 
-        report = LoadReport()
-        vectors[key] = model.embed_images(paths, batch_size=batch, report=report)
-        vectors[key + ":loaded"] = np.asarray(report.loaded)
+        def once() -> None:
+            report = LoadReport()
+            vectors[name] = ours.embed_images(paths, batch_size=batch, report=report)
+            vectors[name + ":loaded"] = np.asarray(report.loaded)
 
-    for name in ("ours", "ours-cpu-decode"):
-        if name not in wanted:
-            continue
-        if name == "ours-cpu-decode":
-            if not cuda:
-                continue
-            ours.gpu_decode = False
-        ours.embed_images(paths[:effective])  # warm-up: loads the networks, starts nothing lasting
-        runs = timed(lambda n=name: ours_run(ours, n), args.repeat)
+        ours.gpu_decode = False if name == "ours-cpu-decode" else None
+        try:
+            ours.embed_images(paths[:effective])  # warm-up: loads the networks, starts nothing lasting
+            runs = timed(once, args.repeat)
+            decoder = "GPU JPEG decode" if cuda and ours._device_decoder(ours.preprocess_fn) else "CPU decode"
+        finally:
+            ours.gpu_decode = None
         extra = {}
         if "reference" in vectors:
-            ref = vectors["reference"]
-            loaded = vectors[name + ":loaded"]
+            ref, loaded = vectors["reference"], vectors[name + ":loaded"]
             keep = loaded < len(ref)
             cos = np.sum(vectors[name][keep] * ref[loaded[keep]], axis=1)
             extra = {"cosine_vs_reference_min": round(float(cos.min()), 5),
                      "cosine_vs_reference_mean": round(float(cos.mean()), 5)}
-        decoder = "GPU JPEG decode" if name == "ours" and cuda and ours._device_decoder(ours.preprocess_fn) else "CPU decode"
         record(name, len(paths), runs, f"{describe(ours)}, batch {effective}, {decoder}", **extra)
-        ours.gpu_decode = None
 
-    if "model-only" in wanted:
+    def model_only() -> None:
         size = ours.image_size
-        rng = np.random.default_rng(0)
-        host = rng.integers(0, 256, (effective, size, size, 3), dtype=np.uint8)
+        host = np.random.default_rng(0).integers(0, 256, (effective, size, size, 3), dtype=np.uint8)
         pixels = torch.from_numpy(host).to(device) if cuda else host
         n_batches = max(1, len(paths) // effective)
         ours.embed_pixels(pixels)  # warm-up
@@ -487,10 +485,23 @@ def main(argv: list[str] | None = None) -> int:
         record("model-only", n_batches * effective, runs,
                f"{describe(ours)}, batch {effective}, random pixels {'on the GPU' if cuda else 'in memory'}")
 
+    steps = {"reference": reference, "ours": lambda: ours_path("ours"), "model-only": model_only,
+             "ours-cpu-decode": lambda: ours_path("ours-cpu-decode") if cuda else None}
+    for name in wanted:
+        if name not in steps:
+            raise SystemExit(f"unknown path {name!r}; choose from {', '.join(steps)}")
+    for name in wanted:
+        try:
+            steps[name]()
+        except Exception as exc:  # noqa: BLE001 - report it and go on with the other paths
+            traceback.print_exc()
+            result.setdefault("errors", {})[name] = f"{type(exc).__name__}: {exc}"
+            write()
+
     print()
     print(markdown(result))
     print(f"\nJSON: {out_path}")
-    return 0
+    return 1 if result.get("errors") else 0
 
 
 def markdown(result: dict) -> str:
@@ -509,6 +520,8 @@ def markdown(result: dict) -> str:
         lines.append(f"| {r['path']} | {r['images']:,} | {r['seconds']:.2f} | {r['images_per_s']:,.0f} | {speed} | "
                      f"{100 * r['cpu_util']:.0f}% | {gpu} | {r['peak_rss_gib']:.2f} + {r['children_rss_gib']:.2f} | "
                      f"{cos} | {r['note']} |")
+    for name, error in result.get("errors", {}).items():
+        lines.append(f"| {name} | failed: {error} |")
     ceiling = next((r for r in result["rows"] if r["path"] == "model-only"), None)
     ours = next((r for r in result["rows"] if r["path"] == "ours"), None)
     if ceiling and ours:
