@@ -218,6 +218,30 @@ def test_no_decoder_without_cuda_or_torchvision(monkeypatch):
     gpu_decode._decoder_for.cache_clear()
 
 
+def test_no_decoder_when_the_probe_decode_fails(monkeypatch):
+    """torchvision imports but cannot decode on the device (e.g. built without nvJPEG)."""
+    import types
+
+    fake = types.ModuleType("torchvision")
+    fake.io = types.ModuleType("torchvision.io")
+    monkeypatch.setitem(sys.modules, "torchvision", fake)
+    monkeypatch.setitem(sys.modules, "torchvision.io", fake.io)
+    gpu_decode._decoder_for.cache_clear()
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "current_device", lambda: 0)
+
+    calls = []
+
+    def broken(data, device):
+        calls.append(device)
+        raise RuntimeError("torchvision not compiled with nvJPEG support")
+
+    monkeypatch.setattr(gpu_decode, "_torchvision_decode", broken)
+    assert jpeg_decoder("cuda") is None
+    assert calls == [torch.device("cuda", 0)]  # it was the probe that said no
+    gpu_decode._decoder_for.cache_clear()
+
+
 # --------------------------------------------------------------------------- through CLIPEmbedder
 def test_clip_on_cpu_keeps_the_cpu_path_and_float32(tiny_clip, jpegs, monkeypatch):
     from concept.embedding import CLIPEmbedder

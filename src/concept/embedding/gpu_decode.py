@@ -184,8 +184,10 @@ def _torchvision_decode(data: list[torch.Tensor], device: torch.device) -> list[
 
 
 def _probe_jpeg() -> torch.Tensor:
+    """A small baseline 4:2:0 JPEG (64x48), the kind the GPU path will be given."""
     buf = io.BytesIO()
-    Image.new("RGB", (16, 16), (200, 30, 60)).save(buf, format="JPEG")
+    ramp = np.linspace(0, 255, 64 * 48 * 3).astype(np.uint8).reshape(48, 64, 3)
+    Image.fromarray(ramp).save(buf, format="JPEG", quality=90)
     return torch.frombuffer(bytearray(buf.getvalue()), dtype=torch.uint8)
 
 
@@ -201,7 +203,7 @@ def _decoder_for(device: torch.device) -> Decode | None:
     decode = functools.partial(_torchvision_decode, device=device)
     try:  # nvJPEG may be missing from the build, or the device may not support it
         (image,) = decode([_probe_jpeg()])
-        if tuple(image.shape) != (3, 16, 16) or image.device.type != "cuda":
+        if tuple(image.shape) != (3, 48, 64) or image.device.type != "cuda":
             raise RuntimeError(f"unexpected output {tuple(image.shape)} on {image.device}")
     except Exception as exc:  # noqa: BLE001
         logger.info("GPU JPEG decoding is off: torchvision.io.decode_jpeg failed on %s (%s)", device, exc)
