@@ -53,13 +53,17 @@ def _cpu_decoder():
 
 
 class Counting:
-    """Wraps a decoder and records how many images each call got."""
+    """Wraps a decoder and records how many images each call got; fails a call that holds
+    one of the `refuse` files, as nvJPEG fails a whole batch on a file it cannot decode."""
 
-    def __init__(self, decode):
+    def __init__(self, decode, refuse=()):
         self.decode, self.calls = decode, []
+        self.refuse = {p.read_bytes() for p in refuse}
 
     def __call__(self, data):
         self.calls.append(len(data))
+        if any(t.numpy().tobytes() in self.refuse for t in data):
+            raise RuntimeError("Failed to decode batch")
         return self.decode(data)
 
 
@@ -89,7 +93,8 @@ def jpegs(tmp_path):
     exif = Image.Exif()
     exif[0x0112] = 6  # rotated: PIL applies it, nvJPEG would not
     gpu = [write("a.jpg", photo(120, 90, 1)), write("b.JPEG", photo(64, 100, 2), progressive=True),
-           write("c.jpg", photo(120, 90, 3)), write("small.jpg", photo(20, 28, 4))]
+           write("c.jpg", photo(120, 90, 3)), write("small.jpg", photo(20, 28, 4)),
+           write("refused.jpg", photo(100, 80, 11))]  # a good file the device decoder refuses
     corrupt = tmp_path / "corrupt.jpg"
     corrupt.write_bytes(_jpeg_bytes(photo(120, 90, 5))[:700])  # header fine, scan cut short
     cpu = {"gray": write("gray.jpg", photo(80, 60, 6).convert("L")),
@@ -150,15 +155,15 @@ def test_device_batches_equal_the_cpu_pipeline_and_fall_back_per_item(jpegs, wor
     gpu, cpu = jpegs
     images = [gpu[0], cpu["gray"], gpu[1], cpu["png"], cpu["corrupt"], solid((255, 0, 0)), gpu[2],
               cpu["cmyk"], cpu["missing"], cpu["rotated"], np.zeros((10, 20, 3), np.uint8), gpu[3],
-              cpu["misnamed"]]
-    decode = Counting(_cpu_decoder())
+              cpu["misnamed"], gpu[4]]
+    decode = Counting(_cpu_decoder(), refuse=[gpu[4]])
     got, report = run_device(images, decode=decode, num_workers=workers, background=background)
     want, want_report = run_cpu(images)
     assert report == want_report  # same loaded indices, same failures with the same reasons
     assert [f.index for f in report.failures] == [4, 8]
     assert "corrupt" in report.failures[0].reason and report.failures[1].reason == "file not found"
     assert [i for i, _ in got] == [i for i, _ in want]
-    on_device = {0, 2, 6, 11}
+    on_device = {0, 2, 6, 11}  # the refused 13 came from the CPU path: identical
     for (indices, a), (_, b) in zip(got, want):
         assert isinstance(a, torch.Tensor) and a.dtype == torch.uint8 and tuple(a.shape[1:]) == (SIZE, SIZE, 3)
         for k, index in enumerate(indices):
@@ -166,8 +171,9 @@ def test_device_batches_equal_the_cpu_pipeline_and_fall_back_per_item(jpegs, wor
                 assert np.abs(a[k].numpy().astype(int) - b[k].astype(int)).mean() < 1.0
             else:  # the CPU path itself: identical
                 np.testing.assert_array_equal(a[k].numpy(), b[k])
-    # The device got the four good JPEGs and the corrupt one (then that one alone, to find it).
-    assert sum(decode.calls) == 5 + 1
+    # The device got the five whole JPEGs in batches of 3 inputs ([0, 2], [6], [11], [13]), then
+    # the refused one alone, to find it; the truncated one never reached it.
+    assert decode.calls == [2, 1, 1, 1, 1]
 
 
 def test_a_huge_image_is_left_to_the_cpu_path_and_its_limit(jpegs):
@@ -259,7 +265,7 @@ def test_clip_embeds_the_same_through_the_device_path(tiny_clip, jpegs, monkeypa
     from concept.embedding import CLIPEmbedder
 
     gpu, cpu = jpegs
-    images = [*gpu, cpu["png"], cpu["gray"], cpu["missing"]]
+    images = [*gpu[:4], cpu["png"], cpu["gray"], cpu["missing"]]
     clip = CLIPEmbedder(str(tiny_clip), verbose=False)
     want = clip.embed_images(images)
     want_report = clip.last_report_

@@ -168,6 +168,8 @@ def _read_jpeg(path: str | os.PathLike, max_pixels: int | None) -> _Encoded | No
         return None
     if header is None or not header.gpu_decodable(max_pixels):
         return None
+    if data[-2:] != b"\xff\xd9":  # no end-of-image marker: truncated (nvJPEG may not notice) or
+        return None              # trailing data; PIL decides, as on the CPU path
     return torch.frombuffer(data, dtype=torch.uint8), header
 
 
