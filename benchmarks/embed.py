@@ -151,13 +151,14 @@ def random_clip(kind: str, cache: Path) -> Path:
 def _as_sentence_transformer(folder: Path) -> None:
     """sentence-transformers 6 loads a transformers CLIP folder as it is; older versions need
     their CLIPModel module and a modules.json."""
-    from sentence_transformers import SentenceTransformer, models
+    from sentence_transformers import SentenceTransformer
 
     try:
         if "image" in (getattr(SentenceTransformer(str(folder), device="cpu"), "modalities", None) or []):
             return
     except Exception:  # noqa: BLE001, S110 - an older version may not read it at all: write modules.json
         pass
+    from sentence_transformers import models
 
     SentenceTransformer(modules=[models.CLIPModel(str(folder))]).save(str(folder))
 
@@ -367,10 +368,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--prepare", action="store_true", help="only build the model folder and images")
     args = ap.parse_args(argv)
 
+    paths = list_images(args.images, args.cache, args.limit)  # first: it forks, torch not yet busy
     model_spec = args.model
     if model_spec.startswith("random:"):
         model_spec = str(random_clip(model_spec.partition(":")[2], args.cache))
-    paths = list_images(args.images, args.cache, args.limit)
     if args.prepare:
         print(f"prepared {model_spec} and {len(paths):,} images", flush=True)
         return 0
