@@ -145,16 +145,26 @@ def main() -> None:
     for name, x, feats, y in datasets:
         row = {"dataset": name, "n": f"{len(x):,}"}
         if len(x) <= args.reference_max:
+            # The reference clusters the vectors it is given: the shared space (what it would
+            # embed) and, for the real sets, also the CNN features ours clusters on. The faster
+            # of the two runs sets the speed-up; both NMIs are printed.
             labels, secs, rss = timed(lambda: reference(x))
             s = scores(y, labels)
             row.update({"ref s": secs, "ref GiB": rss, "ref NMI": s["nmi"], "ref ARI": s["ari"],
                         "ref concepts": s["n_concepts"], "ref outliers": s["outliers"]})
+            if feats is not None:
+                labels_f, secs_f, rss_f = timed(lambda: reference(feats))
+                s = scores(y, labels_f)
+                row.update({"ref features s": secs_f, "ref features NMI": s["nmi"],
+                            "ref features concepts": s["n_concepts"]})
+                row["ref GiB"] = max(rss, rss_f)
         model, secs, rss = timed(lambda: ours(x, feats, embedder))
         s = scores(y, model.labels_)
         row.update({"ours s": secs, "ours GiB": rss, "NMI": s["nmi"], "ARI": s["ari"],
                     "concepts": s["n_concepts"], "outliers": s["outliers"]})
         if "ref s" in row:
-            row["speed-up"] = f"{row['ref s'] / secs:.1f}x"
+            fastest = min(row["ref s"], row.get("ref features s", np.inf))
+            row["speed-up"] = f"{fastest / secs:.1f}x"
         probe_x = x[:1000]
         probe_f = feats[:1000] if feats is not None else None
         start = time.perf_counter()
@@ -165,8 +175,9 @@ def main() -> None:
         del model
         gc.collect()
 
-    cols = ["dataset", "n", "ref s", "ours s", "speed-up", "ref NMI", "NMI", "ref ARI", "ARI",
-            "ref concepts", "concepts", "ref outliers", "outliers", "ref GiB", "ours GiB", "transform ms/1k"]
+    cols = ["dataset", "n", "ref s", "ref features s", "ours s", "speed-up", "ref NMI", "ref features NMI", "NMI",
+            "ref ARI", "ARI", "ref concepts", "ref features concepts", "concepts", "ref outliers", "outliers",
+            "ref GiB", "ours GiB", "transform ms/1k"]
     text = (f"## Fit: ConceptModel vs the reference pipeline ({machine()})\n\n"
             f"One-time costs (not in the table): numba JIT warm-up {jit_ref:.1f} s (reference) and "
             f"{jit_ours:.1f} s (ours); the {VOCABULARY:,}-noun vocabulary's embeddings {vocab_s:.1f} s "

@@ -11,8 +11,12 @@ from concept.clustering import (
     cluster,
     default_clusterer,
     default_reducer,
+    fit_projection,
+    nearest,
+    project,
     sort_by_size,
 )
+from concept.embedding import l2_normalize
 
 
 def test_sort_by_size_numbers_the_largest_zero_and_keeps_outliers():
@@ -56,3 +60,37 @@ def test_identical_images_are_grouped_without_umap():
 
 def test_default_clusterer_caps_a_concept_at_half_the_points():
     assert default_clusterer(30, 10_000).get_params()["max_cluster_size"] == 5_000
+
+
+def test_nearest_is_the_exact_top_k_by_dot_product():
+    rng = np.random.default_rng(0)
+    base, queries = rng.standard_normal((300, 16)), rng.standard_normal((50, 16))
+    indices, sims = nearest(queries, base, 7, chunk=8)
+    expected = np.argsort(-(queries @ base.T), axis=1)[:, :7]
+    np.testing.assert_array_equal(indices, expected)
+    np.testing.assert_allclose(sims, np.take_along_axis(queries @ base.T, expected, axis=1), rtol=1e-5)
+    assert nearest(queries, base[:3], 10)[0].shape == (50, 3)  # k larger than the base
+
+
+def test_projection_keeps_neighbours_of_low_rank_data_and_skips_small_spaces():
+    rng = np.random.default_rng(0)
+    x = l2_normalize(rng.standard_normal((500, 20)) @ rng.standard_normal((20, 300)))  # rank 20 in 300-d
+    basis = fit_projection(x, dim=32, random_state=0)
+    assert basis.shape == (300, 32)
+    np.testing.assert_allclose(basis.T @ basis, np.eye(32), atol=1e-5)
+    p = project(x, basis)
+    np.testing.assert_allclose(np.linalg.norm(p, axis=1), 1, rtol=1e-5)
+    np.testing.assert_array_equal(nearest(p, p, 5)[0], nearest(x, x, 5)[0])  # the span holds all of x
+    rows = np.array([4, 2])
+    np.testing.assert_allclose(project(x, basis, rows=rows, chunk=1), p[rows], atol=1e-5)
+    assert fit_projection(x[:, :32], dim=32) is None and project(x, None) is x
+
+
+def test_default_reduction_runs_on_the_projection_with_an_exact_graph():
+    x, y = blobs(n_per=100, dim=200)
+    reducer = default_reducer(300, 0)
+    result = cluster(x, reducer, default_clusterer(10, 300), random_state=0)
+    assert result.projection is not None and result.projection.shape == (200, 64)
+    knn_indices, knn_dists = reducer.get_params()["precomputed_knn"]
+    assert knn_indices.shape == (300, reducer.get_params()["n_neighbors"])
+    assert normalized_mutual_info_score(y, result.labels) > 0.95

@@ -17,9 +17,17 @@ import pandas as pd
 from PIL import Image
 
 from concept import __version__
-from concept._cache import cached_text_embeddings
+from concept._cache import cached_array, cached_text_embeddings
 from concept._errors import ConceptError, EmbeddingError, ImageLoadError, NotFittedError
-from concept.clustering import assign, cluster, default_clusterer, default_reducer, layout_2d
+from concept.clustering import (
+    assign,
+    cluster,
+    default_clusterer,
+    default_reducer,
+    layout_2d,
+    project,
+    sampled_min_size,
+)
 from concept.collage import make_collage
 from concept.embedding import load_embedding_model
 from concept.embedding.base import l2_normalize
@@ -38,7 +46,7 @@ DEFAULT_VOCABULARY_SIZE = 20_000
 #: Fewer candidate words than this are compared uncentred (their mean is not a stable offset).
 MIN_WORDS_TO_CENTER = 10
 #: Images reduced and clustered at most; the others are assigned by nearest neighbours.
-DEFAULT_SAMPLE_SIZE = 10_000
+DEFAULT_SAMPLE_SIZE = 5_000
 
 
 class ConceptModel:
@@ -61,6 +69,9 @@ class ConceptModel:
         image-text vectors), "embeddings" always on the shared space.
     sample_size: at most this many images are reduced and clustered; every other image joins
         the concept its nearest sampled images vote for (None: all; see benchmarks/RESULTS.md).
+        The sample looks for concepts of `min_concept_size` scaled to its share of the
+        collection (at least 15 sampled images), so the finest concept it can find holds about
+        15 / sample_size of the collection: raise it to find smaller concepts in big collections.
     n_exemplars: exemplar images per concept (shown in its collage).
     n_words: words kept per concept.
     vocabulary_size: nouns taken from the bundled vocabulary when `docs` is None.
@@ -151,14 +162,20 @@ class ConceptModel:
 
     @staticmethod
     def _as_embeddings(x: Any, dim: int | None = None) -> np.ndarray:
+        """Checked float32 rows at unit norm; float32 rows already at unit norm are not copied
+        (a million 1280-d features are 5 GB)."""
         x = np.asarray(x, dtype=np.float32)
         if x.ndim != 2 or len(x) == 0:
             raise ConceptError(f"image_embeddings must be a non-empty 2-D array (n_images, dim), got shape {x.shape}")
-        if not np.isfinite(x).all():
-            bad = np.flatnonzero(~np.isfinite(x).all(axis=1))
+        # A NaN or infinity anywhere in a row makes its squared norm non-finite; no n x d mask.
+        squared = np.einsum("ij,ij->i", x, x, dtype=np.float64)
+        if not np.isfinite(squared).all():
+            bad = np.flatnonzero(~np.isfinite(squared))
             raise ConceptError(f"image_embeddings has NaN or infinite values in rows {bad[:10].tolist()}")
         if dim is not None and x.shape[1] != dim:
             raise ConceptError(f"These embeddings have {x.shape[1]} dimensions but the model was fitted on {dim}.")
+        if np.abs(squared - 1.0).max() < 1e-4:
+            return x
         return l2_normalize(x)
 
     def _embed(self, images: Sequence[ImageInput] | None, image_embeddings: Any, dim: int | None = None,
@@ -199,12 +216,24 @@ class ConceptModel:
         x = self._as_embeddings(x, dim)
         return x, feats, np.asarray(report.loaded, dtype=np.int64), report.failures
 
-    def _embed_words(self, words: list[str]) -> np.ndarray:
+    def _embed_words(self, words: list[str]) -> tuple[np.ndarray, np.ndarray]:
+        """Word embeddings centred on their mean and normalised, and that mean (zeros for fewer
+        than MIN_WORDS_TO_CENTER words); both cached on disk per embedding model and word list."""
         embedder = self.embedder_
         name = getattr(embedder, "name", None)
-        if name and name != "base":
-            return cached_text_embeddings(name, words, lambda w: embedder.embed_texts(w))
-        return l2_normalize(embedder.embed_texts(words))
+        cacheable = bool(name) and name != "base"
+
+        def raw() -> np.ndarray:
+            if cacheable:
+                return cached_text_embeddings(name, words, lambda w: embedder.embed_texts(w))
+            return l2_normalize(embedder.embed_texts(words))
+
+        vectors = raw()
+        center = (np.asarray(vectors.mean(axis=0), np.float32) if len(words) >= MIN_WORDS_TO_CENTER
+                  else np.zeros(vectors.shape[1], np.float32))
+        if not cacheable:
+            return l2_normalize(vectors - center), center
+        return cached_array("centred-texts", name, words, lambda: l2_normalize(vectors - center)), center
 
     # ------------------------------------------------------------------ fitting
     def fit(self, images: Sequence[ImageInput] | None = None, docs: Sequence[str] | None = None,
@@ -244,6 +273,7 @@ class ConceptModel:
         self.features_ = feats
         self.labels_ = result.labels
         self.reference_rows_ = result.fitted_rows
+        self.projection_ = result.projection
         self.probabilities_ = result.probabilities
         self.image_indices_ = kept
         self.failures_ = list(failures)
@@ -274,7 +304,7 @@ class ConceptModel:
         fitted = n if self.sample_size is None else min(n, int(self.sample_size))
         reducer = self.umap_model if self.umap_model is not None else default_reducer(fitted, self.random_state)
         clusterer = (self.hdbscan_model if self.hdbscan_model is not None
-                     else default_clusterer(self.min_concept_size, fitted))
+                     else default_clusterer(sampled_min_size(self.min_concept_size, fitted, n), fitted))
         return reducer, clusterer
 
     def cluster_images(self, image_embeddings: Any) -> np.ndarray:
@@ -307,17 +337,15 @@ class ConceptModel:
         if not words:
             logger.warning("docs holds no words: concepts get no words.")
             return {int(c): [] for c in ids}
-        word_vectors = self._embed_words(words)
-        if word_vectors.shape[1] != self.embeddings_.shape[1]:
+        words_c, word_center = self._embed_words(words)
+        if words_c.shape[1] != self.embeddings_.shape[1]:
             raise EmbeddingError(
-                f"The words were embedded in {word_vectors.shape[1]} dimensions by "
+                f"The words were embedded in {words_c.shape[1]} dimensions by "
                 f"{getattr(self.embedder_, 'name', type(self.embedder_).__name__)}, but the images have "
                 f"{self.embeddings_.shape[1]}: they are not in the same space. Pass the embedding_model "
                 "that produced image_embeddings."
             )
-        self.word_center_ = (word_vectors.mean(axis=0) if len(words) >= MIN_WORDS_TO_CENTER
-                             else np.zeros(word_vectors.shape[1], np.float32))
-        words_c = l2_normalize(word_vectors - self.word_center_)
+        self.word_center_ = word_center
         if self.ctfidf:
             described = words_by_ctfidf(l2_normalize(self.embeddings_ - self.image_center_), self.labels_, ids,
                                         words_c, words, int(self.n_words), vectorizer=self.vectorizer_model,
@@ -437,8 +465,9 @@ class ConceptModel:
         """Assign new images to the fitted concepts (-1: outlier or unreadable).
 
         Each image goes to the concept that wins a similarity-weighted vote of its 15 nearest
-        clustered images (the sample, for large collections) (in the space the model clustered in, when images are given). With `return_probabilities=True` also returns an (n, n_concepts) array
-        of each concept's share of that vote.
+        clustered images (the sample, for large collections), searched in the space the model
+        clustered in when images are given. With `return_probabilities=True` also returns an
+        (n, n_concepts) array of each concept's share of that vote.
         """
         self._check_fitted()
         use_features = self.features_ is not None and (image_embeddings is None or image_features is not None)
@@ -448,9 +477,12 @@ class ConceptModel:
             feats = self._as_embeddings(image_features, self.features_.shape[1])
         ref = self.reference_rows_
         if use_features and feats is not None:
-            labels, shares = assign(feats, self.features_[ref], self.labels_[ref], self.n_concepts_)
-        else:
-            labels, shares = assign(x, self.embeddings_[ref], self.labels_[ref], self.n_concepts_)
+            new, reference, basis = feats, self.features_, self.projection_
+        else:  # the space the model clustered in, else the shared space in full
+            new, reference = x, self.embeddings_
+            basis = self.projection_ if self.features_ is None else None
+        labels, shares = assign(project(new, basis), project(reference, basis, rows=ref),
+                                self.labels_[ref], self.n_concepts_)
         n_inputs = len(image_embeddings) if image_embeddings is not None else len(images)
         out = np.full(n_inputs, -1, dtype=np.int64)
         out[kept] = labels
@@ -506,6 +538,8 @@ class ConceptModel:
         }
         if self.features_ is not None:
             arrays["features"] = self.features_
+        if getattr(self, "projection_", None) is not None:
+            arrays["projection"] = self.projection_
         arrays["image_center"] = self.image_center_
         if getattr(self, "map_2d_", None) is not None:
             arrays["map_2d"] = self.map_2d_
@@ -533,6 +567,7 @@ class ConceptModel:
         a = state.arrays
         model.embeddings_ = a["embeddings"]
         model.features_ = a.get("features")
+        model.projection_ = a.get("projection")
         model.image_center_ = a["image_center"]
         model.map_2d_ = a.get("map_2d")
         model.word_center_ = a.get("word_center")

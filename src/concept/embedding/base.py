@@ -80,7 +80,8 @@ def load_sentence_transformer(name_or_path: str, device: str | None, *, allow_do
 def l2_normalize(x: np.ndarray) -> np.ndarray:
     """Rows scaled to unit norm as float32; all-zero rows stay zero instead of becoming NaN."""
     x = np.asarray(x, dtype=np.float32)
-    norms = np.linalg.norm(x, axis=-1, keepdims=True)
+    # einsum makes no (n, d) temporary, unlike np.linalg.norm: large arrays cost page faults.
+    norms = np.sqrt(np.einsum("...i,...i->...", x, x))[..., None]
     return x / np.maximum(norms, np.float32(1e-12))
 
 
