@@ -94,3 +94,12 @@ def test_default_reduction_runs_on_the_projection_with_an_exact_graph():
     knn_indices, knn_dists = reducer.get_params()["precomputed_knn"]
     assert knn_indices.shape == (300, reducer.get_params()["n_neighbors"])
     assert normalized_mutual_info_score(y, result.labels) > 0.95
+
+
+def test_sampled_min_size_counts_concepts_in_collection_images():
+    from concept.clustering import sampled_min_size
+
+    assert sampled_min_size(30, 5_000, 5_000) == 30  # no sample: as given
+    assert sampled_min_size(30, 5_000, 6_000) == 25  # 30 images of 6,000 are 25 of the 5,000
+    assert sampled_min_size(30, 5_000, 1_000_000) == 15  # floor
+    assert sampled_min_size(10, 5_000, 1_000_000) == 10  # never above what was asked

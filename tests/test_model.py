@@ -266,3 +266,37 @@ def test_search_returns_concepts_and_images_from_one_query():
     by_image, nearest = model.search(Image.new("RGB", (4, 4), (255, 0, 0)), top_n=1, n_images=1)
     assert by_image == model.find_concepts(Image.new("RGB", (4, 4), (255, 0, 0)), top_n=1)
     assert len(nearest) == 1
+
+
+def test_projection_for_neighbour_search_survives_save(tmp_path):
+    x, y = blobs(n_per=200, dim=100)
+    model = ConceptModel(min_concept_size=10, sample_size=150, embedding_model=None, random_state=0,
+                         verbose=False).fit(image_embeddings=x)
+    assert model.projection_.shape == (100, 64)
+    assert normalized_mutual_info_score(y, model.labels_) > 0.9
+    model.save(tmp_path / "m")
+    loaded = ConceptModel.load(tmp_path / "m")
+    np.testing.assert_array_equal(loaded.projection_, model.projection_)
+    np.testing.assert_array_equal(loaded.transform(image_embeddings=x), model.transform(image_embeddings=x))
+
+
+def test_unit_norm_embeddings_are_used_without_a_copy_and_bad_rows_are_named():
+    x, _ = blobs()
+    model = ConceptModel(min_concept_size=10, embedding_model=None, random_state=0, verbose=False)
+    assert np.shares_memory(model.fit(image_embeddings=x).embeddings_, x)
+    scaled = model.fit(image_embeddings=3 * x).embeddings_
+    np.testing.assert_allclose(np.linalg.norm(scaled, axis=1), 1, rtol=1e-5)
+    x[7, 2] = np.nan
+    x[9, 0] = np.inf
+    with pytest.raises(ConceptError, match=r"rows \[7, 9\]"):
+        model.fit(image_embeddings=x)
+
+
+def test_word_matrices_are_cached_on_disk_and_mapped_back(tmp_path, monkeypatch):
+    monkeypatch.setenv("CONCEPT_CACHE", str(tmp_path))
+    first, _ = fitted()
+    assert len(list(tmp_path.glob("texts-*.npy"))) == 1
+    assert len(list(tmp_path.glob("centred-texts-*.npy"))) == 1
+    again, _ = fitted()
+    assert again.topics_ == first.topics_
+    np.testing.assert_array_equal(again.word_center_, first.word_center_)
