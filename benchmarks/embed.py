@@ -90,7 +90,9 @@ def list_images(spec: str, cache: Path, limit: int | None) -> list[str]:
         from concept.images import list_image_files
 
         paths = [str(p) for p in list_image_files(spec)]
-    return paths[:limit] if limit else paths
+    if limit and limit < len(paths):  # evenly spaced, so that every folder is represented
+        paths = [paths[i] for i in np.linspace(0, len(paths) - 1, limit).astype(int)]
+    return paths
 
 
 # --------------------------------------------------------------------------- models
@@ -355,7 +357,7 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--model", default="offline", help="offline | CLIP folder | random:vit-b32 | random:tiny")
     ap.add_argument("--images", default="openclipart", help="openclipart | DIR | synthetic:N")
-    ap.add_argument("--limit", type=int, default=None, help="use the first N images")
+    ap.add_argument("--limit", type=int, default=None, help="use N images, evenly spaced over the set")
     ap.add_argument("--batch-size", type=int, default=None,
                     help="ours: images per batch (default: the backend's, grown on a GPU)")
     ap.add_argument("--device", default=None, help="cpu | cuda (default: cuda when available)")

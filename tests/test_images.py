@@ -200,7 +200,23 @@ def test_jpeg_draft_decodes_smaller_but_not_below_draft_size(tmp_path: Path) -> 
     assert small.mode == "RGB" and 100 <= small.width < 512 and 100 <= small.height < 512
     png = tmp_path / "astronaut.png"
     Image.fromarray(skdata.astronaut()).save(png)
-    assert load_image(png, draft_size=(100, 100)).size == (512, 512)  # only JPEG drafts
+    # Other formats are box-reduced after decoding, to no less than twice the draft size.
+    assert load_image(png, draft_size=(100, 100)).size == (256, 256)
+    assert load_image(png, draft_size=(200, 200)).size == (512, 512)
+
+
+def test_reduced_transparent_png_has_no_dark_fringes(tmp_path: Path) -> None:
+    """Reducing RGBA must average premultiplied colours: transparent pixels are black here,
+    and a naive average would darken the disc's edge before compositing on white."""
+    yy, xx = np.mgrid[:800, :800]
+    disc = (yy - 400) ** 2 + (xx - 400) ** 2 < 300 ** 2
+    rgba = np.zeros((800, 800, 4), np.uint8)
+    rgba[disc] = (255, 0, 0, 255)
+    Image.fromarray(rgba, "RGBA").save(tmp_path / "disc.png")
+    reduced = np.asarray(load_image(tmp_path / "disc.png", draft_size=(100, 100)))
+    assert reduced.shape == (200, 200, 3)
+    assert reduced[..., 0].min() >= 250  # only red and white and their mixes, no black
+    assert tuple(reduced[0, 0]) == (255, 255, 255) and tuple(reduced[100, 100]) == (255, 0, 0)
 
 
 # ---------------------------------------------------------------- bad files
