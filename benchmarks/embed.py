@@ -96,55 +96,17 @@ def list_images(spec: str, cache: Path, limit: int | None) -> list[str]:
 
 
 # --------------------------------------------------------------------------- models
-def _byte_vocab() -> dict[str, int]:
-    """A byte-level BPE vocabulary without merges (as tests/conftest.py): a real tokenizer, no download."""
-    printable = [*range(33, 127), *range(161, 173), *range(174, 256)]
-    chars, extra = [], 0
-    for b in range(256):
-        if b in printable:
-            chars.append(chr(b))
-        else:
-            chars.append(chr(256 + extra))
-            extra += 1
-    vocab = {c: i for i, c in enumerate(chars)}
-    vocab.update({c + "</w>": i + 256 for i, c in enumerate(chars)})
-    vocab["<|startoftext|>"] = 512
-    vocab["<|endoftext|>"] = 513
-    return vocab
-
-
 def random_clip(kind: str, cache: Path) -> Path:
     """A randomly initialised CLIP folder: "vit-b32" (transformers' CLIPConfig defaults are
     ViT-B/32: 224 px, patch 32, 12 layers of 768) or "tiny"; built once, then reused."""
+    from concept.testing import write_random_clip
+
     folder = cache / f"clip-random-{kind}"
     if (folder / "done").exists():
         return folder
-    import torch
-    from transformers import (
-        CLIPConfig,
-        CLIPImageProcessor,
-        CLIPModel,
-        CLIPProcessor,
-        CLIPTokenizer,
-    )
-
-    folder.mkdir(parents=True, exist_ok=True)
-    torch.manual_seed(0)
-    text = {"vocab_size": 514, "bos_token_id": 512, "eos_token_id": 513, "pad_token_id": 513}
-    if kind == "tiny":
-        small = {"hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 2, "num_attention_heads": 2}
-        text.update(small)
-        vision = {**small, "image_size": 224, "patch_size": 32}
-        config = CLIPConfig(text_config=text, vision_config=vision, projection_dim=16)
-    elif kind == "vit-b32":
-        config = CLIPConfig(text_config=text)  # vision defaults: ViT-B/32
-    else:
+    if kind not in ("vit-b32", "tiny"):
         raise SystemExit(f"unknown random model {kind!r}: use random:vit-b32 or random:tiny")
-    CLIPModel(config).save_pretrained(folder)
-    (folder / "vocab.json").write_text(json.dumps(_byte_vocab()))
-    (folder / "merges.txt").write_text("#version: 0.2\n")
-    tokenizer = CLIPTokenizer(str(folder / "vocab.json"), str(folder / "merges.txt"))
-    CLIPProcessor(image_processor=CLIPImageProcessor(), tokenizer=tokenizer).save_pretrained(folder)
+    write_random_clip(folder, kind)
     _as_sentence_transformer(folder)
     (folder / "done").write_text("")
     return folder

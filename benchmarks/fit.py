@@ -28,8 +28,8 @@ import warnings
 from pathlib import Path
 
 import numpy as np
-
 from _common import CACHE, OUT, machine, scores, table
+
 from concept import ConceptModel
 from concept._cache import cached_text_embeddings
 from concept.datasets import fashion_mnist, openclipart
@@ -85,11 +85,11 @@ def ours(x: np.ndarray, features: np.ndarray | None, embedder, seed: int = 0) ->
     return model.fit(image_embeddings=x, image_features=features)
 
 
-def timed(fn):
+def timed(fn, *args):
     gc.collect()
     reset_peak_rss()
     start = time.perf_counter()
-    out = fn()
+    out = fn(*args)
     return out, time.perf_counter() - start, peak_rss_gib()
 
 
@@ -148,17 +148,17 @@ def main() -> None:
             # The reference clusters the vectors it is given: the shared space (what it would
             # embed) and, for the real sets, also the CNN features ours clusters on. The faster
             # of the two runs sets the speed-up; both NMIs are printed.
-            labels, secs, rss = timed(lambda: reference(x))
+            labels, secs, rss = timed(reference, x)
             s = scores(y, labels)
             row.update({"ref s": secs, "ref GiB": rss, "ref NMI": s["nmi"], "ref ARI": s["ari"],
                         "ref concepts": s["n_concepts"], "ref outliers": s["outliers"]})
             if feats is not None:
-                labels_f, secs_f, rss_f = timed(lambda: reference(feats))
+                labels_f, secs_f, rss_f = timed(reference, feats)
                 s = scores(y, labels_f)
                 row.update({"ref features s": secs_f, "ref features NMI": s["nmi"],
                             "ref features concepts": s["n_concepts"]})
                 row["ref GiB"] = max(rss, rss_f)
-        model, secs, rss = timed(lambda: ours(x, feats, embedder))
+        model, secs, rss = timed(ours, x, feats, embedder)
         s = scores(y, model.labels_)
         row.update({"ours s": secs, "ours GiB": rss, "NMI": s["nmi"], "ARI": s["ari"],
                     "concepts": s["n_concepts"], "outliers": s["outliers"]})

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 import threading
 from contextlib import contextmanager
@@ -36,47 +35,11 @@ def clipart_paths() -> list[Path]:
     return paths
 
 
-def _byte_vocab() -> dict[str, int]:
-    """A byte-level BPE vocabulary without merges: every byte is a token (tiny but real)."""
-    printable = [*range(33, 127), *range(161, 173), *range(174, 256)]
-    chars, extra = [], 0
-    for b in range(256):
-        if b in printable:
-            chars.append(chr(b))
-        else:
-            chars.append(chr(256 + extra))
-            extra += 1
-    vocab = {c: i for i, c in enumerate(chars)}
-    vocab.update({c + "</w>": i + 256 for i, c in enumerate(chars)})
-    vocab["<|startoftext|>"] = 512
-    vocab["<|endoftext|>"] = 513
-    return vocab
-
-
 def make_tiny_clip(folder: Path, seed: int = 0) -> Path:
     """Write a randomly initialised CLIP of the real architecture (tiny sizes) to `folder`."""
-    import torch
-    from transformers import (
-        CLIPConfig,
-        CLIPImageProcessor,
-        CLIPModel,
-        CLIPProcessor,
-        CLIPTokenizer,
-    )
+    from concept.testing import write_random_clip
 
-    torch.manual_seed(seed)
-    text = dict(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2,
-                vocab_size=514, max_position_embeddings=77, bos_token_id=512, eos_token_id=513,
-                pad_token_id=513)
-    vision = dict(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2,
-                  image_size=32, patch_size=8)
-    CLIPModel(CLIPConfig(text_config=text, vision_config=vision, projection_dim=16)).save_pretrained(folder)
-    (folder / "vocab.json").write_text(json.dumps(_byte_vocab()))
-    (folder / "merges.txt").write_text("#version: 0.2\n")
-    tokenizer = CLIPTokenizer(str(folder / "vocab.json"), str(folder / "merges.txt"))
-    images = CLIPImageProcessor(size={"shortest_edge": 32}, crop_size={"height": 32, "width": 32})
-    CLIPProcessor(image_processor=images, tokenizer=tokenizer).save_pretrained(folder)
-    return folder
+    return write_random_clip(folder, "tiny", image_size=32, patch_size=8, seed=seed)
 
 
 @pytest.fixture(scope="session")

@@ -91,7 +91,7 @@ def test_default_reduction_runs_on_the_projection_with_an_exact_graph():
     reducer = default_reducer(300, 0)
     result = cluster(x, reducer, default_clusterer(10, 300), random_state=0)
     assert result.projection is not None and result.projection.shape == (200, 64)
-    knn_indices, knn_dists = reducer.get_params()["precomputed_knn"]
+    knn_indices, _ = reducer.get_params()["precomputed_knn"]
     assert knn_indices.shape == (300, reducer.get_params()["n_neighbors"])
     assert normalized_mutual_info_score(y, result.labels) > 0.95
 

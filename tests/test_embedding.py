@@ -105,7 +105,7 @@ def test_auto_runtime_falls_back_to_pytorch_without_openvino(sample_photos, monk
     assert model.runtime_ == "torch"
     assert model.embed_images(list(sample_photos.values())[:1]).shape == (1, 384)
     with pytest.raises(EmbeddingError, match="pip install openvino"):
-        OfflineEmbedder(runtime="openvino", verbose=False).runtime_
+        _ = OfflineEmbedder(runtime="openvino", verbose=False).runtime_
 
 
 def test_embed_texts_refuses_a_single_string(offline_embedder):

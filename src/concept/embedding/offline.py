@@ -174,8 +174,8 @@ class OfflineEmbedder(BaseEmbedder):
                 raise EmbeddingError("runtime='openvino' needs OpenVINO: pip install openvino")
             return "torch"
         try:
-            self._openvino_model  # noqa: B018 - compile now, so that a failure falls back here
-        except Exception as exc:  # noqa: BLE001 - any conversion failure: PyTorch still works
+            _ = self._openvino_model  # compile now, so that a failure falls back here
+        except Exception as exc:  # any conversion failure: PyTorch still works
             if self.runtime == "openvino":
                 raise EmbeddingError(f"OpenVINO could not compile the image network: {exc}") from exc
             logger.warning("OpenVINO could not compile the image network (%s); using PyTorch", exc)
