@@ -40,7 +40,7 @@ def scores(labels_true: np.ndarray, labels_pred: np.ndarray) -> dict[str, float]
     out = {
         "nmi": normalized_mutual_info_score(labels_true, labels_pred),
         "ari": adjusted_rand_score(labels_true, labels_pred),
-        "n_concepts": int(len(set(labels_pred[keep].tolist()))),
+        "n_concepts": len(set(labels_pred[keep].tolist())),
         "outliers": float(1 - keep.mean()),
     }
     if keep.any():
@@ -79,3 +79,14 @@ def table(rows: list[dict], columns: list[str]) -> str:
     lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
     lines += ["| " + " | ".join(fmt(r.get(c, "")) for c in columns) + " |" for r in rows]
     return "\n".join(lines)
+
+
+def publish(name: str, title: str, intro: str, rows: list[dict], columns: list[str]) -> str:
+    """Print a results section (title with date and machine, intro, table) and write it to out/`name`.md."""
+    text = f"## {title} ({machine()})\n\n{intro}\n\n" + table(rows, columns)
+    OUT.mkdir(exist_ok=True)
+    tmp = OUT / f".{name}.md.tmp"
+    tmp.write_text(text + "\n")
+    os.replace(tmp, OUT / f"{name}.md")
+    print(text)
+    return text

@@ -13,8 +13,8 @@ import os
 import sys
 
 import numpy as np
-
 from _common import CACHE
+
 from concept.datasets import fashion_mnist
 from concept.embedding import OfflineEmbedder
 

@@ -16,7 +16,7 @@ import logging
 import warnings
 
 import numpy as np
-from _common import OUT, Timer, cached, machine, scores, table
+from _common import Timer, cached, publish, scores
 from sklearn.cluster import KMeans
 
 from concept.datasets import openclipart
@@ -81,10 +81,8 @@ def main() -> None:
                          "outliers": s["outliers"]})
             print(rows[-1], flush=True)
     cols = ["model", "img/s", "space", "k-means NMI (true k)", "UMAP+HDBSCAN NMI", "concepts", "outliers"]
-    text = f"## Offline embedding space ({machine()})\n\nOpenClipart subject subset, {len(y)} images, {k} folders.\n\n" + table(rows, cols)
-    OUT.mkdir(exist_ok=True)
-    (OUT / "embedding_space.md").write_text(text + "\n")
-    print(text)
+    publish("embedding_space", "Offline embedding space",
+            f"OpenClipart subject subset, {len(y)} images, {k} folders.", rows, cols)
 
 
 if __name__ == "__main__":

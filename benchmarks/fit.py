@@ -28,7 +28,7 @@ import warnings
 from pathlib import Path
 
 import numpy as np
-from _common import CACHE, OUT, machine, scores, table
+from _common import CACHE, publish, scores
 
 from concept import ConceptModel
 from concept._cache import cached_text_embeddings
@@ -178,14 +178,11 @@ def main() -> None:
     cols = ["dataset", "n", "ref s", "ref features s", "ours s", "speed-up", "ref NMI", "ref features NMI", "NMI",
             "ref ARI", "ARI", "ref concepts", "ref features concepts", "concepts", "ref outliers", "outliers",
             "ref GiB", "ours GiB", "transform ms/1k"]
-    text = (f"## Fit: ConceptModel vs the reference pipeline ({machine()})\n\n"
+    publish("fit", "Fit: ConceptModel vs the reference pipeline",
             f"One-time costs (not in the table): numba JIT warm-up {jit_ref:.1f} s (reference) and "
             f"{jit_ours:.1f} s (ours); the {VOCABULARY:,}-noun vocabulary's embeddings {vocab_s:.1f} s "
             f"(embedding them once takes minutes; they are cached on disk afterwards). 'ref s' is the reference's reduction + clustering only; "
-            f"'ours s' is the whole fit (reduction, clustering, exemplars, words).\n\n" + table(rows, cols))
-    OUT.mkdir(exist_ok=True)
-    (OUT / "fit.md").write_text(text + "\n")
-    print(text)
+            "'ours s' is the whole fit (reduction, clustering, exemplars, words).", rows, cols)
 
 
 if __name__ == "__main__":

@@ -12,8 +12,8 @@ import time
 
 import numpy as np
 import torch
+from _common import publish
 
-from _common import OUT, machine, table
 from concept.datasets import openclipart
 from concept.embedding import OfflineEmbedder
 from concept.images import load_image
@@ -39,11 +39,8 @@ def main() -> None:
                      "end to end img/s": f"{end_to_end:.1f}", "network alone img/s": f"{network:.1f}",
                      "torch threads": torch.get_num_threads()})
         print(rows[-1], flush=True)
-    text = (f"## Offline backend speed ({machine()})\n\n{N} OpenClipart PNGs, batch 32, float32 PyTorch "
-            f"eager on the CPU.\n\n" + table(rows, list(rows[0])))
-    OUT.mkdir(exist_ok=True)
-    (OUT / "offline_speed.md").write_text(text + "\n")
-    print(text)
+    publish("offline_speed", "Offline backend speed",
+            f"{N} OpenClipart PNGs, batch 32, float32 PyTorch eager on the CPU.", rows, list(rows[0]))
 
 
 if __name__ == "__main__":

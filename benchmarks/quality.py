@@ -26,7 +26,7 @@ import traceback
 import warnings
 
 import numpy as np
-from _common import OUT, Timer, cached, machine, scores, table
+from _common import Timer, cached, publish, scores
 
 from concept.datasets import fashion_mnist, openclipart
 from concept.embedding import OfflineEmbedder, l2_normalize
@@ -214,14 +214,10 @@ def main() -> None:
     sizes = ", ".join(f"{d['name']}: {len(d['y'])} images, {d['k']} labels" for d in datasets)
     title = "Concept quality: n_neighbors x cluster selection (ours)" if args.grid else \
         "Concept quality against labels: ours vs the reference configuration"
-    text = (f"## {title} ({machine()})\n\n{sizes} (Fashion-MNIST's test split only: embedding "
-            "all 70,000 would take about 45 min on this CPU). Offline model EfficientNet-Lite0; "
-            f"mean ± std over seeds {', '.join(map(str, SEEDS))}; concepts lists each seed; "
-            "'w/o outliers' scores only the points not labeled -1; seconds are per fit.\n\n"
-            + table(rows, COLUMNS))
-    OUT.mkdir(exist_ok=True)
-    (OUT / ("quality_grid.md" if args.grid else "quality.md")).write_text(text + "\n")
-    print(text)
+    intro = (f"{sizes} (Fashion-MNIST's test split only). Offline model EfficientNet-Lite0; "
+             f"mean ± std over seeds {', '.join(map(str, SEEDS))}; concepts lists each seed; "
+             "'w/o outliers' scores only the points not labeled -1; seconds are per fit.")
+    publish("quality_grid" if args.grid else "quality", title, intro, rows, COLUMNS)
 
 
 if __name__ == "__main__":

@@ -19,7 +19,7 @@ import time
 import warnings
 
 import numpy as np
-from _common import OUT, cached, machine, table
+from _common import cached, publish
 from sklearn.metrics import adjusted_rand_score, normalized_mutual_info_score
 
 from concept import ConceptModel
@@ -79,11 +79,8 @@ def main() -> None:
             for a, b in zip(torch_labels[1:] + torch_labels[:1], torch_labels)),
     })
     cols = list(rows[0])
-    text = (f"## Offline runtimes: agreement with PyTorch float32 ({machine()})\n\n"
-            f"OpenClipart subject subset, {len(base['kept']):,} images, batch 32.\n\n" + table(rows, cols))
-    OUT.mkdir(exist_ok=True)
-    (OUT / "runtime_agreement.md").write_text(text + "\n")
-    print(text)
+    publish("runtime_agreement", "Offline runtimes: agreement with PyTorch float32",
+            f"OpenClipart subject subset, {len(base['kept']):,} images, batch 32.", rows, cols)
 
 
 if __name__ == "__main__":

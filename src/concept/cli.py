@@ -307,7 +307,7 @@ def main(argv: list[str] | None = None) -> int:
         args.func(args)
         return 0
     except BrokenPipeError:  # e.g. `concept info m | head -3`: stop quietly
-        sys.stdout = open(os.devnull, "w")  # so the interpreter's final flush does not fail
+        sys.stdout = open(os.devnull, "w")  # noqa: SIM115 -- so the interpreter's final flush does not fail
         return 141
     except (ConceptError, CLIError, OSError) as exc:
         message = str(exc)

@@ -33,7 +33,7 @@ FASHION_MNIST_CLASSES = (
 )
 
 _TITLE = re.compile(r"<dc:title>\s*([^<]+?)\s*</dc:title>")
-_KEYWORDS = re.compile(r"<dc:subject>(.*?)</dc:subject>", re.S)
+_KEYWORDS = re.compile(r"<dc:subject>(.*?)</dc:subject>", re.DOTALL)
 _ITEM = re.compile(r"<rdf:li>\s*([^<]+?)\s*</rdf:li>")
 
 

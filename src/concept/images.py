@@ -14,7 +14,6 @@ import warnings
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Union
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
@@ -26,7 +25,7 @@ __all__ = ["DEFAULT_MAX_PIXELS", "IMAGE_EXTENSIONS", "ImageInput", "LoadFailure"
 
 logger = logging.getLogger(__name__)
 
-ImageInput = Union[str, os.PathLike, Image.Image, np.ndarray]
+ImageInput = str | os.PathLike | Image.Image | np.ndarray
 
 # Twice PIL's default Image.MAX_IMAGE_PIXELS (about 179M), where PIL's own default raises.
 # A literal, so that it does not depend on whether someone changed PIL's global before import.
@@ -169,7 +168,7 @@ def _finish(im: Image.Image) -> Image.Image:
     im.load()
     try:
         upright = ImageOps.exif_transpose(im)  # always a new image
-    except Exception as exc:  # a damaged EXIF block should not cost the whole image
+    except Exception as exc:  # noqa: BLE001 -- a damaged EXIF block should not cost the whole image
         logger.info("Ignoring unreadable EXIF orientation of %s: %s", _describe(im), exc)
         upright = im.copy()
     return _to_rgb(upright)

@@ -41,7 +41,8 @@ _MANIFEST = "concept.json"
 _ARRAYS = "arrays.safetensors"
 _IMAGES = "images"
 _NAME = re.compile(r"[A-Za-z0-9_.-]+")
-_DTYPES = frozenset(map(np.dtype, "? i1 i2 i4 i8 u1 u2 u4 u8 f2 f4 f8".split()))  # safetensors
+_DTYPES = frozenset(map(np.dtype, ("?", "i1", "i2", "i4", "i8", "u1", "u2", "u4", "u8",
+                                   "f2", "f4", "f8")))  # what safetensors stores
 _PNG_MODES = frozenset({"1", "L", "LA", "P", "RGB", "RGBA", "I", "I;16"})
 
 

@@ -19,7 +19,7 @@ from PIL import Image
 from concept._errors import ConceptError
 from concept.images import load_image
 
-__all__ = ["concepts_figure", "concept_title"]
+__all__ = ["concept_title", "concepts_figure"]
 
 logger = logging.getLogger(__name__)
 

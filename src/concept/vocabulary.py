@@ -6,7 +6,7 @@ Both files live in ``concept/data/`` and are built by ``scripts/build_data.py``.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from functools import lru_cache
+from functools import cache
 from importlib.resources import files
 
 from concept._errors import ConceptError
@@ -16,7 +16,7 @@ __all__ = ["ImageNetClass", "imagenet_classes", "load_vocabulary"]
 _DATA = "concept.data"
 
 
-@lru_cache(maxsize=None)
+@cache
 def _read_lines(name: str) -> tuple[str, ...]:
     """The non-empty lines of a bundled data file, read once."""
     text = files(_DATA).joinpath(name).read_text(encoding="utf-8")
@@ -69,7 +69,7 @@ class ImageNetClass:
         return self.lemmas[0]
 
 
-@lru_cache(maxsize=None)
+@cache
 def _imagenet_classes() -> tuple[ImageNetClass, ...]:
     lines = _read_lines("imagenet_classes.tsv")
     classes = []
