@@ -17,6 +17,16 @@ OPENCLIPART = Path("/usr/share/openclipart/png")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _private_cache(tmp_path_factory):
+    """Word embeddings and converted networks go to a cache of the test session's own, not the
+    user's: tests see a cold cache the way CI does, and leave nothing behind in ~/.cache."""
+    patch = pytest.MonkeyPatch()
+    patch.setenv("CONCEPT_CACHE", str(tmp_path_factory.mktemp("concept-cache")))
+    yield
+    patch.undo()
+
+
 @pytest.fixture(scope="session")
 def sample_photos() -> dict[str, Image.Image]:
     """scikit-image's bundled photos of a cat, a cup of coffee and a rocket."""
