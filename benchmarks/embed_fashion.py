@@ -2,7 +2,8 @@
 
 Writes benchmarks/cache/fashion_{split}_lite0.npz with `shared` (384-d ConSE), `features`
 (1280-d pooled CNN) and `kept`. Each 5,000-image chunk is saved as it finishes, so a killed run
-resumes where it stopped. The 60,000 training images take about 45 minutes on 2 cores.
+resumes where it stopped. The 60,000 training images take about 15 minutes on 2 cores
+(OpenVINO runtime; 45 minutes in PyTorch eager).
 
     python benchmarks/embed_fashion.py train
 """

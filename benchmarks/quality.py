@@ -4,8 +4,8 @@ On two labeled sets, embedded once with the offline model (EfficientNet-Lite0; c
 benchmarks/cache/):
   - OpenClipart subject subset (2,263 images in 17 folders; one file is a decompression
     bomb and is skipped), from the cache that benchmarks/embedding_space.py writes,
-  - Fashion-MNIST's test split (10,000 28x28 images, 10 classes; the full 70,000 would take
-    about 45 min to embed on a 2-core CPU),
+  - Fashion-MNIST's test split (10,000 28x28 images, 10 classes; benchmarks/fit.py uses all
+    70,000, which benchmarks/embed_fashion.py embeds in about 15 minutes on 2 cores),
 it scores, over seeds 0, 1, 2 (mean ± std; a crash is caught and counted, never fatal):
   - reference: UMAP(15 neighbours, 5-D, min_dist 0, cosine) fit then transform, then
     hdbscan.HDBSCAN(min_cluster_size=30, 'eom'), as the reference package did; on the shared
