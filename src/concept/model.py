@@ -25,6 +25,7 @@ from concept.clustering import (
     default_clusterer,
     default_reducer,
     layout_2d,
+    one_blas_thread,
     project,
     sampled_min_size,
 )
@@ -265,10 +266,11 @@ class ConceptModel:
                 f"can form: add images or lower min_concept_size (e.g. ConceptModel(min_concept_size={max(2, n // 3)}))."
             )
         reducer, clusterer = self._stages(n)
-        result = cluster(x if feats is None else feats, reducer, clusterer,
-                         sample_size=self.sample_size, random_state=self.random_state)
-        concepts = describe_concepts(x, result.labels, n_exemplars=int(self.n_exemplars),
-                                     diversity=float(self.diversity))
+        with one_blas_thread():
+            result = cluster(x if feats is None else feats, reducer, clusterer,
+                             sample_size=self.sample_size, random_state=self.random_state)
+            concepts = describe_concepts(x, result.labels, n_exemplars=int(self.n_exemplars),
+                                         diversity=float(self.diversity))
         self.embeddings_ = x
         self.features_ = feats
         self.labels_ = result.labels
@@ -279,7 +281,8 @@ class ConceptModel:
         self.failures_ = list(failures)
         self.concept_embeddings_ = concepts.embeddings
         self.exemplars_ = {int(c): [int(i) for i in ex] for c, ex in zip(concepts.ids, concepts.exemplars)}
-        self.topics_ = self._describe_in_words(docs)
+        with one_blas_thread():
+            self.topics_ = self._describe_in_words(docs)
         self.image_sources_ = self._sources(images, kept)
         self.collages_ = self._make_collages(images, kept) if images is not None else {}
         self.map_2d_ = None
@@ -481,8 +484,9 @@ class ConceptModel:
         else:  # the space the model clustered in, else the shared space in full
             new, reference = x, self.embeddings_
             basis = self.projection_ if self.features_ is None else None
-        labels, shares = assign(project(new, basis), project(reference, basis, rows=ref),
-                                self.labels_[ref], self.n_concepts_)
+        with one_blas_thread():
+            labels, shares = assign(project(new, basis), project(reference, basis, rows=ref),
+                                    self.labels_[ref], self.n_concepts_)
         n_inputs = len(image_embeddings) if image_embeddings is not None else len(images)
         out = np.full(n_inputs, -1, dtype=np.int64)
         out[kept] = labels
