@@ -104,9 +104,10 @@ def random_clip(kind: str, cache: Path) -> Path:
     folder = cache / f"clip-random-{kind}"
     if (folder / "done").exists():
         return folder
-    if kind not in ("vit-b32", "tiny"):
-        raise SystemExit(f"unknown random model {kind!r}: use random:vit-b32 or random:tiny")
-    write_random_clip(folder, kind)
+    try:
+        write_random_clip(folder, kind)
+    except ValueError as exc:  # an unknown architecture, refused before anything is written
+        raise SystemExit(f"--model random:{kind}: {exc}") from exc
     _as_sentence_transformer(folder)
     (folder / "done").write_text("")
     return folder

@@ -51,8 +51,6 @@ def write_random_clip(folder: str | Path, architecture: str = "tiny", *, image_s
         CLIPTokenizer,
     )
 
-    folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
     text = {"vocab_size": 514, "max_position_embeddings": 77, "bos_token_id": _BOS,
             "eos_token_id": _EOS, "pad_token_id": _EOS}
     if architecture == "vit-b32":
@@ -63,6 +61,8 @@ def write_random_clip(folder: str | Path, architecture: str = "tiny", *, image_s
         config = CLIPConfig(text_config={**text, **small}, vision_config=vision, projection_dim=16)
     else:
         raise ValueError(f"unknown architecture {architecture!r}: use 'vit-b32' or 'tiny'")
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(seed)
     CLIPModel(config).save_pretrained(folder)
     (folder / "vocab.json").write_text(json.dumps(_byte_vocab()))
