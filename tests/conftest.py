@@ -128,6 +128,18 @@ def blobs(n_per: int = 60, centers: int = 3, dim: int = 8, spread: float = 0.05,
     return (x / np.linalg.norm(x, axis=1, keepdims=True)).astype(np.float32), np.repeat(np.arange(centers), n_per)
 
 
+def nested_blobs(groups: int = 6, subs: int = 5, per: int = 40, dim: int = 64, seed: int = 0):
+    """Unit vectors in `groups` groups of `subs` sub-clusters each; (x, group labels, sub labels)."""
+    rng = np.random.default_rng(seed)
+    g = rng.normal(size=(groups, dim))
+    g /= np.linalg.norm(g, axis=1, keepdims=True)
+    centres = g[np.repeat(np.arange(groups), subs)] + 0.6 * rng.normal(size=(groups * subs, dim)) / np.sqrt(dim)
+    sub = np.repeat(np.arange(groups * subs), per)
+    x = centres[sub] + 0.25 * rng.normal(size=(len(sub), dim)) / np.sqrt(dim)
+    x /= np.linalg.norm(x, axis=1, keepdims=True)
+    return x.astype(np.float32), sub // subs, sub
+
+
 @contextmanager
 def serving(server):
     """Run an HTTP server in a daemon thread for the duration of the block."""

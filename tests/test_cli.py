@@ -181,10 +181,14 @@ def test_model_dir_that_is_not_a_model_is_a_one_line_error(tmp_path, capsys):
         assert out == ""
 
 
-def test_too_few_images_for_min_concept_size_is_a_one_line_error(image_dir, docs_file, tiny_clip, tmp_path, capsys):
-    code, out, err = run(capsys, "fit", image_dir / "red", "--docs", docs_file, "--out", tmp_path / "m",
+def test_too_few_images_is_a_one_line_error(image_dir, docs_file, tiny_clip, tmp_path, capsys):
+    two = tmp_path / "two"
+    two.mkdir()
+    for i in range(2):
+        Image.new("RGB", (20 + i, 20), COLORS["red"]).save(two / f"{i}.png")
+    code, out, err = run(capsys, "fit", two, "--docs", docs_file, "--out", tmp_path / "m",
                          "--embedding-model", tiny_clip, "--min-concept-size", "30", "--quiet")
-    assert_one_line_error(code, err, "min_concept_size")
+    assert_one_line_error(code, err, "at least 3")
 
 
 def test_usage_errors_exit_2(capsys):

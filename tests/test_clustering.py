@@ -1,14 +1,20 @@
-"""clustering.py: labels sorted by size, sample-then-assign, the kNN vote, degenerate inputs."""
+"""clustering/: the core (summary, dense groups, refined layers, assignment) and the legacy
+single-layer path (sample-then-assign, the kNN vote, degenerate inputs)."""
 
 from __future__ import annotations
 
 import numpy as np
-from conftest import blobs
+from conftest import blobs, nested_blobs
 from sklearn.metrics import normalized_mutual_info_score
 
 from concept.clustering import (
     assign,
     cluster,
+    find_hierarchy,
+    from_labels,
+    layer_labels,
+    top_matches,
+    vote,
     default_clusterer,
     default_reducer,
     fit_projection,
@@ -27,18 +33,18 @@ def test_sort_by_size_numbers_the_largest_zero_and_keeps_outliers():
 def test_assign_votes_for_the_nearest_reference_rows_and_can_skip_copies():
     ref, y = blobs(n_per=30)
     new, y_new = blobs(n_per=10, seed=0)
-    labels, shares = assign(new, ref, y, 3)
+    labels, shares = vote(new, ref, y, 3)
     np.testing.assert_array_equal(labels, y_new)
     assert shares.shape == (30, 3) and np.allclose(shares.sum(axis=1), 1)
     rows = np.array([29, 0, 15])
-    sub, _ = assign(new, ref, y, 3, rows=rows, chunk=2)
+    sub, _ = vote(new, ref, y, 3, rows=rows, chunk=2)
     np.testing.assert_array_equal(sub, labels[rows])
 
 
 def test_outliers_win_the_vote_when_they_are_the_neighbours():
     ref, y = blobs(n_per=20)
     y = np.where(y == 2, -1, y)
-    labels, shares = assign(ref[y == -1], ref, y, 2)
+    labels, shares = vote(ref[y == -1], ref, y, 2)
     assert (labels == -1).all() and (shares.sum(axis=1) < 0.5).all()
 
 
@@ -103,3 +109,73 @@ def test_sampled_min_size_counts_concepts_in_collection_images():
     assert sampled_min_size(30, 5_000, 6_000) == 25  # 30 images of 6,000 are 25 of the 5,000
     assert sampled_min_size(30, 5_000, 1_000_000) == 15  # floor
     assert sampled_min_size(10, 5_000, 1_000_000) == 10  # never above what was asked
+
+
+# ---------------------------------------------------------------------------- the core
+def test_top_matches_is_the_float32_answer_whatever_the_chunking():
+    rng = np.random.default_rng(0)
+    x = l2_normalize(rng.normal(size=(500, 32)).astype(np.float32))
+    c = l2_normalize(rng.normal(size=(40, 32)).astype(np.float32))
+    exact = np.argsort(-(x @ c.T), axis=1, kind="stable")[:, :3]
+    for chunk in (7, 500):
+        idx, sims = top_matches(x, c, 3, chunk=chunk)
+        np.testing.assert_array_equal(idx, exact)
+        np.testing.assert_allclose(sims, np.take_along_axis(x @ c.T, exact, axis=1), rtol=1e-5)
+
+
+def test_summary_keeps_every_image_and_small_clusters_apart():
+    from concept.clustering.summary import summarise
+
+    x, y = blobs(n_per=400, centers=6, dim=32, spread=0.2)
+    s = summarise(x, 60, np.random.default_rng(0))
+    assert 30 <= len(s.centres) <= 90 and s.weights.sum() == len(x) and len(s.labels) == len(x)
+    # micro-clusters do not mix the blobs (as pure as the nearest true centre: 99.9%)
+    majority = sum(np.bincount(y[s.labels == unit]).max() for unit in range(len(s.centres)))
+    assert majority / len(y) >= 0.995
+
+
+def test_layers_are_nested_and_recover_both_levels():
+    x, groups, subs = nested_blobs(groups=6, subs=5, per=40)
+    h = find_hierarchy(x, 20, random_state=0)
+    layers = h.layers
+    assert len(layers) >= 2 and len(h.parents) == len(layers) - 1
+    for fine, coarse in zip(layers, layers[1:]):  # every fine concept lies in one coarse concept
+        for c in np.unique(fine[fine >= 0]):
+            assert len(np.unique(coarse[fine == c])) == 1
+    best_sub = max(normalized_mutual_info_score(subs, layer) for layer in layers)
+    best_group = max(normalized_mutual_info_score(groups, layer) for layer in layers)
+    assert best_sub > 0.9 and best_group > 0.9
+    for layer in layers:  # ids by size, 0 the largest
+        sizes = np.bincount(layer[layer >= 0])
+        assert (np.diff(sizes) <= 0).all()
+
+
+def test_assign_at_any_layer_reproduces_the_fitted_layers():
+    x, _, _ = nested_blobs(groups=4, subs=3, per=50)
+    h = find_hierarchy(x, 20, random_state=0)
+    for k, layer in enumerate(h.layers):
+        labels, conf = assign(x, h, k)
+        np.testing.assert_array_equal(labels, layer)
+        assert ((conf > 0) == (labels >= 0)).all()
+        labels, member = assign(x, h, k, memberships=True)
+        assert member.shape == (len(x), int(layer.max()) + 1)
+        inl = labels >= 0
+        np.testing.assert_array_equal(member[inl].argmax(axis=1), labels[inl])
+
+
+def test_far_images_are_outliers_and_few_typical_ones_are():
+    x, y = blobs(n_per=300, centers=4, dim=16, spread=0.15)
+    h = find_hierarchy(x, 20, random_state=0)
+    labels = h.layers[h.default]
+    assert (labels >= 0).mean() > 0.95
+    far = l2_normalize(np.random.default_rng(1).normal(size=(20, 16)).astype(np.float32))
+    out, conf = assign(far, h, h.default)
+    assert (out == -1).mean() > 0.8 and (conf[out == -1] == 0).all()
+
+
+def test_one_layer_from_a_clusterers_own_labels_keeps_its_outliers():
+    x, y = blobs(n_per=50)
+    labels = np.where(np.arange(len(y)) % 10 == 0, -1, y)
+    h = from_labels(x, labels)
+    assert h.parents == [] and (h.fine[labels < 0] == -1).all()
+    np.testing.assert_array_equal(layer_labels(h.nearest, [])[0][labels >= 0], h.fine[labels >= 0])

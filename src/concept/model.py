@@ -6,6 +6,7 @@ visualize.py, persistence.py) and holds the fitted state; the stages never impor
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 from collections.abc import Sequence
@@ -20,15 +21,20 @@ from concept import __version__
 from concept._cache import cached_array, cached_text_embeddings
 from concept._errors import ConceptError, EmbeddingError, ImageLoadError, NotFittedError
 from concept.clustering import (
+    Hierarchy,
     assign,
     cluster,
     default_clusterer,
     default_reducer,
+    find_hierarchy,
+    from_labels,
+    layer_labels,
     layout_2d,
     one_blas_thread,
-    project,
     sampled_min_size,
 )
+from concept.clustering.hierarchy import OUTLIER_THRESHOLD, spread
+from concept.clustering.legacy import MIN_DISTINCT, distinct_rows
 from concept.collage import make_collage
 from concept.embedding import load_embedding_model
 from concept.embedding.base import l2_normalize
@@ -46,8 +52,35 @@ logger = logging.getLogger(__name__)
 DEFAULT_VOCABULARY_SIZE = 20_000
 #: Fewer candidate words than this are compared uncentred (their mean is not a stable offset).
 MIN_WORDS_TO_CENTER = 10
-#: Images reduced and clustered at most; the others are assigned by nearest neighbours.
-DEFAULT_SAMPLE_SIZE = 5_000
+#: Units (images or micro-clusters of images) the non-linear clustering stages see at most.
+DEFAULT_SAMPLE_SIZE = 20_000
+#: Images drawn for the 2-D map's UMAP; the others are placed by their nearest drawn images.
+MAP_SAMPLE = 5_000
+
+
+#: Hyper-parameters saved with a model and restored by `load`.
+_SETTINGS = ("min_concept_size", "diversity", "ctfidf", "cluster_space", "sample_size", "outlier_threshold",
+             "n_exemplars", "n_words", "vocabulary_size", "batch_size", "random_state", "verbose")
+
+
+def _pack(exemplars: dict[int, list[int]], k: int) -> tuple[np.ndarray, np.ndarray]:
+    """Exemplar rows of concepts 0..k-1 as one flat array and the count per concept."""
+    rows = [exemplars.get(c, []) for c in range(k)]
+    return (np.asarray([i for r in rows for i in r], dtype=np.int64),
+            np.asarray([len(r) for r in rows], dtype=np.int64))
+
+
+def _unpack(flat: np.ndarray, counts: np.ndarray) -> dict[int, list[int]]:
+    ends = np.cumsum(counts)
+    return {c: flat[e - n:e].tolist() for c, (n, e) in enumerate(zip(counts, ends)) if n}
+
+
+def _topics_json(topics: dict[int, list[tuple[str, float]]]) -> dict[str, list]:
+    return {str(c): [[w, s] for w, s in ws] for c, ws in topics.items()}
+
+
+def _topics_from_json(topics: dict[str, list]) -> dict[int, list[tuple[str, float]]]:
+    return {int(c): [(w, float(sc)) for w, sc in ws] for c, ws in topics.items()}
 
 
 class ConceptModel:
@@ -68,11 +101,15 @@ class ConceptModel:
     cluster_space: "auto" clusters on the backend's image features when it has them (the
         offline model's CNN features separate categories far better than its shared
         image-text vectors), "embeddings" always on the shared space.
-    sample_size: at most this many images are reduced and clustered; every other image joins
-        the concept its nearest sampled images vote for (None: all; see benchmarks/RESULTS.md).
-        The sample looks for concepts of `min_concept_size` scaled to its share of the
-        collection (at least 15 sampled images), so the finest concept it can find holds about
-        15 / sample_size of the collection: raise it to find smaller concepts in big collections.
+    sample_size: the clustering's non-linear stages (neighbour graph, UMAP, HDBSCAN) see at
+        most this many units: every image up to 5,000 images, beyond that micro-clusters of
+        about 40 similar images (spherical k-means), so every image shapes the concepts and a
+        concept of `min_concept_size` images is found at any collection size (None: every
+        image is a unit, slow for large collections). With a user's `umap_model` or
+        `hdbscan_model` it is the size of the random sample they are fitted on, as before.
+    outlier_threshold: an image is an outlier when its similarity to its concept's centre is
+        more than this many robust standard deviations (1.4826 x MAD) below the concept's
+        median member; `probabilities_` runs from 0 at that fence to 1 at the median.
     n_exemplars: exemplar images per concept (shown in its collage).
     n_words: words kept per concept.
     vocabulary_size: nouns taken from the bundled vocabulary when `docs` is None.
@@ -95,6 +132,7 @@ class ConceptModel:
         ctfidf: bool = False,
         cluster_space: str = "auto",
         sample_size: int | None = DEFAULT_SAMPLE_SIZE,
+        outlier_threshold: float = OUTLIER_THRESHOLD,
         n_exemplars: int = 9,
         n_words: int = 10,
         vocabulary_size: int = DEFAULT_VOCABULARY_SIZE,
@@ -112,6 +150,7 @@ class ConceptModel:
         self.ctfidf = ctfidf
         self.cluster_space = cluster_space
         self.sample_size = sample_size
+        self.outlier_threshold = outlier_threshold
         self.n_exemplars = n_exemplars
         self.n_words = n_words
         self.vocabulary_size = vocabulary_size
@@ -133,6 +172,11 @@ class ConceptModel:
              f"cluster_space must be 'auto' or 'embeddings', got {self.cluster_space!r}")
         need(self.sample_size is None or int(self.sample_size) >= 2 * self.min_concept_size,
              f"sample_size must be None or at least 2 * min_concept_size, got {self.sample_size!r}")
+        try:
+            threshold = float(self.outlier_threshold)
+        except (TypeError, ValueError):
+            threshold = float("nan")
+        need(threshold > 0, f"outlier_threshold must be a number > 0 (inf: no outliers), got {self.outlier_threshold!r}")
         need(int(self.n_exemplars) >= 1, f"n_exemplars must be >= 1, got {self.n_exemplars!r}")
         need(int(self.n_words) >= 1, f"n_words must be >= 1, got {self.n_words!r}")
         need(int(self.vocabulary_size) >= 1, f"vocabulary_size must be >= 1, got {self.vocabulary_size!r}")
@@ -260,38 +304,98 @@ class ConceptModel:
                 raise ConceptError(f"Got {len(x)} image_embeddings but {len(feats)} image_features.")
             feats = feats if self.cluster_space == "auto" else None
         n = len(x)
-        if n < self.min_concept_size:
-            raise ConceptError(
-                f"Only {n} images, fewer than min_concept_size={self.min_concept_size}, so no concept "
-                f"can form: add images or lower min_concept_size (e.g. ConceptModel(min_concept_size={max(2, n // 3)}))."
-            )
-        reducer, clusterer = self._stages(n)
+        min_size = self._effective_min_size(n)
+        space = x if feats is None else feats
         with one_blas_thread():
-            result = cluster(x if feats is None else feats, reducer, clusterer,
-                             sample_size=self.sample_size, random_state=self.random_state)
-            concepts = describe_concepts(x, result.labels, n_exemplars=int(self.n_exemplars),
-                                         diversity=float(self.diversity))
+            self.hierarchy_ = self._cluster(space, min_size)
         self.embeddings_ = x
         self.features_ = feats
-        self.labels_ = result.labels
-        self.reference_rows_ = result.fitted_rows
-        self.projection_ = result.projection
-        self.probabilities_ = result.probabilities
         self.image_indices_ = kept
         self.failures_ = list(failures)
-        self.concept_embeddings_ = concepts.embeddings
-        self.exemplars_ = {int(c): [int(i) for i in ex] for c, ex in zip(concepts.ids, concepts.exemplars)}
+        self._set_layers()
+        rng = np.random.default_rng(self.random_state)
+        self.reference_rows_ = (np.arange(n) if n <= MAP_SAMPLE
+                                else np.sort(rng.choice(n, MAP_SAMPLE, replace=False)))
         with one_blas_thread():
-            self.topics_ = self._describe_in_words(docs)
+            self._describe_layers(docs)
         self.image_sources_ = self._sources(images, kept)
         self.collages_ = self._make_collages(images, kept) if images is not None else {}
         self.map_2d_ = None
-        if not len(concepts.ids):
+        if self.n_concepts_ == 0:
             logger.warning("No concept found: every image is an outlier. Lower min_concept_size "
-                           "(now %d) or add images.", self.min_concept_size)
-        logger.info("Found %d concepts in %d images (%d outliers).", len(concepts.ids), n,
-                    int((result.labels < 0).sum()))
+                           "(now %d) or add images.", min_size)
+        logger.info("Found %d concepts in %d images (%d outliers), in %d layers (%s concepts); "
+                    "labels_ is layer %d.", self.n_concepts_, n, int((self.labels_ < 0).sum()),
+                    len(self.layers_), ", ".join(str(k) for k in self.layer_sizes_), self.layer_)
         return self
+
+    def _effective_min_size(self, n: int) -> int:
+        """`min_concept_size`, lowered for small collections (to about the square root of the
+        number of images, at least 3) so that they still get concepts; says so in the log."""
+        size = int(self.min_concept_size)
+        small = max(3, int(np.sqrt(n)))
+        if n < 3:
+            raise ConceptError(f"Only {n} images: concepts need at least 3.")
+        if small < size:
+            logger.info("min_concept_size %d lowered to %d for a collection of %d images.", size, small, n)
+            return small
+        return size
+
+    def _cluster(self, space: np.ndarray, min_size: int) -> Hierarchy:
+        """The concept hierarchy of the clustering vectors: the default core, or one layer
+        from the user's reducer/clusterer (fitted on a sample of `sample_size`, as before)."""
+        threshold = float(self.outlier_threshold)
+        own = self.umap_model is None and self.hdbscan_model is None
+        if own and len(space) >= MIN_DISTINCT and distinct_rows(space) >= MIN_DISTINCT:
+            return find_hierarchy(space, min_size, max_units=self.sample_size, threshold=threshold,
+                                      random_state=self.random_state)
+        reducer, clusterer = self._stages(len(space), min_size)
+        result = cluster(space, reducer, clusterer, sample_size=self.sample_size, random_state=self.random_state)
+        return from_labels(space, result.labels, result.probabilities, threshold)
+
+    def _set_layers(self) -> None:
+        """The public layer attributes from the fitted hierarchy."""
+        h = self.hierarchy_
+        self.layers_ = h.layers
+        self.layer_ = int(h.default)
+        self.labels_ = self.layers_[self.layer_]
+        self.probabilities_ = h.probabilities
+        self.nearest_labels_ = layer_labels(h.nearest, h.parents[:self.layer_])[self.layer_]
+
+    @property
+    def layer_sizes_(self) -> list[int]:
+        """Number of concepts in each layer, finest first."""
+        self._check_fitted()
+        return [int(layer.max(initial=-1)) + 1 if (layer >= 0).any() else 0 for layer in self.layers_]
+
+    def _describe_layers(self, docs: Sequence[str] | None) -> None:
+        """Concept embeddings, exemplars and words of every layer; the default layer's are also
+        `concept_embeddings_`, `exemplars_` and `topics_`."""
+        self.layer_embeddings_, self.layer_exemplars_, self.layer_topics_ = [], [], []
+        words = self._candidate_words(docs)
+        for labels, k in zip(self.layers_, self.layer_sizes_):
+            described = describe_concepts(self.embeddings_, labels, n_exemplars=int(self.n_exemplars),
+                                          diversity=float(self.diversity))
+            embeddings = np.zeros((k, self.embeddings_.shape[1]), np.float32)
+            embeddings[described.ids] = described.embeddings
+            self.layer_embeddings_.append(embeddings)
+            self.layer_exemplars_.append({int(c): [int(i) for i in ex]
+                                          for c, ex in zip(described.ids, described.exemplars)})
+        self._select_layer_words(words)
+
+    def _select_layer_words(self, words) -> None:
+        self.image_center_ = (self.embeddings_.mean(axis=0) if self.n_layer_concepts(self.layer_) >= 2
+                              else np.zeros(self.embeddings_.shape[1], np.float32))
+        self.word_center_ = None
+        self.layer_topics_ = [self._describe_in_words(words, labels, emb)
+                              for labels, emb in zip(self.layers_, self.layer_embeddings_)]
+        self.concept_embeddings_ = self.layer_embeddings_[self.layer_]
+        self.exemplars_ = self.layer_exemplars_[self.layer_]
+        self.topics_ = self.layer_topics_[self.layer_]
+
+    def n_layer_concepts(self, layer: int) -> int:
+        """Number of concepts in `layer`."""
+        return self.layer_sizes_[layer]
 
     def fit_transform(self, images: Sequence[ImageInput] | None = None, docs: Sequence[str] | None = None,
                       image_embeddings: Any = None, image_features: Any = None) -> np.ndarray:
@@ -302,44 +406,38 @@ class ConceptModel:
         out[self.image_indices_] = self.labels_
         return out
 
-    def _stages(self, n: int):
+    def _stages(self, n: int, min_size: int | None = None):
         """The reducer and clusterer for `n` images: the user's, or defaults sized for the sample."""
+        min_size = int(self.min_concept_size) if min_size is None else min_size
         fitted = n if self.sample_size is None else min(n, int(self.sample_size))
         reducer = self.umap_model if self.umap_model is not None else default_reducer(fitted, self.random_state)
         clusterer = (self.hdbscan_model if self.hdbscan_model is not None
-                     else default_clusterer(sampled_min_size(self.min_concept_size, fitted, n), fitted))
+                     else default_clusterer(sampled_min_size(min_size, fitted, n), fitted))
         return reducer, clusterer
 
     def cluster_images(self, image_embeddings: Any) -> np.ndarray:
-        """Run only the reduce-and-cluster stage on embeddings; labels, 0 = largest, -1 = outlier."""
+        """Run only the clustering stage on embeddings: the default layer's labels, 0 = largest,
+        -1 = outlier."""
         self._validate_params()
         x = self._as_embeddings(image_embeddings)
-        reducer, clusterer = self._stages(len(x))
-        return cluster(x, reducer, clusterer, sample_size=self.sample_size,
-                       random_state=self.random_state).labels
+        with one_blas_thread():
+            h = self._cluster(x, self._effective_min_size(len(x)))
+        return h.layers[h.default]
 
-    def _describe_in_words(self, docs: Sequence[str] | None) -> dict[int, list[tuple[str, float]]]:
-        """Words per concept, compared after centring each modality on its own mean.
-
-        Images and texts sit in different regions of a joint space (the "modality gap"), so raw
-        cosine favours words close to every image ("object", "item"); subtracting the image mean
-        from concepts and the vocabulary mean from words removes that shared offset.
-        """
-        ids = np.arange(len(self.concept_embeddings_))
-        # With one concept (or a handful of words) the mean is the concept itself: no centring.
-        self.image_center_ = (self.embeddings_.mean(axis=0) if len(ids) >= 2
-                              else np.zeros(self.embeddings_.shape[1], np.float32))
+    def _candidate_words(self, docs: Sequence[str] | None):
+        """The candidate words and their centred embeddings, or None when there are none (no
+        embedding model, or empty docs); sets `word_center_`."""
         self.word_center_ = None
         if self.embedder_ is None:
             logger.warning("embedding_model is None: concepts get no words.")
-            return {int(c): [] for c in ids}
+            return None
         if isinstance(docs, str):
             raise ConceptError("docs must be a list of strings, not a single string.")
         words = load_vocabulary(int(self.vocabulary_size)) if docs is None else list(
             dict.fromkeys(s.strip() for s in map(str, docs) if s and s.strip()))
         if not words:
             logger.warning("docs holds no words: concepts get no words.")
-            return {int(c): [] for c in ids}
+            return None
         words_c, word_center = self._embed_words(words)
         if words_c.shape[1] != self.embeddings_.shape[1]:
             raise EmbeddingError(
@@ -348,13 +446,28 @@ class ConceptModel:
                 f"{self.embeddings_.shape[1]}: they are not in the same space. Pass the embedding_model "
                 "that produced image_embeddings."
             )
-        self.word_center_ = word_center
+        self._word_center = word_center
+        return words, words_c
+
+    def _describe_in_words(self, candidates, labels: np.ndarray, concept_embeddings: np.ndarray
+                           ) -> dict[int, list[tuple[str, float]]]:
+        """Words per concept of one layer, compared after centring each modality on its mean.
+
+        Images and texts sit in different regions of a joint space (the "modality gap"), so raw
+        cosine favours words close to every image ("object", "item"); subtracting the image mean
+        from concepts and the vocabulary mean from words removes that shared offset.
+        """
+        ids = np.arange(len(concept_embeddings))
+        if candidates is None:
+            return {int(c): [] for c in ids}
+        words, words_c = candidates
+        self.word_center_ = self._word_center
         if self.ctfidf:
-            described = words_by_ctfidf(l2_normalize(self.embeddings_ - self.image_center_), self.labels_, ids,
+            described = words_by_ctfidf(l2_normalize(self.embeddings_ - self.image_center_), labels, ids,
                                         words_c, words, int(self.n_words), vectorizer=self.vectorizer_model,
                                         random_state=self.random_state)
         else:
-            concepts_c = l2_normalize(self.concept_embeddings_ - self.image_center_)
+            concepts_c = l2_normalize(concept_embeddings - self.image_center_)
             described = words_by_similarity(concepts_c, words_c, words, int(self.n_words))
         return {int(c): d for c, d in zip(ids, described)}
 
@@ -464,37 +577,60 @@ class ConceptModel:
         return self.search(query, top_n)[0]
 
     def transform(self, images: Sequence[ImageInput] | None = None, image_embeddings: Any = None,
-                  return_probabilities: bool = False, image_features: Any = None):
-        """Assign new images to the fitted concepts (-1: outlier or unreadable).
+                  return_probabilities: bool = False, image_features: Any = None, layer: int | None = None):
+        """Assign new images to the fitted concepts of `layer` (default: the layer of `labels_`);
+        -1: outlier or unreadable.
 
-        Each image goes to the concept that wins a similarity-weighted vote of its 15 nearest
-        clustered images (the sample, for large collections), searched in the space the model
-        clustered in when images are given. With `return_probabilities=True` also returns an
-        (n, n_concepts) array of each concept's share of that vote.
+        Each image goes to the finest concept whose centre is nearest in the space the model
+        clustered in, and from there to that concept's ancestor in `layer`; it is an outlier
+        when it is further from that centre than the concept's outlier fence (see
+        `outlier_threshold`). With `return_probabilities=True` also returns an (n, n_concepts)
+        array of each concept's membership in [0, 1] (a coarse concept's is its best fine
+        concept's), the same measure as `probabilities_`.
         """
         self._check_fitted()
+        layer = self._check_layer(layer)
         use_features = self.features_ is not None and (image_embeddings is None or image_features is not None)
         x, feats, kept, _ = self._embed(images, image_embeddings, dim=self.embeddings_.shape[1],
                                         features=use_features)
         if image_features is not None and use_features:
             feats = self._as_embeddings(image_features, self.features_.shape[1])
-        ref = self.reference_rows_
-        if use_features and feats is not None:
-            new, reference, basis = feats, self.features_, self.projection_
-        else:  # the space the model clustered in, else the shared space in full
-            new, reference = x, self.embeddings_
-            basis = self.projection_ if self.features_ is None else None
+            if len(feats) != len(x):
+                raise ConceptError(f"Got {len(x)} image_embeddings but {len(feats)} image_features.")
+        use_features = use_features and feats is not None
         with one_blas_thread():
-            labels, shares = assign(project(new, basis), project(reference, basis, rows=ref),
-                                    self.labels_[ref], self.n_concepts_)
+            labels, member = assign(feats if use_features else x, self._assigner(use_features), layer,
+                                    memberships=return_probabilities)
         n_inputs = len(image_embeddings) if image_embeddings is not None else len(images)
         out = np.full(n_inputs, -1, dtype=np.int64)
         out[kept] = labels
         if not return_probabilities:
             return out
-        probs = np.zeros((n_inputs, self.n_concepts_))
-        probs[kept] = shares
+        probs = np.zeros((n_inputs, self.layer_sizes_[layer]))
+        probs[kept] = member
         return out, probs
+
+    def _assigner(self, use_features: bool) -> Hierarchy:
+        """The fitted hierarchy in the space new images come in: the clustering space, or, for
+        a model that clustered on features but is given shared-space embeddings only, the same
+        finest concepts with their centres and spreads measured in the shared space."""
+        if use_features or self.features_ is None:
+            return self.hierarchy_
+        if getattr(self, "_shared_hierarchy", None) is None:
+            fine, centres = self.layers_[0], self.layer_embeddings_[0]
+            sims = np.einsum("nd,nd->n", self.embeddings_, centres[np.maximum(fine, 0)])
+            medians, sds = spread(fine, sims.astype(np.float32), len(centres))
+            self._shared_hierarchy = dataclasses.replace(self.hierarchy_, centres=centres,
+                                                         medians=medians, sds=sds)
+        return self._shared_hierarchy
+
+    def _check_layer(self, layer: int | None) -> int:
+        if layer is None:
+            return self.layer_
+        if not isinstance(layer, (int, np.integer)) or not 0 <= int(layer) < len(self.layers_):
+            raise ConceptError(f"layer must be an integer in 0..{len(self.layers_) - 1} "
+                               f"(this model has {len(self.layers_)} layers, finest first), got {layer!r}")
+        return int(layer)
 
     def visualize_concepts(self, top_n: int = 9, concepts: Sequence[int] | None = None,
                            columns: int = 3):
@@ -519,38 +655,50 @@ class ConceptModel:
 
     # ------------------------------------------------------------------ persistence
     def save(self, path: str | os.PathLike) -> Path:
-        """Save to a folder (JSON + safetensors + PNG collages, no pickle), atomically."""
+        """Save to a folder (JSON + safetensors + PNG collages, no pickle), atomically.
+
+        Every layer is saved (labels through the parent maps, concept embeddings, exemplars,
+        words) with the centres and spreads `transform` assigns by, so a loaded model assigns
+        exactly as before saving.
+        """
         from concept.persistence import ModelState, save_model_state
 
         self._check_fitted()
-        ex_ids = sorted(self.exemplars_)
         embedder = self.embedder_
-        settings = {k: getattr(self, k) for k in (
-            "min_concept_size", "diversity", "ctfidf", "cluster_space", "sample_size", "n_exemplars", "n_words", "vocabulary_size",
-            "batch_size", "random_state", "verbose")}
+        h = self.hierarchy_
+        settings = {k: getattr(self, k) for k in _SETTINGS}
         settings["embedding_model"] = getattr(embedder, "spec", None) if embedder is not None else None
         settings["embedding_name"] = getattr(embedder, "name", type(embedder).__name__) if embedder else None
         settings["umap_model"] = type(self.umap_model).__name__ if self.umap_model is not None else None
         settings["hdbscan_model"] = type(self.hdbscan_model).__name__ if self.hdbscan_model is not None else None
+        settings["layer"] = self.layer_
+        settings["n_layers"] = len(self.layers_)
+        settings["n_units"] = int(h.n_units)
+        settings["fitted_outlier_threshold"] = float(h.threshold)
         arrays = {
             "embeddings": self.embeddings_, "labels": self.labels_,
             "probabilities": self.probabilities_, "image_indices": self.image_indices_,
             "reference_rows": self.reference_rows_,
             "concept_embeddings": self.concept_embeddings_,
-            "exemplars": np.asarray([i for c in ex_ids for i in self.exemplars_[c]], dtype=np.int64),
-            "exemplar_counts": np.asarray([len(self.exemplars_[c]) for c in ex_ids], dtype=np.int64),
+            "fine_labels": h.fine, "nearest": h.nearest, "centres": h.centres,
+            "medians": h.medians, "sds": h.sds,
         }
+        for i, parent in enumerate(h.parents):
+            arrays[f"parents_{i}"] = parent
+        for i, (emb, ex) in enumerate(zip(self.layer_embeddings_, self.layer_exemplars_)):
+            arrays[f"layer_{i}_embeddings"] = emb
+            arrays[f"layer_{i}_exemplars"], arrays[f"layer_{i}_exemplar_counts"] = _pack(ex, len(emb))
+        arrays["exemplars"], arrays["exemplar_counts"] = _pack(self.exemplars_, len(self.concept_embeddings_))
         if self.features_ is not None:
             arrays["features"] = self.features_
-        if getattr(self, "projection_", None) is not None:
-            arrays["projection"] = self.projection_
         arrays["image_center"] = self.image_center_
         if getattr(self, "map_2d_", None) is not None:
             arrays["map_2d"] = self.map_2d_
         if self.word_center_ is not None:
             arrays["word_center"] = self.word_center_
         texts = {
-            "topics": {str(c): [[w, s] for w, s in ws] for c, ws in self.topics_.items()},
+            "topics": _topics_json(self.topics_),
+            "layer_topics": [_topics_json(t) for t in self.layer_topics_],
             "image_sources": self.image_sources_,
             "failures": [[f.index, f.source, f.reason] for f in self.failures_],
         }
@@ -565,25 +713,37 @@ class ConceptModel:
         state = load_model_state(path)
         s = dict(state.settings)
         spec = embedding_model if embedding_model is not None else s.get("embedding_model")
-        model = cls(**{k: s[k] for k in ("min_concept_size", "diversity", "ctfidf", "cluster_space",
-                                          "sample_size", "n_exemplars", "n_words", "vocabulary_size", "batch_size", "random_state",
-                                          "verbose")}, embedding_model=spec)
+        model = cls(**{k: s[k] for k in _SETTINGS if k in s}, embedding_model=spec)
         a = state.arrays
         model.embeddings_ = a["embeddings"]
         model.features_ = a.get("features")
-        model.projection_ = a.get("projection")
         model.image_center_ = a["image_center"]
         model.map_2d_ = a.get("map_2d")
         model.word_center_ = a.get("word_center")
-        model.labels_ = a["labels"]
+        model._word_center = model.word_center_
         model.reference_rows_ = a["reference_rows"]
-        model.probabilities_ = a["probabilities"]
         model.image_indices_ = a["image_indices"]
-        model.concept_embeddings_ = a["concept_embeddings"]
-        ends = np.cumsum(a["exemplar_counts"])
-        model.exemplars_ = {c: a["exemplars"][e - n:e].tolist()
-                            for c, (n, e) in enumerate(zip(a["exemplar_counts"], ends))}
-        model.topics_ = {int(c): [(w, float(sc)) for w, sc in ws] for c, ws in state.texts["topics"].items()}
+        space = model.features_ if model.features_ is not None else model.embeddings_
+        if "centres" in a:
+            n_layers = int(s.get("n_layers", 1))
+            model.hierarchy_ = Hierarchy(
+                a["fine_labels"], a["nearest"], a["probabilities"], a["centres"], a["medians"], a["sds"],
+                [a[f"parents_{i}"] for i in range(n_layers - 1)], int(s.get("layer", 0)),
+                float(s.get("fitted_outlier_threshold", OUTLIER_THRESHOLD)), int(s.get("n_units", 0)))
+            model._set_layers()
+            model.layer_embeddings_ = [a[f"layer_{i}_embeddings"] for i in range(n_layers)]
+            model.layer_exemplars_ = [_unpack(a[f"layer_{i}_exemplars"], a[f"layer_{i}_exemplar_counts"])
+                                      for i in range(n_layers)]
+            model.layer_topics_ = [_topics_from_json(t) for t in state.texts["layer_topics"]]
+        else:  # saved before layers: one layer, centres measured from its labels
+            model.hierarchy_ = from_labels(space, a["labels"], a["probabilities"])
+            model._set_layers()
+            model.layer_embeddings_ = [a["concept_embeddings"]]
+            model.layer_exemplars_ = [_unpack(a["exemplars"], a["exemplar_counts"])]
+            model.layer_topics_ = [_topics_from_json(state.texts["topics"])]
+        model.concept_embeddings_ = model.layer_embeddings_[model.layer_]
+        model.exemplars_ = model.layer_exemplars_[model.layer_]
+        model.topics_ = model.layer_topics_[model.layer_]
         model.image_sources_ = state.texts.get("image_sources")
         model.failures_ = [LoadFailure(*f) for f in state.texts.get("failures", [])]
         model.collages_ = {int(name.rsplit("_", 1)[1]): img for name, img in state.images.items()}

@@ -1,4 +1,4 @@
-"""Group embeddings into concepts: reduce (UMAP by default), then cluster (HDBSCAN by default).
+"""The single-layer path: reduce, then cluster (a user's `umap_model` / `hdbscan_model`).
 
 Any reducer with `fit_transform` and any clusterer with `fit` and `labels_` can be passed
 instead; probabilities come from the clusterer's public `probabilities_` when it has one.
@@ -20,12 +20,10 @@ from dataclasses import dataclass
 import numpy as np
 
 from concept._errors import ConceptError
+from concept.clustering.kernels import fit_projection, nearest, project
 
 logger = logging.getLogger(__name__)
 
-
-#: Dimensions of the linear pre-reduction in which neighbours are searched.
-PROJECTION_DIM = 64
 
 
 @dataclass
@@ -39,80 +37,6 @@ class Clustering:
     fitted_rows: np.ndarray
     reduced: np.ndarray | None
     projection: np.ndarray | None = None
-
-
-def fit_projection(x: np.ndarray, dim: int = PROJECTION_DIM, random_state: int | None = None
-                   ) -> np.ndarray | None:
-    """An orthonormal (d, dim) basis of the top singular directions of `x`, or None if d <= dim.
-
-    Not centred: for unit vectors it keeps the dot products (cosines) as well as a linear map
-    of this size can, and neighbour searches get d / dim times cheaper (1280 / 64 = 20).
-    """
-    from sklearn.utils.extmath import randomized_svd
-
-    if x.shape[1] <= dim or len(x) <= dim:
-        return None
-    _, _, vt = randomized_svd(np.asarray(x, np.float32), dim, n_iter=2, random_state=random_state)
-    return np.ascontiguousarray(vt.T, dtype=np.float32)
-
-
-def project(x: np.ndarray, basis: np.ndarray | None, rows: np.ndarray | None = None,
-            chunk: int = 65_536) -> np.ndarray:
-    """Rows of `x` (only `rows`, if given) in `basis`, at unit length; `x` as it is if no basis."""
-    if basis is None:
-        return x if rows is None else x[rows]
-    n = len(x) if rows is None else len(rows)
-    out = np.empty((n, basis.shape[1]), dtype=np.float32)
-    for start in range(0, n, chunk):
-        part = x[start:start + chunk] if rows is None else x[rows[start:start + chunk]]
-        out[start:start + chunk] = part @ basis
-    norms = np.linalg.norm(out, axis=1, keepdims=True)
-    return out / np.maximum(norms, 1e-12, dtype=np.float32)
-
-
-def one_blas_thread():
-    """A context in which numpy's BLAS runs on the calling thread only.
-
-    The fit alternates small numpy products (projections, exemplars, words) with torch's
-    top-k and numba's UMAP and HDBSCAN, each with a thread pool of its own. After a product,
-    BLAS's idle threads keep spinning and slow the next stage's threads on the same cores
-    (a 20,000 x 5,000 top-k took 0.17 s right after a product, 0.10 s otherwise); with one
-    BLAS thread the whole 25,000-image fit went from 1.5 s (varying 1.4-1.65) to 1.3 s
-    (1.25-1.31) on 2 cores. The products are small enough that one thread does them fast.
-    Only BLAS is limited: torch and numba keep their threads.
-    """
-    from threadpoolctl import threadpool_limits
-
-    return threadpool_limits(limits=1, user_api="blas")
-
-
-def nearest(queries: np.ndarray, base: np.ndarray, k: int, chunk: int = 512, *, ordered: bool = True
-            ) -> tuple[np.ndarray, np.ndarray]:
-    """Exact top-`k` by dot product: indices (n, k) into `base` and the similarities, best first
-    (in no particular order with `ordered=False`, which is faster).
-
-    One matrix product into a reused buffer and a `torch.topk` per chunk of queries: far faster
-    than numpy's `argpartition`, with memory bounded by `chunk` x len(base). Both steps run in
-    torch: with numpy's BLAS for the product, its threads and torch's spun against each other
-    on every chunk, and the search took twice as long (0.46 s instead of 0.24 s for 20,000
-    queries against 5,000 on 2 cores).
-    """
-    import torch
-
-    k = max(1, min(k, len(base)))
-    indices = np.empty((len(queries), k), dtype=np.int64)
-    sims = np.empty((len(queries), k), dtype=np.float32)
-    with torch.inference_mode():
-        base_t = torch.from_numpy(np.ascontiguousarray(base, dtype=np.float32)).T
-        # One buffer for every chunk: fresh 100 MB arrays cost more in page faults than the product.
-        buffer = torch.empty((min(chunk, len(queries)), len(base)), dtype=torch.float32)
-        for start in range(0, len(queries), chunk):
-            q = torch.from_numpy(np.ascontiguousarray(queries[start:start + chunk], dtype=np.float32))
-            scores = torch.mm(q, base_t, out=buffer[:len(q)])
-            top = torch.topk(scores, k, dim=1, sorted=ordered)
-            sims[start:start + len(q)] = top.values.numpy()
-            indices[start:start + len(q)] = top.indices.numpy()
-    return indices, sims
 
 
 def default_reducer(n_samples: int, random_state: int | None = None):
@@ -184,7 +108,7 @@ def sort_by_size(labels: np.ndarray) -> np.ndarray:
     return mapping[labels + 1]
 
 
-def _distinct_rows(x: np.ndarray, sample: int = 2000) -> int:
+def distinct_rows(x: np.ndarray, sample: int = 2000) -> int:
     """Number of distinct rows in a fixed random sample (a cheap degeneracy check)."""
     if len(x) > sample:
         x = x[np.random.default_rng(0).choice(len(x), sample, replace=False)]
@@ -220,7 +144,7 @@ def cluster(embeddings: np.ndarray, reducer, clusterer, *, sample_size: int | No
     or density-clustered; they become a single concept instead of crashing deep in UMAP.
     """
     n = len(embeddings)
-    if _distinct_rows(embeddings) < MIN_DISTINCT:
+    if distinct_rows(embeddings) < MIN_DISTINCT:
         return _group_identical(embeddings, getattr(clusterer, "min_cluster_size", 2))
     rows = np.arange(n)
     if sample_size is not None and n > sample_size:
@@ -271,30 +195,6 @@ def cluster(embeddings: np.ndarray, reducer, clusterer, *, sample_size: int | No
         full_probs[rest[won]] = shares[np.flatnonzero(won), rest_labels[won]]
         labels, probs = sort_by_size(full_labels), full_probs
     return Clustering(labels, probs, rows, reduced, basis)
-
-
-def layout_2d(vectors: np.ndarray, fitted_rows: np.ndarray, random_state: int | None = None,
-              k: int = 10) -> np.ndarray:
-    """A 2-D map of every row for display: UMAP on the clustered rows, and each other row at
-    the similarity-weighted mean position of its `k` nearest clustered rows."""
-    import umap
-
-    base = vectors[fitted_rows]
-    coords = np.zeros((len(vectors), 2), dtype=np.float32)
-    if len(base) < 4:
-        return coords
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore")
-        base_xy = umap.UMAP(n_neighbors=max(2, min(15, len(base) - 1)), n_components=2, min_dist=0.1,
-                            metric="cosine", n_epochs=200, random_state=random_state).fit_transform(base)
-    coords[fitted_rows] = base_xy
-    rest = np.setdiff1d(np.arange(len(vectors)), fitted_rows, assume_unique=True)
-    for start in range(0, len(rest), 65_536):
-        rows = rest[start:start + 65_536]
-        nn, sims = nearest(vectors[rows], base, k)
-        w = np.maximum(sims, 0) + 1e-6
-        coords[rows] = (base_xy[nn] * w[..., None]).sum(axis=1) / w.sum(axis=1, keepdims=True)
-    return coords
 
 
 def assign(vectors: np.ndarray, reference: np.ndarray, reference_labels: np.ndarray,

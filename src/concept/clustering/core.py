@@ -1,0 +1,172 @@
+"""The clustering core: concepts at every scale, as a hierarchy of layers.
+
+1. Summarise: above a few thousand images, every image joins one of up to `max_units`
+   micro-clusters (`summary.py`); smaller collections use the images themselves.
+2. Dense groups: an exact neighbour graph of the units, UMAP, and HDBSCAN's finest ("leaf")
+   groups weighted by images per unit (`density.py`).
+3. Refine on every image, measure confidence, build coarser layers (`hierarchy.py`).
+
+Each stage works on plain arrays; the summary's cells and the refinement's chunks are
+independent pieces of work.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from concept.clustering.density import dense_groups, embed_units
+from concept.clustering.hierarchy import (
+    OUTLIER_THRESHOLD,
+    build_layers,
+    confidence,
+    refine,
+    spread,
+)
+from concept.clustering.kernels import mean_directions, top_matches
+from concept.clustering.summary import summarise
+
+logger = logging.getLogger(__name__)
+
+#: Collections up to this size are clustered image by image, without a summary.
+MIN_UNITS = 5_000
+#: Images per micro-cluster aimed at between MIN_UNITS and `max_units` units.
+IMAGES_PER_UNIT = 40
+#: No concept of the "eom" count larger than this share of the images (see density.py).
+MAX_SHARE = 0.5
+
+
+def n_units(n: int, max_units: int | None) -> int:
+    """How many units the non-linear stages see for `n` images: all of them up to MIN_UNITS,
+    then about one per IMAGES_PER_UNIT images, never more than `max_units` (None: no cap)."""
+    cap = n if max_units is None else int(max_units)
+    return int(min(n, cap, max(MIN_UNITS, n // IMAGES_PER_UNIT)))
+
+
+@dataclass
+class Hierarchy:
+    """Fitted concepts in layers, finest first; concept ids in each layer by size (0 largest).
+
+    fine: each row's finest concept (-1: outlier); nearest: each row's nearest finest concept,
+    outliers included; probabilities: confidence in it (0 for outliers); centres, medians,
+    sds: per finest concept, in the clustering space; parents[i]: layer i -> layer i+1.
+    """
+
+    fine: np.ndarray
+    nearest: np.ndarray
+    probabilities: np.ndarray
+    centres: np.ndarray
+    medians: np.ndarray
+    sds: np.ndarray
+    parents: list[np.ndarray] = field(default_factory=list)
+    default: int = 0
+    threshold: float = OUTLIER_THRESHOLD
+    n_units: int = 0
+
+    @property
+    def layers(self) -> list[np.ndarray]:
+        return layer_labels(self.fine, self.parents)
+
+
+def layer_labels(fine: np.ndarray, parents: list[np.ndarray]) -> list[np.ndarray]:
+    """Label arrays of every layer from the finest labels and the parent maps."""
+    out = [np.asarray(fine, np.int64)]
+    for parent in parents:
+        prev = out[-1]
+        out.append(np.where(prev >= 0, parent[np.maximum(prev, 0)], -1))
+    return out
+
+
+def _by_size(labels: np.ndarray, k: int) -> np.ndarray:
+    """Permutation old id -> new id with 0 the largest (ties by old id)."""
+    counts = np.bincount(labels[labels >= 0], minlength=k)[:k]
+    order = np.lexsort((np.arange(k), -counts))
+    perm = np.empty(k, np.int64)
+    perm[order] = np.arange(k)
+    return perm
+
+
+def _finish(x: np.ndarray, nearest: np.ndarray, sims: np.ndarray, centres: np.ndarray,
+            parents: list[np.ndarray], default: int, threshold: float, units: int,
+            inlier: np.ndarray | None = None, probabilities: np.ndarray | None = None) -> Hierarchy:
+    """Confidence, outliers and size order for every layer."""
+    k0 = len(centres)
+    medians, sds = spread(nearest if inlier is None else np.where(inlier, nearest, -1), sims, k0)
+    conf = confidence(sims, medians[nearest], sds[nearest], threshold)
+    keep = conf > 0 if inlier is None else inlier
+    fine = np.where(keep, nearest, -1)
+    probs = np.where(keep, conf if probabilities is None else probabilities, 0.0)
+    # Renumber every layer by size; parents follow.
+    perms, labels = [], fine
+    for i in range(len(parents) + 1):
+        k = k0 if i == 0 else int(parents[i - 1].max()) + 1
+        perms.append(_by_size(labels, k))
+        if i < len(parents):
+            labels = np.where(labels >= 0, parents[i][np.maximum(labels, 0)], -1)
+    new_parents = []
+    for i, parent in enumerate(parents):
+        p = np.empty_like(parent)
+        p[perms[i]] = perms[i + 1][parent]
+        new_parents.append(p)
+    inv = np.argsort(perms[0])
+    return Hierarchy(np.where(fine >= 0, perms[0][np.maximum(fine, 0)], -1), perms[0][nearest],
+                     probs.astype(np.float64), centres[inv], medians[inv], sds[inv], new_parents,
+                     default, float(threshold), units)
+
+
+def find_hierarchy(x: np.ndarray, min_size: int, *, max_units: int | None = 20_000,
+                   threshold: float = OUTLIER_THRESHOLD, random_state: int | None = None
+                   ) -> Hierarchy:
+    """Concepts of at least `min_size` images in the unit rows of `x`, in layers."""
+    rng = np.random.default_rng(random_state)
+    summary = summarise(x, n_units(len(x), max_units), rng)
+    units = len(summary.centres)
+    logger.info("Clustering %d images as %d units.", len(x), units)
+    coords = embed_units(summary.centres, random_state)
+    groups = dense_groups(coords, summary.weights, min_size, "leaf")
+    preferred_groups = dense_groups(coords, summary.weights, min_size, "eom", max_share=MAX_SHARE)
+    preferred = len(np.unique(preferred_groups[preferred_groups >= 0]))
+    nearest, centres, sims = refine(x, groups[summary.labels], min_size)
+    layers = build_layers(centres, preferred)
+    return _finish(x, nearest, sims, centres, layers.parents, layers.default, threshold, units)
+
+
+def from_labels(x: np.ndarray, labels: np.ndarray, probabilities: np.ndarray | None = None,
+                threshold: float = OUTLIER_THRESHOLD) -> Hierarchy:
+    """One layer from a clusterer's own labels (-1 kept as outliers), with centres and
+    spreads for assigning new images."""
+    labels = np.asarray(labels, np.int64)
+    k = int(labels.max(initial=-1)) + 1
+    if k == 0:
+        centres, _ = mean_directions(x, np.zeros(len(x), np.int64), 1)
+        k, labels = 1, np.zeros(len(x), np.int64)
+    else:
+        centres, _ = mean_directions(x, labels, k)
+    idx, sims = top_matches(x, centres)
+    nearest = np.where(labels >= 0, labels, idx[:, 0])
+    own = np.einsum("nd,nd->n", x, centres[nearest]) if len(x) else sims[:, 0]
+    return _finish(x, nearest, own.astype(np.float32), centres, [], 0, threshold, len(x),
+                   inlier=labels >= 0, probabilities=probabilities)
+
+
+def assign(x: np.ndarray, h: Hierarchy, layer: int = 0, memberships: bool = False):
+    """Concepts of new rows at `layer`: nearest finest centre, -1 below its outlier fence.
+
+    Returns labels and confidences, or with `memberships` labels and an (n, k_layer) matrix
+    of each concept's membership (a coarse concept's is its best fine concept's).
+    """
+    idx, sims = top_matches(x, h.centres)
+    nearest, s = idx[:, 0], sims[:, 0]
+    conf = confidence(s, h.medians[nearest], h.sds[nearest], h.threshold)
+    fine = np.where(conf > 0, nearest, -1)
+    labels = layer_labels(fine, h.parents[:layer])[layer]
+    if not memberships:
+        return labels, np.where(fine >= 0, conf, 0.0)
+    member = confidence(x @ h.centres.T, h.medians[None, :], h.sds[None, :], h.threshold)
+    for parent in h.parents[:layer]:
+        coarse = np.zeros((len(x), int(parent.max()) + 1))
+        np.maximum.at(coarse.T, parent, member.T)
+        member = coarse
+    return labels, member

@@ -1,0 +1,68 @@
+"""Find dense groups among units (images or micro-clusters): an exact neighbour graph in the
+full space, UMAP to 5 dimensions, and HDBSCAN weighted by each unit's number of images.
+
+The neighbour graph is searched in the units' own space, not in a projection: with 400
+random concept directions in 384 dimensions, a 64-d projection kept 25% of a point's 30
+nearest neighbours in its own cluster where the full space kept 54%.
+"""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+
+from concept.clustering.kernels import top_matches
+
+#: Neighbours per unit in the graph UMAP embeds.
+N_NEIGHBORS = 15
+
+
+def embed_units(units: np.ndarray, random_state: int | None = None,
+                n_neighbors: int = N_NEIGHBORS) -> np.ndarray:
+    """(m, 5) UMAP coordinates of the unit vectors, from their exact cosine neighbour graph.
+
+    200 epochs up to 2,500 units, 60 beyond: the graph is exact, and the epochs are most of
+    UMAP's time.
+    """
+    import umap
+
+    m = len(units)
+    k = max(2, min(n_neighbors, m - 1))
+    idx, sims = top_matches(units, units, k + 1)
+    # Each unit first: UMAP expects itself as its own nearest neighbour.
+    idx[:, 0], sims[:, 0] = np.arange(m), 1.0
+    reducer = umap.UMAP(n_neighbors=k + 1, n_components=5, min_dist=0.0, metric="cosine",
+                        n_epochs=200 if m <= 2500 else 60, init="pca", random_state=random_state,
+                        n_jobs=1 if random_state is not None else -1,
+                        precomputed_knn=(idx, np.clip(1.0 - sims, 0.0, 2.0)))
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*n_jobs.*")
+        warnings.filterwarnings("ignore", message=".*precomputed_knn.*")
+        return np.asarray(reducer.fit_transform(units), dtype=np.float32)
+
+
+def dense_groups(coords: np.ndarray, weights: np.ndarray, min_size: int, method: str = "leaf",
+                 max_share: float | None = None) -> np.ndarray:
+    """HDBSCAN labels of the units (-1: none), where a group needs `min_size` images in all.
+
+    "leaf" gives the finest dense groups (the finest layer); "eom" with `max_share` (no group
+    larger than that share of the images) gives the number of concepts HDBSCAN itself
+    would choose, used to pick the layer shown first when the hierarchy has no clear gap.
+    """
+    import fast_hdbscan
+
+    total = float(np.sum(weights))
+    cap = max(float(min_size), total * max_share) if max_share else np.inf
+    model = fast_hdbscan.HDBSCAN(min_cluster_size=int(min_size), cluster_selection_method=method,
+                                 max_cluster_size=cap)
+    unweighted = bool(np.all(weights == 1))
+    try:
+        model.fit(coords, sample_weight=None if unweighted else np.asarray(weights, np.float32))
+    except (KeyError, ValueError, IndexError):
+        if not max_share:
+            raise
+        # The size cap can fail on degenerate trees; the uncapped run does not.
+        model = fast_hdbscan.HDBSCAN(min_cluster_size=int(min_size), cluster_selection_method=method)
+        model.fit(coords, sample_weight=None if unweighted else np.asarray(weights, np.float32))
+    return np.asarray(model.labels_, dtype=np.int64)
