@@ -13,6 +13,7 @@ import io
 import json
 import re
 import urllib.error
+import urllib.parse
 import urllib.request
 from pathlib import Path
 
@@ -221,13 +222,24 @@ def test_text_search_runs_the_model(server, fitted):
     assert sims == sorted(sims, reverse=True)
 
 
-def test_text_search_refuses_bad_queries(server, tmp_path):
+def test_text_search_refuses_bad_queries(server):
     assert api(server, "/api/search?q=")[0] == 400
     assert api(server, "/api/search?q=" + "x" * 300)[0] == 400
+
+
+def test_text_search_is_text_whatever_it_spells(server, fitted, tmp_path):
+    """Issue 11 item 1: a query naming a server file is searched as text, so the answer does
+    not tell which files exist."""
+    model, _ = fitted
     file = tmp_path / "query.png"
     file.write_bytes(png((220, 20, 20)))
-    status, result = api(server, f"/api/search?q={file}")  # never read a server file as the query
-    assert status == 400 and "file" in result["error"]
+    answers = {}
+    for query in (str(file), str(tmp_path / "missing.png"), "/etc/passwd", "/no/such/file"):
+        status, answers[query] = api(server, "/api/search?q=" + urllib.parse.quote(query) + "&images=3")
+        assert status == 200, (query, answers[query])
+        expected, _ = model.search(query, top_n=5, kind="text")
+        assert [(r["concept"], r["similarity"]) for r in answers[query]["concepts"]] == \
+            [(c, round(sim, 4)) for c, sim in expected]
 
 
 def test_uploaded_image_gets_its_concept_raw_or_multipart(server, fitted):

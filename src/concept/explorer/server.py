@@ -45,7 +45,7 @@ __all__ = ["MAX_UPLOAD_BYTES", "ExplorerServer", "make_server", "resolve_inside"
 logger = logging.getLogger(__name__)
 
 MAX_UPLOAD_BYTES = 10 * 1024 * 1024
-MAX_QUERY_CHARS = 200  # longer texts are not concept queries (and exceed file-name limits)
+MAX_QUERY_CHARS = 200  # longer texts are not concept queries
 MAX_TOP_N = 50
 MAX_IMAGES = 200
 # An oversized upload is read and discarded up to this size so that the client, which is still
@@ -165,10 +165,9 @@ class ExplorerApp:
             raise HTTPProblem(400, f"The query has {len(query)} characters; at most {MAX_QUERY_CHARS} are searched.")
         if any(ord(ch) < 32 for ch in query):
             raise HTTPProblem(400, "The query contains control characters.")
-        if Path(query).is_file():  # find_concepts would read it as an image path: never from the web
-            raise HTTPProblem(400, "The query names a file on the server; text queries cannot be file paths.")
         with self._model_lock:  # raises if there is no embedder
-            ranked, images = self.model.search(query, top_n=top_n, n_images=n_images)
+            # kind="text": a query is text whatever it spells, never a path read on the server
+            ranked, images = self.model.search(query, top_n=top_n, n_images=n_images, kind="text")
         return {"query": query, "concepts": self._concepts(ranked), "images": self._images(images)}
 
     def search_image(self, data: bytes, top_n: int = 5, n_images: int = 24) -> dict[str, Any]:
