@@ -498,6 +498,53 @@ def test_explore_command_writes_the_report(fitted, tmp_path, capsys):
     assert "must be an .html file" in capsys.readouterr().err
 
 
+def test_explore_and_serve_compute_the_map_once_and_save_it(fitted, tmp_path, monkeypatch, capsys):
+    """Issue 11 item 11: the 2-D map (76 s for the demo) is computed by the first explore or
+    serve and saved in the model folder, which keeps its settings; later calls read it."""
+    import concept.model
+    from concept.persistence import load_model_state
+
+    folder = tmp_path / "nomap.model"
+    model = ConceptModel.load(fitted[1], embedding_model=ColorEmbedder())
+    model.map_2d_ = None
+    model.save(folder)
+    before = load_model_state(folder)
+    assert "map_2d" not in before.arrays
+    calls = []
+    layout_2d = concept.model.layout_2d
+    monkeypatch.setattr(concept.model, "layout_2d", lambda *a, **kw: calls.append(1) or layout_2d(*a, **kw))
+    assert main(["explore", str(folder), "--out", str(tmp_path / "a.html"), "--quiet"]) == 0
+    assert len(calls) == 1
+    after = load_model_state(folder)
+    assert after.settings == before.settings and after.texts == before.texts
+    assert set(after.arrays) == set(before.arrays) | {"map_2d"}
+    assert all(np.array_equal(after.arrays[k], v) for k, v in before.arrays.items())
+    assert set(after.images) == set(before.images)
+    assert main(["explore", str(folder), "--out", str(tmp_path / "b.html"), "--quiet"]) == 0
+    make_server(folder, port=0, embedding_model=ColorEmbedder(), prepare_thumbnails=False).server_close()
+    assert len(calls) == 1  # read from the folder since
+    capsys.readouterr()
+    assert page_json((tmp_path / "a.html").read_text())["points"] == page_json((tmp_path / "b.html").read_text())["points"]
+
+
+def test_a_map_that_cannot_be_saved_is_reported_and_the_page_still_written(fitted, tmp_path, monkeypatch, caplog):
+    import concept.persistence
+
+    folder = tmp_path / "nomap.model"
+    model = ConceptModel.load(fitted[1], embedding_model=ColorEmbedder())
+    model.map_2d_ = None
+    model.save(folder)
+
+    def read_only(*args, **kwargs):
+        raise PermissionError(13, "Permission denied", str(folder))
+
+    monkeypatch.setattr(concept.persistence, "save_model_state", read_only)
+    with serving(make_server(folder, port=0, embedding_model=ColorEmbedder(), prepare_thumbnails=False)) as srv:
+        status, body, _ = request(srv, "/")
+    assert status == 200 and len(page_json(body.decode())["points"]["x"]) == len(model.labels_)
+    assert "Could not save the 2-D map" in caplog.text and "computed again" in caplog.text
+
+
 def test_serve_command_refuses_bad_options(fitted, capsys):
     assert main(["serve", str(fitted[1]), "--port", "70000", "--quiet"]) == 2
     assert "--port 70000" in capsys.readouterr().err

@@ -180,12 +180,12 @@ def cmd_visualize(args: argparse.Namespace) -> None:
 
 def cmd_explore(args: argparse.Namespace) -> None:
     from concept.explorer import write_report
+    from concept.explorer.data import ensure_saved_map
 
     if Path(args.out).suffix.lower() not in (".html", ".htm"):
         raise CLIError(f"--out {args.out} must be an .html file")
     model = _load(args)
-    if getattr(model, "map_2d_", None) is None:
-        logger.info("The model folder holds no 2-D map; computing one (not saved).")
+    ensure_saved_map(model, args.model_dir)  # the first explore computes the map and saves it
     path = write_report(model, args.out, title=args.title, verbose=not args.quiet)
     files = path.parent / f"{path.stem}_files"
     print(f"Explorer of {len(model.labels_):,} images and {model.n_concepts_} concepts written to {path} "

@@ -39,7 +39,7 @@ import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 from concept._errors import ConceptError, ImageLoadError
-from concept.explorer.data import page_data
+from concept.explorer.data import ensure_saved_map, page_data
 from concept.explorer.page import render_page
 from concept.explorer.thumbs import ThumbnailSheets, collage_jpeg
 from concept.images import load_image
@@ -520,6 +520,7 @@ def make_server(model_dir: str | Path, *, host: str = "127.0.0.1", port: int = 8
         model = ConceptModel.load(model_dir, embedding_model=embedding_model)
     if not hasattr(model, "labels_"):
         raise ConceptError("The model is not fitted: serve a folder written by save() or `concept fit`.")
+    ensure_saved_map(model, model_dir)  # computed once, then read from the folder
     app = ExplorerApp(model, model_dir, max_upload_bytes=max_upload_bytes, title=title,
                       prepare_thumbnails=prepare_thumbnails)
     return ExplorerServer(app, host, port)
