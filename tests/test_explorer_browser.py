@@ -260,3 +260,41 @@ def test_a_map_of_70000_points(browser, tmp_path):
         assert not tab.errors, tab.errors
     finally:
         tab.close()
+
+
+def test_results_show_over_an_open_concept_and_the_filter_frames_its_concept(browser, tmp_path):
+    """Issue 11 items 10 and 20: search results are in view while a concept's members are
+    listed (the side panel scrolled down to its card), and choosing a concept in the filter
+    zooms the map to its images."""
+    model = _MapOnlyModel(n=3000, k=12)
+    report = write_report(model, tmp_path / "mid.html", verbose=False)
+    tab = Page(browser, report.as_uri())
+    page = tab.page
+    try:
+        page.eval_on_selector("#side", "e => { e.scrollTop = e.scrollHeight; }")
+        page.click(".concept-card[data-concept='11']")
+        page.wait_for_selector("#members .panel[data-concept='11'] .member")
+        page.fill("#search", "word3_0")
+        page.wait_for_selector("#results .result[data-concept='3']")
+        page.wait_for_timeout(300)
+        box = page.evaluate("""() => { const s = document.getElementById('side').getBoundingClientRect();
+            const r = document.querySelector('#results .panel').getBoundingClientRect();
+            return [r.top - s.top, r.bottom - s.top, s.height]; }""")
+        page.screenshot(path=str(tmp_path / "results_over_members.png"))
+        assert 0 <= box[0] + 1 and box[0] < box[2] - 60, box  # the results' head is inside the side panel
+        page.fill("#search", "")
+
+        page.select_option("#filter", "3")
+        framed = """() => { const ex = window.conceptExplorer, r = document.getElementById('map-canvas').getBoundingClientRect();
+            let x0 = Infinity, x1 = -Infinity, y0 = Infinity, y1 = -Infinity;
+            ex.data.points.concept.forEach((c, i) => { if (c !== 3) return; const [x, y] = ex.screenPosition(i, false);
+              x0 = Math.min(x0, x); x1 = Math.max(x1, x); y0 = Math.min(y0, y); y1 = Math.max(y1, y); });
+            return x0 >= -2 && y0 >= -2 && x1 <= r.width + 2 && y1 <= r.height + 2
+              && Math.max((x1 - x0) / r.width, (y1 - y0) / r.height) > 0.6; }"""
+        assert not page.evaluate(framed)  # concept 3 is a small part of the whole map
+        page.wait_for_function(framed, timeout=15_000)
+        page.screenshot(path=str(tmp_path / "filter_framed.png"))
+        assert not tab.errors, tab.errors
+    finally:
+        tab.close()
+

@@ -239,9 +239,11 @@
       return;
     }
     const c = Number(value);
-    scatterplot.filter(c >= 0 ? members[c] : outliers, { preventEvent: true });
+    const indices = c >= 0 ? members[c] : outliers;
+    scatterplot.filter(indices, { preventEvent: true });
     for (const [k, node] of cards) node.hidden = k !== c;
     openConcept(c);
+    if (indices.length) scatterplot.zoomToPoints(indices, { padding: 0.15, transition: true });  // frame them
   }
   filter.addEventListener("change", () => applyFilter(filter.value));
 
@@ -292,6 +294,9 @@
       el("h3", {}, title, el("button", { class: "close", type: "button", title: "Close", onclick: clearResults }, "×")),
       ...children));
     results.hidden = false;
+    // Results sit above an open concept's members: bring them into view, wherever the side
+    // panel was scrolled (the browser's scroll anchoring would otherwise keep them out of it).
+    results.scrollIntoView({ block: "start" });
   }
   function clearResults() {
     results.hidden = true;
