@@ -298,3 +298,20 @@ def test_results_show_over_an_open_concept_and_the_filter_frames_its_concept(bro
     finally:
         tab.close()
 
+
+def test_a_refused_upload_shows_the_message_not_a_broken_preview(browser, served, tmp_path):
+    """Issue 11 item 21."""
+    tab = Page(browser, served.url)
+    page = tab.page
+    try:
+        broken = tmp_path / "broken.png"
+        broken.write_bytes(b"this is not a png")
+        page.set_input_files("#upload", str(broken))
+        page.wait_for_selector("#upload-error")
+        assert "not an image" in page.text_content("#upload-error")
+        assert page.locator("#results img:visible").count() == 0  # no broken preview
+        assert "broken.png" in page.text_content("#results h3")
+        page.screenshot(path=str(tmp_path / "upload_error.png"))
+        assert all("400 (Bad Request)" in e for e in tab.errors), tab.errors  # the refused upload
+    finally:
+        tab.close()

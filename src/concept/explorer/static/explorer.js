@@ -364,7 +364,9 @@
   // ------------------------------------------------------------------ upload (served mode)
   async function uploadImage(file) {
     const limit = DATA.max_upload_bytes;
-    const preview = el("img", { id: "upload-preview", alt: file.name, src: URL.createObjectURL(file) });
+    const preview = el("img", { id: "upload-preview", alt: file.name });
+    preview.addEventListener("error", () => { preview.hidden = true; });  // not an image the browser shows
+    preview.src = URL.createObjectURL(file);
     if (limit && file.size > limit) {
       showResults("Image too large", el("p", { class: "error", id: "upload-error" },
         `${file.name} is ${(file.size / 1048576).toFixed(1)} MB; the limit is ${(limit / 1048576).toFixed(1)} MB.`));
@@ -390,7 +392,8 @@
         imageResults(body.images));
       highlight(body.images.map((im) => im.index));
     } catch (err) {
-      showResults("Upload failed", preview, el("p", { class: "error", id: "upload-error" }, String(err.message || err)));
+      // The server's reason, without a preview of what may not be an image at all.
+      showResults(`Upload failed: ${file.name}`, el("p", { class: "error", id: "upload-error" }, String(err.message || err)));
     }
   }
   if (SERVED) {
