@@ -299,6 +299,37 @@ def test_results_show_over_an_open_concept_and_the_filter_frames_its_concept(bro
         tab.close()
 
 
+def test_served_result_tiles_show_that_they_are_loading(browser, served, tmp_path):
+    """Issue 11 item 22: result tiles whose sprite sheet is still loading say so."""
+    held = []
+    page = browser.new_page(viewport={"width": 1400, "height": 850})
+    errors: list[str] = []
+    page.on("pageerror", lambda e: errors.append(str(e)))
+    page.set_default_timeout(60_000)
+    pattern = "**/assets/thumbs/*"
+    page.route(pattern, lambda route: held.append(route))  # the sheets wait until the test lets them through
+    try:
+        page.goto(served.url)
+        page.wait_for_function("document.body.dataset.ready === '1'")
+        page.fill("#search", "dog")
+        page.press("#search", "Enter")
+        page.wait_for_selector("#results .image-result")
+        n = page.locator("#results .image-result").count()
+        assert n > 0 and page.locator("#results .image-result.loading[aria-busy='true']").count() == n
+        assert page.eval_on_selector("#results .image-result",
+                                     "e => getComputedStyle(e, '::after').animationName") == "thumb-loading"
+        page.screenshot(path=str(tmp_path / "loading_tiles.png"))
+        while held:
+            held.pop().continue_()
+        page.unroute(pattern)
+        while held:
+            held.pop().continue_()
+        page.wait_for_function("document.querySelectorAll('.thumb.loading, [aria-busy]').length === 0")
+        assert not errors, errors
+    finally:
+        page.close()
+
+
 def test_a_refused_upload_shows_the_message_not_a_broken_preview(browser, served, tmp_path):
     """Issue 11 item 21."""
     tab = Page(browser, served.url)

@@ -36,6 +36,28 @@
   const wordsOf = (c, n) => (c >= 0 ? DATA.concepts[c].words.slice(0, n).join(", ") : "not in any concept");
 
   // ------------------------------------------------------------------ thumbnails
+  // A tile shows a sprite sheet as its background; until the sheet has loaded it is marked
+  // "loading" (an animated shimmer, aria-busy) so that a grey tile does not look like the image.
+  const sheets = new Map();  // url -> {done, waiting: Set of tiles}
+  function markLoading(node, url) {
+    let sheet = sheets.get(url);
+    if (!sheet) {
+      sheet = { done: false, waiting: new Set() };
+      sheets.set(url, sheet);
+      const probe = new Image();
+      probe.onload = probe.onerror = () => {
+        sheet.done = true;
+        for (const t of sheet.waiting) { t.classList.remove("loading"); t.removeAttribute("aria-busy"); }
+        sheet.waiting.clear();
+      };
+      probe.src = url;
+    }
+    if (sheet.done) return;
+    node.classList.add("loading");
+    node.setAttribute("aria-busy", "true");
+    sheet.waiting.add(node);
+  }
+
   function thumb(i, size) {
     size = size || 64;
     const t = DATA.thumbs;
@@ -45,6 +67,7 @@
       const perSheet = t.per_row * t.per_row;
       const k = Math.floor(i / perSheet), j = i % perSheet;
       node.style.backgroundImage = `url("${t.sheets[k]}")`;
+      markLoading(node, t.sheets[k]);
       node.style.backgroundSize = `${t.per_row * size}px auto`;
       node.style.backgroundPosition = `${-(j % t.per_row) * size}px ${-Math.floor(j / t.per_row) * size}px`;
     } else {
