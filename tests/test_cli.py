@@ -122,6 +122,27 @@ def test_search_with_a_missing_query_image_is_an_error(fitted, capsys):
     assert_one_line_error(code, err, "cat.png")
 
 
+def test_search_text_or_image_is_said_explicitly(fitted, image_dir, capsys):
+    """Issue 11 items 1 and 24: --text searches a string as text whatever it spells, and a
+    text too long to be a file name is searched, not an OSError."""
+    from concept import ConceptModel
+
+    image = image_dir / "green" / "green_03.png"
+    model = ConceptModel.load(fitted["out"])
+    for flag, kind in (("--text", "text"), ("--image", "image")):
+        code, out, err = run(capsys, "search", fitted["out"], image, flag, "--top-n", "2")
+        assert code == 0, err
+        assert [int(line.split("\t")[0]) for line in out.strip().splitlines()] == \
+            [c for c, _ in model.find_concepts(str(image), top_n=2, kind=kind)]
+    code, out, err = run(capsys, "search", fitted["out"], "nowhere/cat.png", "--text")
+    assert code == 0 and out.strip(), err
+    assert_one_line_error(*run(capsys, "search", fitted["out"], "nowhere/cat.png", "--image")[::2], "cat.png")
+    code, out, err = run(capsys, "search", fitted["out"], "a dog on a beach with a red ball " * 10)
+    assert code == 0 and out.strip(), err
+    with pytest.raises(SystemExit):
+        main(["search", str(fitted["out"]), "cat", "--text", "--image"])
+
+
 def test_assign_prints_one_line_per_image(fitted, image_dir, capsys):
     images = [image_dir / "red" / "red_00.png", image_dir / "blue" / "blue_14.png", image_dir / "bad.png"]
     code, out, err = run(capsys, "assign", fitted["out"], *images, "--probabilities")

@@ -12,7 +12,11 @@ import http.client
 import io
 import json
 import re
+import socket
+import struct
+import time
 import urllib.error
+import urllib.parse
 import urllib.request
 from pathlib import Path
 
@@ -221,13 +225,24 @@ def test_text_search_runs_the_model(server, fitted):
     assert sims == sorted(sims, reverse=True)
 
 
-def test_text_search_refuses_bad_queries(server, tmp_path):
+def test_text_search_refuses_bad_queries(server):
     assert api(server, "/api/search?q=")[0] == 400
     assert api(server, "/api/search?q=" + "x" * 300)[0] == 400
+
+
+def test_text_search_is_text_whatever_it_spells(server, fitted, tmp_path):
+    """Issue 11 item 1: a query naming a server file is searched as text, so the answer does
+    not tell which files exist."""
+    model, _ = fitted
     file = tmp_path / "query.png"
     file.write_bytes(png((220, 20, 20)))
-    status, result = api(server, f"/api/search?q={file}")  # never read a server file as the query
-    assert status == 400 and "file" in result["error"]
+    answers = {}
+    for query in (str(file), str(tmp_path / "missing.png"), "/etc/passwd", "/no/such/file"):
+        status, answers[query] = api(server, "/api/search?q=" + urllib.parse.quote(query) + "&images=3")
+        assert status == 200, (query, answers[query])
+        expected, _ = model.search(query, top_n=5, kind="text")
+        assert [(r["concept"], r["similarity"]) for r in answers[query]["concepts"]] == \
+            [(c, round(sim, 4)) for c, sim in expected]
 
 
 def test_uploaded_image_gets_its_concept_raw_or_multipart(server, fitted):
@@ -302,6 +317,148 @@ def test_requests_for_other_host_names_are_refused(server):
     assert request(server, "/api/info", headers={"Host": "localhost"})[0] == 200
 
 
+def test_other_sites_pages_cannot_search_or_upload(server):
+    """Issue 11 item 3: a page on another site can send these requests (a multipart POST needs
+    no CORS preflight), so the server checks where they come from."""
+    here = server.url.rstrip("/")
+    foreign = [{"Origin": "http://evil.example"}, {"Origin": "null"}, {"Origin": "http://127.0.0.1:1"},
+               {"Referer": "http://evil.example/page.html"}, {"Sec-Fetch-Site": "cross-site"},
+               {"Sec-Fetch-Site": "same-site", "Origin": here}]
+    for headers in foreign:
+        status, body, _ = request(server, "/api/search?q=red", headers=headers)
+        assert status == 403 and "another site" in json.loads(body)["error"], headers
+        status, body, _ = request(server, "/api/search-image", png(COLORS["red"]),
+                                  {**headers, "Content-Type": "image/png"})
+        assert status == 403, headers
+    own = {"Origin": here, "Sec-Fetch-Site": "same-origin"}
+    assert request(server, "/api/search?q=red", headers={"Sec-Fetch-Site": "same-origin"})[0] == 200
+    assert request(server, "/api/search-image", png(COLORS["red"]), {**own, "Content-Type": "image/png"})[0] == 200
+    assert request(server, "/api/search?q=red", headers={"Referer": here + "/"})[0] == 200
+    assert request(server, "/", headers={"Sec-Fetch-Site": "cross-site"})[0] == 200  # a link to the page
+
+
+def test_uploads_are_decoded_small_and_refused_over_the_pixel_cap(server, monkeypatch):
+    """Issue 11 item 3: a small file of many pixels is refused before decoding; a large JPEG
+    decodes at a reduced scale (draft mode), so it is accepted."""
+    from concept.explorer import server as server_module
+
+    monkeypatch.setattr(server.app, "max_upload_bytes", 10 * 2**20)
+    buffer = io.BytesIO()
+    Image.new("L", (8000, 6000), 128).save(buffer, format="PNG")  # 48 Mpx in ~50 KB
+    assert len(buffer.getvalue()) < 200_000
+    status, result = api(server, "/api/search-image", buffer.getvalue())
+    assert status == 413 and "Mpx" in result["error"]
+    buffer = io.BytesIO()
+    Image.new("RGB", (9000, 6000), COLORS["red"]).save(buffer, format="JPEG", quality=50)  # 54 Mpx
+    decoded = []
+    load_image = server_module.load_image
+    monkeypatch.setattr(server_module, "load_image", lambda im, **kw: decoded.append(im.size) or load_image(im, **kw))
+    status, result = api(server, "/api/search-image", buffer.getvalue(), "image/jpeg")
+    assert status == 200, result
+    assert decoded == [(1125, 750)]  # decoded at 1/8 scale, still over twice the model's 224 px
+
+
+def test_image_searches_beyond_the_bound_get_503(server, monkeypatch):
+    """Issue 11 item 3: at most MAX_PENDING_UPLOADS image searches decode or wait at once."""
+    import threading
+
+    from concept.explorer.server import MAX_PENDING_UPLOADS
+
+    model = server.app.model
+    release, entered = threading.Event(), threading.Event()
+    transform = model.transform
+
+    def slow_transform(*args, **kwargs):
+        entered.set()
+        release.wait(20)
+        return transform(*args, **kwargs)
+
+    monkeypatch.setattr(model, "transform", slow_transform)
+    statuses: list[int] = []
+    threads = [threading.Thread(target=lambda: statuses.append(api(server, "/api/search-image", png(COLORS["red"]))[0]))
+               for _ in range(MAX_PENDING_UPLOADS)]
+    for t in threads:
+        t.start()
+    assert entered.wait(20)
+    deadline = time.monotonic() + 20
+    while server.app._upload_slots._value and time.monotonic() < deadline:  # the others are in
+        time.sleep(0.02)
+    status, body, headers = request(server, "/api/search-image", png(COLORS["red"]), {"Content-Type": "image/png"})
+    assert status == 503 and "busy" in json.loads(body)["error"] and headers["Retry-After"] == "1"
+    release.set()
+    for t in threads:
+        t.join(30)
+    assert statuses == [200] * MAX_PENDING_UPLOADS
+    assert api(server, "/api/search-image", png(COLORS["red"]))[0] == 200
+
+
+def raw_connection(server) -> socket.socket:
+    return socket.create_connection(server.server_address[:2], timeout=10)
+
+
+def read_all(sock: socket.socket) -> bytes:
+    data = b""
+    while chunk := sock.recv(65536):
+        data += chunk
+    return data
+
+
+def test_silent_connections_are_closed_after_the_timeout(server, monkeypatch):
+    """Issue 11 item 4: a client that never finishes its request does not hold a thread."""
+    monkeypatch.setattr(server, "request_timeout", 0.5)
+    with raw_connection(server) as sock:
+        sock.sendall(b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\n")  # and never the blank line
+        start = time.monotonic()
+        assert sock.recv(1024) == b""  # closed by the server (the socket's own timeout is 10 s)
+        assert time.monotonic() - start < 5
+
+
+def test_a_get_body_is_never_read_as_the_next_request(server):
+    """Issue 11 item 4: a body sent with GET is consumed (or refused), never parsed as a second
+    request (a request-smuggling primitive behind a proxy)."""
+    hidden = b"GET /api/search?q=hidden HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n"
+    with raw_connection(server) as sock:
+        sock.sendall(b"GET /api/info HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: %d\r\n\r\n" % len(hidden)
+                     + hidden + b"GET /api/info HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n")
+        answers = read_all(sock)
+    assert answers.count(b"HTTP/1.1 200") == 2 and b"hidden" not in answers
+    for head in (b"Content-Length: 999999999", b"Content-Length: x", b"Transfer-Encoding: chunked"):
+        with raw_connection(server) as sock:
+            sock.sendall(b"HEAD /api/info HTTP/1.1\r\nHost: 127.0.0.1\r\n" + head + b"\r\n\r\n" + hidden)
+            answers = read_all(sock)  # the server closes the connection
+        assert answers.startswith(b"HTTP/1.1 400") and answers.count(b"HTTP/1.1") == 1, head
+
+
+def test_the_server_header_does_not_name_the_python_version(server):
+    """Issue 11 item 4."""
+    status, _, headers = request(server, "/api/info")
+    assert status == 200 and headers["Server"] == "concept"
+
+
+def test_clients_that_leave_print_no_traceback(server, capfd):
+    """Issue 11 item 4: clients that reset their connection (between requests, during a request,
+    while a file is sent, after an oversized upload's headers) are routine: no traceback."""
+    def reset(sock: socket.socket) -> None:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        sock.close()
+
+    requests = [b"GET /api/info HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n",  # answered, then reset while waiting
+                b"GET /api/info HTTP/1.1\r\nHost: 127.0.0.1\r\n",  # reset in the middle of the headers
+                b"GET /model/arrays.safetensors HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n",
+                b"POST /api/search-image HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 999999999\r\n\r\n"]
+    capfd.readouterr()
+    for data in requests:
+        sock = raw_connection(server)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1024)
+        sock.sendall(data)
+        time.sleep(0.3)
+        reset(sock)
+    time.sleep(0.5)
+    assert request(server, "/api/info")[0] == 200
+    err = capfd.readouterr().err
+    assert "Traceback" not in err and "Exception occurred" not in err, err
+
+
 def test_info_endpoint(server, fitted):
     status, info = api(server, "/api/info")
     assert status == 200 and info["n_concepts"] == fitted[0].n_concepts_
@@ -339,6 +496,53 @@ def test_explore_command_writes_the_report(fitted, tmp_path, capsys):
     assert len(page_json(out.read_text())["concepts"]) == fitted[0].n_concepts_
     assert main(["explore", str(fitted[1]), "--out", str(tmp_path / "x.txt"), "--quiet"]) == 2
     assert "must be an .html file" in capsys.readouterr().err
+
+
+def test_explore_and_serve_compute_the_map_once_and_save_it(fitted, tmp_path, monkeypatch, capsys):
+    """Issue 11 item 11: the 2-D map (76 s for the demo) is computed by the first explore or
+    serve and saved in the model folder, which keeps its settings; later calls read it."""
+    import concept.model
+    from concept.persistence import load_model_state
+
+    folder = tmp_path / "nomap.model"
+    model = ConceptModel.load(fitted[1], embedding_model=ColorEmbedder())
+    model.map_2d_ = None
+    model.save(folder)
+    before = load_model_state(folder)
+    assert "map_2d" not in before.arrays
+    calls = []
+    layout_2d = concept.model.layout_2d
+    monkeypatch.setattr(concept.model, "layout_2d", lambda *a, **kw: calls.append(1) or layout_2d(*a, **kw))
+    assert main(["explore", str(folder), "--out", str(tmp_path / "a.html"), "--quiet"]) == 0
+    assert len(calls) == 1
+    after = load_model_state(folder)
+    assert after.settings == before.settings and after.texts == before.texts
+    assert set(after.arrays) == set(before.arrays) | {"map_2d"}
+    assert all(np.array_equal(after.arrays[k], v) for k, v in before.arrays.items())
+    assert set(after.images) == set(before.images)
+    assert main(["explore", str(folder), "--out", str(tmp_path / "b.html"), "--quiet"]) == 0
+    make_server(folder, port=0, embedding_model=ColorEmbedder(), prepare_thumbnails=False).server_close()
+    assert len(calls) == 1  # read from the folder since
+    capsys.readouterr()
+    assert page_json((tmp_path / "a.html").read_text())["points"] == page_json((tmp_path / "b.html").read_text())["points"]
+
+
+def test_a_map_that_cannot_be_saved_is_reported_and_the_page_still_written(fitted, tmp_path, monkeypatch, caplog):
+    import concept.persistence
+
+    folder = tmp_path / "nomap.model"
+    model = ConceptModel.load(fitted[1], embedding_model=ColorEmbedder())
+    model.map_2d_ = None
+    model.save(folder)
+
+    def read_only(*args, **kwargs):
+        raise PermissionError(13, "Permission denied", str(folder))
+
+    monkeypatch.setattr(concept.persistence, "save_model_state", read_only)
+    with serving(make_server(folder, port=0, embedding_model=ColorEmbedder(), prepare_thumbnails=False)) as srv:
+        status, body, _ = request(srv, "/")
+    assert status == 200 and len(page_json(body.decode())["points"]["x"]) == len(model.labels_)
+    assert "Could not save the 2-D map" in caplog.text and "computed again" in caplog.text
 
 
 def test_serve_command_refuses_bad_options(fitted, capsys):

@@ -260,3 +260,89 @@ def test_a_map_of_70000_points(browser, tmp_path):
         assert not tab.errors, tab.errors
     finally:
         tab.close()
+
+
+def test_results_show_over_an_open_concept_and_the_filter_frames_its_concept(browser, tmp_path):
+    """Issue 11 items 10 and 20: search results are in view while a concept's members are
+    listed (the side panel scrolled down to its card), and choosing a concept in the filter
+    zooms the map to its images."""
+    model = _MapOnlyModel(n=3000, k=12)
+    report = write_report(model, tmp_path / "mid.html", verbose=False)
+    tab = Page(browser, report.as_uri())
+    page = tab.page
+    try:
+        page.eval_on_selector("#side", "e => { e.scrollTop = e.scrollHeight; }")
+        page.click(".concept-card[data-concept='11']")
+        page.wait_for_selector("#members .panel[data-concept='11'] .member")
+        page.fill("#search", "word3_0")
+        page.wait_for_selector("#results .result[data-concept='3']")
+        page.wait_for_timeout(300)
+        box = page.evaluate("""() => { const s = document.getElementById('side').getBoundingClientRect();
+            const r = document.querySelector('#results .panel').getBoundingClientRect();
+            return [r.top - s.top, r.bottom - s.top, s.height]; }""")
+        page.screenshot(path=str(tmp_path / "results_over_members.png"))
+        assert 0 <= box[0] + 1 and box[0] < box[2] - 60, box  # the results' head is inside the side panel
+        page.fill("#search", "")
+
+        page.select_option("#filter", "3")
+        framed = """() => { const ex = window.conceptExplorer, r = document.getElementById('map-canvas').getBoundingClientRect();
+            let x0 = Infinity, x1 = -Infinity, y0 = Infinity, y1 = -Infinity;
+            ex.data.points.concept.forEach((c, i) => { if (c !== 3) return; const [x, y] = ex.screenPosition(i, false);
+              x0 = Math.min(x0, x); x1 = Math.max(x1, x); y0 = Math.min(y0, y); y1 = Math.max(y1, y); });
+            return x0 >= -2 && y0 >= -2 && x1 <= r.width + 2 && y1 <= r.height + 2
+              && Math.max((x1 - x0) / r.width, (y1 - y0) / r.height) > 0.6; }"""
+        assert not page.evaluate(framed)  # concept 3 is a small part of the whole map
+        page.wait_for_function(framed, timeout=15_000)
+        page.screenshot(path=str(tmp_path / "filter_framed.png"))
+        assert not tab.errors, tab.errors
+    finally:
+        tab.close()
+
+
+def test_served_result_tiles_show_that_they_are_loading(browser, served, tmp_path):
+    """Issue 11 item 22: result tiles whose sprite sheet is still loading say so."""
+    held = []
+    page = browser.new_page(viewport={"width": 1400, "height": 850})
+    errors: list[str] = []
+    page.on("pageerror", lambda e: errors.append(str(e)))
+    page.set_default_timeout(60_000)
+    pattern = "**/assets/thumbs/*"
+    page.route(pattern, lambda route: held.append(route))  # the sheets wait until the test lets them through
+    try:
+        page.goto(served.url)
+        page.wait_for_function("document.body.dataset.ready === '1'")
+        page.fill("#search", "dog")
+        page.press("#search", "Enter")
+        page.wait_for_selector("#results .image-result")
+        n = page.locator("#results .image-result").count()
+        assert n > 0 and page.locator("#results .image-result.loading[aria-busy='true']").count() == n
+        assert page.eval_on_selector("#results .image-result",
+                                     "e => getComputedStyle(e, '::after').animationName") == "thumb-loading"
+        page.screenshot(path=str(tmp_path / "loading_tiles.png"))
+        while held:
+            held.pop().continue_()
+        page.unroute(pattern)
+        while held:
+            held.pop().continue_()
+        page.wait_for_function("document.querySelectorAll('.thumb.loading, [aria-busy]').length === 0")
+        assert not errors, errors
+    finally:
+        page.close()
+
+
+def test_a_refused_upload_shows_the_message_not_a_broken_preview(browser, served, tmp_path):
+    """Issue 11 item 21."""
+    tab = Page(browser, served.url)
+    page = tab.page
+    try:
+        broken = tmp_path / "broken.png"
+        broken.write_bytes(b"this is not a png")
+        page.set_input_files("#upload", str(broken))
+        page.wait_for_selector("#upload-error")
+        assert "not an image" in page.text_content("#upload-error")
+        assert page.locator("#results img:visible").count() == 0  # no broken preview
+        assert "broken.png" in page.text_content("#results h3")
+        page.screenshot(path=str(tmp_path / "upload_error.png"))
+        assert all("400 (Bad Request)" in e for e in tab.errors), tab.errors  # the refused upload
+    finally:
+        tab.close()

@@ -15,6 +15,7 @@ from concept import (
     ConceptError,
     ConceptModel,
     EmbeddingError,
+    ImageLoadError,
     ModelFileError,
     NotFittedError,
 )
@@ -269,6 +270,33 @@ def test_search_returns_concepts_and_images_from_one_query():
     by_image, nearest = model.search(Image.new("RGB", (4, 4), (255, 0, 0)), top_n=1, n_images=1)
     assert by_image == model.find_concepts(Image.new("RGB", (4, 4), (255, 0, 0)), top_n=1)
     assert len(nearest) == 1
+
+
+def test_search_kind_says_whether_a_string_is_text_or_an_image_path(tmp_path, monkeypatch):
+    """Issue 11 items 1 and 24: a string is searched as text when told so, whatever it spells,
+    and "auto" never fails on a string that cannot be a file name."""
+    model, _ = fitted()
+    texts: list[list[str]] = []
+    embed_texts = model.embedder_.embed_texts
+    monkeypatch.setattr(model.embedder_, "embed_texts", lambda t, *a: texts.append(list(t)) or embed_texts(t, *a))
+    red = tmp_path / "red.png"
+    Image.new("RGB", (12, 12), (255, 0, 0)).save(red)
+    as_image = model.find_concepts(Image.new("RGB", (12, 12), (255, 0, 0)))
+    assert model.find_concepts(str(red), kind="image") == model.find_concepts(str(red)) == as_image
+    assert texts == []
+    model.search(str(red), kind="text", n_images=3)
+    model.find_concepts(str(red), kind="text")
+    assert texts == [[str(red)], [str(red)]]
+    long_text = "a red apple on a table " * 20  # over 255 characters: no file can have this name
+    for text in (long_text, "red\0apple"):
+        texts.clear()
+        assert len(model.find_concepts(text)) == 3 and texts == [[text]]
+    with pytest.raises(ImageLoadError):
+        model.find_concepts(str(tmp_path / "missing.png"), kind="image")
+    with pytest.raises(ConceptError, match="kind"):
+        model.find_concepts("red", kind="words")
+    with pytest.raises(ConceptError, match="string"):
+        model.search(Image.new("RGB", (4, 4)), kind="text")
 
 
 def test_unit_norm_embeddings_are_used_without_a_copy_and_bad_rows_are_named():

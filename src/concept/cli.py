@@ -128,15 +128,25 @@ def cmd_info(args: argparse.Namespace) -> None:
     print(_info_table(_load(args)))
 
 
+def _is_file(path: str) -> bool:
+    try:
+        return Path(path).is_file()
+    except (OSError, ValueError):  # a name too long to be a file, an embedded NUL
+        return False
+
+
 def cmd_search(args: argparse.Namespace) -> None:
     query = args.query
-    if Path(query).suffix.lower() in IMAGE_EXTENSIONS and not Path(query).is_file():
-        raise CLIError(f"query image {query} does not exist (a text query must not end in an image extension)")
+    kind = args.kind or "auto"
+    if kind == "image" and not _is_file(query):
+        raise CLIError(f"query image {query} does not exist")
+    if kind == "auto" and Path(query).suffix.lower() in IMAGE_EXTENSIONS and not _is_file(query):
+        raise CLIError(f"query image {query} does not exist (to search it as text, pass --text)")
     model = _load(args)
     if model.n_concepts_ == 0:
         logger.warning("The model has no concepts; nothing to search.")
     topics = model.topics
-    for concept, similarity in model.find_concepts(query, top_n=args.top_n):
+    for concept, similarity in model.find_concepts(query, top_n=args.top_n, kind=kind):
         print(f"{concept}\t{similarity:.4f}\t{', '.join(topics.get(concept, [])[:5])}")
 
 
@@ -170,12 +180,12 @@ def cmd_visualize(args: argparse.Namespace) -> None:
 
 def cmd_explore(args: argparse.Namespace) -> None:
     from concept.explorer import write_report
+    from concept.explorer.data import ensure_saved_map
 
     if Path(args.out).suffix.lower() not in (".html", ".htm"):
         raise CLIError(f"--out {args.out} must be an .html file")
     model = _load(args)
-    if getattr(model, "map_2d_", None) is None:
-        logger.info("The model folder holds no 2-D map; computing one (not saved).")
+    ensure_saved_map(model, args.model_dir)  # the first explore computes the map and saves it
     path = write_report(model, args.out, title=args.title, verbose=not args.quiet)
     files = path.parent / f"{path.stem}_files"
     print(f"Explorer of {len(model.labels_):,} images and {model.n_concepts_} concepts written to {path} "
@@ -254,7 +264,13 @@ def build_parser() -> argparse.ArgumentParser:
     p = add("search", "Find the concepts closest to a text or an image.",
             'concept search photos.model "birthday cake" --top-n 3', cmd_search)
     p.add_argument("model_dir", metavar="MODEL_DIR", help="folder written by `concept fit`")
-    p.add_argument("query", metavar="QUERY", help="text, or the path of an image file")
+    p.add_argument("query", metavar="QUERY", help="text, or the path of an image file (an existing "
+                   "file is read as an image unless --text is given)")
+    kind = p.add_mutually_exclusive_group()
+    kind.add_argument("--text", dest="kind", action="store_const", const="text",
+                      help="search QUERY as text, even if it names a file")
+    kind.add_argument("--image", dest="kind", action="store_const", const="image",
+                      help="QUERY is the path of an image file")
     p.add_argument("--top-n", type=int, default=5, metavar="N", help="concepts shown (default: %(default)s)")
 
     p = add("assign", "Assign images to the model's concepts (-1: outlier or unreadable).",

@@ -528,10 +528,26 @@ class ConceptModel:
         return df
 
     # ------------------------------------------------------------------ using a fitted model
-    def _query_vector(self, query: str | ImageInput) -> tuple[np.ndarray, bool]:
+    @staticmethod
+    def _query_is_text(query: str | ImageInput, kind: str) -> bool:
+        """Whether to embed `query` as a text: `kind` "text" or "image" says so; "auto" reads a
+        string as an image path only when it names a file (a string that cannot be a file
+        name, e.g. too long, is a text)."""
+        if kind not in ("auto", "text", "image"):
+            raise ConceptError(f"kind must be 'auto', 'text' or 'image', not {kind!r}.")
+        if kind == "text" and not isinstance(query, str):
+            raise ConceptError(f"kind='text' needs a string query, not {type(query).__name__}.")
+        if kind != "auto" or not isinstance(query, str):
+            return kind == "text"
+        try:
+            return not Path(query).is_file()
+        except (OSError, ValueError):  # e.g. "File name too long", an embedded NUL
+            return True
+
+    def _query_vector(self, query: str | ImageInput, kind: str = "auto") -> tuple[np.ndarray, bool]:
         """The query's unit vector, and whether it is a text."""
+        is_text = self._query_is_text(query, kind)
         embedder = self._require_embedder("Searching")
-        is_text = isinstance(query, str) and not Path(query).is_file()
         if is_text:
             vec = embedder.embed_texts([query])
         else:
@@ -551,15 +567,18 @@ class ConceptModel:
             return l2_normalize(rows - self.image_center_) @ l2_normalize(vec - self.word_center_)
         return rows @ vec
 
-    def search(self, query: str | ImageInput, top_n: int = 5,
-               n_images: int = 0) -> tuple[list[tuple[int, float]], list[tuple[int, float]]]:
+    def search(self, query: str | ImageInput, top_n: int = 5, n_images: int = 0,
+               kind: str = "auto") -> tuple[list[tuple[int, float]], list[tuple[int, float]]]:
         """The `top_n` concepts and the `n_images` fitted images most similar to a text (or an
         image: path, PIL image or array), best first, embedding the query once.
 
-        Images are given as rows of the fitted arrays (`labels_`, `image_sources_`).
+        `kind`: "text" searches a string as text whatever it spells, "image" reads it as an
+        image path, "auto" (the default) takes a string for a path only if that file exists;
+        pass "text" for text from anyone else (e.g. a web request). Images are given as rows
+        of the fitted arrays (`labels_`, `image_sources_`).
         """
         self._check_fitted()
-        vec, is_text = self._query_vector(query)
+        vec, is_text = self._query_vector(query, kind)
 
         def best(sims: np.ndarray, n: int) -> list[tuple[int, float]]:
             order = np.argsort(-sims, kind="stable")[: max(0, int(n))]
@@ -569,12 +588,15 @@ class ConceptModel:
         images = best(self._similarities(vec, is_text, self.embeddings_), n_images) if n_images > 0 else []
         return concepts, images
 
-    def find_concepts(self, query: str | ImageInput, top_n: int = 5) -> list[tuple[int, float]]:
-        """Concepts most similar to a text (or an image: path, PIL image or array), best first."""
+    def find_concepts(self, query: str | ImageInput, top_n: int = 5,
+                      kind: str = "auto") -> list[tuple[int, float]]:
+        """Concepts most similar to a text (or an image: path, PIL image or array), best first;
+        `kind` ("auto", "text", "image") as in `search`."""
         self._check_fitted()
         if self.n_concepts_ == 0:
+            self._query_is_text(query, kind)  # a bad kind is an error even with no concepts
             return []
-        return self.search(query, top_n)[0]
+        return self.search(query, top_n, kind=kind)[0]
 
     def transform(self, images: Sequence[ImageInput] | None = None, image_embeddings: Any = None,
                   return_probabilities: bool = False, image_features: Any = None, layer: int | None = None):

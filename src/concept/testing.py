@@ -67,7 +67,8 @@ def write_random_clip(folder: str | Path, architecture: str = "tiny", *, image_s
     CLIPModel(config).save_pretrained(folder)
     (folder / "vocab.json").write_text(json.dumps(_byte_vocab()))
     (folder / "merges.txt").write_text("#version: 0.2\n")
-    tokenizer = CLIPTokenizer(str(folder / "vocab.json"), str(folder / "merges.txt"))
+    # Like the real CLIP tokenizers: longer texts are cut at the 77 positions the model has.
+    tokenizer = CLIPTokenizer(str(folder / "vocab.json"), str(folder / "merges.txt"), model_max_length=77)
     images = CLIPImageProcessor(size={"shortest_edge": image_size},
                                 crop_size={"height": image_size, "width": image_size})
     CLIPProcessor(image_processor=images, tokenizer=tokenizer).save_pretrained(folder)

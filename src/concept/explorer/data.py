@@ -7,12 +7,16 @@ words, colour, collage) and where to find thumbnails; the browser does the rest.
 from __future__ import annotations
 
 import colorsys
+import logging
 import os
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-__all__ = ["OUTLIER_COLOR", "concept_colors", "page_data"]
+__all__ = ["OUTLIER_COLOR", "concept_colors", "ensure_saved_map", "page_data"]
+
+logger = logging.getLogger(__name__)
 
 # Tableau's 20 categorical colours, strong ones first; beyond 20 concepts, hues step by the
 # golden angle so that neighbouring ids never look alike.
@@ -30,6 +34,35 @@ def concept_colors(n: int) -> list[str]:
         r, g, b = colorsys.hls_to_rgb(hue, 0.45 + 0.15 * (i % 3) / 2, 0.65)
         colors.append(f"#{round(r * 255):02x}{round(g * 255):02x}{round(b * 255):02x}")
     return colors
+
+
+def ensure_saved_map(model: Any, model_dir: str | os.PathLike) -> None:
+    """Compute the model's 2-D map if its folder holds none, and save it into that folder.
+
+    The folder is rewritten atomically by `save_model_state` with its own settings, texts and
+    images plus the map (not by `model.save()`, which would load the embedding backend and record
+    an `embedding_model=` given only for this run). It is left alone when it no longer holds this
+    model; a folder that cannot be written is reported, and the map is then recomputed next time.
+    """
+    if getattr(model, "map_2d_", None) is not None or not hasattr(model, "map_2d"):
+        return
+    from concept._errors import ConceptError
+    from concept.persistence import load_model_state, save_model_state
+
+    logger.info("The model folder holds no 2-D map; computing it once and saving it to %s.", model_dir)
+    xy = model.map_2d()
+    try:
+        state = load_model_state(model_dir)
+        if "map_2d" in state.arrays:
+            return  # another run saved one meanwhile
+        if not np.array_equal(state.arrays.get("labels"), model.labels_):
+            logger.warning("%s no longer holds this model; the 2-D map was not saved there.", model_dir)
+            return
+        state.arrays["map_2d"] = np.asarray(xy)
+        save_model_state(state, Path(model_dir))
+    except (OSError, ConceptError) as exc:
+        logger.warning("Could not save the 2-D map to %s (%s); it will be computed again next time.",
+                       model_dir, exc)
 
 
 def _unit_square(xy: np.ndarray) -> np.ndarray:

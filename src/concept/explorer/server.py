@@ -11,8 +11,11 @@ Routes
   GET  /model/PATH                     the model folder's own files, nothing outside it
 
 The server binds 127.0.0.1 by default, answers only requests addressed to a loopback name
-while bound to loopback (a web page cannot reach it through DNS rebinding), refuses uploads
-over `max_upload_bytes` with 413, and undecodable images with 400, both with a JSON message.
+while bound to loopback (a web page cannot reach it through DNS rebinding), refuses searches
+and uploads sent by other sites' pages (Origin / Referer / Sec-Fetch-Site), refuses uploads over
+`max_upload_bytes` or `MAX_UPLOAD_PIXELS` with 413 and undecodable images with 400, and answers
+503 while `MAX_PENDING_UPLOADS` image searches are under way. Connections idle for
+`request_timeout` seconds are closed.
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ import mimetypes
 import re
 import shutil
 import socket
+import sys
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -35,7 +39,7 @@ import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 from concept._errors import ConceptError, ImageLoadError
-from concept.explorer.data import page_data
+from concept.explorer.data import ensure_saved_map, page_data
 from concept.explorer.page import render_page
 from concept.explorer.thumbs import ThumbnailSheets, collage_jpeg
 from concept.images import load_image
@@ -45,12 +49,20 @@ __all__ = ["MAX_UPLOAD_BYTES", "ExplorerServer", "make_server", "resolve_inside"
 logger = logging.getLogger(__name__)
 
 MAX_UPLOAD_BYTES = 10 * 1024 * 1024
-MAX_QUERY_CHARS = 200  # longer texts are not concept queries (and exceed file-name limits)
+# Decoded size refused before the pixels are decoded: 40 Mpx is a large photo; a PNG at PIL's own
+# limit (179 Mpx) takes gigabytes. JPEGs decode at a reduced scale first (the model needs 224 px).
+MAX_UPLOAD_PIXELS = 40_000_000
+UPLOAD_DRAFT_SIZE = (448, 448)
+MAX_PENDING_UPLOADS = 2  # image searches decoding or waiting for the model; more get 503
+MAX_PENDING_SEARCHES = 32  # text searches waiting for the model; more get 503
+REQUEST_TIMEOUT_S = 30.0
+MAX_QUERY_CHARS = 200  # longer texts are not concept queries
 MAX_TOP_N = 50
 MAX_IMAGES = 200
 # An oversized upload is read and discarded up to this size so that the client, which is still
 # sending, receives the 413 instead of a reset connection; beyond it the connection is dropped.
 _DRAIN_LIMIT = 64 * 1024 * 1024
+_GET_BODY_LIMIT = 64 * 1024  # a GET/HEAD body (meaningless here) is read and dropped up to this
 _LOOPBACK_NAMES = {"localhost", "localhost.", "127.0.0.1", "::1"}
 _CSP = ("default-src 'none'; script-src 'unsafe-inline' 'unsafe-eval'; style-src 'unsafe-inline'; "
         "img-src 'self' data: blob:; connect-src 'self'; worker-src blob:; base-uri 'none'; "
@@ -114,6 +126,8 @@ class ExplorerApp:
         self.root = Path(model_dir).resolve(strict=True)
         self.max_upload_bytes = int(max_upload_bytes)
         self._model_lock = threading.Lock()  # embedding backends are not thread-safe
+        self._upload_slots = threading.BoundedSemaphore(MAX_PENDING_UPLOADS)
+        self._search_slots = threading.BoundedSemaphore(MAX_PENDING_SEARCHES)
         sources = getattr(model, "image_sources_", None)
         self.sheets = ThumbnailSheets(sources) if sources else None
         self._sheet_bytes: dict[int, bytes] = {}
@@ -165,27 +179,21 @@ class ExplorerApp:
             raise HTTPProblem(400, f"The query has {len(query)} characters; at most {MAX_QUERY_CHARS} are searched.")
         if any(ord(ch) < 32 for ch in query):
             raise HTTPProblem(400, "The query contains control characters.")
-        if Path(query).is_file():  # find_concepts would read it as an image path: never from the web
-            raise HTTPProblem(400, "The query names a file on the server; text queries cannot be file paths.")
-        with self._model_lock:  # raises if there is no embedder
-            ranked, images = self.model.search(query, top_n=top_n, n_images=n_images)
+        with _slot(self._search_slots, "text searches"), self._model_lock:  # raises if there is no embedder
+            # kind="text": a query is text whatever it spells, never a path read on the server
+            ranked, images = self.model.search(query, top_n=top_n, n_images=n_images, kind="text")
         return {"query": query, "concepts": self._concepts(ranked), "images": self._images(images)}
 
     def search_image(self, data: bytes, top_n: int = 5, n_images: int = 24) -> dict[str, Any]:
         """The concept `transform` assigns the image to, its nearest concepts and images."""
         if not data:
             raise HTTPProblem(400, "The upload is empty: send the image file as the request body.")
-        try:
-            image = load_image(Image.open(io.BytesIO(data)))
-        except UnidentifiedImageError:
-            raise HTTPProblem(400, "The upload is not an image: send a PNG, JPEG, GIF, WebP, BMP or TIFF file.") from None
-        except Exception as exc:  # PIL raises many kinds; ImageLoadError names the reason
-            reason = str(exc).removeprefix("Could not load image ")
-            raise HTTPProblem(400, f"The upload is an image that cannot be read ({reason}).") from exc
         model = self.model
-        with self._model_lock:
-            labels, probs = model.transform([image], return_probabilities=True)
-            ranked, images = model.search(image, top_n=top_n, n_images=n_images)
+        with _slot(self._upload_slots, "image searches"):  # decoded pixels are the memory cost
+            image = _decode_upload(data)
+            with self._model_lock:
+                labels, probs = model.transform([image], return_probabilities=True)
+                ranked, images = model.search(image, top_n=top_n, n_images=n_images)
         concept = int(labels[0])
         return {"concept": concept,
                 "probability": round(float(probs[0, concept]), 4) if concept >= 0 else 0.0,
@@ -201,6 +209,43 @@ class ExplorerApp:
                 "max_upload_bytes": self.max_upload_bytes}
 
 
+class _slot:
+    """Take one of a semaphore's slots for a `with` block, or answer 503 when none is free."""
+
+    def __init__(self, slots: threading.BoundedSemaphore, what: str) -> None:
+        self.slots, self.what = slots, what
+
+    def __enter__(self) -> None:
+        if not self.slots.acquire(blocking=False):
+            raise HTTPProblem(503, f"The server is busy with other {self.what}; try again in a moment.")
+
+    def __exit__(self, *exc: object) -> None:
+        self.slots.release()
+
+
+def _decode_upload(data: bytes) -> Image.Image:
+    """An uploaded file as RGB, refusing more than MAX_UPLOAD_PIXELS before decoding; JPEGs
+    decode at the smallest scale still at least UPLOAD_DRAFT_SIZE (PIL's draft mode)."""
+    try:
+        im = Image.open(io.BytesIO(data))  # reads the header only
+        if im.format in ("JPEG", "MPO"):
+            im.draft("RGB", UPLOAD_DRAFT_SIZE)
+        pixels = im.width * im.height
+        if pixels > MAX_UPLOAD_PIXELS:
+            raise HTTPProblem(413, f"The image is {im.width}x{im.height} pixels ({pixels / 1e6:.0f} Mpx); at most "
+                                   f"{MAX_UPLOAD_PIXELS / 1e6:.0f} Mpx are accepted. Send a smaller image.")
+        return load_image(im, max_pixels=MAX_UPLOAD_PIXELS)
+    except HTTPProblem:
+        raise
+    except UnidentifiedImageError:
+        raise HTTPProblem(400, "The upload is not an image: send a PNG, JPEG, GIF, WebP, BMP or TIFF file.") from None
+    except Image.DecompressionBombError as exc:
+        raise HTTPProblem(413, f"The image has too many pixels ({exc}). Send a smaller image.") from None
+    except Exception as exc:  # PIL raises many kinds; ImageLoadError names the reason
+        reason = str(exc).removeprefix("Could not load image ")
+        raise HTTPProblem(400, f"The upload is an image that cannot be read ({reason}).") from exc
+
+
 def _int_param(params: dict[str, list[str]], name: str, default: int, high: int) -> int:
     try:
         value = int(params.get(name, [default])[0])
@@ -210,11 +255,18 @@ def _int_param(params: dict[str, list[str]], name: str, default: int, high: int)
 
 
 class _Handler(BaseHTTPRequestHandler):
-    server_version = "concept-explorer"
+    server_version = "concept"
     protocol_version = "HTTP/1.1"
     server: ExplorerServer
 
     # ------------------------------------------------------------------ plumbing
+    def setup(self) -> None:
+        self.timeout = self.server.request_timeout  # read by StreamRequestHandler.setup
+        super().setup()
+
+    def version_string(self) -> str:
+        return self.server_version  # not the Python version (BaseHTTPRequestHandler's default)
+
     def log_message(self, format: str, *args: Any) -> None:
         logger.debug("%s %s", self.address_string(), format % args)
 
@@ -232,9 +284,9 @@ class _Handler(BaseHTTPRequestHandler):
         if self.command != "HEAD":
             self.wfile.write(body)
 
-    def _json(self, status: int, payload: Any) -> None:
+    def _json(self, status: int, payload: Any, headers: dict[str, str] | None = None) -> None:
         body = json.dumps(payload, ensure_ascii=False).encode("utf-8")
-        self._send(status, body, "application/json; charset=utf-8", {"Cache-Control": "no-store"})
+        self._send(status, body, "application/json; charset=utf-8", {"Cache-Control": "no-store", **(headers or {})})
 
     def _path(self) -> tuple[str, dict[str, list[str]]]:
         target = self.path
@@ -253,24 +305,72 @@ class _Handler(BaseHTTPRequestHandler):
         except ValueError:
             return name in _LOOPBACK_NAMES
 
-    def _dispatch(self, handler) -> None:
-        try:
-            if not self._host_allowed():
-                raise HTTPProblem(403, "This server answers only requests addressed to localhost / 127.0.0.1.")
-            handler()
-        except HTTPProblem as problem:
-            self._json(problem.status, {"error": problem.message})
-        except UnicodeDecodeError:
-            self._json(400, {"error": "The URL is not valid UTF-8."})
-        except ImageLoadError as exc:
-            self._json(400, {"error": str(exc)})
-        except ConceptError as exc:
-            self._json(500, {"error": str(exc)})
-        except (BrokenPipeError, ConnectionResetError):
+    def _same_origin(self) -> bool:
+        """False for a request a browser sent from another site's page; True for the page's
+        own requests and for clients that send none of these headers (curl, scripts)."""
+        site = self.headers.get("Sec-Fetch-Site")
+        if site is not None and site.strip().lower() not in ("same-origin", "none"):
+            return False
+        source = self.headers.get("Origin") or self.headers.get("Referer")
+        if source is None:
+            return True
+        there = _origin(source.strip())
+        # This server as the browser addressed it, in the scheme of the source (a TLS proxy).
+        here = there and _origin(f"{there[0]}://{(self.headers.get('Host') or '').strip()}")
+        return there is not None and there == here
+
+    def _require_same_origin(self) -> None:
+        if not self._same_origin():
+            raise HTTPProblem(403, "Searches and uploads are answered only for this server's own page "
+                                   "(the request came from another site).")
+
+    def _drain(self, length: int) -> None:
+        remaining = length
+        while remaining > 0 and (chunk := self.rfile.read(min(remaining, 1 << 16))):
+            remaining -= len(chunk)
+
+    def _consume_body(self) -> None:
+        """Read and drop a GET/HEAD body, so that it is never parsed as the next request."""
+        if self.headers.get("Transfer-Encoding"):
             self.close_connection = True
-        except Exception as exc:
-            logger.exception("Error answering %s %s", self.command, self.path)
-            self._json(500, {"error": f"Internal error: {type(exc).__name__}: {exc}"})
+            raise HTTPProblem(400, f"A {self.command} request cannot have a chunked body.")
+        if self.headers.get("Content-Length") is None:
+            return
+        try:
+            length = int(self.headers["Content-Length"])
+        except ValueError:
+            length = -1
+        if not 0 <= length <= _GET_BODY_LIMIT:
+            self.close_connection = True
+            raise HTTPProblem(400, f"A {self.command} request with Content-Length "
+                                   f"{self.headers['Content-Length']!r} is not accepted.")
+        self._drain(length)
+
+    def _dispatch(self, handler, *, has_body: bool = False) -> None:
+        try:
+            try:
+                if not has_body:
+                    self._consume_body()
+                if not self._host_allowed():
+                    raise HTTPProblem(403, "This server answers only requests addressed to localhost / 127.0.0.1.")
+                handler()
+            except (ConnectionError, TimeoutError):
+                raise
+            except HTTPProblem as problem:
+                headers = {"Retry-After": "1"} if problem.status == 503 else None
+                self._json(problem.status, {"error": problem.message}, headers)
+            except UnicodeDecodeError:
+                self._json(400, {"error": "The URL is not valid UTF-8."})
+            except ImageLoadError as exc:
+                self._json(400, {"error": str(exc)})
+            except ConceptError as exc:
+                self._json(500, {"error": str(exc)})
+            except Exception as exc:
+                logger.exception("Error answering %s %s", self.command, self.path)
+                self._json(500, {"error": f"Internal error: {type(exc).__name__}: {exc}"})
+        except (ConnectionError, TimeoutError) as exc:  # the client left or stalled: nothing to answer
+            logger.debug("%s %s: %s", self.command, self.path, exc)
+            self.close_connection = True
 
     def do_GET(self) -> None:
         self._dispatch(self._get)
@@ -280,7 +380,7 @@ class _Handler(BaseHTTPRequestHandler):
 
     def do_POST(self) -> None:
         self.close_connection = True  # an unread body must never be parsed as the next request
-        self._dispatch(self._post)
+        self._dispatch(self._post, has_body=True)
 
     # ------------------------------------------------------------------ routes
     def _get(self) -> None:
@@ -292,6 +392,7 @@ class _Handler(BaseHTTPRequestHandler):
         elif path == "/api/info":
             self._json(200, app.info())
         elif path == "/api/search":
+            self._require_same_origin()
             query = params.get("q", [""])[0]
             self._json(200, app.search_text(query, _int_param(params, "top_n", 5, MAX_TOP_N),
                                              _int_param(params, "images", 24, MAX_IMAGES)))
@@ -322,6 +423,9 @@ class _Handler(BaseHTTPRequestHandler):
         path, params = self._path()
         if path != "/api/search-image":
             raise HTTPProblem(404, f"Nothing to POST at {path}; upload images to /api/search-image.")
+        if not self._same_origin():
+            self._read_upload()  # read, so that the browser sees the answer rather than a reset
+            self._require_same_origin()
         data = self._read_upload()
         content_type = self.headers.get("Content-Type", "")
         if content_type.lower().startswith("multipart/form-data"):
@@ -345,9 +449,7 @@ class _Handler(BaseHTTPRequestHandler):
         if length > limit:
             self.close_connection = True
             if length <= _DRAIN_LIMIT:
-                remaining = length
-                while remaining > 0 and (chunk := self.rfile.read(min(remaining, 1 << 16))):
-                    remaining -= len(chunk)
+                self._drain(length)
             raise HTTPProblem(413, f"The upload is {length / 2**20:.1f} MB; the limit is {limit / 2**20:.1f} MB. "
                                    "Send a smaller image (or start the server with a larger --max-upload-mb).")
         data = self.rfile.read(length)
@@ -357,10 +459,27 @@ class _Handler(BaseHTTPRequestHandler):
         return data
 
 
+def _origin(url: str) -> tuple[str, str, int] | None:
+    """(scheme, host, port) of a URL, or None if it has no host (e.g. Origin: null)."""
+    try:
+        parts = urlsplit(url)
+        port = parts.port
+    except ValueError:
+        return None
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        return None
+    return parts.scheme, parts.hostname, port or (443 if parts.scheme == "https" else 80)
+
+
 class ExplorerServer(ThreadingHTTPServer):
-    """A ThreadingHTTPServer serving one model's explorer; `url` is where it listens."""
+    """A ThreadingHTTPServer serving one model's explorer; `url` is where it listens.
+
+    `request_timeout`: seconds a connection may stay silent (while sending its request or
+    between requests) before it is closed.
+    """
 
     daemon_threads = True
+    request_timeout: float = REQUEST_TIMEOUT_S
 
     def __init__(self, app: ExplorerApp, host: str = "127.0.0.1", port: int = 8000) -> None:
         if ":" in host:
@@ -371,6 +490,15 @@ class ExplorerServer(ThreadingHTTPServer):
             self.loopback = ipaddress.ip_address(host).is_loopback
         except ValueError:
             self.loopback = host.lower() in _LOOPBACK_NAMES
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        """Clients that leave or stall are routine (logged at debug level); anything else is
+        logged with its traceback instead of printed to stderr."""
+        exc = sys.exc_info()[1]
+        if isinstance(exc, (ConnectionError, TimeoutError)):
+            logger.debug("Connection from %s ended: %s", client_address, exc)
+        else:
+            logger.exception("Error serving a request from %s", client_address)
 
     @property
     def url(self) -> str:
@@ -392,6 +520,7 @@ def make_server(model_dir: str | Path, *, host: str = "127.0.0.1", port: int = 8
         model = ConceptModel.load(model_dir, embedding_model=embedding_model)
     if not hasattr(model, "labels_"):
         raise ConceptError("The model is not fitted: serve a folder written by save() or `concept fit`.")
+    ensure_saved_map(model, model_dir)  # computed once, then read from the folder
     app = ExplorerApp(model, model_dir, max_upload_bytes=max_upload_bytes, title=title,
                       prepare_thumbnails=prepare_thumbnails)
     return ExplorerServer(app, host, port)

@@ -36,6 +36,28 @@
   const wordsOf = (c, n) => (c >= 0 ? DATA.concepts[c].words.slice(0, n).join(", ") : "not in any concept");
 
   // ------------------------------------------------------------------ thumbnails
+  // A tile shows a sprite sheet as its background; until the sheet has loaded it is marked
+  // "loading" (an animated shimmer, aria-busy) so that a grey tile does not look like the image.
+  const sheets = new Map();  // url -> {done, waiting: Set of tiles}
+  function markLoading(node, url) {
+    let sheet = sheets.get(url);
+    if (!sheet) {
+      sheet = { done: false, waiting: new Set() };
+      sheets.set(url, sheet);
+      const probe = new Image();
+      probe.onload = probe.onerror = () => {
+        sheet.done = true;
+        for (const t of sheet.waiting) { t.classList.remove("loading"); t.removeAttribute("aria-busy"); }
+        sheet.waiting.clear();
+      };
+      probe.src = url;
+    }
+    if (sheet.done) return;
+    node.classList.add("loading");
+    node.setAttribute("aria-busy", "true");
+    sheet.waiting.add(node);
+  }
+
   function thumb(i, size) {
     size = size || 64;
     const t = DATA.thumbs;
@@ -45,6 +67,7 @@
       const perSheet = t.per_row * t.per_row;
       const k = Math.floor(i / perSheet), j = i % perSheet;
       node.style.backgroundImage = `url("${t.sheets[k]}")`;
+      markLoading(node, t.sheets[k]);
       node.style.backgroundSize = `${t.per_row * size}px auto`;
       node.style.backgroundPosition = `${-(j % t.per_row) * size}px ${-Math.floor(j / t.per_row) * size}px`;
     } else {
@@ -239,9 +262,11 @@
       return;
     }
     const c = Number(value);
-    scatterplot.filter(c >= 0 ? members[c] : outliers, { preventEvent: true });
+    const indices = c >= 0 ? members[c] : outliers;
+    scatterplot.filter(indices, { preventEvent: true });
     for (const [k, node] of cards) node.hidden = k !== c;
     openConcept(c);
+    if (indices.length) scatterplot.zoomToPoints(indices, { padding: 0.15, transition: true });  // frame them
   }
   filter.addEventListener("change", () => applyFilter(filter.value));
 
@@ -292,6 +317,9 @@
       el("h3", {}, title, el("button", { class: "close", type: "button", title: "Close", onclick: clearResults }, "×")),
       ...children));
     results.hidden = false;
+    // Results sit above an open concept's members: bring them into view, wherever the side
+    // panel was scrolled (the browser's scroll anchoring would otherwise keep them out of it).
+    results.scrollIntoView({ block: "start" });
   }
   function clearResults() {
     results.hidden = true;
@@ -359,7 +387,9 @@
   // ------------------------------------------------------------------ upload (served mode)
   async function uploadImage(file) {
     const limit = DATA.max_upload_bytes;
-    const preview = el("img", { id: "upload-preview", alt: file.name, src: URL.createObjectURL(file) });
+    const preview = el("img", { id: "upload-preview", alt: file.name });
+    preview.addEventListener("error", () => { preview.hidden = true; });  // not an image the browser shows
+    preview.src = URL.createObjectURL(file);
     if (limit && file.size > limit) {
       showResults("Image too large", el("p", { class: "error", id: "upload-error" },
         `${file.name} is ${(file.size / 1048576).toFixed(1)} MB; the limit is ${(limit / 1048576).toFixed(1)} MB.`));
@@ -385,7 +415,8 @@
         imageResults(body.images));
       highlight(body.images.map((im) => im.index));
     } catch (err) {
-      showResults("Upload failed", preview, el("p", { class: "error", id: "upload-error" }, String(err.message || err)));
+      // The server's reason, without a preview of what may not be an image at all.
+      showResults(`Upload failed: ${file.name}`, el("p", { class: "error", id: "upload-error" }, String(err.message || err)));
     }
   }
   if (SERVED) {
