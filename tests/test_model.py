@@ -208,6 +208,74 @@ def test_damaged_model_folder_gives_a_clear_error(tmp_path):
         ConceptModel.load(path)
 
 
+def _tampered(path, change) -> None:
+    """Rewrite the model folder with `change(state)` applied and valid checksums (as a hostile
+    tool or a careless hand edit would)."""
+    from concept.persistence import load_model_state, save_model_state
+
+    state = load_model_state(path)
+    change(state)
+    save_model_state(state, path)
+
+
+def _set(part: str, key: str, value):
+    return lambda state: getattr(state, part).__setitem__(key, value)
+
+
+def _del(part: str, key: str):
+    return lambda state: getattr(state, part).pop(key)
+
+
+@pytest.mark.parametrize(("change", "message"), [  # issue 11, item 9
+    (_del("settings", "min_concept_size"), "settings has no 'min_concept_size'"),
+    (_set("settings", "min_concept_size", "abc"), "min_concept_size"),
+    (_set("settings", "batch_size", -5), "batch_size"),
+    (_set("settings", "diversity", float("nan")), "diversity"),
+    (_set("settings", "verbose", "yes"), "verbose"),
+    (_set("settings", "cluster_space", "x"), "cluster_space"),
+    (_set("settings", "embedding_model", ["a"]), "embedding_model"),
+    (_set("settings", "random_state", 2**40), "random_state"),
+    (lambda s: s.texts["topics"].pop("0"), "one entry per concept"),
+    (lambda s: s.texts["topics"].__setitem__("1", [["red", "high"]]), "topics"),
+    (_set("texts", "failures", [["x"]]), "failures"),
+    (_set("texts", "image_sources", ["a.png"]), "image_sources"),
+    (lambda s: s.arrays.__setitem__("labels", s.arrays["labels"][:-1]), "'labels' has shape"),
+    (lambda s: s.arrays.__setitem__("labels", s.arrays["labels"] + 5), "'labels' holds values"),
+    (lambda s: s.arrays.__setitem__("labels", s.arrays["labels"].astype(np.float32)), "not integer"),
+    (_del("arrays", "probabilities"), "'probabilities' is missing"),
+    (lambda s: s.arrays.__setitem__("image_indices", s.arrays["image_indices"][:3]), "image_indices"),
+    (lambda s: s.arrays.__setitem__("reference_rows", s.arrays["reference_rows"] + 10**6), "reference_rows"),
+    (lambda s: s.arrays.__setitem__("concept_embeddings", s.arrays["concept_embeddings"][:, :3]),
+     "concept_embeddings"),
+    (lambda s: s.arrays.__setitem__("exemplars", s.arrays["exemplars"] * 1000), "'exemplars' holds"),
+    (lambda s: s.arrays.__setitem__("exemplar_counts", s.arrays["exemplar_counts"] + 1), "add up"),
+    (lambda s: s.arrays.__setitem__("embeddings", s.arrays["embeddings"] * np.nan), "NaN"),
+    (lambda s: s.arrays.__setitem__("map_2d", np.zeros((3, 2), np.float32)), "map_2d"),
+    (lambda s: s.arrays.__setitem__("image_center", np.zeros(3, np.float32)), "image_center"),
+    (lambda s: s.images.__setitem__("concept_99", Image.new("RGB", (4, 4))), "concept_99"),
+])
+def test_content_that_passes_the_checksums_is_validated_on_load(tmp_path, change, message):
+    model, _ = fitted()
+    path = model.save(tmp_path / "m")
+    _tampered(path, change)
+    with pytest.raises(ModelFileError, match="does not hold a valid fitted model") as info:
+        ConceptModel.load(path, embedding_model=ColorEmbedder())
+    assert message in str(info.value)
+
+
+def test_extra_arrays_and_settings_of_a_newer_state_are_tolerated(tmp_path):
+    model, _ = fitted()
+    path = model.save(tmp_path / "m")
+
+    def newer(state):
+        state.arrays["layer_0_labels"] = state.arrays["labels"].copy()
+        state.settings["n_layers"] = 1
+
+    _tampered(path, newer)
+    loaded = ConceptModel.load(path, embedding_model=ColorEmbedder())
+    np.testing.assert_array_equal(loaded.labels_, model.labels_)
+
+
 def test_visualize_needs_images_and_shows_top_n(tmp_path):
     model, _ = fitted()
     with pytest.raises(ConceptError, match="without images"):

@@ -272,6 +272,15 @@ def test_invalid_json(tmp_path):
         load_model_state(path)
 
 
+@pytest.mark.parametrize("text", ['{"format": "concept-model", "x": ' + "9" * 5000 + "}",
+                                  "[" * 100_000 + "]" * 100_000], ids=["huge-integer", "deep-nesting"])
+def test_huge_integers_and_deep_nesting_are_a_clear_error(tmp_path, text):  # issue 11, item 9
+    path = save_model_state(_state(), tmp_path / "model")
+    (path / "concept.json").write_text(text)
+    with pytest.raises(ModelFileError, match="concept.json.*save the model again"):
+        load_model_state(path)
+
+
 @pytest.mark.parametrize("name", ["arrays.safetensors", "images/collage_0.png"])
 def test_missing_file(tmp_path, name):
     path = save_model_state(_state(), tmp_path / "model")

@@ -560,9 +560,11 @@ class ConceptModel:
     @classmethod
     def load(cls, path: str | os.PathLike, embedding_model: Any = None) -> ConceptModel:
         """Load a model saved by `save`. Pass `embedding_model` when it was a custom object."""
+        from concept._state_check import check_fitted_state
         from concept.persistence import load_model_state
 
         state = load_model_state(path)
+        check_fitted_state(state, path)  # one clear ModelFileError, not a KeyError or IndexError later
         s = dict(state.settings)
         spec = embedding_model if embedding_model is not None else s.get("embedding_model")
         model = cls(**{k: s[k] for k in ("min_concept_size", "diversity", "ctfidf", "cluster_space",

@@ -297,9 +297,12 @@ def _read_manifest(path: Path) -> dict[str, Any]:
         raise ModelFileError(f"{path} is not a concept model folder: {_MANIFEST} is missing.")
     try:
         doc = json.loads(manifest.read_text(encoding="utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise ModelFileError(f"{manifest} is not valid JSON ({exc}); the folder is damaged, "
-                             "save the model again.") from exc
+    except (UnicodeDecodeError, ValueError) as exc:  # also integers of over 4,300 digits
+        raise ModelFileError(f"{manifest} is not valid JSON ({str(exc)[:200]}); the folder is "
+                             "damaged, save the model again.") from exc
+    except RecursionError:
+        raise ModelFileError(f"{manifest} is nested too deeply to be a model's; the folder is "
+                             "damaged, save the model again.") from None
     if not isinstance(doc, dict) or doc.get("format") != FORMAT_NAME:
         found = doc.get("format") if isinstance(doc, dict) else type(doc).__name__
         raise ModelFileError(f"{manifest} is not a {FORMAT_NAME!r} file (format: {found!r}).")
