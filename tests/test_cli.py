@@ -233,3 +233,23 @@ def test_embed_fills_a_store_once_and_fit_reuses_it(image_dir, tiny_clip, tmp_pa
     code, out, _ = run(capsys, "fit", image_dir, "--store", store, "--out", tmp_path / "m",
                        "--embedding-model", tiny_clip, "--min-concept-size", "5", "--seed", "0", "--quiet")
     assert code == 0 and (tmp_path / "m" / "concept.json").is_file()
+
+
+def test_embed_counts_only_its_own_rows_when_another_run_stored_some(image_dir, tiny_clip, tmp_path, capsys,
+                                                                      monkeypatch):  # issue 11, item 7
+    from concept.store import EmbeddingStore
+
+    original, others = EmbeddingStore.embed, []
+
+    def another_run_first(self, backend, paths, *args, **kwargs):
+        # What a second `concept embed` sees: the first run fills the store while it waits.
+        other = EmbeddingStore(self.folder, self.model_name)
+        original(other, backend, paths[:10], batch_size=4)
+        others.append(len(other))
+        return original(self, backend, paths, *args, **kwargs)
+
+    monkeypatch.setattr(EmbeddingStore, "embed", another_run_first)
+    code, out, _ = run(capsys, "embed", image_dir, "--store", tmp_path / "store", "--embedding-model", tiny_clip,
+                       "--quiet")
+    assert code == 0 and 5 <= others[0] <= 10
+    assert f"{46 - others[0]} newly embedded, 46 in" in out
