@@ -253,3 +253,10 @@ def test_embed_counts_only_its_own_rows_when_another_run_stored_some(image_dir, 
                        "--quiet")
     assert code == 0 and 5 <= others[0] <= 10
     assert f"{46 - others[0]} newly embedded, 46 in" in out
+
+
+def test_clip_weights_not_on_this_machine_are_a_one_line_error(image_dir, tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("SENTENCE_TRANSFORMERS_HOME", str(tmp_path / "cache"))  # issue 11, item 13
+    code, _, err = run(capsys, "fit", image_dir, "--out", tmp_path / "m", "--embedding-model", "clip-ViT-B-32")
+    assert_one_line_error(code, err, "not on this machine", "'offline'")
+    assert not (tmp_path / "m").exists()
