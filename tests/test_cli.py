@@ -105,10 +105,10 @@ def test_info_prints_the_table_with_outliers_last(fitted, capsys):
 
 
 @pytest.mark.parametrize("query", ["a red apple", "IMAGE"])
-def test_search_prints_top_n_lines_of_concept_and_similarity(fitted, image_dir, capsys, query):
+def test_search_prints_top_n_lines_of_concept_and_similarity(fitted, image_dir, tiny_clip, capsys, query):
     if query == "IMAGE":
         query = image_dir / "green" / "green_03.png"
-    code, out, err = run(capsys, "search", fitted["out"], query, "--top-n", "2")
+    code, out, err = run(capsys, "search", fitted["out"], query, "--top-n", "2", "--embedding-model", tiny_clip)
     assert code == 0, err
     lines = out.strip().splitlines()
     assert 1 <= len(lines) <= 2
@@ -122,9 +122,9 @@ def test_search_with_a_missing_query_image_is_an_error(fitted, capsys):
     assert_one_line_error(code, err, "cat.png")
 
 
-def test_assign_prints_one_line_per_image(fitted, image_dir, capsys):
+def test_assign_prints_one_line_per_image(fitted, image_dir, tiny_clip, capsys):
     images = [image_dir / "red" / "red_00.png", image_dir / "blue" / "blue_14.png", image_dir / "bad.png"]
-    code, out, err = run(capsys, "assign", fitted["out"], *images, "--probabilities")
+    code, out, err = run(capsys, "assign", fitted["out"], *images, "--probabilities", "--embedding-model", tiny_clip)
     assert code == 0, err
     lines = out.strip().splitlines()
     assert [line.split("\t")[0] for line in lines] == [str(p) for p in images]
@@ -132,8 +132,14 @@ def test_assign_prints_one_line_per_image(fitted, image_dir, capsys):
         _, concept, probability = line.split("\t")
         assert int(concept) >= -1 and 0.0 <= float(probability) <= 1.0
     assert lines[2].split("\t")[1:] == ["-1", "0.0000"]  # bad.png cannot be read
-    code, out, err = run(capsys, "assign", fitted["out"], images[0])
+    code, out, err = run(capsys, "assign", fitted["out"], images[0], "--embedding-model", tiny_clip)
     assert code == 0 and len(out.strip().split("\t")) == 2
+
+
+def test_a_model_folder_naming_an_embedding_folder_needs_the_users_say_so(fitted, tiny_clip, capsys):
+    # issue 11, item 5: `fit --embedding-model FOLDER` stored that path; it is not loaded on its own
+    code, _, err = run(capsys, "search", fitted["out"], "a red apple")
+    assert_one_line_error(code, err, f"--embedding-model {tiny_clip}", "say-so")
 
 
 def test_visualize_writes_a_png(fitted, tmp_path, capsys):

@@ -276,6 +276,46 @@ def test_extra_arrays_and_settings_of_a_newer_state_are_tolerated(tmp_path):
     np.testing.assert_array_equal(loaded.labels_, model.labels_)
 
 
+def test_an_embedding_model_path_stored_in_a_model_folder_is_not_loaded(tmp_path, monkeypatch):
+    # issue 11, item 5: a downloaded model could name its own files (or any) to be loaded as weights
+    import concept.embedding.clip as clip
+
+    def loaded(*args, **kwargs):
+        raise AssertionError("weights were loaded from a path the model folder named")
+
+    monkeypatch.setattr(clip, "load_sentence_transformer", loaded)
+    model, _ = fitted()
+    path = model.save(tmp_path / "m")
+    _tampered(path, _set("settings", "embedding_model", str(path / "images")))
+    loaded_model = ConceptModel.load(path)  # loads: everything but the embedding model works
+    x = blobs(seed=1)[0]
+    np.testing.assert_array_equal(loaded_model.transform(image_embeddings=x), model.transform(image_embeddings=x))
+    for use in (lambda m: m.find_concepts("red"), lambda m: m.transform([Image.new("RGB", (8, 8))])):
+        with pytest.raises(EmbeddingError, match="does not load on a model folder's say-so") as info:
+            use(loaded_model)
+        assert f"embedding_model={str(path / 'images')!r}" in str(info.value)
+        assert "--embedding-model" in str(info.value)
+    loaded_model.save(tmp_path / "again")  # saving keeps the stored choice as it was
+    again = ConceptModel.load(tmp_path / "again")
+    assert again.embedder_.spec == str(path / "images") and again.embedder_.name == "test-colors"
+    # The user's own choice is used.
+    mine = ConceptModel.load(path, embedding_model=ColorEmbedder())
+    assert mine.find_concepts("red") == model.find_concepts("red")
+
+
+@pytest.mark.parametrize("spec", ["offline", "offline-lite1-bf16", "clip-ViT-B-32",
+                                  "sentence-transformers/clip-ViT-L-14"])
+def test_bundled_and_known_model_names_stored_in_a_model_folder_are_used(tmp_path, monkeypatch, spec):
+    model, _ = fitted()
+    path = model.save(tmp_path / "m")
+    _tampered(path, _set("settings", "embedding_model", spec))
+    assert ConceptModel.load(path).embedding_model == spec  # loaded when first used
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / spec).mkdir(parents=True)
+    # The offline names never read a folder; a CLIP name would load a folder of that name.
+    assert isinstance(ConceptModel.load(path).embedding_model, str) == spec.startswith("offline")
+
+
 def test_visualize_needs_images_and_shows_top_n(tmp_path):
     model, _ = fitted()
     with pytest.raises(ConceptError, match="without images"):

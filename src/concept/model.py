@@ -30,7 +30,7 @@ from concept.clustering import (
     sampled_min_size,
 )
 from concept.collage import make_collage
-from concept.embedding import load_embedding_model
+from concept.embedding import load_embedding_model, stored_embedding_model
 from concept.embedding.base import l2_normalize
 from concept.images import ImageInput, LoadFailure, LoadReport, load_image
 from concept.representation import (
@@ -566,7 +566,8 @@ class ConceptModel:
         state = load_model_state(path)
         check_fitted_state(state, path)  # one clear ModelFileError, not a KeyError or IndexError later
         s = dict(state.settings)
-        spec = embedding_model if embedding_model is not None else s.get("embedding_model")
+        spec = embedding_model if embedding_model is not None else stored_embedding_model(  # a stored path: refused
+            s.get("embedding_model"), path, s.get("embedding_name"))
         model = cls(**{k: s[k] for k in ("min_concept_size", "diversity", "ctfidf", "cluster_space",
                                           "sample_size", "n_exemplars", "n_words", "vocabulary_size", "batch_size", "random_state",
                                           "verbose")}, embedding_model=spec)
