@@ -266,3 +266,19 @@ def test_clip_weights_not_on_this_machine_are_a_one_line_error(image_dir, tmp_pa
     code, _, err = run(capsys, "fit", image_dir, "--out", tmp_path / "m", "--embedding-model", "clip-ViT-B-32")
     assert_one_line_error(code, err, "not on this machine", "'offline'")
     assert not (tmp_path / "m").exists()
+
+
+def test_a_model_folder_with_invalid_content_is_a_one_line_error(fitted, tmp_path, capsys):
+    import json
+    import shutil
+
+    model_dir = shutil.copytree(fitted["out"], tmp_path / "m")  # issue 11, item 9
+    manifest = model_dir / "concept.json"
+    doc = json.loads(manifest.read_text())
+    doc["settings"]["min_concept_size"] = "abc"
+    manifest.write_text(json.dumps(doc))
+    code, _, err = run(capsys, "info", model_dir)
+    assert_one_line_error(code, err, "min_concept_size", "not hold a valid fitted model")
+    manifest.write_text(json.dumps(doc).replace('"abc"', "9" * 5000))
+    code, _, err = run(capsys, "info", model_dir)
+    assert_one_line_error(code, err, "concept.json")
