@@ -239,7 +239,10 @@ def _host_tag() -> str:
     return hashlib.sha1(socket.gethostname().encode()).hexdigest()[:8]
 
 
-def _pid_alive(pid: int) -> bool:
+def _pid_alive(pid: int) -> bool | None:
+    """Whether process `pid` runs on this host; None where that cannot be asked safely."""
+    if os.name != "posix":  # on Windows os.kill(pid, 0) would terminate the process
+        return None
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -266,7 +269,8 @@ def _remove_stale_tmps(path: Path) -> None:
     pid from an older concept, or a pid that runs and may have been reused) only once nothing
     in it changed for STALE_TMP_SECONDS (STALE_TMP_LIVE_PID_SECONDS for a running pid).
     """
-    pattern = re.compile(rf"\.{re.escape(path.name)}\.tmp-(?:([0-9a-f]{{8}})-(\d+)-)?[^/]*")
+    # Ours: HOST-PID-TOKEN; an older concept's: mkdtemp's 8 random characters.
+    pattern = re.compile(rf"\.{re.escape(path.name)}\.tmp-(?:([0-9a-f]{{8}})-(\d+)-[0-9a-f]{{8}}|[a-z0-9_]{{8}})")
     for tmp in path.parent.glob(f".{glob.escape(path.name)}.tmp-*"):
         match = pattern.fullmatch(tmp.name)
         if match is None or tmp.is_symlink() or not tmp.is_dir():
@@ -276,10 +280,11 @@ def _remove_stale_tmps(path: Path) -> None:
             idle = time.time() - _last_change(tmp)
         except OSError:  # removed meanwhile (its save finished or failed)
             continue
-        if host == _host_tag() and pid is not None:
-            stale = not _pid_alive(int(pid)) or idle > STALE_TMP_LIVE_PID_SECONDS
-        else:
+        alive = _pid_alive(int(pid)) if host == _host_tag() else None
+        if alive is None:  # another host, an older concept's name, or no way to ask
             stale = idle > STALE_TMP_SECONDS
+        else:
+            stale = not alive or idle > STALE_TMP_LIVE_PID_SECONDS
         if stale:
             logger.info("Removing %s, left by an interrupted save.", tmp)
             shutil.rmtree(tmp, ignore_errors=True)
