@@ -270,6 +270,7 @@ def test_extra_arrays_and_settings_of_a_newer_state_are_tolerated(tmp_path):
     def newer(state):
         state.arrays["layer_0_labels"] = state.arrays["labels"].copy()
         state.settings["n_layers"] = 1
+        state.settings.update(verbose=0, n_words=10.0)  # what a user may have passed, saved as given
 
     _tampered(path, newer)
     loaded = ConceptModel.load(path, embedding_model=ColorEmbedder())

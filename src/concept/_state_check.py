@@ -52,6 +52,8 @@ def _integer(settings: dict[str, Any], key: str, low: int, *, optional: bool = F
     value = settings[key]
     if value is None and optional:
         return None
+    if type(value) is float and value.is_integer() and abs(value) <= _MAX_INT:  # e.g. 10.0
+        value = int(value)
     if type(value) is not int or not low <= value <= _MAX_INT:
         raise _Bad(f"settings[{key!r}] must be an integer >= {low}"
                    f"{' or null' if optional else ''}, not {_short(value)}")
@@ -72,8 +74,8 @@ def _check_settings(settings: dict[str, Any]) -> None:
     if (type(diversity) not in (int, float) or not math.isfinite(diversity)
             or not 0 <= diversity <= 1):
         raise _Bad(f"settings['diversity'] must be a number in [0, 1], not {_short(diversity)}")
-    for key in ("ctfidf", "verbose"):
-        if type(settings.get(key)) is not bool:
+    for key in ("ctfidf", "verbose"):  # 0 and 1 too: the model saves what the user passed
+        if type(settings.get(key)) is not bool and settings.get(key) not in (0, 1):
             raise _Bad(f"settings[{key!r}] must be true or false, not {_short(settings.get(key))}")
     if settings.get("cluster_space") not in ("auto", "embeddings"):
         raise _Bad(f"settings['cluster_space'] must be 'auto' or 'embeddings', "
