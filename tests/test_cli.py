@@ -105,10 +105,10 @@ def test_info_prints_the_table_with_outliers_last(fitted, capsys):
 
 
 @pytest.mark.parametrize("query", ["a red apple", "IMAGE"])
-def test_search_prints_top_n_lines_of_concept_and_similarity(fitted, image_dir, capsys, query):
+def test_search_prints_top_n_lines_of_concept_and_similarity(fitted, image_dir, tiny_clip, capsys, query):
     if query == "IMAGE":
         query = image_dir / "green" / "green_03.png"
-    code, out, err = run(capsys, "search", fitted["out"], query, "--top-n", "2")
+    code, out, err = run(capsys, "search", fitted["out"], query, "--top-n", "2", "--embedding-model", tiny_clip)
     assert code == 0, err
     lines = out.strip().splitlines()
     assert 1 <= len(lines) <= 2
@@ -122,30 +122,30 @@ def test_search_with_a_missing_query_image_is_an_error(fitted, capsys):
     assert_one_line_error(code, err, "cat.png")
 
 
-def test_search_text_or_image_is_said_explicitly(fitted, image_dir, capsys):
+def test_search_text_or_image_is_said_explicitly(fitted, image_dir, tiny_clip, capsys):
     """Issue 11 items 1 and 24: --text searches a string as text whatever it spells, and a
     text too long to be a file name is searched, not an OSError."""
     from concept import ConceptModel
 
     image = image_dir / "green" / "green_03.png"
-    model = ConceptModel.load(fitted["out"])
+    model = ConceptModel.load(fitted["out"], embedding_model=str(tiny_clip))
     for flag, kind in (("--text", "text"), ("--image", "image")):
-        code, out, err = run(capsys, "search", fitted["out"], image, flag, "--top-n", "2")
+        code, out, err = run(capsys, "search", fitted["out"], image, flag, "--top-n", "2", "--embedding-model", tiny_clip)
         assert code == 0, err
         assert [int(line.split("\t")[0]) for line in out.strip().splitlines()] == \
             [c for c, _ in model.find_concepts(str(image), top_n=2, kind=kind)]
-    code, out, err = run(capsys, "search", fitted["out"], "nowhere/cat.png", "--text")
+    code, out, err = run(capsys, "search", fitted["out"], "nowhere/cat.png", "--text", "--embedding-model", tiny_clip)
     assert code == 0 and out.strip(), err
-    assert_one_line_error(*run(capsys, "search", fitted["out"], "nowhere/cat.png", "--image")[::2], "cat.png")
-    code, out, err = run(capsys, "search", fitted["out"], "a dog on a beach with a red ball " * 10)
+    assert_one_line_error(*run(capsys, "search", fitted["out"], "nowhere/cat.png", "--image", "--embedding-model", tiny_clip)[::2], "cat.png")
+    code, out, err = run(capsys, "search", fitted["out"], "a dog on a beach with a red ball " * 10, "--embedding-model", tiny_clip)
     assert code == 0 and out.strip(), err
     with pytest.raises(SystemExit):
         main(["search", str(fitted["out"]), "cat", "--text", "--image"])
 
 
-def test_assign_prints_one_line_per_image(fitted, image_dir, capsys):
+def test_assign_prints_one_line_per_image(fitted, image_dir, tiny_clip, capsys):
     images = [image_dir / "red" / "red_00.png", image_dir / "blue" / "blue_14.png", image_dir / "bad.png"]
-    code, out, err = run(capsys, "assign", fitted["out"], *images, "--probabilities")
+    code, out, err = run(capsys, "assign", fitted["out"], *images, "--probabilities", "--embedding-model", tiny_clip)
     assert code == 0, err
     lines = out.strip().splitlines()
     assert [line.split("\t")[0] for line in lines] == [str(p) for p in images]
@@ -153,8 +153,14 @@ def test_assign_prints_one_line_per_image(fitted, image_dir, capsys):
         _, concept, probability = line.split("\t")
         assert int(concept) >= -1 and 0.0 <= float(probability) <= 1.0
     assert lines[2].split("\t")[1:] == ["-1", "0.0000"]  # bad.png cannot be read
-    code, out, err = run(capsys, "assign", fitted["out"], images[0])
+    code, out, err = run(capsys, "assign", fitted["out"], images[0], "--embedding-model", tiny_clip)
     assert code == 0 and len(out.strip().split("\t")) == 2
+
+
+def test_a_model_folder_naming_an_embedding_folder_needs_the_users_say_so(fitted, tiny_clip, capsys):
+    # issue 11, item 5: `fit --embedding-model FOLDER` stored that path; it is not loaded on its own
+    code, _, err = run(capsys, "search", fitted["out"], "a red apple")
+    assert_one_line_error(code, err, f"--embedding-model {tiny_clip}", "say-so")
 
 
 def test_visualize_writes_a_png(fitted, tmp_path, capsys):
@@ -258,3 +264,46 @@ def test_embed_fills_a_store_once_and_fit_reuses_it(image_dir, tiny_clip, tmp_pa
     code, out, _ = run(capsys, "fit", image_dir, "--store", store, "--out", tmp_path / "m",
                        "--embedding-model", tiny_clip, "--min-concept-size", "5", "--seed", "0", "--quiet")
     assert code == 0 and (tmp_path / "m" / "concept.json").is_file()
+
+
+def test_embed_counts_only_its_own_rows_when_another_run_stored_some(image_dir, tiny_clip, tmp_path, capsys,
+                                                                      monkeypatch):  # issue 11, item 7
+    from concept.store import EmbeddingStore
+
+    original, others = EmbeddingStore.embed, []
+
+    def another_run_first(self, backend, paths, *args, **kwargs):
+        # What a second `concept embed` sees: the first run fills the store while it waits.
+        other = EmbeddingStore(self.folder, self.model_name)
+        original(other, backend, paths[:10], batch_size=4)
+        others.append(len(other))
+        return original(self, backend, paths, *args, **kwargs)
+
+    monkeypatch.setattr(EmbeddingStore, "embed", another_run_first)
+    code, out, _ = run(capsys, "embed", image_dir, "--store", tmp_path / "store", "--embedding-model", tiny_clip,
+                       "--quiet")
+    assert code == 0 and 5 <= others[0] <= 10
+    assert f"{46 - others[0]} newly embedded, 46 in" in out
+
+
+def test_clip_weights_not_on_this_machine_are_a_one_line_error(image_dir, tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("SENTENCE_TRANSFORMERS_HOME", str(tmp_path / "cache"))  # issue 11, item 13
+    code, _, err = run(capsys, "fit", image_dir, "--out", tmp_path / "m", "--embedding-model", "clip-ViT-B-32")
+    assert_one_line_error(code, err, "not on this machine", "'offline'")
+    assert not (tmp_path / "m").exists()
+
+
+def test_a_model_folder_with_invalid_content_is_a_one_line_error(fitted, tmp_path, capsys):
+    import json
+    import shutil
+
+    model_dir = shutil.copytree(fitted["out"], tmp_path / "m")  # issue 11, item 9
+    manifest = model_dir / "concept.json"
+    doc = json.loads(manifest.read_text())
+    doc["settings"]["min_concept_size"] = "abc"
+    manifest.write_text(json.dumps(doc))
+    code, _, err = run(capsys, "info", model_dir)
+    assert_one_line_error(code, err, "min_concept_size", "not hold a valid fitted model")
+    manifest.write_text(json.dumps(doc).replace('"abc"', "9" * 5000))
+    code, _, err = run(capsys, "info", model_dir)
+    assert_one_line_error(code, err, "concept.json")

@@ -161,9 +161,43 @@ def test_text_model_of_another_dimension_is_refused(tiny_clip, tmp_path):
         CLIPEmbedder(str(tiny_clip), text_model=text_only, device="cpu")
 
 
-def test_missing_clip_gives_a_clear_error():
-    with pytest.raises(EmbeddingError, match="local Hugging Face cache"):
-        CLIPEmbedder("clip-ViT-B-32", device="cpu")
+@pytest.mark.parametrize("name", ["clip-ViT-B-32", "openai/clip-vit-base-patch32", "clip-ViT-B-32-multilingual-v1"])
+def test_clip_weights_missing_from_this_machine_fail_at_once_with_what_to_do(name, tmp_path, monkeypatch):
+    # issue 11, item 13: not a long Hugging Face traceback about the internet connection
+    monkeypatch.setenv("SENTENCE_TRANSFORMERS_HOME", str(tmp_path / "cache"))
+    start = time.monotonic()
+    with pytest.raises(EmbeddingError) as info:
+        CLIPEmbedder(name, device="cpu")
+    assert time.monotonic() - start < 5
+    message = str(info.value)
+    for needle in ("not on this machine", str(tmp_path / "cache"), "local folder", "'offline'", "works now"):
+        assert needle in message
+    assert info.value.__cause__ is None and info.value.__context__ is None  # no chained traceback
+    with pytest.raises(EmbeddingError, match="folder '/no/such/clip' does not exist"):
+        load_embedding_model("/no/such/clip")
+
+
+def test_clip_in_the_local_cache_passes_the_check(tmp_path, monkeypatch):
+    from concept.embedding.clip import require_local_weights
+
+    repo = tmp_path / "cache" / "models--sentence-transformers--clip-ViT-B-32"
+    (repo / "refs").mkdir(parents=True)
+    (repo / "refs" / "main").write_text("0" * 40)
+    (repo / "snapshots" / ("0" * 40)).mkdir(parents=True)
+    (repo / "snapshots" / ("0" * 40) / "modules.json").write_text("[]")
+    monkeypatch.setenv("SENTENCE_TRANSFORMERS_HOME", str(tmp_path / "cache"))
+    require_local_weights("clip-ViT-B-32")  # found: no error
+    with pytest.raises(EmbeddingError, match="not on this machine"):
+        require_local_weights("clip-ViT-L-14")
+
+
+def test_a_model_with_missing_clip_weights_fails_before_reading_any_image(tmp_path, monkeypatch):
+    from concept import ConceptModel
+
+    monkeypatch.setenv("SENTENCE_TRANSFORMERS_HOME", str(tmp_path / "cache"))
+    model = ConceptModel(embedding_model="clip-ViT-B-32", verbose=False)
+    with pytest.raises(EmbeddingError, match="not on this machine.*'offline'"):
+        model.fit([str(tmp_path / f"{i}.png") for i in range(40)])  # none exists: never looked at
 
 
 # -- the automatic choice ------------------------------------------------------------------

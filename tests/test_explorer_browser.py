@@ -173,10 +173,11 @@ def test_report_from_file_url(browser, clipart_model, tmp_path):
 
 
 @pytest.fixture(scope="module")
-def served(clipart_model):
+def served(clipart_model, tiny_clip):
     _, folder, _ = clipart_model
-    # make_server loads the folder as `concept serve` does
-    with serving(make_server(folder, port=0, prepare_thumbnails=False)) as server:
+    # make_server loads the folder as `concept serve --embedding-model FOLDER` does (a model
+    # folder's own path to an embedding model is not loaded without the user's say-so)
+    with serving(make_server(folder, port=0, prepare_thumbnails=False, embedding_model=str(tiny_clip))) as server:
         yield server
 
 

@@ -214,6 +214,115 @@ def test_damaged_model_folder_gives_a_clear_error(tmp_path):
         ConceptModel.load(path)
 
 
+def _tampered(path, change) -> None:
+    """Rewrite the model folder with `change(state)` applied and valid checksums (as a hostile
+    tool or a careless hand edit would)."""
+    from concept.persistence import load_model_state, save_model_state
+
+    state = load_model_state(path)
+    change(state)
+    save_model_state(state, path)
+
+
+def _set(part: str, key: str, value):
+    return lambda state: getattr(state, part).__setitem__(key, value)
+
+
+def _del(part: str, key: str):
+    return lambda state: getattr(state, part).pop(key)
+
+
+@pytest.mark.parametrize(("change", "message"), [  # issue 11, item 9
+    (_del("settings", "min_concept_size"), "settings has no 'min_concept_size'"),
+    (_set("settings", "min_concept_size", "abc"), "min_concept_size"),
+    (_set("settings", "batch_size", -5), "batch_size"),
+    (_set("settings", "diversity", float("nan")), "diversity"),
+    (_set("settings", "verbose", "yes"), "verbose"),
+    (_set("settings", "cluster_space", "x"), "cluster_space"),
+    (_set("settings", "embedding_model", ["a"]), "embedding_model"),
+    (_set("settings", "random_state", 2**40), "random_state"),
+    (lambda s: s.texts["topics"].pop("0"), "one entry per concept"),
+    (lambda s: s.texts["topics"].__setitem__("1", [["red", "high"]]), "topics"),
+    (_set("texts", "failures", [["x"]]), "failures"),
+    (_set("texts", "image_sources", ["a.png"]), "image_sources"),
+    (lambda s: s.arrays.__setitem__("labels", s.arrays["labels"][:-1]), "'labels' has shape"),
+    (lambda s: s.arrays.__setitem__("labels", s.arrays["labels"] + 5), "'labels' holds values"),
+    (lambda s: s.arrays.__setitem__("labels", s.arrays["labels"].astype(np.float32)), "not integer"),
+    (_del("arrays", "probabilities"), "'probabilities' is missing"),
+    (lambda s: s.arrays.__setitem__("image_indices", s.arrays["image_indices"][:3]), "image_indices"),
+    (lambda s: s.arrays.__setitem__("reference_rows", s.arrays["reference_rows"] + 10**6), "reference_rows"),
+    (lambda s: s.arrays.__setitem__("concept_embeddings", s.arrays["concept_embeddings"][:, :3]),
+     "concept_embeddings"),
+    (lambda s: s.arrays.__setitem__("exemplars", s.arrays["exemplars"] * 1000), "'exemplars' holds"),
+    (lambda s: s.arrays.__setitem__("exemplar_counts", s.arrays["exemplar_counts"] + 1), "add up"),
+    (lambda s: s.arrays.__setitem__("embeddings", s.arrays["embeddings"] * np.nan), "NaN"),
+    (lambda s: s.arrays.__setitem__("map_2d", np.zeros((3, 2), np.float32)), "map_2d"),
+    (lambda s: s.arrays.__setitem__("image_center", np.zeros(3, np.float32)), "image_center"),
+    (lambda s: s.images.__setitem__("concept_99", Image.new("RGB", (4, 4))), "concept_99"),
+])
+def test_content_that_passes_the_checksums_is_validated_on_load(tmp_path, change, message):
+    model, _ = fitted()
+    path = model.save(tmp_path / "m")
+    _tampered(path, change)
+    with pytest.raises(ModelFileError, match="does not hold a valid fitted model") as info:
+        ConceptModel.load(path, embedding_model=ColorEmbedder())
+    assert message in str(info.value)
+
+
+def test_extra_arrays_and_settings_of_a_newer_state_are_tolerated(tmp_path):
+    model, _ = fitted()
+    path = model.save(tmp_path / "m")
+
+    def newer(state):
+        state.arrays["layer_0_labels"] = state.arrays["labels"].copy()
+        state.settings["n_layers"] = 1
+        state.settings.update(verbose=0, n_words=10.0)  # what a user may have passed, saved as given
+
+    _tampered(path, newer)
+    loaded = ConceptModel.load(path, embedding_model=ColorEmbedder())
+    np.testing.assert_array_equal(loaded.labels_, model.labels_)
+
+
+def test_an_embedding_model_path_stored_in_a_model_folder_is_not_loaded(tmp_path, monkeypatch):
+    # issue 11, item 5: a downloaded model could name its own files (or any) to be loaded as weights
+    import concept.embedding.clip as clip
+
+    def loaded(*args, **kwargs):
+        raise AssertionError("weights were loaded from a path the model folder named")
+
+    monkeypatch.setattr(clip, "load_sentence_transformer", loaded)
+    model, _ = fitted()
+    path = model.save(tmp_path / "m")
+    _tampered(path, _set("settings", "embedding_model", str(path / "images")))
+    loaded_model = ConceptModel.load(path)  # loads: everything but the embedding model works
+    x = blobs(seed=1)[0]
+    np.testing.assert_array_equal(loaded_model.transform(image_embeddings=x), model.transform(image_embeddings=x))
+    for use in (lambda m: m.find_concepts("red"), lambda m: m.transform([Image.new("RGB", (8, 8))])):
+        with pytest.raises(EmbeddingError, match="does not load on a model folder's say-so") as info:
+            use(loaded_model)
+        assert f"embedding_model={str(path / 'images')!r}" in str(info.value)
+        assert "--embedding-model" in str(info.value)
+    loaded_model.save(tmp_path / "again")  # saving keeps the stored choice as it was
+    again = ConceptModel.load(tmp_path / "again")
+    assert again.embedder_.spec == str(path / "images") and again.embedder_.name == "test-colors"
+    # The user's own choice is used.
+    mine = ConceptModel.load(path, embedding_model=ColorEmbedder())
+    assert mine.find_concepts("red") == model.find_concepts("red")
+
+
+@pytest.mark.parametrize("spec", ["offline", "offline-lite1-bf16", "clip-ViT-B-32",
+                                  "sentence-transformers/clip-ViT-L-14"])
+def test_bundled_and_known_model_names_stored_in_a_model_folder_are_used(tmp_path, monkeypatch, spec):
+    model, _ = fitted()
+    path = model.save(tmp_path / "m")
+    _tampered(path, _set("settings", "embedding_model", spec))
+    assert ConceptModel.load(path).embedding_model == spec  # loaded when first used
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / spec).mkdir(parents=True)
+    # The offline names never read a folder; a CLIP name would load a folder of that name.
+    assert isinstance(ConceptModel.load(path).embedding_model, str) == spec.startswith("offline")
+
+
 def test_visualize_needs_images_and_shows_top_n(tmp_path):
     model, _ = fitted()
     with pytest.raises(ConceptError, match="without images"):

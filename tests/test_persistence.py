@@ -6,6 +6,9 @@ import hashlib
 import json
 import logging
 import os
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -132,6 +135,60 @@ def test_saves_into_an_empty_folder_and_creates_parents(tmp_path):
     _assert_same(load_model_state(tmp_path / "a" / "b" / "model"), _state())
 
 
+@pytest.mark.skipif(os.name != "posix", reason="POSIX modes")
+@pytest.mark.parametrize("umask", [0o022, 0o077, 0o002])
+def test_the_folder_follows_the_umask(tmp_path, umask):  # issue 11, items 2 and 8
+    old = os.umask(umask)
+    try:
+        path = save_model_state(_state(), tmp_path / "model")
+        save_model_state(_state(1), path)  # replacing keeps following it
+    finally:
+        os.umask(old)
+    assert path.stat().st_mode & 0o777 == 0o777 & ~umask
+    assert (path / "images").stat().st_mode & 0o777 == 0o777 & ~umask
+    assert (path / "concept.json").stat().st_mode & 0o777 == 0o666 & ~umask
+
+
+def _dead_pid() -> int:
+    proc = subprocess.Popen([sys.executable, "-c", "pass"])
+    proc.wait()
+    return proc.pid
+
+
+def test_stale_temporary_folders_of_killed_saves_are_removed(tmp_path):  # issue 11, item 8
+    from concept.persistence import STALE_TMP_SECONDS, _host_tag
+
+    path = save_model_state(_state(0), tmp_path / "model")
+    host = _host_tag()
+    dead = tmp_path / f".model.tmp-{host}-{_dead_pid()}-0a0b0c0d"  # its writer was killed
+    live = tmp_path / f".model.tmp-{host}-{os.getpid()}-1a1b1c1d"  # a save running now
+    legacy_old = tmp_path / ".model.tmp-k3j4h5g6"  # older concept (mkdtemp), long idle
+    legacy_new = tmp_path / ".model.tmp-q9w8e7r6"  # ... but possibly still being written
+    foreign = tmp_path / ".model.tmp-0123abcd-1-2a2b2c2d"  # another host: only by age
+    other_model = tmp_path / f".other.tmp-{host}-{_dead_pid()}-3a3b3c3d"
+    for folder in (dead, live, legacy_old, legacy_new, foreign, other_model):
+        folder.mkdir()
+        (folder / "arrays.safetensors").write_bytes(b"partial")
+    long_ago = time.time() - STALE_TMP_SECONDS - 60
+    for folder in (legacy_old,):
+        os.utime(folder / "arrays.safetensors", (long_ago, long_ago))
+        os.utime(folder, (long_ago, long_ago))
+    save_model_state(_state(1), path)
+    assert _siblings(path) == sorted(p.name for p in (live, legacy_new, foreign, other_model))
+    _assert_same(load_model_state(path), _state(1))
+
+
+@pytest.mark.skipif(os.name != "posix", reason="symlinks")
+def test_saving_through_a_symlink_writes_into_its_target(tmp_path):  # issue 11, item 8
+    target = save_model_state(_state(0), tmp_path / "real" / "model")
+    link = tmp_path / "link"
+    link.symlink_to(target, target_is_directory=True)
+    assert save_model_state(_state(1), link) == target
+    assert link.is_symlink() and link.resolve() == target
+    _assert_same(load_model_state(link), _state(1))
+    assert _siblings(link) == ["real"] and _siblings(target) == []
+
+
 def _fail_on_call(monkeypatch, owner, name: str, n: int) -> None:
     """Make `owner.name` raise OSError on its n-th call (a simulated crash or full disk)."""
     original, calls = getattr(owner, name), []
@@ -212,6 +269,15 @@ def test_invalid_json(tmp_path):
     path = save_model_state(_state(), tmp_path / "model")
     (path / "concept.json").write_text('{"format": "concept-model", ', encoding="utf-8")
     with pytest.raises(ModelFileError, match="concept.json is not valid JSON"):
+        load_model_state(path)
+
+
+@pytest.mark.parametrize("text", ['{"format": "concept-model", "x": ' + "9" * 5000 + "}",
+                                  "[" * 100_000 + "]" * 100_000], ids=["huge-integer", "deep-nesting"])
+def test_huge_integers_and_deep_nesting_are_a_clear_error(tmp_path, text):  # issue 11, item 9
+    path = save_model_state(_state(), tmp_path / "model")
+    (path / "concept.json").write_text(text)
+    with pytest.raises(ModelFileError, match="concept.json.*save the model again"):
         load_model_state(path)
 
 

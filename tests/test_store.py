@@ -8,6 +8,7 @@ import signal
 import subprocess
 import sys
 import textwrap
+import threading
 import time
 from pathlib import Path
 
@@ -16,7 +17,7 @@ import pytest
 from conftest import ColorEmbedder
 from PIL import Image
 
-from concept import ConceptModel
+from concept import ConceptModel, EmbeddingError
 from concept.images import LoadReport
 from concept.store import EmbeddingStore
 
@@ -240,3 +241,111 @@ def test_bad_arguments():
         EmbeddingStore("x", "")
     with pytest.raises(TypeError, match="file paths"):
         EmbeddingStore("x", "m").embed(ColorEmbedder(), [np.zeros((4, 4, 3), np.uint8)])
+
+
+# -- issue 11, item 6: a damaged store never returns another image's row ------------------------
+
+def test_a_data_file_cut_short_never_gives_another_images_row(tmp_path):
+    paths = make_pngs(tmp_path / "images", 14)
+    store = EmbeddingStore(tmp_path / "store", "colors")
+    store.embed(ColorEmbedder(), paths[:10], batch_size=5)
+    with open(store.path / "vectors.f32", "r+b") as f:  # a crash or a full disk: rows 4.. lost
+        f.truncate(4 * 8 * 4 + 5)
+    store.embed(ColorEmbedder(), paths[10:], batch_size=4)  # appended where rows 4..7 were
+    backend = counting(ColorEmbedder())
+    vectors = store.embed(backend, paths, batch_size=4)[0]
+    np.testing.assert_array_equal(vectors, ColorEmbedder().embed_images(paths, batch_size=4))
+    assert backend.seen == 6  # paths[4:10] were lost with the data, so embedded again
+    rows = [json.loads(line)["row"] for line in index_lines(store)]
+    assert len(rows) == len(set(rows)) == 14  # no line was left pointing past the data
+
+
+def test_rows_that_fail_their_checksum_are_embedded_again(tmp_path, caplog):
+    paths = make_pngs(tmp_path / "images", 6)
+    store = EmbeddingStore(tmp_path / "store", "colors")
+    expected = store.embed(ColorEmbedder(), paths, batch_size=3)[0]
+    with open(store.path / "vectors.f32", "r+b") as f:  # garbage in row 2 (bit rot, a bad copy)
+        f.seek(2 * 8 * 4 + 4)
+        f.write(b"\x7f\x00\x12\x34")
+    backend = counting(ColorEmbedder())
+    with caplog.at_level("WARNING", logger="concept.store"):
+        vectors = store.embed(backend, paths, batch_size=3)[0]
+    np.testing.assert_array_equal(vectors, expected)
+    assert backend.seen == 1 and "fail their checksum" in caplog.text
+    again = counting(ColorEmbedder())
+    np.testing.assert_array_equal(store.embed(again, paths)[0], expected)
+    assert again.seen == 0  # the new row (a later index line) is used from now on
+
+
+def test_a_format_1_store_is_read_and_upgraded_by_its_next_write(tmp_path):
+    paths = make_pngs(tmp_path / "images", 5)
+    store = EmbeddingStore(tmp_path / "store", "colors")
+    expected = store.embed(ColorEmbedder(), paths, batch_size=4)[0]
+    old_lines = []
+    for line in index_lines(store):
+        entry = json.loads(line)
+        del entry["crc"]
+        old_lines.append(json.dumps(entry) + "\n")
+    (store.path / "index.jsonl").write_text("".join(old_lines[:4]))
+    meta = json.loads((store.path / "meta.json").read_text())
+    (store.path / "meta.json").write_text(json.dumps({**meta, "format": 1}))
+    backend = counting(ColorEmbedder())
+    np.testing.assert_array_equal(store.embed(backend, paths[:4])[0], expected[:4])
+    assert backend.seen == 0  # read as it is
+    np.testing.assert_array_equal(store.embed(backend, paths)[0], expected)
+    assert backend.seen == 1 and json.loads((store.path / "meta.json").read_text())["format"] == 2
+    assert all("crc" in json.loads(line) for line in index_lines(store))
+
+
+@pytest.mark.parametrize("meta", [{"dim": 0}, {"dim": "8"}, {"dim": 10**30}, {"feature_dim": -1}])
+def test_a_damaged_meta_json_is_a_clear_error(tmp_path, meta):  # issue 11, item 9
+    paths = make_pngs(tmp_path / "images", 3)
+    store = EmbeddingStore(tmp_path / "store", "colors")
+    store.embed(ColorEmbedder(), paths)
+    old = json.loads((store.path / "meta.json").read_text())
+    (store.path / "meta.json").write_text(json.dumps({**old, **meta}))
+    with pytest.raises(EmbeddingError, match="damaged meta.json"):
+        store.embed(ColorEmbedder(), paths)
+    with pytest.raises(EmbeddingError, match="damaged meta.json"):
+        len(store)
+
+
+def test_a_wrong_dim_in_meta_json_is_refused_before_any_data_is_cut(tmp_path):  # item 9
+    paths = make_pngs(tmp_path / "images", 3)
+    store = EmbeddingStore(tmp_path / "store", "colors")
+    store.embed(ColorEmbedder(), paths)
+    size = (store.path / "vectors.f32").stat().st_size
+    old = json.loads((store.path / "meta.json").read_text())
+    (store.path / "meta.json").write_text(json.dumps({**old, "dim": 7}))
+    with pytest.raises(EmbeddingError, match="8-d rows.*7-d rows"):
+        store.embed(ColorEmbedder(), paths + make_pngs(tmp_path / "more", 1))
+    assert (store.path / "vectors.f32").stat().st_size == size
+
+
+# -- issue 11, item 7: a run that waits for another says so, and counts only its own rows -------
+
+def test_a_run_waiting_for_the_lock_says_so_and_counts_only_its_own_rows(tmp_path, caplog):
+    paths = make_pngs(tmp_path / "images", 12)
+    slow = ColorEmbedder()
+    network = slow.embed_pixels
+
+    def embed_pixels(pixels):
+        time.sleep(0.2)
+        return network(pixels)
+
+    slow.embed_pixels = embed_pixels
+    first = EmbeddingStore(tmp_path / "store", "colors")
+    thread = threading.Thread(target=first.embed, args=(slow, paths[:8]), kwargs={"batch_size": 2})
+    thread.start()
+    lock = first.path / ".lock"
+    deadline = time.monotonic() + 30
+    while not (lock.exists() and lock.read_bytes()):  # the first run holds the lock
+        assert time.monotonic() < deadline
+        time.sleep(0.01)
+    second = EmbeddingStore(tmp_path / "store", "colors")
+    with caplog.at_level("WARNING", logger="concept.store"):
+        second.embed(ColorEmbedder(), paths, batch_size=4)
+    thread.join()
+    assert "Waiting for the lock" in caplog.text and str(lock) in caplog.text
+    assert f"process {os.getpid()}" in caplog.text  # who holds it
+    assert first.newly_embedded == 8 and second.newly_embedded == 4 and len(second) == 12

@@ -117,11 +117,11 @@ def cmd_embed(args: argparse.Namespace) -> None:
     backend = load_embedding_model(args.embedding_model, verbose=not args.quiet)
     store = EmbeddingStore(args.store, backend.name)
     report = LoadReport()
-    before = len(store)
     start = time.perf_counter()
     store.embed(backend, paths, batch_size=args.batch_size, report=report, verbose=not args.quiet)
+    # This run's own rows: another run on the same store may have added some while this one waited.
     print(f"{report.summary()} in {time.perf_counter() - start:.1f} s; "
-          f"{len(store) - before:,} newly embedded, {len(store):,} in {args.store} for {backend.name}")
+          f"{store.newly_embedded:,} newly embedded, {len(store):,} in {args.store} for {backend.name}")
 
 
 def cmd_info(args: argparse.Namespace) -> None:

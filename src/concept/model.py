@@ -36,7 +36,7 @@ from concept.clustering import (
 from concept.clustering.hierarchy import OUTLIER_THRESHOLD, spread
 from concept.clustering.legacy import MIN_DISTINCT, distinct_rows
 from concept.collage import make_collage
-from concept.embedding import load_embedding_model
+from concept.embedding import load_embedding_model, stored_embedding_model
 from concept.embedding.base import l2_normalize
 from concept.images import ImageInput, LoadFailure, LoadReport, load_image
 from concept.representation import (
@@ -730,11 +730,14 @@ class ConceptModel:
     @classmethod
     def load(cls, path: str | os.PathLike, embedding_model: Any = None) -> ConceptModel:
         """Load a model saved by `save`. Pass `embedding_model` when it was a custom object."""
+        from concept._state_check import check_fitted_state
         from concept.persistence import load_model_state
 
         state = load_model_state(path)
+        check_fitted_state(state, path)  # one clear ModelFileError, not a KeyError or IndexError later
         s = dict(state.settings)
-        spec = embedding_model if embedding_model is not None else s.get("embedding_model")
+        spec = embedding_model if embedding_model is not None else stored_embedding_model(  # a stored path: refused
+            s.get("embedding_model"), path, s.get("embedding_name"))
         model = cls(**{k: s[k] for k in _SETTINGS if k in s}, embedding_model=spec)
         a = state.arrays
         model.embeddings_ = a["embeddings"]

@@ -3,7 +3,10 @@
 Layout: `path/concept.json` (format, versions, settings, texts, file list, sha256 checksums),
 `path/arrays.safetensors` (every array, dtype and shape exact), `path/images/<name>.png`.
 Saving is atomic: the folder is written and flushed next to `path`, then swapped in by renames,
-so `path` holds the old or the new complete model, never a mix. Loading executes nothing.
+so `path` holds the old or the new complete model, never a mix. The folder's mode follows the
+umask like any folder the user creates; a symlinked `path` is saved into its target. A save that
+was killed leaves `.NAME.tmp-HOST-PID-TOKEN`; the next save removes it once its writer is gone.
+Loading executes nothing.
 """
 
 from __future__ import annotations
@@ -18,7 +21,8 @@ import os
 import re
 import secrets
 import shutil
-import tempfile
+import socket
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -44,6 +48,11 @@ _NAME = re.compile(r"[A-Za-z0-9_.-]+")
 _DTYPES = frozenset(map(np.dtype, ("?", "i1", "i2", "i4", "i8", "u1", "u2", "u4", "u8",
                                    "f2", "f4", "f8")))  # what safetensors stores
 _PNG_MODES = frozenset({"1", "L", "LA", "P", "RGB", "RGBA", "I", "I;16"})
+#: A temporary folder of a save whose writer cannot be checked (another host, an older concept)
+#: is removed once nothing in it changed for this long: a live save writes continuously.
+STALE_TMP_SECONDS = 600.0
+#: ... and one whose writer pid runs on this host, once idle this long (the pid may be reused).
+STALE_TMP_LIVE_PID_SECONDS = 86_400.0
 
 
 @dataclass
@@ -71,6 +80,8 @@ def save_model_state(state: ModelState, path: str | os.PathLike, *,
     ModelFileError when `path` exists and `overwrite` is False, or `path` is not a model folder.
     """
     path = Path(path)
+    if path.is_symlink():  # save into the link's target; renaming would replace the link
+        path = path.resolve()
     arrays, images = _check_state(state)
     if path.exists() or path.is_symlink():
         if not overwrite:
@@ -79,7 +90,9 @@ def save_model_state(state: ModelState, path: str | os.PathLike, *,
             raise ModelFileError(f"{path} exists and is not a concept model folder (no "
                                  f"{_MANIFEST}); refusing to replace it: choose another path.")
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.tmp-", dir=path.parent))
+    _remove_stale_tmps(path)
+    tmp = path.parent / f".{path.name}.tmp-{_host_tag()}-{os.getpid()}-{secrets.token_hex(4)}"
+    os.mkdir(tmp)  # mode 0o777 minus the umask, like any folder the user makes (not mkdtemp's 0700)
     try:
         _write_folder(tmp, state, arrays, images)
         _swap_into_place(tmp, path)
@@ -221,6 +234,62 @@ def _interrupted_save(path: Path) -> Path:
     return old
 
 
+def _host_tag() -> str:
+    """A short tag of this host, so a save's temporary folder names the machine writing it."""
+    return hashlib.sha1(socket.gethostname().encode()).hexdigest()[:8]
+
+
+def _pid_alive(pid: int) -> bool | None:
+    """Whether process `pid` runs on this host; None where that cannot be asked safely."""
+    if os.name != "posix":  # on Windows os.kill(pid, 0) would terminate the process
+        return None
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OSError, OverflowError):  # exists, but another user's (or odd)
+        return True
+    return True
+
+
+def _last_change(folder: Path) -> float:
+    """The latest mtime of `folder` and everything in it (a live save keeps writing)."""
+    latest = folder.lstat().st_mtime
+    for root, dirs, files in os.walk(folder):
+        for name in dirs + files:
+            with contextlib.suppress(OSError):
+                latest = max(latest, os.lstat(os.path.join(root, name)).st_mtime)
+    return latest
+
+
+def _remove_stale_tmps(path: Path) -> None:
+    """Delete the temporary folders that killed saves of `path` left, never a live save's.
+
+    Written by this host and its pid is gone: stale. Otherwise (another host, a name without
+    pid from an older concept, or a pid that runs and may have been reused) only once nothing
+    in it changed for STALE_TMP_SECONDS (STALE_TMP_LIVE_PID_SECONDS for a running pid).
+    """
+    # Ours: HOST-PID-TOKEN; an older concept's: mkdtemp's 8 random characters.
+    pattern = re.compile(rf"\.{re.escape(path.name)}\.tmp-(?:([0-9a-f]{{8}})-(\d+)-[0-9a-f]{{8}}|[a-z0-9_]{{8}})")
+    for tmp in path.parent.glob(f".{glob.escape(path.name)}.tmp-*"):
+        match = pattern.fullmatch(tmp.name)
+        if match is None or tmp.is_symlink() or not tmp.is_dir():
+            continue
+        host, pid = match.group(1), match.group(2)
+        try:
+            idle = time.time() - _last_change(tmp)
+        except OSError:  # removed meanwhile (its save finished or failed)
+            continue
+        alive = _pid_alive(int(pid)) if host == _host_tag() else None
+        if alive is None:  # another host, an older concept's name, or no way to ask
+            stale = idle > STALE_TMP_SECONDS
+        else:
+            stale = not alive or idle > STALE_TMP_LIVE_PID_SECONDS
+        if stale:
+            logger.info("Removing %s, left by an interrupted save.", tmp)
+            shutil.rmtree(tmp, ignore_errors=True)
+
+
 def _old_siblings(path: Path) -> list[Path]:
     """The folders a save moved `path` to before swapping in the new model."""
     return list(path.parent.glob(f".{glob.escape(path.name)}.old-*"))
@@ -233,9 +302,12 @@ def _read_manifest(path: Path) -> dict[str, Any]:
         raise ModelFileError(f"{path} is not a concept model folder: {_MANIFEST} is missing.")
     try:
         doc = json.loads(manifest.read_text(encoding="utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise ModelFileError(f"{manifest} is not valid JSON ({exc}); the folder is damaged, "
-                             "save the model again.") from exc
+    except (UnicodeDecodeError, ValueError) as exc:  # also integers of over 4,300 digits
+        raise ModelFileError(f"{manifest} is not valid JSON ({str(exc)[:200]}); the folder is "
+                             "damaged, save the model again.") from exc
+    except RecursionError:
+        raise ModelFileError(f"{manifest} is nested too deeply to be a model's; the folder is "
+                             "damaged, save the model again.") from None
     if not isinstance(doc, dict) or doc.get("format") != FORMAT_NAME:
         found = doc.get("format") if isinstance(doc, dict) else type(doc).__name__
         raise ModelFileError(f"{manifest} is not a {FORMAT_NAME!r} file (format: {found!r}).")

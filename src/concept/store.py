@@ -7,16 +7,21 @@ changed file or another model means recomputing; an unchanged collection is embe
 
 Layout, one sub-folder per model (so one store folder can serve several models)::
 
-    FOLDER/<model-slug>/meta.json      {"format": 1, "model": ..., "dim": d, "feature_dim": f|null}
+    FOLDER/<model-slug>/meta.json      {"format": 2, "model": ..., "dim": d, "feature_dim": f|null}
                         vectors.f32    float32 rows of d values, little-endian, append-only
                         features.f32   float32 rows of f values (backends with features only)
-                        index.jsonl    one {"path", "size", "mtime_ns", "row"} per line, append-only
-                        .lock          held (flock) while a process embeds
+                        index.jsonl    one {"path", "size", "mtime_ns", "row", "crc"} per line
+                        .lock          held (flock) while a process embeds; names its holder
 
 Crash safety: rows are appended, flushed and fsynced BEFORE their index lines are written (and
 fsynced), so a run killed at any point never leaves an index line pointing at missing data. On
 the next run a torn last index line is ignored (and cut), and rows past the shortest data file or
-never indexed are simply not used. The data files are plain arrays: `np.memmap` reads them.
+never indexed are simply not used. When a data file was cut short (a crash, a full disk), the
+repair before the next write drops every index line past the data, so rows appended later can
+never be read for a stale line's file. Each line's `crc` (crc32 of the row's bytes in every data
+file) is checked whenever a row is read: a row that fails is embedded again, never returned.
+Format 1 stores (no `crc`) are read as they are and upgraded to format 2 by their next write.
+The data files are plain arrays: `np.memmap` reads them.
 """
 
 from __future__ import annotations
@@ -27,8 +32,10 @@ import json
 import logging
 import os
 import re
+import socket
 import stat
 import time
+import zlib
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -48,7 +55,13 @@ __all__ = ["EmbeddingStore"]
 
 logger = logging.getLogger(__name__)
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
+#: Formats this version reads (1: no per-row checksums; upgraded by the next write).
+READABLE_FORMATS = (1, 2)
+#: Row widths above this are not an embedding: a damaged or hostile meta.json.
+MAX_DIM = 1 << 20
+#: Rows read (and checksummed) at once when verifying.
+VERIFY_CHUNK = 65_536
 _DTYPE = np.dtype("<f4")
 #: With `flush_every=None`, each call to the backend is sized to take about this long: long
 #: enough that the pipeline's start and end (the model waiting for the first decoded batch, the
@@ -56,6 +69,7 @@ _DTYPE = np.dtype("<f4")
 TARGET_SECONDS_PER_FLUSH = 20.0
 
 Key = tuple[str, int, int]  # (absolute path, size in bytes, mtime in ns)
+Entry = tuple[int, int | None]  # (row, crc32 of its bytes; None in a format 1 store)
 
 
 def _slug(model_name: str) -> str:
@@ -75,6 +89,33 @@ def _file_key(path: str | os.PathLike) -> Key | None:
     return os.path.abspath(os.fsdecode(path)), st.st_size, st.st_mtime_ns
 
 
+def _row_crcs(arrays: list[np.ndarray]) -> list[int]:
+    """crc32 of each row's bytes, the row of every data file in turn (vectors, then features)."""
+    parts = [np.ascontiguousarray(a, dtype=_DTYPE) for a in arrays]
+    crcs = []
+    for i in range(len(parts[0])):
+        crc = 0
+        for part in parts:
+            crc = zlib.crc32(part[i].tobytes(), crc)
+        crcs.append(crc)
+    return crcs
+
+
+def _index_line(key: Key, row: int, crc: int) -> str:
+    path, size, mtime_ns = key
+    return json.dumps({"path": path, "size": size, "mtime_ns": mtime_ns, "row": row, "crc": crc}) + "\n"
+
+
+def _write_replace(file: Path, data: bytes) -> None:
+    """Replace `file` by `data` in one rename, flushed first (a crash leaves the old or the new)."""
+    tmp = file.with_name(file.name + ".tmp")
+    with open(tmp, "wb") as f:
+        f.write(data)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, file)
+
+
 def _fsync_dir(folder: Path) -> None:
     with contextlib.suppress(OSError):  # not possible on every platform / file system
         fd = os.open(folder, os.O_RDONLY)
@@ -92,6 +133,9 @@ class EmbeddingStore:
     folder: the store's folder (created when first written).
     model_name: identifies the backend and its settings (e.g. `backend.name`); rows of another
         model are never used.
+
+    After `embed`, `newly_embedded` is the number of rows that call computed and stored (not
+    rows another process stored meanwhile).
     """
 
     def __init__(self, folder: str | os.PathLike, model_name: str) -> None:
@@ -100,6 +144,7 @@ class EmbeddingStore:
         self.folder = Path(folder)
         self.model_name = model_name
         self.path = self.folder / _slug(model_name)
+        self.newly_embedded = 0
 
     def __repr__(self) -> str:
         return f"EmbeddingStore({os.fspath(self.folder)!r}, {self.model_name!r})"
@@ -113,10 +158,19 @@ class EmbeddingStore:
         except (OSError, ValueError) as exc:
             raise EmbeddingError(f"The embedding store {self.path} has a damaged meta.json ({exc}); "
                                  "delete that folder to start it again.") from exc
-        if meta.get("format") != FORMAT_VERSION or meta.get("model") != self.model_name:
+        if not isinstance(meta, dict) or meta.get("format") not in READABLE_FORMATS \
+                or meta.get("model") != self.model_name:
+            found = (meta.get("format"), meta.get("model")) if isinstance(meta, dict) else meta
             raise EmbeddingError(f"The embedding store {self.path} was written by another format or "
-                                 f"model ({meta.get('format')}, {meta.get('model')!r}); delete that "
-                                 "folder or use another store folder.")
+                                 f"model ({str(found)[:100]}); delete that folder or use another "
+                                 "store folder.")
+        dim, feature_dim = meta.get("dim"), meta.get("feature_dim")
+        if type(dim) is not int or not 1 <= dim <= MAX_DIM or not (
+                feature_dim is None or type(feature_dim) is int and 1 <= feature_dim <= MAX_DIM):
+            raise EmbeddingError(f"The embedding store {self.path} has a damaged meta.json (dim "
+                                 f"{str(dim)[:20]}, feature_dim {str(feature_dim)[:20]}: each must be "
+                                 f"a whole number from 1 to {MAX_DIM}); delete that folder to start "
+                                 "it again.")
         return meta
 
     def _n_rows(self, meta: dict[str, Any]) -> int:
@@ -136,31 +190,55 @@ class EmbeddingStore:
             files.append(("features.f32", int(meta["feature_dim"])))
         return files
 
-    def _read_index(self, n_rows: int) -> dict[Key, int]:
-        """Key → row for every complete, valid index line whose row exists (later lines win)."""
+    def _read_index(self, meta: dict[str, Any], n_rows: int) -> tuple[dict[Key, Entry], bool]:
+        """Key → (row, crc) for every complete, valid index line whose row exists (later lines
+        win), and whether any line was torn, damaged or past the data (the file needs repair)."""
         try:
             data = (self.path / "index.jsonl").read_bytes()
         except FileNotFoundError:
-            return {}
+            return {}, False
         lines = data.split(b"\n")
-        if lines and lines[-1]:
+        dirty = bool(lines[-1])
+        if dirty:
             logger.info("Ignoring a torn last line of %s (a run was interrupted)", self.path / "index.jsonl")
-        index: dict[Key, int] = {}
+        needs_crc = meta["format"] >= 2
+        index: dict[Key, Entry] = {}
         for line in lines[:-1]:  # the part after the last newline is torn or empty
             try:
                 entry = json.loads(line)
                 key, row = (str(entry["path"]), int(entry["size"]), int(entry["mtime_ns"])), int(entry["row"])
-            except (ValueError, KeyError, TypeError):
+                crc = int(entry["crc"]) if needs_crc or "crc" in entry else None
+            except (ValueError, KeyError, TypeError, AttributeError, RecursionError):
                 logger.warning("Ignoring a damaged line in %s", self.path / "index.jsonl")
+                dirty = True
                 continue
             if 0 <= row < n_rows:
-                index[key] = row
-        return index
+                index[key] = (row, crc)
+            else:
+                dirty = True
+        return index, dirty
 
     def __len__(self) -> int:
         """Number of images (file versions) the store holds for this model."""
         meta = self._meta()
-        return 0 if meta is None else len(self._read_index(self._n_rows(meta)))
+        return 0 if meta is None else len(self._read_index(meta, self._n_rows(meta))[0])
+
+    def _drop_corrupt(self, meta: dict[str, Any], index: dict[Key, Entry], keys: list[Key | None]) -> None:
+        """Remove from `index` the entries of `keys` whose rows fail their checksum (so they are
+        embedded again); rows of a format 1 store have none and are trusted."""
+        entries = sorted({index[k] for k in keys if k in index and index[k][1] is not None})
+        bad: set[int] = set()
+        for start in range(0, len(entries), VERIFY_CHUNK):
+            part = entries[start:start + VERIFY_CHUNK]
+            rows = np.asarray([row for row, _ in part], dtype=np.int64)
+            for (row, crc), found in zip(part, _row_crcs(self._rows(meta, rows))):
+                if crc != found:
+                    bad.add(row)
+        if bad:
+            logger.warning("%d rows of the embedding store %s fail their checksum (damaged data); "
+                           "embedding those images again.", len(bad), self.path)
+            for key in [k for k, (row, _) in index.items() if row in bad]:
+                del index[key]
 
     def _rows(self, meta: dict[str, Any], rows: np.ndarray) -> list[np.ndarray]:
         """The given rows of each data file (copies, float32)."""
@@ -178,44 +256,89 @@ class EmbeddingStore:
     # ------------------------------------------------------------------ writing
     @contextlib.contextmanager
     def _locked(self) -> Iterator[None]:
+        """Hold the store's lock; say so when another process holds it and this one waits."""
         self.path.mkdir(parents=True, exist_ok=True)
-        with open(self.path / ".lock", "a+b") as handle:
+        lock = self.path / ".lock"
+        with open(lock, "a+b") as handle:
             if fcntl is not None:
-                fcntl.flock(handle, fcntl.LOCK_EX)
+                try:
+                    fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                except BlockingIOError:
+                    logger.warning("Waiting for the lock %s: %s is embedding into this store; this run "
+                                   "goes on when it ends (and reuses what it stored).", lock,
+                                   self._holder(handle))
+                    fcntl.flock(handle, fcntl.LOCK_EX)
+                # Name the holder for a run that has to wait (the lock itself is the flock).
+                handle.truncate(0)
+                handle.write(json.dumps({"pid": os.getpid(), "host": socket.gethostname(),
+                                         "since": time.strftime("%Y-%m-%d %H:%M:%S")}).encode())
+                handle.flush()
             try:
                 yield
             finally:
                 if fcntl is not None:
+                    handle.truncate(0)
                     fcntl.flock(handle, fcntl.LOCK_UN)
+
+    @staticmethod
+    def _holder(handle: Any) -> str:
+        """Who holds the lock, as the lock file says ("another process" if it does not)."""
+        with contextlib.suppress(OSError, ValueError, TypeError, AttributeError, RecursionError):
+            handle.seek(0)
+            info = json.loads(handle.read(4096) or b"null")
+            return (f"process {int(info['pid'])} on {str(info['host'])[:100]} "
+                    f"(since {str(info['since'])[:40]})")
+        return "another process"
 
     def _create(self, dim: int, feature_dim: int | None) -> dict[str, Any]:
         meta = {"format": FORMAT_VERSION, "model": self.model_name, "dim": dim, "feature_dim": feature_dim}
-        tmp = self.path / "meta.json.tmp"
-        with open(tmp, "w") as f:
-            json.dump(meta, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, self.path / "meta.json")
+        _write_replace(self.path / "meta.json", json.dumps(meta).encode())
         _fsync_dir(self.path)
         return meta
 
-    def _repair(self, meta: dict[str, Any]) -> int:
-        """Cut data files to their common whole rows and the index to its last full line."""
+    def _check_width(self, backend: Any, meta: dict[str, Any]) -> None:
+        """Refuse a backend whose `dim` differs from the store's rows (before anything is cut)."""
+        try:
+            dim = getattr(backend, "dim", None)
+        except Exception:  # noqa: BLE001 -- a backend's property may fail; the rows are checked later
+            return
+        if isinstance(dim, int) and not isinstance(dim, bool) and dim != meta["dim"]:
+            raise EmbeddingError(f"{type(backend).__name__} gives {dim}-d rows but the store {self.path} "
+                                 f"holds {meta['dim']}-d rows for {self.model_name!r}: is it the same "
+                                 "model? If meta.json is damaged, delete that folder to start it again.")
+
+    def _repair(self, meta: dict[str, Any]) -> tuple[dict[str, Any], int]:
+        """Before writing: cut the data files to their common whole rows, and rewrite the index
+        without torn or damaged lines and without lines past the data (rows appended next reuse
+        those offsets, so such a line would come to name another image's row). A format 1 store
+        gets its rows' checksums and becomes format 2. Returns the meta and the row count."""
         n = self._n_rows(meta)
         for name, width in self._files(meta):
             with open(self.path / name, "ab") as f:
                 f.truncate(n * width * _DTYPE.itemsize)
-        index = self.path / "index.jsonl"
-        if index.exists():
-            data = index.read_bytes()
-            end = data.rfind(b"\n") + 1
-            if end != len(data):
-                with open(index, "r+b") as f:
-                    f.truncate(end)
-        return n
+        index, dirty = self._read_index(meta, n)
+        upgrade = meta["format"] < FORMAT_VERSION
+        if dirty or upgrade:
+            keys = list(index)
+            crcs = [crc for _, crc in index.values()]
+            if upgrade:
+                crcs = []
+                for start in range(0, len(keys), VERIFY_CHUNK):
+                    rows = np.asarray([index[k][0] for k in keys[start:start + VERIFY_CHUNK]], np.int64)
+                    crcs += _row_crcs(self._rows(meta, rows))
+            lines = [_index_line(key, index[key][0], crc) for key, crc in zip(keys, crcs)]
+            dropped = "" if not dirty else " (dropping torn, damaged or dangling lines)"
+            logger.info("Rewriting the index of %s%s", self.path, dropped)
+            _write_replace(self.path / "index.jsonl", "".join(lines).encode())
+            _fsync_dir(self.path)
+            if upgrade:
+                meta = self._create(meta["dim"], meta["feature_dim"])
+        return meta, n
 
-    def _append(self, meta: dict[str, Any], first_row: int, keys: list[Key], arrays: list[np.ndarray]) -> None:
-        """Append rows (flushed and fsynced), then their index lines (flushed and fsynced)."""
+    def _append(self, meta: dict[str, Any], first_row: int, keys: list[Key],
+                arrays: list[np.ndarray]) -> list[int]:
+        """Append rows (flushed and fsynced), then their index lines (flushed and fsynced);
+        return the rows' checksums."""
         for (name, width), array in zip(self._files(meta), arrays):
             with open(self.path / name, "ab") as f:
                 if f.tell() != first_row * width * _DTYPE.itemsize:
@@ -223,14 +346,13 @@ class EmbeddingStore:
                 f.write(np.ascontiguousarray(array, dtype=_DTYPE).tobytes())
                 f.flush()
                 os.fsync(f.fileno())
-        lines = "".join(
-            json.dumps({"path": p, "size": s, "mtime_ns": m, "row": first_row + i}) + "\n"
-            for i, (p, s, m) in enumerate(keys)
-        )
+        crcs = _row_crcs(arrays)
+        lines = "".join(_index_line(key, first_row + i, crc) for i, (key, crc) in enumerate(zip(keys, crcs)))
         with open(self.path / "index.jsonl", "ab") as f:
             f.write(lines.encode())
             f.flush()
             os.fsync(f.fileno())
+        return crcs
 
     # ------------------------------------------------------------------ the one public operation
     def embed(
@@ -273,6 +395,7 @@ class EmbeddingStore:
         if flush_every is not None and flush_every < 1:
             raise ValueError(f"flush_every must be None or >= 1, got {flush_every!r}")
         report = report if report is not None else LoadReport()
+        self.newly_embedded = 0
         keys = [_file_key(p) for p in paths]
         with self._locked():
             meta = self._meta()
@@ -285,7 +408,11 @@ class EmbeddingStore:
             if features and not hasattr(backend, "embed_images_and_features"):
                 raise EmbeddingError(f"{type(backend).__name__} has no embed_images_and_features, "
                                      "so the store cannot hold image features for it.")
-            index = self._read_index(self._n_rows(meta)) if meta else {}
+            if meta is not None:
+                self._check_width(backend, meta)
+            index = self._read_index(meta, self._n_rows(meta))[0] if meta else {}
+            if index:
+                self._drop_corrupt(meta, index, keys)
             # Compute each missing file once (duplicates share it); unstat-able paths go to the
             # backend too, so that it says why they cannot be read.
             todo, planned = [], set()
@@ -303,11 +430,11 @@ class EmbeddingStore:
             return self._gather(meta, keys, index, failed, unstored, report, features)
 
     def _compute(self, backend: Any, paths: Sequence[str | os.PathLike], keys: list[Key | None],
-                 todo: list[int], batch_size: int, meta: dict[str, Any] | None, index: dict[Key, int],
+                 todo: list[int], batch_size: int, meta: dict[str, Any] | None, index: dict[Key, Entry],
                  failed: dict[int, LoadFailure], unstored: dict[int, list[np.ndarray]], *, strict: bool,
                  features: bool, flush_every: int | None, verbose: bool | None) -> dict[str, Any] | None:
         """Embed the files at positions `todo`, one backend call per flush; update `index`."""
-        n_rows = self._repair(meta) if meta else 0
+        meta, n_rows = self._repair(meta) if meta else (None, 0)
         show = verbose if verbose is not None else bool(getattr(backend, "verbose", True))
         # The store draws one bar over all missing files; the backend's own, per call, would flicker.
         backend_verbose = getattr(backend, "verbose", None)
@@ -350,9 +477,10 @@ class EmbeddingStore:
                             unstored[part[p]] = [a[j] for a in arrays]
                     if keep:
                         new_keys = [keys[part[loaded[j]]] for j in keep]
-                        self._append(meta, n_rows, new_keys, [a[keep] for a in arrays])
-                        index.update((k, n_rows + r) for r, k in enumerate(new_keys))
+                        crcs = self._append(meta, n_rows, new_keys, [a[keep] for a in arrays])
+                        index.update((k, (n_rows + r, crc)) for r, (k, crc) in enumerate(zip(new_keys, crcs)))
                         n_rows += len(keep)
+                        self.newly_embedded += len(keep)
                     start += len(part)
                     bar.update(len(part))
                     if flush_every is None:
@@ -364,7 +492,7 @@ class EmbeddingStore:
                 backend.verbose = backend_verbose
         return meta
 
-    def _gather(self, meta: dict[str, Any] | None, keys: list[Key | None], index: dict[Key, int],
+    def _gather(self, meta: dict[str, Any] | None, keys: list[Key | None], index: dict[Key, Entry],
                 failed: dict[int, LoadFailure], unstored: dict[int, list[np.ndarray]],
                 report: LoadReport, features: bool) -> tuple[np.ndarray, np.ndarray | None]:
         """Rows for the loaded positions in input order; `report` filled."""
@@ -376,7 +504,7 @@ class EmbeddingStore:
                 rows.append(-1)
             elif key in index:
                 loaded.append(i)
-                rows.append(index[key])
+                rows.append(index[key][0])
             else:  # failed itself, or a duplicate of a file that failed
                 f = failed.get(i) or failed_keys[key]
                 report.failures.append(LoadFailure(i, f.source, f.reason))

@@ -1,15 +1,18 @@
 """Embedding backends: one protocol (`EmbeddingModel`), several implementations.
 
 `load_embedding_model("auto")` picks CLIP when its weights are on this machine and the
-bundled offline model otherwise, and says which one it used.
+bundled offline model otherwise, and says which one it used. `stored_embedding_model` decides
+what a saved model's own choice may load: a bundled name, never a path it names.
 """
 
 from __future__ import annotations
 
 import logging
 import os
+import re
 import socket
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlparse
 
 from concept._errors import EmbeddingError
@@ -24,12 +27,55 @@ __all__ = [
     "OfflineEmbedder",
     "l2_normalize",
     "load_embedding_model",
+    "stored_embedding_model",
 ]
 
 logger = logging.getLogger(__name__)
 
 #: The CLIP model "auto" looks for: the reference Concept's default.
 DEFAULT_CLIP = "sentence-transformers/clip-ViT-B-32"
+#: Names a saved model may load by itself: the bundled models and the CLIP models of
+#: sentence-transformers (read from the user's own Hugging Face cache, never from a path).
+_OFFLINE_NAME = re.compile(r"offline(-lite[012])?(-bf16)?")
+_KNOWN_CLIP = frozenset(f"{org}clip-ViT-{arch}" for org in ("", "sentence-transformers/")
+                        for arch in ("B-32", "B-16", "L-14", "B-32-multilingual-v1"))
+
+
+class UnconfirmedEmbeddingModel:
+    """Stands in for the embedding model a loaded model folder names by path: that path is
+    loaded only when the user passes it (the folder, not the user, chose it: a downloaded
+    model could name its own files, or any file, to be loaded as weights). Searching or
+    embedding raises an EmbeddingError saying how; saving keeps the path."""
+
+    def __init__(self, spec: str, model_folder: str | os.PathLike, name: str | None = None) -> None:
+        self.spec = spec
+        self.model_folder = os.fspath(model_folder)
+        self.name = name  # the stored backend name, kept when the model is saved again
+
+    def _refuse(self, *args: Any, **kwargs: Any):
+        raise EmbeddingError(
+            f"The model in {self.model_folder} names the embedding model {self.spec!r}, a path, which "
+            "concept does not load on a model folder's say-so (it would run those files as model "
+            f"weights). If you trust it, pass it yourself: ConceptModel.load({self.model_folder!r}, "
+            f"embedding_model={self.spec!r}) (on the command line: --embedding-model {self.spec}).")
+
+    embed_images = embed_texts = embed_images_and_features = _refuse
+
+    def __repr__(self) -> str:
+        return f"UnconfirmedEmbeddingModel({self.spec!r})"
+
+
+def stored_embedding_model(spec: Any, model_folder: str | os.PathLike, name: str | None = None) -> Any:
+    """What a saved model's `settings.embedding_model` may load without the user passing it:
+    a bundled name ("offline", "offline-lite1", "auto") or a known CLIP name as it is; any
+    other string (a folder path) an `UnconfirmedEmbeddingModel` that refuses with what to do."""
+    if spec is None or not isinstance(spec, str):
+        return None
+    if spec == "auto" or _OFFLINE_NAME.fullmatch(spec):
+        return spec
+    if spec in _KNOWN_CLIP and not Path(spec).expanduser().exists():  # never a same-named folder
+        return spec
+    return UnconfirmedEmbeddingModel(spec, model_folder, name)
 
 
 def _clip_in_local_cache(repo_id: str = DEFAULT_CLIP) -> bool:

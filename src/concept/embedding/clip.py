@@ -13,6 +13,7 @@ tower in many languages) is paired with a CLIP image model, so it can embed imag
 from __future__ import annotations
 
 import logging
+import os
 from functools import cached_property
 from pathlib import Path
 
@@ -50,6 +51,46 @@ TEXT_ONLY_PAIRS = {
     "clip-ViT-B-32-multilingual-v1": "clip-ViT-B-32",
     "sentence-transformers/clip-ViT-B-32-multilingual-v1": "sentence-transformers/clip-ViT-B-32",
 }
+
+
+def _hub_id(name: str) -> str:
+    """The Hub repository sentence-transformers reads a bare name from ("clip-ViT-B-32" is
+    "sentence-transformers/clip-ViT-B-32")."""
+    return name if "/" in name else f"sentence-transformers/{name}"
+
+
+def _cache_folder() -> str:
+    """Where sentence-transformers looks for Hub models on this machine."""
+    from huggingface_hub import constants
+
+    return os.environ.get("SENTENCE_TRANSFORMERS_HOME") or constants.HF_HUB_CACHE
+
+
+def require_local_weights(name: str) -> None:
+    """Raise EmbeddingError at once, with what to do, unless `name` is a local folder or a model
+    in the local Hugging Face cache (a file lookup, no network; loading it would fail later,
+    after a long traceback about the internet connection)."""
+    if Path(name).expanduser().is_dir():
+        return
+    if name.startswith(("/", ".", "~")) or name.count("/") > 1 or (os.sep == "\\" and "\\" in name):
+        raise EmbeddingError(f"The embedding model folder {name!r} does not exist: pass the folder of a "
+                             "saved CLIP (sentence-transformers) model, or embedding_model='offline' "
+                             "(the bundled model, which works now).")
+    from huggingface_hub import try_to_load_from_cache
+
+    cache = _cache_folder()
+    for repo in dict.fromkeys((_hub_id(name), name)):
+        for file in ("modules.json", "config.json"):
+            found = try_to_load_from_cache(repo, file, cache_dir=cache)
+            if isinstance(found, str) and Path(found).exists():
+                return
+    raise EmbeddingError(
+        f"The weights of {name!r} are not on this machine: they were looked for as {_hub_id(name)!r} in "
+        f"the Hugging Face cache {cache} (set by HF_HOME / HF_HUB_CACHE / SENTENCE_TRANSFORMERS_HOME) "
+        f"and as a local folder, and concept never downloads by default. Pass the local folder of "
+        f"the model instead (embedding_model='/path/to/clip-ViT-B-32', e.g. one written by "
+        f"SentenceTransformer(...).save(folder) on a machine with network), or use "
+        f"embedding_model='offline', the bundled model, which works now.")
 
 
 def _dimension(model) -> int:
@@ -95,6 +136,9 @@ class CLIPEmbedder(BaseEmbedder):
         self.gpu_batch_size = DEFAULT_GPU_BATCH if gpu_batch_size is None else gpu_batch_size
         self.gpu_decode = gpu_decode
         self.name = f"clip:{Path(model).name}" + (f"+{Path(text_model).name}" if text_model else "")
+        if not allow_download:  # fail at once, not deep inside transformers
+            for name in filter(None, (model, text_model)):
+                require_local_weights(name)
         self._check_image_model()
         self.image_size = self._crop_size()
         text_dim = _dimension(self.text_model)

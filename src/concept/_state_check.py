@@ -1,0 +1,186 @@
+"""Check a loaded model state before `ConceptModel.load` uses it: one clear ModelFileError.
+
+The checksums in a model folder prove that its files are the ones saved, not that what was saved
+(or written by hand, or by a hostile tool that recomputed the checksums) is a fitted model. This
+checks every setting, array and text `ConceptModel.load` reads: types, ranges, and shapes that
+agree with each other (n images, k concepts, d dimensions). Keys it does not know are left alone,
+so newer state (extra arrays or settings) loads.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import re
+from typing import Any
+
+import numpy as np
+
+from concept._errors import ModelFileError
+from concept.persistence import ModelState
+
+__all__ = ["check_fitted_state"]
+
+#: Integers in settings are bounded: a huge one passes JSON but overflows numpy and friends.
+_MAX_INT = 2**62
+_COLLAGE = re.compile(r"concept_(\d+)")
+_NUMBERED = re.compile(r".*_\d+")  # what ConceptModel.load parses a collage's concept from
+
+
+class _Bad(Exception):
+    """One problem found, as a phrase; turned into a ModelFileError naming the folder."""
+
+
+def check_fitted_state(state: ModelState, path: str | os.PathLike) -> None:
+    """Raise ModelFileError (naming `path` and the first problem) unless `state` is a fitted
+    ConceptModel's: settings of the right types and ranges, arrays of consistent shapes and
+    in-range indices, topics for every concept."""
+    try:
+        _check_settings(state.settings)
+        n, k = _check_arrays(state.arrays)
+        _check_texts(state.texts, n, k)
+        _check_images(state.images, k)
+    except _Bad as exc:
+        raise ModelFileError(f"{os.fspath(path)} does not hold a valid fitted model: {exc}; "
+                             "save the model again (or restore the folder from a backup).") from None
+
+
+# -- settings ----------------------------------------------------------------------------------
+def _integer(settings: dict[str, Any], key: str, low: int, *, optional: bool = False) -> int | None:
+    if key not in settings:
+        raise _Bad(f"settings has no {key!r}")
+    value = settings[key]
+    if value is None and optional:
+        return None
+    if type(value) is float and value.is_integer() and abs(value) <= _MAX_INT:  # e.g. 10.0
+        value = int(value)
+    if type(value) is not int or not low <= value <= _MAX_INT:
+        raise _Bad(f"settings[{key!r}] must be an integer >= {low}"
+                   f"{' or null' if optional else ''}, not {_short(value)}")
+    return value
+
+
+def _check_settings(settings: dict[str, Any]) -> None:
+    min_size = _integer(settings, "min_concept_size", 2)
+    for key in ("n_exemplars", "n_words", "vocabulary_size", "batch_size"):
+        _integer(settings, key, 1)
+    sample = _integer(settings, "sample_size", 1, optional=True)
+    if sample is not None and sample < 2 * min_size:
+        raise _Bad(f"settings['sample_size'] ({sample}) is below 2 * min_concept_size ({min_size})")
+    seed = _integer(settings, "random_state", 0, optional=True)
+    if seed is not None and seed >= 2**32:
+        raise _Bad(f"settings['random_state'] must be below 2**32, not {seed}")
+    diversity = settings.get("diversity")
+    if (type(diversity) not in (int, float) or not math.isfinite(diversity)
+            or not 0 <= diversity <= 1):
+        raise _Bad(f"settings['diversity'] must be a number in [0, 1], not {_short(diversity)}")
+    for key in ("ctfidf", "verbose"):  # 0 and 1 too: the model saves what the user passed
+        if type(settings.get(key)) is not bool and settings.get(key) not in (0, 1):
+            raise _Bad(f"settings[{key!r}] must be true or false, not {_short(settings.get(key))}")
+    if settings.get("cluster_space") not in ("auto", "embeddings"):
+        raise _Bad(f"settings['cluster_space'] must be 'auto' or 'embeddings', "
+                   f"not {_short(settings.get('cluster_space'))}")
+    for key in ("embedding_model", "embedding_name"):
+        if not isinstance(settings.get(key), (str, type(None))):
+            raise _Bad(f"settings[{key!r}] must be a string or null, not {_short(settings.get(key))}")
+
+
+# -- arrays ------------------------------------------------------------------------------------
+def _array(arrays: dict[str, np.ndarray], name: str, kind: str, shape: tuple[int | None, ...], *,
+           optional: bool = False) -> np.ndarray | None:
+    """`arrays[name]` checked for dtype kind ("f": float, "i": integer) and shape (None: any)."""
+    if name not in arrays:
+        if optional:
+            return None
+        raise _Bad(f"the array {name!r} is missing")
+    a = arrays[name]
+    if kind == "i" and a.dtype.kind not in "iu" or kind == "f" and a.dtype.kind != "f":
+        raise _Bad(f"the array {name!r} is {a.dtype}, not {'integer' if kind == 'i' else 'float'}")
+    if a.ndim != len(shape) or any(want is not None and got != want for got, want in zip(a.shape, shape)):
+        want = "(" + ", ".join("*" if w is None else str(w) for w in shape) + ")"
+        raise _Bad(f"the array {name!r} has shape {a.shape}, expected {want}")
+    if kind == "f" and a.size:  # a NaN or infinity anywhere makes the sum of squares non-finite
+        flat = a.reshape(-1)
+        if not math.isfinite(float(np.einsum("i,i->", flat, flat, dtype=np.float64))):
+            raise _Bad(f"the array {name!r} holds NaN or infinite values")
+    return a
+
+
+def _in_range(a: np.ndarray, name: str, low: int, high: int) -> None:
+    if a.size and (int(a.min()) < low or int(a.max()) >= high):
+        raise _Bad(f"the array {name!r} holds values outside [{low}, {high}) "
+                   f"(from {int(a.min())} to {int(a.max())})")
+
+
+def _check_arrays(arrays: dict[str, np.ndarray]) -> tuple[int, int]:
+    """Check the arrays; return (n images, k concepts)."""
+    x = _array(arrays, "embeddings", "f", (None, None))
+    n, d = x.shape
+    if n == 0 or d == 0:
+        raise _Bad(f"the array 'embeddings' is empty (shape {x.shape})")
+    concepts = _array(arrays, "concept_embeddings", "f", (None, d))
+    k = len(concepts)
+    labels = _array(arrays, "labels", "i", (n,))
+    _in_range(labels, "labels", -1, k)
+    _array(arrays, "probabilities", "f", (n,))
+    _in_range(_array(arrays, "image_indices", "i", (n,)), "image_indices", 0, _MAX_INT)
+    reference = _array(arrays, "reference_rows", "i", (None,))
+    if len(reference) == 0:
+        raise _Bad("the array 'reference_rows' is empty")
+    _in_range(reference, "reference_rows", 0, n)
+    counts = _array(arrays, "exemplar_counts", "i", (k,))
+    exemplars = _array(arrays, "exemplars", "i", (None,))
+    _in_range(counts, "exemplar_counts", 0, n + 1)
+    if int(counts.sum()) != len(exemplars):
+        raise _Bad(f"'exemplar_counts' add up to {int(counts.sum())} but there are "
+                   f"{len(exemplars)} exemplars")
+    _in_range(exemplars, "exemplars", 0, n)
+    features = _array(arrays, "features", "f", (n, None), optional=True)
+    space = d if features is None else features.shape[1]
+    projection = _array(arrays, "projection", "f", (space, None), optional=True)
+    if projection is not None and not 1 <= projection.shape[1] <= space:
+        raise _Bad(f"the array 'projection' has shape {projection.shape}, expected ({space}, 1..{space})")
+    _array(arrays, "image_center", "f", (d,))
+    _array(arrays, "word_center", "f", (d,), optional=True)
+    _array(arrays, "map_2d", "f", (n, 2), optional=True)
+    return n, k
+
+
+# -- texts and images --------------------------------------------------------------------------
+def _check_texts(texts: dict[str, Any], n: int, k: int) -> None:
+    topics = texts.get("topics")
+    if not isinstance(topics, dict):
+        raise _Bad("texts has no 'topics' dictionary")
+    if set(topics) != {str(c) for c in range(k)}:
+        missing = sorted(set(map(str, range(k))) - set(topics), key=len)[:5]
+        extra = sorted(set(topics) - set(map(str, range(k))))[:5]
+        raise _Bad(f"'topics' must have one entry per concept 0..{k - 1} "
+                   f"(missing {missing}, unexpected {[_short(e) for e in extra]})")
+    for c, words in topics.items():
+        if not isinstance(words, list) or not all(
+                isinstance(pair, list) and len(pair) == 2 and isinstance(pair[0], str)
+                and type(pair[1]) in (int, float) and math.isfinite(pair[1]) for pair in words):
+            raise _Bad(f"topics[{c!r}] must be a list of [word, score] pairs")
+    sources = texts.get("image_sources")
+    if sources is not None and (not isinstance(sources, list) or len(sources) != n
+                                or not all(isinstance(s, str) for s in sources)):
+        raise _Bad(f"'image_sources' must be null or a list of {n} file names")
+    failures = texts.get("failures", [])
+    if not isinstance(failures, list) or not all(
+            isinstance(f, list) and len(f) == 3 and type(f[0]) is int and 0 <= f[0] <= _MAX_INT
+            and isinstance(f[1], str) and isinstance(f[2], str) for f in failures):
+        raise _Bad("'failures' must be a list of [position, source, reason]")
+
+
+def _check_images(images: dict[str, Any], k: int) -> None:
+    for name in images:
+        match = _COLLAGE.fullmatch(name)
+        if _NUMBERED.fullmatch(name) is None or match is not None and int(match.group(1)) >= k:
+            raise _Bad(f"the image {name!r} is not the collage of one of the {k} concepts "
+                       "(concept_0 ...)")
+
+
+def _short(value: Any) -> str:
+    """A value for a message, cut short (a hostile file may hold huge ones)."""
+    text = repr(value) if not isinstance(value, int) or abs(value) < 10**30 else "a huge integer"
+    return text if len(text) <= 60 else text[:57] + "..."
