@@ -219,7 +219,7 @@ def test_keyboard_interrupt_exits_130(monkeypatch, tmp_path, capsys):
     def interrupted(*args, **kwargs):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr("concept.cli.ConceptModel.load", interrupted)
+    monkeypatch.setattr("concept.model.ConceptModel.load", interrupted)
     code, out, err = run(capsys, "info", tmp_path)
     assert code == 130 and err.strip() == "concept: interrupted"
 
@@ -233,3 +233,25 @@ def test_embed_fills_a_store_once_and_fit_reuses_it(image_dir, tiny_clip, tmp_pa
     code, out, _ = run(capsys, "fit", image_dir, "--store", store, "--out", tmp_path / "m",
                        "--embedding-model", tiny_clip, "--min-concept-size", "5", "--seed", "0", "--quiet")
     assert code == 0 and (tmp_path / "m" / "concept.json").is_file()
+
+
+HEAVY = ("torch", "pandas", "umap", "sklearn", "scipy", "transformers", "concept.model")
+
+
+def imported_after(code: str) -> list[str]:
+    """Which of HEAVY a fresh interpreter has imported after running `code`."""
+    probe = f"{code}\nimport sys\nprint(' '.join(m for m in {HEAVY!r} if m in sys.modules))"
+    result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    return result.stdout.split("\n")[-2].split()
+
+
+def test_help_imports_no_heavy_module():  # `concept --help` took 2.2-2.7 s importing torch
+    assert imported_after("import concept.cli\nimport concept.__main__") == []
+    code = "from concept.cli import main\ntry:\n    main(['fit', '--help'])\nexcept SystemExit:\n    pass"
+    assert imported_after(code) == []
+
+
+def test_info_does_not_import_torch(fitted):
+    loaded = imported_after(f"from concept.cli import main\nassert main(['info', {str(fitted['out'])!r}]) == 0")
+    assert "torch" not in loaded and "transformers" not in loaded and "umap" not in loaded

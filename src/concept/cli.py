@@ -2,6 +2,8 @@
 
 Results go to stdout; progress bars (tqdm, from the library) and log messages go to stderr.
 Expected errors (any `ConceptError`, a bad path) print one line and exit with status 2.
+Heavy modules (the model, pandas, torch) are imported by the commands that need them, so that
+`concept --help` starts at once.
 """
 
 from __future__ import annotations
@@ -12,9 +14,12 @@ import os
 import sys
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from concept import ConceptError, ConceptModel, __version__
-from concept.images import IMAGE_EXTENSIONS, list_image_files
+from concept import ConceptError, __version__
+
+if TYPE_CHECKING:
+    from concept.model import ConceptModel
 
 logger = logging.getLogger("concept")
 
@@ -51,6 +56,8 @@ def _info_table(model: ConceptModel) -> str:
 
 
 def _load(args: argparse.Namespace) -> ConceptModel:
+    from concept.model import ConceptModel
+
     model = ConceptModel.load(args.model_dir, embedding_model=getattr(args, "embedding_model", None))
     model.verbose = not args.quiet  # read when the embedding model is first loaded
     return model
@@ -72,13 +79,22 @@ def _save_figure(model: ConceptModel, out: str, top_n: int) -> None:
     fig.savefig(out, dpi=100, bbox_inches="tight")
 
 
+def _no_images(folder: str) -> CLIError:
+    from concept.images import IMAGE_EXTENSIONS
+
+    return CLIError(f"no image files ({', '.join(sorted(IMAGE_EXTENSIONS))}) in {folder}")
+
+
 def cmd_fit(args: argparse.Namespace) -> None:
+    from concept.images import list_image_files
+    from concept.model import ConceptModel
+
     out = Path(args.out)  # refuse a folder save() would refuse, before minutes of fitting
     if out.exists() and not (out.is_dir() and (not any(out.iterdir()) or (out / "concept.json").is_file())):
         raise CLIError(f"--out {out} exists and is not a concept model folder; choose another path")
     paths = list_image_files(args.images_dir)
     if not paths:
-        raise CLIError(f"no image files ({', '.join(sorted(IMAGE_EXTENSIONS))}) in {args.images_dir}")
+        raise _no_images(args.images_dir)
     docs = _read_docs(args.docs) if args.docs else None
     model = ConceptModel(min_concept_size=args.min_concept_size, embedding_model=args.embedding_model,
                          ctfidf=args.ctfidf, n_words=args.n_words, random_state=args.seed,
@@ -108,12 +124,12 @@ def cmd_fit(args: argparse.Namespace) -> None:
 def cmd_embed(args: argparse.Namespace) -> None:
     """Embed a folder into an on-disk store (resumable; unchanged files are never redone)."""
     from concept.embedding import load_embedding_model
-    from concept.images import LoadReport
+    from concept.images import LoadReport, list_image_files
     from concept.store import EmbeddingStore
 
     paths = list_image_files(args.images_dir)
     if not paths:
-        raise CLIError(f"no image files ({', '.join(sorted(IMAGE_EXTENSIONS))}) in {args.images_dir}")
+        raise _no_images(args.images_dir)
     backend = load_embedding_model(args.embedding_model, verbose=not args.quiet)
     store = EmbeddingStore(args.store, backend.name)
     report = LoadReport()
@@ -129,6 +145,8 @@ def cmd_info(args: argparse.Namespace) -> None:
 
 
 def cmd_search(args: argparse.Namespace) -> None:
+    from concept.images import IMAGE_EXTENSIONS
+
     query = args.query
     if Path(query).suffix.lower() in IMAGE_EXTENSIONS and not Path(query).is_file():
         raise CLIError(f"query image {query} does not exist (a text query must not end in an image extension)")
@@ -141,6 +159,8 @@ def cmd_search(args: argparse.Namespace) -> None:
 
 
 def cmd_assign(args: argparse.Namespace) -> None:
+    from concept.images import list_image_files
+
     paths: list[str] = []
     for item in args.images:
         if Path(item).is_dir():
