@@ -255,3 +255,30 @@ def test_help_imports_no_heavy_module():  # `concept --help` took 2.2-2.7 s impo
 def test_info_does_not_import_torch(fitted):
     loaded = imported_after(f"from concept.cli import main\nassert main(['info', {str(fitted['out'])!r}]) == 0")
     assert "torch" not in loaded and "transformers" not in loaded and "umap" not in loaded
+
+
+def test_fit_is_reproducible_by_default_and_says_so(image_dir, docs_file, tiny_clip, tmp_path, capsys):
+    with pytest.raises(SystemExit):
+        main(["fit", "--help"])
+    help_text = " ".join(capsys.readouterr().out.split())
+    assert "--seed N random seed (default: 0)" in help_text and "not reproducible" in help_text
+    code, out, err = run(capsys, "fit", image_dir, "--docs", docs_file, "--out", tmp_path / "m",
+                         "--embedding-model", tiny_clip, "--min-concept-size", "5", "--quiet")
+    assert code == 0, err
+    from concept import ConceptModel
+
+    assert ConceptModel.load(tmp_path / "m").random_state == 0
+
+
+@pytest.mark.parametrize("seed", ["-1", str(2**40), "abc", "1.5"])
+def test_an_invalid_seed_is_a_usage_error(seed, tmp_path, capsys):
+    with pytest.raises(SystemExit) as exc:
+        main(["fit", str(tmp_path), "--out", str(tmp_path / "m"), "--seed", seed])
+    assert exc.value.code == 2 and "--seed" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("query", ["", "   ", "\t\n"])
+def test_an_empty_search_query_is_refused(fitted, capsys, query):
+    code, out, err = run(capsys, "search", fitted["out"], query)
+    assert_one_line_error(code, err, "query is empty")
+    assert out == ""

@@ -24,6 +24,10 @@ if TYPE_CHECKING:
 logger = logging.getLogger("concept")
 
 WORDS_WIDTH = 80  # characters of the Words column shown in tables
+#: `concept fit`'s seed when none is given: the CLI is reproducible by default (the Python
+#: API's random_state stays None, as in scikit-learn). A fixed seed runs UMAP on one thread.
+DEFAULT_SEED = 0
+MAX_SEED = 2**32 - 1  # numpy's and UMAP's seeds are 32-bit
 FAILURES_SHOWN = 5  # unreadable images listed by name after `fit`
 
 EPILOG = """\
@@ -61,6 +65,19 @@ def _load(args: argparse.Namespace) -> ConceptModel:
     model = ConceptModel.load(args.model_dir, embedding_model=getattr(args, "embedding_model", None))
     model.verbose = not args.quiet  # read when the embedding model is first loaded
     return model
+
+
+def _seed(text: str) -> int | None:
+    """--seed: an integer in [0, 2**32 - 1], or "none" for a run that is not reproducible."""
+    if text.strip().lower() == "none":
+        return None
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an integer (or 'none')") from None
+    if not 0 <= value <= MAX_SEED:
+        raise argparse.ArgumentTypeError(f"{value} is not in [0, {MAX_SEED}]")
+    return value
 
 
 def _read_docs(path: str) -> list[str]:
@@ -148,6 +165,8 @@ def cmd_search(args: argparse.Namespace) -> None:
     from concept.images import IMAGE_EXTENSIONS
 
     query = args.query
+    if not query.strip():
+        raise CLIError("the query is empty: give a text to search for, or the path of an image file")
     if Path(query).suffix.lower() in IMAGE_EXTENSIONS and not Path(query).is_file():
         raise CLIError(f"query image {query} does not exist (a text query must not end in an image extension)")
     model = _load(args)
@@ -255,7 +274,10 @@ def build_parser() -> argparse.ArgumentParser:
                         "(default: %(default)s)")
     p.add_argument("--ctfidf", action="store_true", help="choose words by c-TF-IDF instead of similarity")
     p.add_argument("--n-words", type=int, default=10, metavar="N", help="words per concept (default: %(default)s)")
-    p.add_argument("--seed", type=int, metavar="N", help="random seed for reproducible concepts")
+    p.add_argument("--seed", type=_seed, default=DEFAULT_SEED, metavar="N",
+                   help="random seed (default: %(default)s): the same images, settings and seed give "
+                        "the same concepts; 'none' for an unseeded run, which is not reproducible "
+                        "(UMAP then uses every core)")
     p.add_argument("--figure", metavar="PNG", help="also write a figure of the largest concepts")
     p.add_argument("--store", metavar="DIR", help="embedding store to reuse and fill (see `concept embed`)")
 
