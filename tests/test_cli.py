@@ -282,3 +282,30 @@ def test_an_empty_search_query_is_refused(fitted, capsys, query):
     code, out, err = run(capsys, "search", fitted["out"], query)
     assert_one_line_error(code, err, "query is empty")
     assert out == ""
+
+
+def test_assign_reports_a_dangling_link_and_a_fifo_per_image(fitted, image_dir, tmp_path, capsys):
+    import os
+
+    (tmp_path / "dangling.png").symlink_to(tmp_path / "gone.png")
+    os.mkfifo(tmp_path / "pipe.png")  # opening it would block `assign` forever
+    good = image_dir / "red" / "red_00.png"
+    code, out, err = run(capsys, "assign", fitted["out"], tmp_path / "dangling.png", tmp_path / "pipe.png", good)
+    assert code == 0, err
+    lines = [line.split("\t") for line in out.strip().splitlines()]
+    assert [(Path(p).name, label) for p, label in lines[:2]] == [("dangling.png", "-1"), ("pipe.png", "-1")]
+    assert int(lines[2][1]) >= 0
+    assert "dangling symbolic link" in err and "not a regular file" in err
+
+
+def test_fit_reports_a_dangling_link_in_the_folder(image_dir, docs_file, tiny_clip, tmp_path, capsys):
+    import shutil
+
+    folder = tmp_path / "images"
+    shutil.copytree(image_dir / "red", folder / "red")
+    shutil.copytree(image_dir / "blue", folder / "blue")
+    (folder / "dangling.png").symlink_to(tmp_path / "gone.png")
+    code, out, err = run(capsys, "fit", folder, "--docs", docs_file, "--out", tmp_path / "m",
+                         "--embedding-model", tiny_clip, "--min-concept-size", "5", "--quiet")
+    assert code == 0, err
+    assert "1 failed to load" in out and "dangling.png" in out + err

@@ -184,7 +184,7 @@ def cmd_assign(args: argparse.Namespace) -> None:
     for item in args.images:
         if Path(item).is_dir():
             paths += [os.fspath(p) for p in list_image_files(item)]
-        elif Path(item).exists():
+        elif os.path.lexists(item):  # dangling links and FIFOs too: reported per image below
             paths.append(item)
         else:
             raise CLIError(f"image {item} does not exist")
