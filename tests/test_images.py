@@ -481,3 +481,19 @@ def test_folders_nested_deeper_than_the_recursion_limit(tmp_path: Path) -> None:
         while folder != str(tmp_path):
             os.rmdir(folder)
             folder = os.path.dirname(folder)
+
+
+def test_a_pil_warning_names_the_file_once(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    # An EXIF block whose first directory claims 3 entries but holds 2 bytes: PIL warns
+    # "Corrupt EXIF data" from its own source line, which names no file.
+    exif = b"Exif\x00\x00II*\x00" + struct.pack("<IH", 8, 3) + b"\x12\x01"
+    path = tmp_path / "holiday.jpg"
+    Image.new("RGB", (20, 10), RED).save(path, exif=exif)
+    with warnings.catch_warnings(record=True) as escaped, caplog.at_level(logging.WARNING, "concept.images"):
+        warnings.simplefilter("always")
+        report = LoadReport()
+        batches = list(iter_image_batches([path], 1, report=report))
+    assert len(batches) == 1 and report.loaded == [0]  # the image itself is fine
+    assert [str(w.message) for w in escaped] == []
+    records = [r.getMessage() for r in caplog.records if "EXIF" in r.getMessage()]
+    assert len(records) == 1 and str(path) in records[0] and "Corrupt EXIF data" in records[0], records

@@ -230,7 +230,21 @@ def _open_path(path: str | os.PathLike, max_pixels: int | None,
 
 
 def _load(item: object, max_pixels: int | None, draft_size: tuple[int, int] | None) -> Image.Image:
-    """Load one input as RGB or raise `_Unreadable` with the reason."""
+    """Load one input as RGB or raise `_Unreadable` with the reason.
+
+    Warnings raised while loading (PIL's "Corrupt EXIF data", ...) are logged once each, with
+    the input's name; Python's own display of them names only PIL's source line.
+    """
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        try:
+            return _load_quietly(item, max_pixels, draft_size)
+        finally:
+            for message in dict.fromkeys(" ".join(str(w.message).split()) for w in caught):
+                logger.warning("%s: %s", _describe(item), message)
+
+
+def _load_quietly(item: object, max_pixels: int | None, draft_size: tuple[int, int] | None) -> Image.Image:
     if isinstance(item, (str, os.PathLike)):
         return _open_path(item, max_pixels, draft_size)
     if isinstance(item, Image.Image):
