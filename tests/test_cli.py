@@ -81,7 +81,11 @@ def test_fit_saves_model_figure_and_reports_the_corrupt_file(fitted):
         assert im.format == "PNG" and im.width > 100
     out = fitted["stdout"]
     assert "46 images" in out  # 45 + the RGBA one; bad.png failed
-    assert "1 failed to load" in out and "bad.png" in out
+    # Each failure is reported once (logged as it happens); the summary says where the list is.
+    failures = fitted["out"] / "failures.tsv"
+    assert f"1 failed to load (listed in {failures})" in out
+    assert failures.read_text().splitlines()[1].split("\t")[0].endswith("bad.png")
+    assert (out + fitted["stderr"]).count("bad.png") == 1, fitted["stderr"]
     header = [line for line in out.splitlines() if line.lstrip().startswith("Concept")]
     assert header and header[0].split()[:3] == ["Concept", "Frequency", "Words"]
     assert "Traceback" not in fitted["stderr"]
@@ -228,6 +232,8 @@ def test_embed_fills_a_store_once_and_fit_reuses_it(image_dir, tiny_clip, tmp_pa
     store = tmp_path / "store"
     code, out, _ = run(capsys, "embed", image_dir, "--store", store, "--embedding-model", tiny_clip, "--quiet")
     assert code == 0 and "46 newly embedded" in out and "1 failed" in out
+    assert out.startswith("47 files in ") and ": 46 loaded, 1 failed to load (listed in " in out, out
+    assert (store / "failures.tsv").read_text().count("bad.png") == 1
     code, out, _ = run(capsys, "embed", image_dir, "--store", store, "--embedding-model", tiny_clip, "--quiet")
     assert code == 0 and "0 newly embedded" in out  # an unchanged folder is never embedded twice
     code, out, _ = run(capsys, "fit", image_dir, "--store", store, "--out", tmp_path / "m",
@@ -309,3 +315,11 @@ def test_fit_reports_a_dangling_link_in_the_folder(image_dir, docs_file, tiny_cl
                          "--embedding-model", tiny_clip, "--min-concept-size", "5", "--quiet")
     assert code == 0, err
     assert "1 failed to load" in out and "dangling.png" in out + err
+
+
+def test_embed_reports_each_bad_file_once(image_dir, tiny_clip, tmp_path, capsys):
+    code, out, err = run(capsys, "embed", image_dir, "--store", tmp_path / "store",
+                         "--embedding-model", tiny_clip, "--quiet")
+    assert code == 0
+    assert (out + err).count("bad.png") == 1, out + err  # one warning; stdout gives the list's path
+    assert "WARNING" not in out and len(out.strip().splitlines()) == 1

@@ -28,7 +28,7 @@ WORDS_WIDTH = 80  # characters of the Words column shown in tables
 #: API's random_state stays None, as in scikit-learn). A fixed seed runs UMAP on one thread.
 DEFAULT_SEED = 0
 MAX_SEED = 2**32 - 1  # numpy's and UMAP's seeds are 32-bit
-FAILURES_SHOWN = 5  # unreadable images listed by name after `fit`
+FAILURES_FILE = "failures.tsv"  # written to the model or store folder: path <tab> reason per image
 
 EPILOG = """\
 examples:
@@ -91,6 +91,27 @@ def _read_docs(path: str) -> list[str]:
     return docs
 
 
+def _failed(failures: list, folder: str | os.PathLike) -> str:
+    """"N failed to load (listed in FOLDER/failures.tsv)", writing that list; "0 failed to load"
+    when none did. Each failure was already logged once as it happened."""
+    import csv
+
+    path = Path(folder) / FAILURES_FILE
+    try:
+        if not failures:
+            path.unlink(missing_ok=True)  # a list left by an earlier run would mislead
+            return "0 failed to load"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with open(path, "w", newline="", encoding="utf-8", errors="backslashreplace") as f:
+            writer = csv.writer(f, dialect="excel-tab")
+            writer.writerow(["path", "reason"])
+            writer.writerows([failure.source, failure.reason] for failure in failures)
+    except OSError as exc:
+        logger.warning("Could not write the list of failed images to %s: %s", path, exc.strerror or exc)
+        return f"{len(failures):,} failed to load"
+    return f"{len(failures):,} failed to load (listed in {path})"
+
+
 def _save_figure(model: ConceptModel, out: str, top_n: int) -> None:
     fig = model.visualize_concepts(top_n=top_n)
     fig.savefig(out, dpi=100, bbox_inches="tight")
@@ -122,11 +143,7 @@ def cmd_fit(args: argparse.Namespace) -> None:
     model.save(args.out)
     n_out = int((model.labels_ < 0).sum())
     print(f"{len(model.labels_):,} images from {args.images_dir} in {seconds:.1f} s: "
-          f"{model.n_concepts_} concepts, {n_out:,} outliers, {len(model.failures_):,} failed to load")
-    for failure in model.failures_[:FAILURES_SHOWN]:
-        print(f"  failed: {failure.source}: {failure.reason}")
-    if len(model.failures_) > FAILURES_SHOWN:
-        print(f"  ... and {len(model.failures_) - FAILURES_SHOWN:,} more")
+          f"{model.n_concepts_} concepts, {n_out:,} outliers, {_failed(model.failures_, args.out)}")
     print(f"Model saved to {args.out}")
     if args.figure:
         if model.n_concepts_:
@@ -153,7 +170,8 @@ def cmd_embed(args: argparse.Namespace) -> None:
     before = len(store)
     start = time.perf_counter()
     store.embed(backend, paths, batch_size=args.batch_size, report=report, verbose=not args.quiet)
-    print(f"{report.summary()} in {time.perf_counter() - start:.1f} s; "
+    print(f"{len(paths):,} files in {time.perf_counter() - start:.1f} s: {len(report.loaded):,} loaded, "
+          f"{_failed(report.failures, args.store)}; "
           f"{len(store) - before:,} newly embedded, {len(store):,} in {args.store} for {backend.name}")
 
 
