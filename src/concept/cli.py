@@ -27,7 +27,6 @@ WORDS_WIDTH = 80  # characters of the Words column shown in tables
 #: `concept fit`'s seed when none is given: the CLI is reproducible by default (the Python
 #: API's random_state stays None, as in scikit-learn). A fixed seed runs UMAP on one thread.
 DEFAULT_SEED = 0
-MAX_SEED = 2**32 - 1  # numpy's and UMAP's seeds are 32-bit
 FAILURES_FILE = "failures.tsv"  # written to the model or store folder: path <tab> reason per image
 
 EPILOG = """\
@@ -69,6 +68,8 @@ def _load(args: argparse.Namespace) -> ConceptModel:
 
 def _seed(text: str) -> int | None:
     """--seed: an integer in [0, 2**32 - 1], or "none" for a run that is not reproducible."""
+    from concept._validation import MAX_SEED
+
     if text.strip().lower() == "none":
         return None
     try:

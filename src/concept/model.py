@@ -19,6 +19,7 @@ from PIL import Image
 from concept import __version__
 from concept._cache import cached_array, cached_text_embeddings
 from concept._errors import ConceptError, EmbeddingError, ImageLoadError, NotFittedError
+from concept._validation import check_docs, check_inputs, check_integer, check_number, check_random_state
 from concept.clustering import (
     assign,
     cluster,
@@ -126,17 +127,15 @@ class ConceptModel:
             if not ok:
                 raise ConceptError(message)
 
-        need(isinstance(self.min_concept_size, (int, np.integer)) and self.min_concept_size >= 2,
-             f"min_concept_size must be an integer >= 2, got {self.min_concept_size!r}")
-        need(0.0 <= float(self.diversity) <= 1.0, f"diversity must be in [0, 1], got {self.diversity!r}")
+        check_integer("min_concept_size", self.min_concept_size, minimum=2)
+        check_number("diversity", self.diversity, 0.0, 1.0)
         need(self.cluster_space in ("auto", "embeddings"),
              f"cluster_space must be 'auto' or 'embeddings', got {self.cluster_space!r}")
-        need(self.sample_size is None or int(self.sample_size) >= 2 * self.min_concept_size,
-             f"sample_size must be None or at least 2 * min_concept_size, got {self.sample_size!r}")
-        need(int(self.n_exemplars) >= 1, f"n_exemplars must be >= 1, got {self.n_exemplars!r}")
-        need(int(self.n_words) >= 1, f"n_words must be >= 1, got {self.n_words!r}")
-        need(int(self.vocabulary_size) >= 1, f"vocabulary_size must be >= 1, got {self.vocabulary_size!r}")
-        need(int(self.batch_size) >= 1, f"batch_size must be >= 1, got {self.batch_size!r}")
+        check_integer("sample_size (at least 2 * min_concept_size)", self.sample_size,
+                      minimum=2 * self.min_concept_size, allow_none=True)
+        for name in ("n_exemplars", "n_words", "vocabulary_size", "batch_size"):
+            check_integer(name, getattr(self, name), minimum=1)
+        check_random_state(self.random_state)
         need(self.umap_model is None or hasattr(self.umap_model, "fit_transform"),
              "umap_model must have a fit_transform method (e.g. umap.UMAP or sklearn PCA)")
         need(self.hdbscan_model is None or hasattr(self.hdbscan_model, "fit"),
@@ -250,6 +249,8 @@ class ConceptModel:
         `image_indices_`. Returns self.
         """
         self._validate_params()
+        images, image_embeddings, image_features = check_inputs(images, image_embeddings, image_features)
+        docs = check_docs(docs)
         x, feats, kept, failures = self._embed(images, image_embeddings,
                                                features=self.cluster_space == "auto")
         if image_features is not None:
@@ -313,7 +314,7 @@ class ConceptModel:
     def cluster_images(self, image_embeddings: Any) -> np.ndarray:
         """Run only the reduce-and-cluster stage on embeddings; labels, 0 = largest, -1 = outlier."""
         self._validate_params()
-        x = self._as_embeddings(image_embeddings)
+        x = self._as_embeddings(check_inputs(None, image_embeddings, None)[1])
         reducer, clusterer = self._stages(len(x))
         return cluster(x, reducer, clusterer, sample_size=self.sample_size,
                        random_state=self.random_state).labels
@@ -473,6 +474,7 @@ class ConceptModel:
         (n, n_concepts) array of each concept's share of that vote.
         """
         self._check_fitted()
+        images, image_embeddings, image_features = check_inputs(images, image_embeddings, image_features)
         use_features = self.features_ is not None and (image_embeddings is None or image_features is not None)
         x, feats, kept, _ = self._embed(images, image_embeddings, dim=self.embeddings_.shape[1],
                                         features=use_features)
