@@ -17,7 +17,7 @@ import pandas as pd
 from PIL import Image
 
 from concept import __version__
-from concept._cache import cached_array, cached_text_embeddings
+from concept._cache import cached_array, vocabulary_embeddings
 from concept._errors import ConceptError, EmbeddingError, ImageLoadError, NotFittedError
 from concept._validation import check_docs, check_inputs, check_integer, check_number, check_random_state
 from concept.clustering import (
@@ -223,12 +223,7 @@ class ConceptModel:
         name = getattr(embedder, "name", None)
         cacheable = bool(name) and name != "base"
 
-        def raw() -> np.ndarray:
-            if cacheable:
-                return cached_text_embeddings(name, words, lambda w: embedder.embed_texts(w))
-            return l2_normalize(embedder.embed_texts(words))
-
-        vectors = raw()
+        vectors = vocabulary_embeddings(embedder, words, verbose=bool(self.verbose))
         center = (np.asarray(vectors.mean(axis=0), np.float32) if len(words) >= MIN_WORDS_TO_CENTER
                   else np.zeros(vectors.shape[1], np.float32))
         if not cacheable:
