@@ -247,7 +247,8 @@ HEAVY = ("torch", "pandas", "umap", "sklearn", "scipy", "transformers", "concept
 def imported_after(code: str) -> list[str]:
     """Which of HEAVY a fresh interpreter has imported after running `code`."""
     probe = f"{code}\nimport sys\nprint(' '.join(m for m in {HEAVY!r} if m in sys.modules))"
-    result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=120)
+    result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=120,
+                            check=False)
     assert result.returncode == 0, result.stderr
     return result.stdout.split("\n")[-2].split()
 
@@ -268,7 +269,7 @@ def test_fit_is_reproducible_by_default_and_says_so(image_dir, docs_file, tiny_c
         main(["fit", "--help"])
     help_text = " ".join(capsys.readouterr().out.split())
     assert "--seed N random seed (default: 0)" in help_text and "not reproducible" in help_text
-    code, out, err = run(capsys, "fit", image_dir, "--docs", docs_file, "--out", tmp_path / "m",
+    code, _, err = run(capsys, "fit", image_dir, "--docs", docs_file, "--out", tmp_path / "m",
                          "--embedding-model", tiny_clip, "--min-concept-size", "5", "--quiet")
     assert code == 0, err
     from concept import ConceptModel

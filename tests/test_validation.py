@@ -7,7 +7,13 @@ import pytest
 from conftest import ColorEmbedder, blobs, solid
 
 from concept import ConceptError, ConceptModel
-from concept._validation import check_array, check_docs, check_integer, check_number, check_random_state
+from concept._validation import (
+    check_array,
+    check_docs,
+    check_integer,
+    check_number,
+    check_random_state,
+)
 
 
 class SpyEmbedder:
@@ -37,12 +43,12 @@ def test_a_bad_random_state_is_refused_before_embedding(seed):
 
 
 @pytest.mark.parametrize(("params", "message"), [
-    (dict(diversity="x"), "diversity must be a number in"),
-    (dict(diversity=float("nan")), "diversity must be a number in"),
-    (dict(min_concept_size="abc"), "min_concept_size must be an integer >= 2"),
-    (dict(batch_size=-5), "batch_size must be an integer >= 1"),
-    (dict(n_words="10"), "n_words must be an integer >= 1"),
-    (dict(sample_size=3), "sample_size"),
+    ({"diversity": "x"}, "diversity must be a number in"),
+    ({"diversity": float("nan")}, "diversity must be a number in"),
+    ({"min_concept_size": "abc"}, "min_concept_size must be an integer >= 2"),
+    ({"batch_size": -5}, "batch_size must be an integer >= 1"),
+    ({"n_words": "10"}, "n_words must be an integer >= 1"),
+    ({"sample_size": 3}, "sample_size"),
 ])
 def test_bad_parameters_give_a_clear_error_not_a_traceback(params, message):
     spy = SpyEmbedder()

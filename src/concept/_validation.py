@@ -10,7 +10,8 @@ from __future__ import annotations
 import math
 import numbers
 import os
-from collections.abc import Iterator, Mapping, Set
+from collections.abc import Iterator, Mapping
+from collections.abc import Set as AbstractSet
 from typing import Any
 
 import numpy as np
@@ -61,7 +62,7 @@ def check_docs(docs: Any) -> list[str] | None:
         return None
     if isinstance(docs, (str, bytes)):
         raise ConceptError("docs must be a list of strings, not a single string.")
-    if isinstance(docs, (Mapping, Set)) or not hasattr(docs, "__iter__"):
+    if isinstance(docs, (Mapping, AbstractSet)) or not hasattr(docs, "__iter__"):
         raise ConceptError(f"docs must be a list of strings, got {type(docs).__name__}")
     docs = list(docs)
     for i, doc in enumerate(docs):
@@ -75,7 +76,7 @@ def check_images(images: Any) -> Any:
     """`images` when it is a sequence that can be read twice (embedding, then collages)."""
     if images is None or isinstance(images, (np.ndarray, str, bytes, os.PathLike, Image.Image)):
         return images  # single inputs get their own message where they are used
-    if isinstance(images, (Iterator, Mapping, Set)) or not (hasattr(images, "__len__")
+    if isinstance(images, (Iterator, Mapping, AbstractSet)) or not (hasattr(images, "__len__")
                                                             and hasattr(images, "__getitem__")):
         raise ConceptError(f"images must be a list (or tuple or array) of paths, PIL images or arrays, "
                            f"got a {type(images).__name__}: the images are read twice (to embed them "

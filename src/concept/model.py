@@ -19,7 +19,13 @@ from PIL import Image
 from concept import __version__
 from concept._cache import cached_array, vocabulary_embeddings
 from concept._errors import ConceptError, EmbeddingError, ImageLoadError, NotFittedError
-from concept._validation import check_docs, check_inputs, check_integer, check_number, check_random_state
+from concept._validation import (
+    check_docs,
+    check_inputs,
+    check_integer,
+    check_number,
+    check_random_state,
+)
 from concept.clustering import (
     assign,
     cluster,

@@ -10,9 +10,8 @@ import logging
 import os
 import socket
 from pathlib import Path
-from urllib.parse import urlparse
-
 from typing import TYPE_CHECKING
+from urllib.parse import urlparse
 
 from concept._errors import EmbeddingError
 from concept.embedding.base import BaseEmbedder, EmbeddingModel, l2_normalize
