@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING
 from concept import ConceptError, __version__
 
 if TYPE_CHECKING:
+    from concept.images import LoadFailure
     from concept.model import ConceptModel
 
 logger = logging.getLogger("concept")
@@ -92,7 +93,7 @@ def _read_docs(path: str) -> list[str]:
     return docs
 
 
-def _failed(failures: list, folder: str | os.PathLike) -> str:
+def _failed(failures: list[LoadFailure], folder: str | os.PathLike) -> str:
     """"N failed to load (listed in FOLDER/failures.tsv)", writing that list; "0 failed to load"
     when none did. Each failure was already logged once as it happened."""
     import csv
