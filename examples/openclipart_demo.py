@@ -21,6 +21,17 @@ from concept import ConceptModel
 from concept.datasets import openclipart
 
 
+def fit_summary(model: ConceptModel) -> str:
+    """Concepts, outliers and unreadable files, each counted once.
+
+    Outliers are fitted images in no concept (the table's -1 row); files that could not be read
+    were never fitted (`fit_transform` gives them -1 too, which would count them as outliers).
+    """
+    n_outliers = int((model.labels_ < 0).sum())
+    return (f"{model.n_concepts_} concepts, {n_outliers} outliers, "
+            f"{len(model.failures_)} unreadable files (not fitted)")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=Path("demo_output"))
@@ -41,8 +52,7 @@ def main() -> None:
     figure = model.visualize_concepts(top_n=12, columns=4)
     figure.savefig(args.out / "concepts.png", dpi=80, bbox_inches="tight")
 
-    print(f"\nFitted in {fit_seconds:.0f} s: {model.n_concepts_} concepts, "
-          f"{(labels < 0).sum()} outliers, {len(model.failures_)} unreadable files")
+    print(f"\nFitted in {fit_seconds:.0f} s: {fit_summary(model)}")
     for failure in model.failures_:
         print(f"  skipped {failure.source}: {failure.reason[:100]}")
     print(f"NMI against the folders: {normalized_mutual_info_score(data.labels, labels):.3f}\n")

@@ -19,9 +19,12 @@ packages="openclipart-png openclipart-svg"
 [ $dev -eq 1 ] && packages="$packages dataset-fashion-mnist chromium"
 missing=""
 for p in $packages; do dpkg -s "$p" >/dev/null 2>&1 || missing="$missing $p"; done
+# Wait up to 10 minutes for another apt/dpkg process (e.g. unattended-upgrades on a fresh
+# machine) to release its lock, instead of failing at once with exit 100.
+lock_wait="-o DPkg::Lock::Timeout=600"
 if [ -n "$missing" ]; then
-  $sudo apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq $missing >/dev/null
+  $sudo apt-get $lock_wait update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get $lock_wait install -y -qq $missing >/dev/null
 fi
 
 python3 -m pip install -q torch==2.13.0

@@ -81,7 +81,11 @@ def test_fit_saves_model_figure_and_reports_the_corrupt_file(fitted):
         assert im.format == "PNG" and im.width > 100
     out = fitted["stdout"]
     assert "46 images" in out  # 45 + the RGBA one; bad.png failed
-    assert "1 failed to load" in out and "bad.png" in out
+    # Each failure is reported once (logged as it happens); the summary says where the list is.
+    failures = fitted["out"] / "failures.tsv"
+    assert f"1 failed to load (listed in {failures})" in out
+    assert failures.read_text().splitlines()[1].split("\t")[0].endswith("bad.png")
+    assert (out + fitted["stderr"]).count("bad.png") == 1, fitted["stderr"]
     header = [line for line in out.splitlines() if line.lstrip().startswith("Concept")]
     assert header and header[0].split()[:3] == ["Concept", "Frequency", "Words"]
     assert "Traceback" not in fitted["stderr"]
@@ -250,7 +254,7 @@ def test_keyboard_interrupt_exits_130(monkeypatch, tmp_path, capsys):
     def interrupted(*args, **kwargs):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr("concept.cli.ConceptModel.load", interrupted)
+    monkeypatch.setattr("concept.model.ConceptModel.load", interrupted)
     code, out, err = run(capsys, "info", tmp_path)
     assert code == 130 and err.strip() == "concept: interrupted"
 
@@ -259,6 +263,8 @@ def test_embed_fills_a_store_once_and_fit_reuses_it(image_dir, tiny_clip, tmp_pa
     store = tmp_path / "store"
     code, out, _ = run(capsys, "embed", image_dir, "--store", store, "--embedding-model", tiny_clip, "--quiet")
     assert code == 0 and "46 newly embedded" in out and "1 failed" in out
+    assert out.startswith("47 files in ") and ": 46 loaded, 1 failed to load (listed in " in out, out
+    assert (store / "failures.tsv").read_text().count("bad.png") == 1
     code, out, _ = run(capsys, "embed", image_dir, "--store", store, "--embedding-model", tiny_clip, "--quiet")
     assert code == 0 and "0 newly embedded" in out  # an unchanged folder is never embedded twice
     code, out, _ = run(capsys, "fit", image_dir, "--store", store, "--out", tmp_path / "m",
@@ -307,3 +313,88 @@ def test_a_model_folder_with_invalid_content_is_a_one_line_error(fitted, tmp_pat
     manifest.write_text(json.dumps(doc).replace('"abc"', "9" * 5000))
     code, _, err = run(capsys, "info", model_dir)
     assert_one_line_error(code, err, "concept.json")
+
+HEAVY = ("torch", "pandas", "umap", "sklearn", "scipy", "transformers", "concept.model")
+
+
+def imported_after(code: str) -> list[str]:
+    """Which of HEAVY a fresh interpreter has imported after running `code`."""
+    probe = f"{code}\nimport sys\nprint(' '.join(m for m in {HEAVY!r} if m in sys.modules))"
+    result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=120,
+                            check=False)
+    assert result.returncode == 0, result.stderr
+    return result.stdout.split("\n")[-2].split()
+
+
+def test_help_imports_no_heavy_module():  # `concept --help` took 2.2-2.7 s importing torch
+    assert imported_after("import concept.cli\nimport concept.__main__") == []
+    code = "from concept.cli import main\ntry:\n    main(['fit', '--help'])\nexcept SystemExit:\n    pass"
+    assert imported_after(code) == []
+
+
+def test_info_does_not_import_torch(fitted):
+    loaded = imported_after(f"from concept.cli import main\nassert main(['info', {str(fitted['out'])!r}]) == 0")
+    assert "torch" not in loaded and "transformers" not in loaded and "umap" not in loaded
+
+
+def test_fit_is_reproducible_by_default_and_says_so(image_dir, docs_file, tiny_clip, tmp_path, capsys):
+    with pytest.raises(SystemExit):
+        main(["fit", "--help"])
+    help_text = " ".join(capsys.readouterr().out.split())
+    assert "--seed N random seed (default: 0)" in help_text and "not reproducible" in help_text
+    code, _, err = run(capsys, "fit", image_dir, "--docs", docs_file, "--out", tmp_path / "m",
+                         "--embedding-model", tiny_clip, "--min-concept-size", "5", "--quiet")
+    assert code == 0, err
+    from concept import ConceptModel
+
+    assert ConceptModel.load(tmp_path / "m").random_state == 0
+
+
+@pytest.mark.parametrize("seed", ["-1", str(2**40), "abc", "1.5"])
+def test_an_invalid_seed_is_a_usage_error(seed, tmp_path, capsys):
+    with pytest.raises(SystemExit) as exc:
+        main(["fit", str(tmp_path), "--out", str(tmp_path / "m"), "--seed", seed])
+    assert exc.value.code == 2 and "--seed" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("query", ["", "   ", "\t\n"])
+def test_an_empty_search_query_is_refused(fitted, capsys, query):
+    code, out, err = run(capsys, "search", fitted["out"], query)
+    assert_one_line_error(code, err, "query is empty")
+    assert out == ""
+
+
+def test_assign_reports_a_dangling_link_and_a_fifo_per_image(fitted, image_dir, tiny_clip, tmp_path, capsys):
+    import os
+
+    (tmp_path / "dangling.png").symlink_to(tmp_path / "gone.png")
+    os.mkfifo(tmp_path / "pipe.png")  # opening it would block `assign` forever
+    good = image_dir / "red" / "red_00.png"
+    code, out, err = run(capsys, "assign", fitted["out"], tmp_path / "dangling.png", tmp_path / "pipe.png", good,
+                         "--embedding-model", tiny_clip)
+    assert code == 0, err
+    lines = [line.split("\t") for line in out.strip().splitlines()]
+    assert [(Path(p).name, label) for p, label in lines[:2]] == [("dangling.png", "-1"), ("pipe.png", "-1")]
+    assert int(lines[2][1]) >= 0
+    assert "dangling symbolic link" in err and "not a regular file" in err
+
+
+def test_fit_reports_a_dangling_link_in_the_folder(image_dir, docs_file, tiny_clip, tmp_path, capsys):
+    import shutil
+
+    folder = tmp_path / "images"
+    shutil.copytree(image_dir / "red", folder / "red")
+    shutil.copytree(image_dir / "blue", folder / "blue")
+    (folder / "dangling.png").symlink_to(tmp_path / "gone.png")
+    code, out, err = run(capsys, "fit", folder, "--docs", docs_file, "--out", tmp_path / "m",
+                         "--embedding-model", tiny_clip, "--min-concept-size", "5", "--quiet")
+    assert code == 0, err
+    assert "1 failed to load" in out and "dangling.png" in out + err
+
+
+def test_embed_reports_each_bad_file_once(image_dir, tiny_clip, tmp_path, capsys):
+    code, out, err = run(capsys, "embed", image_dir, "--store", tmp_path / "store",
+                         "--embedding-model", tiny_clip, "--quiet")
+    assert code == 0
+    assert (out + err).count("bad.png") == 1, out + err  # one warning; stdout gives the list's path
+    assert "WARNING" not in out and len(out.strip().splitlines()) == 1

@@ -230,3 +230,18 @@ def test_explicit_choices_and_user_objects(tiny_clip):
     assert load_embedding_model(mine) is mine
     with pytest.raises(EmbeddingError, match="embed_images"):
         load_embedding_model(42)
+
+
+def test_offline_class_names_are_embedded_once_then_read_from_the_cache(offline_embedder, tmp_path, monkeypatch):
+    monkeypatch.setenv("CONCEPT_CACHE", str(tmp_path))
+    first = OfflineEmbedder(verbose=False)
+    first.__dict__["text_model"] = offline_embedder.text_model  # skip loading MiniLM again
+    computed = np.array(first.class_embeddings)
+    assert computed.shape == (1000, 384) and len(list(tmp_path.glob("texts-*.npy"))) == 1
+
+    def no_encoding(texts, batch_size):
+        raise AssertionError("the class names were embedded again")
+
+    second = OfflineEmbedder(verbose=False)
+    monkeypatch.setattr(second, "_encode_texts", no_encoding)
+    np.testing.assert_array_equal(second.class_embeddings, computed)

@@ -432,3 +432,68 @@ def test_list_image_files_missing_folder_is_a_clear_error(tmp_path: Path) -> Non
     (tmp_path / "file.png").write_bytes(b"")
     with pytest.raises(ImageLoadError, match="not a folder"):
         list_image_files(tmp_path / "file.png")
+
+
+def test_dangling_links_and_fifos_are_listed_and_reported_never_opened(tmp_path: Path) -> None:
+    import os
+    import threading
+
+    Image.new("RGB", (8, 8), RED).save(tmp_path / "good.png")
+    (tmp_path / "dangling.png").symlink_to(tmp_path / "gone.png")
+    os.mkfifo(tmp_path / "pipe.png")  # opening it would wait for a writer forever
+    (tmp_path / "linked_folder.png").symlink_to(tmp_path, target_is_directory=True)
+    assert [p.name for p in list_image_files(tmp_path)] == ["dangling.png", "good.png", "pipe.png"]
+
+    report = LoadReport()
+    done = threading.Event()
+
+    def load() -> None:
+        list(iter_image_batches(list_image_files(tmp_path), 4, report=report))
+        done.set()
+
+    threading.Thread(target=load, daemon=True).start()
+    assert done.wait(30), "loading blocked on the FIFO"
+    assert report.loaded == [1]
+    reasons = {Path(f.source).name: f.reason for f in report.failures}
+    assert "dangling symbolic link" in reasons["dangling.png"]
+    assert "not a regular file (a FIFO)" in reasons["pipe.png"]
+    with pytest.raises(ImageLoadError, match="dangling"):
+        load_image(tmp_path / "dangling.png")
+
+
+def test_folders_nested_deeper_than_the_recursion_limit(tmp_path: Path) -> None:
+    import os
+    import sys
+
+    depth = sys.getrecursionlimit() + 100
+    folder = str(tmp_path)
+    for _ in range(depth):  # os.makedirs would itself recurse this deep
+        folder = os.path.join(folder, "d")
+        os.mkdir(folder)
+    Image.new("RGB", (8, 8), RED).save(os.path.join(folder, "deep.png"))
+    try:
+        (found,) = list_image_files(tmp_path)
+        assert found.name == "deep.png" and len(found.relative_to(tmp_path).parts) == depth + 1
+        report = LoadReport()
+        assert len(list(iter_image_batches([found], 1, report=report))) == 1
+    finally:  # pytest's clean-up (shutil.rmtree) recurses, so remove the tree bottom-up here
+        os.remove(os.path.join(folder, "deep.png"))
+        while folder != str(tmp_path):
+            os.rmdir(folder)
+            folder = os.path.dirname(folder)
+
+
+def test_a_pil_warning_names_the_file_once(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    # An EXIF block whose first directory claims 3 entries but holds 2 bytes: PIL warns
+    # "Corrupt EXIF data" from its own source line, which names no file.
+    exif = b"Exif\x00\x00II*\x00" + struct.pack("<IH", 8, 3) + b"\x12\x01"
+    path = tmp_path / "holiday.jpg"
+    Image.new("RGB", (20, 10), RED).save(path, exif=exif)
+    with warnings.catch_warnings(record=True) as escaped, caplog.at_level(logging.WARNING, "concept.images"):
+        warnings.simplefilter("always")
+        report = LoadReport()
+        batches = list(iter_image_batches([path], 1, report=report))
+    assert len(batches) == 1 and report.loaded == [0]  # the image itself is fine
+    assert [str(w.message) for w in escaped] == []
+    records = [r.getMessage() for r in caplog.records if "EXIF" in r.getMessage()]
+    assert len(records) == 1 and str(path) in records[0] and "Corrupt EXIF data" in records[0], records

@@ -428,3 +428,53 @@ def test_word_matrices_are_cached_on_disk_and_mapped_back(tmp_path, monkeypatch)
     again, _ = fitted()
     assert again.topics_ == first.topics_
     np.testing.assert_array_equal(again.word_center_, first.word_center_)
+
+
+class CountingEmbedder:
+    """A user's own backend (no `name`, so no disk cache key) that counts embed_texts calls."""
+
+    def __init__(self):
+        self.inner = ColorEmbedder()
+        self.text_calls = 0
+
+    def embed_images(self, images, batch_size=32, **kwargs):
+        return self.inner.embed_images(images, batch_size, **kwargs)
+
+    def embed_texts(self, texts, batch_size=64):
+        self.text_calls += 1
+        return 3 * self.inner.embed_texts(texts, batch_size)  # not unit norm: the model scales it
+
+
+@pytest.mark.parametrize("named", [False, True])
+def test_the_same_docs_are_embedded_once_per_backend(named, tmp_path, monkeypatch, caplog):
+    monkeypatch.setenv("CONCEPT_CACHE", str(tmp_path))
+    backend = CountingEmbedder()
+    if named:
+        backend.name = "counting-test-backend"  # keys the disk cache
+    docs = [f"word{i}" for i in range(2500)] + DOCS  # more than one step of the progress bar
+    x, _ = blobs()
+    with caplog.at_level("INFO", logger="concept"):
+        first = ConceptModel(min_concept_size=10, embedding_model=backend, random_state=0, verbose=False)
+        first.fit(image_embeddings=x, docs=docs)
+    calls = backend.text_calls
+    assert calls == 3  # 2,508 words in steps of 1,024
+    assert "Embedded 2508 words in" in caplog.text
+    again = ConceptModel(min_concept_size=10, embedding_model=backend, random_state=0, verbose=False)
+    again.fit(image_embeddings=x, docs=docs)
+    assert backend.text_calls == calls  # not embedded again
+    assert again.topics_ == first.topics_
+    if named:  # on disk: a new process (here: a new backend object with the same name) reuses it
+        other = CountingEmbedder()
+        other.name = backend.name
+        ConceptModel(min_concept_size=10, embedding_model=other, random_state=0, verbose=False).fit(
+            image_embeddings=x, docs=docs)
+        assert other.text_calls == 0
+
+
+def test_embedding_words_shows_progress_unless_quiet(capsys):
+    x, _ = blobs()
+    for verbose in (True, False):
+        model = ConceptModel(min_concept_size=10, embedding_model=CountingEmbedder(), random_state=0,
+                             verbose=verbose)
+        model.fit(image_embeddings=x, docs=DOCS)
+        assert ("Embedding words" in capsys.readouterr().err) == verbose

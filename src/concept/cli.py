@@ -2,6 +2,8 @@
 
 Results go to stdout; progress bars (tqdm, from the library) and log messages go to stderr.
 Expected errors (any `ConceptError`, a bad path) print one line and exit with status 2.
+Heavy modules (the model, pandas, torch) are imported by the commands that need them, so that
+`concept --help` starts at once.
 """
 
 from __future__ import annotations
@@ -12,14 +14,21 @@ import os
 import sys
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from concept import ConceptError, ConceptModel, __version__
-from concept.images import IMAGE_EXTENSIONS, list_image_files
+from concept import ConceptError, __version__
+
+if TYPE_CHECKING:
+    from concept.images import LoadFailure
+    from concept.model import ConceptModel
 
 logger = logging.getLogger("concept")
 
 WORDS_WIDTH = 80  # characters of the Words column shown in tables
-FAILURES_SHOWN = 5  # unreadable images listed by name after `fit`
+#: `concept fit`'s seed when none is given: the CLI is reproducible by default (the Python
+#: API's random_state stays None, as in scikit-learn). A fixed seed runs UMAP on one thread.
+DEFAULT_SEED = 0
+FAILURES_FILE = "failures.tsv"  # written to the model or store folder: path <tab> reason per image
 
 EPILOG = """\
 examples:
@@ -51,9 +60,26 @@ def _info_table(model: ConceptModel) -> str:
 
 
 def _load(args: argparse.Namespace) -> ConceptModel:
+    from concept.model import ConceptModel
+
     model = ConceptModel.load(args.model_dir, embedding_model=getattr(args, "embedding_model", None))
     model.verbose = not args.quiet  # read when the embedding model is first loaded
     return model
+
+
+def _seed(text: str) -> int | None:
+    """--seed: an integer in [0, 2**32 - 1], or "none" for a run that is not reproducible."""
+    from concept._validation import MAX_SEED
+
+    if text.strip().lower() == "none":
+        return None
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an integer (or 'none')") from None
+    if not 0 <= value <= MAX_SEED:
+        raise argparse.ArgumentTypeError(f"{value} is not in [0, {MAX_SEED}]")
+    return value
 
 
 def _read_docs(path: str) -> list[str]:
@@ -67,18 +93,48 @@ def _read_docs(path: str) -> list[str]:
     return docs
 
 
+def _failed(failures: list[LoadFailure], folder: str | os.PathLike) -> str:
+    """"N failed to load (listed in FOLDER/failures.tsv)", writing that list; "0 failed to load"
+    when none did. Each failure was already logged once as it happened."""
+    import csv
+
+    path = Path(folder) / FAILURES_FILE
+    try:
+        if not failures:
+            path.unlink(missing_ok=True)  # a list left by an earlier run would mislead
+            return "0 failed to load"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with open(path, "w", newline="", encoding="utf-8", errors="backslashreplace") as f:
+            writer = csv.writer(f, dialect="excel-tab")
+            writer.writerow(["path", "reason"])
+            writer.writerows([failure.source, failure.reason] for failure in failures)
+    except OSError as exc:
+        logger.warning("Could not write the list of failed images to %s: %s", path, exc.strerror or exc)
+        return f"{len(failures):,} failed to load"
+    return f"{len(failures):,} failed to load (listed in {path})"
+
+
 def _save_figure(model: ConceptModel, out: str, top_n: int) -> None:
     fig = model.visualize_concepts(top_n=top_n)
     fig.savefig(out, dpi=100, bbox_inches="tight")
 
 
+def _no_images(folder: str) -> CLIError:
+    from concept.images import IMAGE_EXTENSIONS
+
+    return CLIError(f"no image files ({', '.join(sorted(IMAGE_EXTENSIONS))}) in {folder}")
+
+
 def cmd_fit(args: argparse.Namespace) -> None:
+    from concept.images import list_image_files
+    from concept.model import ConceptModel
+
     out = Path(args.out)  # refuse a folder save() would refuse, before minutes of fitting
     if out.exists() and not (out.is_dir() and (not any(out.iterdir()) or (out / "concept.json").is_file())):
         raise CLIError(f"--out {out} exists and is not a concept model folder; choose another path")
     paths = list_image_files(args.images_dir)
     if not paths:
-        raise CLIError(f"no image files ({', '.join(sorted(IMAGE_EXTENSIONS))}) in {args.images_dir}")
+        raise _no_images(args.images_dir)
     docs = _read_docs(args.docs) if args.docs else None
     model = ConceptModel(min_concept_size=args.min_concept_size, embedding_model=args.embedding_model,
                          ctfidf=args.ctfidf, n_words=args.n_words, random_state=args.seed,
@@ -89,11 +145,7 @@ def cmd_fit(args: argparse.Namespace) -> None:
     model.save(args.out)
     n_out = int((model.labels_ < 0).sum())
     print(f"{len(model.labels_):,} images from {args.images_dir} in {seconds:.1f} s: "
-          f"{model.n_concepts_} concepts, {n_out:,} outliers, {len(model.failures_):,} failed to load")
-    for failure in model.failures_[:FAILURES_SHOWN]:
-        print(f"  failed: {failure.source}: {failure.reason}")
-    if len(model.failures_) > FAILURES_SHOWN:
-        print(f"  ... and {len(model.failures_) - FAILURES_SHOWN:,} more")
+          f"{model.n_concepts_} concepts, {n_out:,} outliers, {_failed(model.failures_, args.out)}")
     print(f"Model saved to {args.out}")
     if args.figure:
         if model.n_concepts_:
@@ -108,19 +160,20 @@ def cmd_fit(args: argparse.Namespace) -> None:
 def cmd_embed(args: argparse.Namespace) -> None:
     """Embed a folder into an on-disk store (resumable; unchanged files are never redone)."""
     from concept.embedding import load_embedding_model
-    from concept.images import LoadReport
+    from concept.images import LoadReport, list_image_files
     from concept.store import EmbeddingStore
 
     paths = list_image_files(args.images_dir)
     if not paths:
-        raise CLIError(f"no image files ({', '.join(sorted(IMAGE_EXTENSIONS))}) in {args.images_dir}")
+        raise _no_images(args.images_dir)
     backend = load_embedding_model(args.embedding_model, verbose=not args.quiet)
     store = EmbeddingStore(args.store, backend.name)
     report = LoadReport()
     start = time.perf_counter()
     store.embed(backend, paths, batch_size=args.batch_size, report=report, verbose=not args.quiet)
     # This run's own rows: another run on the same store may have added some while this one waited.
-    print(f"{report.summary()} in {time.perf_counter() - start:.1f} s; "
+    print(f"{len(paths):,} files in {time.perf_counter() - start:.1f} s: {len(report.loaded):,} loaded, "
+          f"{_failed(report.failures, args.store)}; "
           f"{store.newly_embedded:,} newly embedded, {len(store):,} in {args.store} for {backend.name}")
 
 
@@ -136,7 +189,11 @@ def _is_file(path: str) -> bool:
 
 
 def cmd_search(args: argparse.Namespace) -> None:
+    from concept.images import IMAGE_EXTENSIONS
+
     query = args.query
+    if not query.strip():
+        raise CLIError("the query is empty: give a text to search for, or the path of an image file")
     kind = args.kind or "auto"
     if kind == "image" and not _is_file(query):
         raise CLIError(f"query image {query} does not exist")
@@ -151,11 +208,13 @@ def cmd_search(args: argparse.Namespace) -> None:
 
 
 def cmd_assign(args: argparse.Namespace) -> None:
+    from concept.images import list_image_files
+
     paths: list[str] = []
     for item in args.images:
         if Path(item).is_dir():
             paths += [os.fspath(p) for p in list_image_files(item)]
-        elif Path(item).exists():
+        elif os.path.lexists(item):  # dangling links and FIFOs too: reported per image below
             paths.append(item)
         else:
             raise CLIError(f"image {item} does not exist")
@@ -245,7 +304,10 @@ def build_parser() -> argparse.ArgumentParser:
                         "(default: %(default)s)")
     p.add_argument("--ctfidf", action="store_true", help="choose words by c-TF-IDF instead of similarity")
     p.add_argument("--n-words", type=int, default=10, metavar="N", help="words per concept (default: %(default)s)")
-    p.add_argument("--seed", type=int, metavar="N", help="random seed for reproducible concepts")
+    p.add_argument("--seed", type=_seed, default=DEFAULT_SEED, metavar="N",
+                   help="random seed (default: %(default)s): the same images, settings and seed give "
+                        "the same concepts; 'none' for an unseeded run, which is not reproducible "
+                        "(UMAP then uses every core)")
     p.add_argument("--figure", metavar="PNG", help="also write a figure of the largest concepts")
     p.add_argument("--store", metavar="DIR", help="embedding store to reuse and fill (see `concept embed`)")
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import itertools
 import logging
 import os
+import stat
 import warnings
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
@@ -174,8 +175,30 @@ def _finish(im: Image.Image) -> Image.Image:
     return _to_rgb(upright)
 
 
+def _check_regular_file(path: str | os.PathLike) -> None:
+    """Raise `_Unreadable` unless `path` is (a link to) a regular file, without opening it:
+    opening a FIFO blocks until something writes to it, a device may never end."""
+    try:
+        mode = os.stat(path).st_mode
+    except FileNotFoundError as exc:
+        if os.path.islink(path):
+            raise _Unreadable("dangling symbolic link (its target does not exist)") from exc
+        raise _Unreadable("file not found") from exc
+    except OSError as exc:  # e.g. a name too long, a loop of links, no permission on a folder
+        raise _Unreadable((exc.strerror or str(exc)).lower()) from exc
+    except ValueError as exc:  # e.g. a NUL character in the path
+        raise _Unreadable(f"invalid path: {exc}") from exc
+    if stat.S_ISDIR(mode):
+        raise _Unreadable("is a directory")
+    if not stat.S_ISREG(mode):
+        kind = ("a FIFO" if stat.S_ISFIFO(mode) else "a socket" if stat.S_ISSOCK(mode)
+                else "a device" if stat.S_ISCHR(mode) or stat.S_ISBLK(mode) else "special")
+        raise _Unreadable(f"not a regular file ({kind}); not opened")
+
+
 def _open_path(path: str | os.PathLike, max_pixels: int | None,
                draft_size: tuple[int, int] | None) -> Image.Image:
+    _check_regular_file(path)
     try:
         # Our own max_pixels check supersedes PIL's bomb warning. PIL's DecompressionBombError
         # (its global limit) cannot be lifted without changing global state; it is reported.
@@ -207,7 +230,21 @@ def _open_path(path: str | os.PathLike, max_pixels: int | None,
 
 
 def _load(item: object, max_pixels: int | None, draft_size: tuple[int, int] | None) -> Image.Image:
-    """Load one input as RGB or raise `_Unreadable` with the reason."""
+    """Load one input as RGB or raise `_Unreadable` with the reason.
+
+    Warnings raised while loading (PIL's "Corrupt EXIF data", ...) are logged once each, with
+    the input's name; Python's own display of them names only PIL's source line.
+    """
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        try:
+            return _load_quietly(item, max_pixels, draft_size)
+        finally:
+            for message in dict.fromkeys(" ".join(str(w.message).split()) for w in caught):
+                logger.warning("%s: %s", _describe(item), message)
+
+
+def _load_quietly(item: object, max_pixels: int | None, draft_size: tuple[int, int] | None) -> Image.Image:
     if isinstance(item, (str, os.PathLike)):
         return _open_path(item, max_pixels, draft_size)
     if isinstance(item, Image.Image):
@@ -299,16 +336,34 @@ def _batches(items: Iterator[ImageInput], batch_size: int, strict: bool,
 def list_image_files(folder: str | os.PathLike, *, recursive: bool = True) -> list[Path]:
     """Sorted image files under `folder`, chosen by extension (case-insensitive).
 
-    Hidden files and folders (name starting with ".", e.g. macOS "._x.png") are skipped.
-    Raises `ImageLoadError` if `folder` is not an existing folder.
+    Hidden files and folders (name starting with ".", e.g. macOS "._x.png") are skipped, and
+    so are links to folders. Entries with an image extension that are not regular files
+    (dangling links, FIFOs, sockets) are listed, so that loading reports each of them as
+    unreadable instead of skipping them unseen; they are never opened. Folders are walked
+    without recursion (any depth); a subfolder that cannot be read is logged and skipped.
+    Raises `ImageLoadError` if `folder` is not an existing, readable folder.
     """
     root = Path(folder)
     if not root.is_dir():
         what = "is not a folder" if root.exists() else "does not exist"
         raise ImageLoadError(f"Image folder {os.fsdecode(folder)} {what}; pass a folder of images.")
-    candidates = root.rglob("*") if recursive else root.iterdir()
-    return sorted(
-        p for p in candidates
-        if p.suffix.lower() in IMAGE_EXTENSIONS and p.is_file()
-        and not any(part.startswith(".") for part in p.relative_to(root).parts)
-    )
+    found: list[Path] = []
+    pending = [root]
+    while pending:
+        current = pending.pop()
+        try:
+            with os.scandir(current) as entries:
+                for entry in entries:
+                    if entry.name.startswith("."):
+                        continue
+                    if entry.is_dir(follow_symlinks=False):
+                        if recursive:
+                            pending.append(current / entry.name)
+                    elif Path(entry.name).suffix.lower() in IMAGE_EXTENSIONS and not entry.is_dir():
+                        found.append(current / entry.name)
+        except OSError as exc:
+            if current == root:
+                raise ImageLoadError(f"Cannot read the image folder {os.fsdecode(folder)}: "
+                                     f"{exc.strerror or exc}") from exc
+            logger.warning("Skipping the folder %s: %s", current, exc.strerror or exc)
+    return sorted(found)

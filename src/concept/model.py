@@ -18,8 +18,15 @@ import pandas as pd
 from PIL import Image
 
 from concept import __version__
-from concept._cache import cached_array, cached_text_embeddings
+from concept._cache import cached_array, vocabulary_embeddings
 from concept._errors import ConceptError, EmbeddingError, ImageLoadError, NotFittedError
+from concept._validation import (
+    check_docs,
+    check_inputs,
+    check_integer,
+    check_number,
+    check_random_state,
+)
 from concept.clustering import (
     Hierarchy,
     assign,
@@ -109,7 +116,8 @@ class ConceptModel:
         `hdbscan_model` it is the size of the random sample they are fitted on, as before.
     outlier_threshold: an image is an outlier when its similarity to its concept's centre is
         more than this many robust standard deviations (1.4826 x MAD) below the concept's
-        median member; `probabilities_` runs from 0 at that fence to 1 at the median.
+        median member; `probabilities_` runs from 0 at that fence to 1 at the median (a large
+        value, e.g. 1000, keeps every image in a concept).
     n_exemplars: exemplar images per concept (shown in its collage).
     n_words: words kept per concept.
     vocabulary_size: nouns taken from the bundled vocabulary when `docs` is None.
@@ -165,22 +173,17 @@ class ConceptModel:
             if not ok:
                 raise ConceptError(message)
 
-        need(isinstance(self.min_concept_size, (int, np.integer)) and self.min_concept_size >= 2,
-             f"min_concept_size must be an integer >= 2, got {self.min_concept_size!r}")
-        need(0.0 <= float(self.diversity) <= 1.0, f"diversity must be in [0, 1], got {self.diversity!r}")
+        check_integer("min_concept_size", self.min_concept_size, minimum=2)
+        check_number("diversity", self.diversity, 0.0, 1.0)
         need(self.cluster_space in ("auto", "embeddings"),
              f"cluster_space must be 'auto' or 'embeddings', got {self.cluster_space!r}")
-        need(self.sample_size is None or int(self.sample_size) >= 2 * self.min_concept_size,
-             f"sample_size must be None or at least 2 * min_concept_size, got {self.sample_size!r}")
-        try:
-            threshold = float(self.outlier_threshold)
-        except (TypeError, ValueError):
-            threshold = float("nan")
-        need(threshold > 0, f"outlier_threshold must be a number > 0 (inf: no outliers), got {self.outlier_threshold!r}")
-        need(int(self.n_exemplars) >= 1, f"n_exemplars must be >= 1, got {self.n_exemplars!r}")
-        need(int(self.n_words) >= 1, f"n_words must be >= 1, got {self.n_words!r}")
-        need(int(self.vocabulary_size) >= 1, f"vocabulary_size must be >= 1, got {self.vocabulary_size!r}")
-        need(int(self.batch_size) >= 1, f"batch_size must be >= 1, got {self.batch_size!r}")
+        check_integer("sample_size (at least 2 * min_concept_size)", self.sample_size,
+                      minimum=2 * self.min_concept_size, allow_none=True)
+        check_number("outlier_threshold", self.outlier_threshold, 0.0, 1000.0)
+        need(float(self.outlier_threshold) > 0, f"outlier_threshold must be > 0, got {self.outlier_threshold!r}")
+        for name in ("n_exemplars", "n_words", "vocabulary_size", "batch_size"):
+            check_integer(name, getattr(self, name), minimum=1)
+        check_random_state(self.random_state)
         need(self.umap_model is None or hasattr(self.umap_model, "fit_transform"),
              "umap_model must have a fit_transform method (e.g. umap.UMAP or sklearn PCA)")
         need(self.hdbscan_model is None or hasattr(self.hdbscan_model, "fit"),
@@ -268,12 +271,7 @@ class ConceptModel:
         name = getattr(embedder, "name", None)
         cacheable = bool(name) and name != "base"
 
-        def raw() -> np.ndarray:
-            if cacheable:
-                return cached_text_embeddings(name, words, lambda w: embedder.embed_texts(w))
-            return l2_normalize(embedder.embed_texts(words))
-
-        vectors = raw()
+        vectors = vocabulary_embeddings(embedder, words, verbose=bool(self.verbose))
         center = (np.asarray(vectors.mean(axis=0), np.float32) if len(words) >= MIN_WORDS_TO_CENTER
                   else np.zeros(vectors.shape[1], np.float32))
         if not cacheable:
@@ -294,6 +292,8 @@ class ConceptModel:
         `image_indices_`. Returns self.
         """
         self._validate_params()
+        images, image_embeddings, image_features = check_inputs(images, image_embeddings, image_features)
+        docs = check_docs(docs)
         x, feats, kept, failures = self._embed(images, image_embeddings,
                                                features=self.cluster_space == "auto")
         if image_features is not None:
@@ -419,7 +419,7 @@ class ConceptModel:
         """Run only the clustering stage on embeddings: the default layer's labels, 0 = largest,
         -1 = outlier."""
         self._validate_params()
-        x = self._as_embeddings(image_embeddings)
+        x = self._as_embeddings(check_inputs(None, image_embeddings, None)[1])
         with one_blas_thread():
             h = self._cluster(x, self._effective_min_size(len(x)))
         return h.layers[h.default]
@@ -612,6 +612,7 @@ class ConceptModel:
         """
         self._check_fitted()
         layer = self._check_layer(layer)
+        images, image_embeddings, image_features = check_inputs(images, image_embeddings, image_features)
         use_features = self.features_ is not None and (image_embeddings is None or image_features is not None)
         x, feats, kept, _ = self._embed(images, image_embeddings, dim=self.embeddings_.shape[1],
                                         features=use_features)

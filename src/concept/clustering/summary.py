@@ -21,7 +21,6 @@ import numpy as np
 
 from concept.clustering.kernels import mean_directions, top_matches
 
-
 #: Cells whose micro-clusters a row may also join, besides its own cell's.
 NEIGHBOUR_CELLS = 2
 

@@ -12,13 +12,15 @@ import os
 import re
 import socket
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlparse
 
 from concept._errors import EmbeddingError
 from concept.embedding.base import BaseEmbedder, EmbeddingModel, l2_normalize
-from concept.embedding.clip import CLIPEmbedder
-from concept.embedding.offline import OfflineEmbedder
+
+if TYPE_CHECKING:
+    from concept.embedding.clip import CLIPEmbedder
+    from concept.embedding.offline import OfflineEmbedder
 
 __all__ = [
     "BaseEmbedder",
@@ -31,6 +33,18 @@ __all__ = [
 ]
 
 logger = logging.getLogger(__name__)
+
+#: The backends' modules import torch (2 s on a small machine), so they load on first use:
+#: `concept info` and `concept --help` never need them.
+_LAZY = {"CLIPEmbedder": "concept.embedding.clip", "OfflineEmbedder": "concept.embedding.offline"}
+
+
+def __getattr__(name: str):
+    if name in _LAZY:
+        import importlib
+
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 #: The CLIP model "auto" looks for: the reference Concept's default.
 DEFAULT_CLIP = "sentence-transformers/clip-ViT-B-32"
@@ -124,6 +138,9 @@ def load_embedding_model(
             f"embedding_model must be 'auto', 'offline', a model name or folder, or an object "
             f"with embed_images() and embed_texts(); got {type(spec).__name__}"
         )
+    from concept.embedding.clip import CLIPEmbedder
+    from concept.embedding.offline import OfflineEmbedder
+
     spec = spec or "auto"
     if spec == "offline" or spec.startswith("offline-"):
         options = spec.split("-")[1:]

@@ -260,9 +260,7 @@ class BaseEmbedder(ABC):
                 bar.update(seen - done)
                 done = seen
             bar.update(len(report.loaded) + len(report.failures) - done)
-        self.last_report_ = report
-        if report.failures:
-            logger.warning("%s", report.summary())
+        self.last_report_ = report  # each failure was logged once as it happened: no second list
         return np.concatenate(chunks) if chunks else np.zeros((0, 0), dtype=np.float32)
 
     def embed_texts(self, texts: Sequence[str], batch_size: int = 64) -> np.ndarray:

@@ -151,6 +151,8 @@ _Encoded = tuple[torch.Tensor, JpegHeader]
 
 def _read_jpeg(path: str | os.PathLike, max_pixels: int | None) -> _Encoded | None:
     """The file's bytes and header if the device path should decode it, else None."""
+    if not os.path.isfile(path):  # opening a FIFO would block; the CPU path reports it
+        return None
     try:
         with open(path, "rb") as f:
             data = bytearray(os.fstat(f.fileno()).st_size)

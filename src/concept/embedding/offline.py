@@ -31,7 +31,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from concept._cache import cache_dir
+from concept._cache import cache_dir, cached_text_embeddings
 from concept._errors import EmbeddingError
 from concept.embedding.base import (
     BaseEmbedder,
@@ -145,9 +145,10 @@ class OfflineEmbedder(BaseEmbedder):
 
     @cached_property
     def class_embeddings(self) -> np.ndarray:
-        """(1000, 384) unit-norm text embeddings of the ImageNet class names (all lemmas)."""
+        """(1000, 384) unit-norm text embeddings of the ImageNet class names (all lemmas),
+        cached on disk: embedding them took 3-8 s at every start of a process that embeds images."""
         texts = [", ".join(c.lemmas) for c in imagenet_classes()]
-        return l2_normalize(self._encode_texts(texts, 256))
+        return cached_text_embeddings(self.name, texts, lambda t: l2_normalize(self._encode_texts(t, 256)))
 
     @property
     def dim(self) -> int:

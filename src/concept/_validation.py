@@ -1,0 +1,124 @@
+"""Checks of what users pass to `ConceptModel`, run before any image is embedded.
+
+Each function raises `ConceptError` with a message that names the argument, says what was
+wrong and what is expected, instead of a traceback from numpy or scikit-learn after minutes of
+embedding. They return the value to use (e.g. an array view of a list of rows).
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+import os
+from collections.abc import Iterator, Mapping
+from collections.abc import Set as AbstractSet
+from typing import Any
+
+import numpy as np
+from PIL import Image
+
+from concept._errors import ConceptError
+
+#: numpy's and UMAP's seeds are unsigned 32-bit integers.
+MAX_SEED = 2**32 - 1
+
+
+def _is_integer(value: Any) -> bool:
+    return isinstance(value, (int, np.integer)) and not isinstance(value, (bool, np.bool_))
+
+
+def check_integer(name: str, value: Any, *, minimum: int | None = None,
+                  allow_none: bool = False) -> int | None:
+    """`value` as an int, refusing bools, floats, strings and values below `minimum`."""
+    if value is None and allow_none:
+        return None
+    bound = f" >= {minimum}" if minimum is not None else ""
+    if not _is_integer(value) or (minimum is not None and value < minimum):
+        none = "None or " if allow_none else ""
+        raise ConceptError(f"{name} must be {none}an integer{bound}, got {value!r}")
+    return int(value)
+
+
+def check_number(name: str, value: Any, low: float, high: float) -> float:
+    """`value` as a float in [low, high], refusing bools, strings, NaN and infinities."""
+    ok = isinstance(value, numbers.Real) and not isinstance(value, (bool, np.bool_))
+    if not ok or not math.isfinite(float(value)) or not low <= float(value) <= high:
+        raise ConceptError(f"{name} must be a number in [{low:g}, {high:g}], got {value!r}")
+    return float(value)
+
+
+def check_random_state(value: Any) -> int | None:
+    """None (not reproducible) or an integer seed in [0, 2**32 - 1]."""
+    if value is None:
+        return None
+    if not _is_integer(value) or not 0 <= value <= MAX_SEED:
+        raise ConceptError(f"random_state must be None or an integer seed in [0, {MAX_SEED}], got {value!r}")
+    return int(value)
+
+
+def check_docs(docs: Any) -> list[str] | None:
+    """The candidate words as a list of strings (None: the bundled vocabulary)."""
+    if docs is None:
+        return None
+    if isinstance(docs, (str, bytes)):
+        raise ConceptError("docs must be a list of strings, not a single string.")
+    if isinstance(docs, (Mapping, AbstractSet)) or not hasattr(docs, "__iter__"):
+        raise ConceptError(f"docs must be a list of strings, got {type(docs).__name__}")
+    docs = list(docs)
+    for i, doc in enumerate(docs):
+        if not isinstance(doc, str):
+            raise ConceptError(f"docs must be strings, but docs[{i}] is {doc!r} ({type(doc).__name__}); "
+                               "remove it or convert it to text first.")
+    return docs
+
+
+def check_images(images: Any) -> Any:
+    """`images` when it is a sequence that can be read twice (embedding, then collages)."""
+    if images is None or isinstance(images, (np.ndarray, str, bytes, os.PathLike, Image.Image)):
+        return images  # single inputs get their own message where they are used
+    if isinstance(images, (Iterator, Mapping, AbstractSet)) or not (hasattr(images, "__len__")
+                                                            and hasattr(images, "__getitem__")):
+        raise ConceptError(f"images must be a list (or tuple or array) of paths, PIL images or arrays, "
+                           f"got a {type(images).__name__}: the images are read twice (to embed them "
+                           "and for the collages), so pass list(images).")
+    if len(images) == 0:
+        raise ConceptError("images is empty: pass at least one image.")
+    return images
+
+
+def check_array(name: str, value: Any) -> np.ndarray | None:
+    """A non-empty 2-D array of real numbers (rows x dimensions), not copied when it is one."""
+    if value is None:
+        return None
+    if isinstance(value, (str, bytes)):
+        raise ConceptError(f"{name} must be a 2-D array of numbers (n_images, dim), got a string")
+    try:
+        array = np.asarray(value)
+    except ValueError as exc:  # numpy refuses ragged nested lists
+        raise ConceptError(f"{name} must be a 2-D array of numbers with rows of one length ({exc})") from exc
+    if array.dtype == object:
+        raise ConceptError(f"{name} must be a 2-D array of numbers with rows of one length; "
+                           "it holds rows of different lengths or values that are not numbers")
+    if array.dtype.kind not in "iuf":
+        raise ConceptError(f"{name} must hold real numbers, got values of dtype {array.dtype}")
+    if array.ndim != 2 or 0 in array.shape:
+        raise ConceptError(f"{name} must be a non-empty 2-D array (n_images, dim), got shape {array.shape}")
+    return array
+
+
+def check_inputs(images: Any, image_embeddings: Any, image_features: Any,
+                 ) -> tuple[Any, np.ndarray | None, np.ndarray | None]:
+    """The images and arrays of `fit`/`transform`, checked against each other."""
+    images = check_images(images)
+    image_embeddings = check_array("image_embeddings", image_embeddings)
+    image_features = check_array("image_features", image_features)
+    if image_features is not None and image_embeddings is None:
+        raise ConceptError("image_features are only used together with image_embeddings.")
+    if image_features is not None and len(image_features) != len(image_embeddings):
+        raise ConceptError(f"Got {len(image_embeddings)} image_embeddings but {len(image_features)} "
+                           "image_features; they must match one to one.")
+    if (image_embeddings is not None and images is not None and hasattr(images, "__len__")
+            and not isinstance(images, (str, bytes, os.PathLike, Image.Image)) and len(images) != len(image_embeddings)):
+        raise ConceptError(f"Got {len(images)} images but {len(image_embeddings)} image_embeddings; "
+                           "they must match one to one.")
+    return images, image_embeddings, image_features
