@@ -10,17 +10,17 @@ from sklearn.metrics import normalized_mutual_info_score
 from concept.clustering import (
     assign,
     cluster,
-    find_hierarchy,
-    from_labels,
-    layer_labels,
-    top_matches,
-    vote,
     default_clusterer,
     default_reducer,
+    find_hierarchy,
     fit_projection,
+    from_labels,
+    layer_labels,
     nearest,
     project,
     sort_by_size,
+    top_matches,
+    vote,
 )
 from concept.embedding import l2_normalize
 

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import itertools
+
 import numpy as np
 import pytest
-from conftest import ColorEmbedder, blobs
+from conftest import ColorEmbedder, blobs, nested_blobs
 from PIL import Image
 from sklearn.cluster import KMeans
 from sklearn.decomposition import PCA
@@ -19,6 +21,7 @@ from concept import (
     ModelFileError,
     NotFittedError,
 )
+from concept.embedding.base import l2_normalize
 
 DOCS = ["red", "green", "blue", "yellow", "white", "black", "piano", "river"]
 
@@ -183,6 +186,8 @@ def test_custom_reducer_and_clusterer():
                          embedding_model=None, verbose=False).fit(image_embeddings=x)
     assert normalized_mutual_info_score(y, model.labels_) > 0.9
     assert (model.probabilities_ == 1).all()
+    assert len(model.layers_) == 1 and model.layer_ == 0  # a user's clusterer: its one layer
+    np.testing.assert_array_equal(model.transform(image_embeddings=x), model.labels_)
 
 
 def test_transform_probabilities():
@@ -274,8 +279,8 @@ def test_extra_arrays_and_settings_of_a_newer_state_are_tolerated(tmp_path):
     path = model.save(tmp_path / "m")
 
     def newer(state):
-        state.arrays["layer_0_labels"] = state.arrays["labels"].copy()
-        state.settings["n_layers"] = 1
+        state.arrays["future_labels"] = state.arrays["labels"].copy()
+        state.settings["future_setting"] = 1
         state.settings.update(verbose=0, n_words=10.0)  # what a user may have passed, saved as given
 
     _tampered(path, newer)
@@ -285,7 +290,7 @@ def test_extra_arrays_and_settings_of_a_newer_state_are_tolerated(tmp_path):
 
 def test_an_embedding_model_path_stored_in_a_model_folder_is_not_loaded(tmp_path, monkeypatch):
     # issue 11, item 5: a downloaded model could name its own files (or any) to be loaded as weights
-    import concept.embedding.clip as clip
+    from concept.embedding import clip
 
     def loaded(*args, **kwargs):
         raise AssertionError("weights were loaded from a path the model folder named")
@@ -478,3 +483,86 @@ def test_embedding_words_shows_progress_unless_quiet(capsys):
                              verbose=verbose)
         model.fit(image_embeddings=x, docs=DOCS)
         assert ("Embedding words" in capsys.readouterr().err) == verbose
+
+
+# ---------------------------------------------------------------------------- layers (issue 10)
+class HashTexts:
+    """Words at fixed pseudo-random points of a `dim`-d space (for words on every layer)."""
+
+    name = "test-hash-texts"
+
+    def __init__(self, dim: int):
+        self.dim = dim
+
+    def embed_images(self, images, batch_size=32, report=None):
+        raise AssertionError("only precomputed embeddings in these tests")
+
+    def embed_texts(self, texts, batch_size=32):
+        rows = [np.random.default_rng(sum(map(ord, t)) + 7 * len(t)).normal(size=self.dim) for t in texts]
+        return l2_normalize(np.asarray(rows, dtype=np.float32))
+
+
+WORDS = [f"word{i}" for i in range(40)]
+
+
+def layered(seed: int = 0) -> tuple[ConceptModel, np.ndarray, np.ndarray, np.ndarray]:
+    x, groups, subs = nested_blobs(groups=5, subs=4, per=40, dim=32)
+    model = ConceptModel(min_concept_size=15, embedding_model=HashTexts(32), random_state=seed, verbose=False)
+    return model.fit(image_embeddings=x, docs=WORDS), x, groups, subs
+
+
+def test_layers_nest_and_every_layer_is_described():
+    model, x, groups, subs = layered()
+    layers, sizes = model.layers_, model.layer_sizes_
+    assert len(layers) >= 2 and sizes == sorted(sizes, reverse=True)
+    assert model.labels_ is layers[model.layer_]
+    for fine, coarse in itertools.pairwise(layers):
+        assert all(len(np.unique(coarse[fine == c])) == 1 for c in range(int(fine.max()) + 1))
+    assert max(normalized_mutual_info_score(subs, layer) for layer in layers) > 0.9
+    assert max(normalized_mutual_info_score(groups, layer) for layer in layers) > 0.9
+    for k, emb, ex, topics in zip(sizes, model.layer_embeddings_, model.layer_exemplars_, model.layer_topics_):
+        assert emb.shape == (k, 32) and sorted(ex) == list(range(k)) and sorted(topics) == list(range(k))
+        assert all(len(words) == 10 for words in topics.values())
+    assert model.topics_ is model.layer_topics_[model.layer_]
+    assert (model.labels_ >= 0).mean() > 0.9 and model.probabilities_.shape == (len(x),)
+
+
+def test_transform_at_any_layer_and_after_load_is_exact(tmp_path):
+    model, x, _, _ = layered()
+    new = x[::3] + 0.01 * np.random.default_rng(5).normal(size=x[::3].shape).astype(np.float32)
+    before = [model.transform(image_embeddings=new, layer=k, return_probabilities=True)
+              for k in range(len(model.layers_))]
+    for k, layer in enumerate(model.layers_):
+        np.testing.assert_array_equal(model.transform(image_embeddings=x, layer=k), layer)
+    model.save(tmp_path / "m")
+    loaded = ConceptModel.load(tmp_path / "m", embedding_model=HashTexts(32))
+    assert loaded.layer_ == model.layer_ and loaded.layer_sizes_ == model.layer_sizes_
+    for k in range(len(model.layers_)):
+        np.testing.assert_array_equal(loaded.layers_[k], model.layers_[k])
+        labels, probs = loaded.transform(image_embeddings=new, layer=k, return_probabilities=True)
+        np.testing.assert_array_equal(labels, before[k][0])
+        np.testing.assert_array_equal(probs, before[k][1])
+        assert loaded.layer_topics_[k] == model.layer_topics_[k]
+        assert loaded.layer_exemplars_[k] == model.layer_exemplars_[k]
+    np.testing.assert_array_equal(loaded.probabilities_, model.probabilities_)
+    with pytest.raises(ConceptError, match="layer"):
+        loaded.transform(image_embeddings=new, layer=len(model.layers_))
+
+
+def test_another_random_state_gives_nearly_the_same_concepts():
+    from sklearn.metrics import adjusted_rand_score
+
+    labels = [layered(seed)[0].layers_[0] for seed in (0, 1, 2)]
+    assert min(adjusted_rand_score(labels[0], other) for other in labels[1:]) > 0.9
+
+
+def test_features_feed_the_layers_and_transform_at_each_layer():
+    x, _, subs = nested_blobs(groups=4, subs=3, per=40, dim=32)
+    shared = l2_normalize(x[:, :16].copy())
+    model = ConceptModel(min_concept_size=15, embedding_model=None, random_state=0, verbose=False)
+    model.fit(None, image_embeddings=shared, image_features=x)
+    assert model.hierarchy_.centres.shape[1] == 32  # clustered on the features
+    assert max(normalized_mutual_info_score(subs, layer) for layer in model.layers_) > 0.9
+    for k in range(len(model.layers_)):
+        np.testing.assert_array_equal(model.transform(image_embeddings=shared, image_features=x, layer=k),
+                                      model.layers_[k])

@@ -38,6 +38,7 @@ def check_fitted_state(state: ModelState, path: str | os.PathLike) -> None:
     try:
         _check_settings(state.settings)
         n, k = _check_arrays(state.arrays)
+        _check_layers(state.settings, state.arrays, state.texts, n, k)
         _check_texts(state.texts, n, k)
         _check_images(state.images, k)
     except _Bad as exc:
@@ -144,6 +145,61 @@ def _check_arrays(arrays: dict[str, np.ndarray]) -> tuple[int, int]:
     _array(arrays, "word_center", "f", (d,), optional=True)
     _array(arrays, "map_2d", "f", (n, 2), optional=True)
     return n, k
+
+
+def _check_layers(settings: dict[str, Any], arrays: dict[str, np.ndarray], texts: dict[str, Any],
+                  n: int, k: int) -> None:
+    """The concept hierarchy (absent in folders saved before layers): the finest labels, the
+    centres and spreads new images are assigned by, a parent map between each pair of layers,
+    and each layer's embeddings, exemplars and words; the default layer must be `labels`."""
+    if "centres" not in arrays:
+        return
+    n_layers = _integer(settings, "n_layers", 1)
+    default = _integer(settings, "layer", 0)
+    if default >= n_layers or n_layers > 64:
+        raise _Bad(f"settings['layer'] ({default}) must be below settings['n_layers'] ({n_layers}, at most 64)")
+    if "fitted_outlier_threshold" in settings:
+        value = settings["fitted_outlier_threshold"]
+        if type(value) not in (int, float) or not math.isfinite(value) or value <= 0:
+            raise _Bad(f"settings['fitted_outlier_threshold'] must be a number > 0, not {_short(value)}")
+    centres = _array(arrays, "centres", "f", (None, None))
+    k0 = len(centres)
+    space = arrays["features"].shape[1] if "features" in arrays else arrays["embeddings"].shape[1]
+    if k0 == 0 or centres.shape[1] != space:
+        raise _Bad(f"the array 'centres' has shape {centres.shape}, expected (k, {space})")
+    _array(arrays, "medians", "f", (k0,))
+    _array(arrays, "sds", "f", (k0,))
+    fine = _array(arrays, "fine_labels", "i", (n,))
+    _in_range(fine, "fine_labels", -1, k0)
+    _in_range(_array(arrays, "nearest", "i", (n,)), "nearest", 0, k0)
+    labels, sizes = fine, [k0]
+    for i in range(n_layers - 1):
+        parent = _array(arrays, f"parents_{i}", "i", (sizes[-1],))
+        upper = int(parent.max()) + 1 if parent.size else 0
+        _in_range(parent, f"parents_{i}", 0, max(upper, 1))
+        labels = np.where(labels >= 0, parent[np.maximum(labels, 0)], -1)
+        sizes.append(upper)
+        if i + 1 == default and not np.array_equal(labels, arrays["labels"]):
+            raise _Bad(f"the array 'labels' is not layer {default} of the hierarchy")
+    if default == 0 and not np.array_equal(fine, arrays["labels"]):
+        raise _Bad("the array 'labels' is not layer 0 of the hierarchy")
+    if sizes[default] != k:
+        raise _Bad(f"layer {default} has {sizes[default]} concepts but 'concept_embeddings' has {k}")
+    d = arrays["embeddings"].shape[1]
+    layer_topics = texts.get("layer_topics")
+    if not isinstance(layer_topics, list) or len(layer_topics) != n_layers:
+        raise _Bad(f"texts must have 'layer_topics', a list of {n_layers} dictionaries")
+    for i, size in enumerate(sizes):
+        _array(arrays, f"layer_{i}_embeddings", "f", (size, d))
+        counts = _array(arrays, f"layer_{i}_exemplar_counts", "i", (size,))
+        exemplars = _array(arrays, f"layer_{i}_exemplars", "i", (None,))
+        _in_range(counts, f"layer_{i}_exemplar_counts", 0, n + 1)
+        if int(counts.sum()) != len(exemplars):
+            raise _Bad(f"'layer_{i}_exemplar_counts' do not add up to the {len(exemplars)} exemplars")
+        _in_range(exemplars, f"layer_{i}_exemplars", 0, n)
+        topics = layer_topics[i]
+        if not isinstance(topics, dict) or set(topics) != {str(c) for c in range(size)}:
+            raise _Bad(f"layer_topics[{i}] must have one entry per concept 0..{size - 1}")
 
 
 # -- texts and images --------------------------------------------------------------------------
