@@ -93,7 +93,13 @@ def _finish(x: np.ndarray, nearest: np.ndarray, sims: np.ndarray, centres: np.nd
             inlier: np.ndarray | None = None, probabilities: np.ndarray | None = None) -> Hierarchy:
     """Confidence, outliers and size order for every layer."""
     k0 = len(centres)
-    medians, sds = spread(nearest if inlier is None else np.where(inlier, nearest, -1), sims, k0)
+    members = nearest if inlier is None else np.where(inlier, nearest, -1)
+    medians, sds = spread(members, sims, k0)
+    if inlier is not None:  # a clusterer's own members all pass their concept's fence
+        lowest = np.full(k0, np.inf, np.float32)
+        np.minimum.at(lowest, members[inlier], sims[inlier])
+        need = np.where(np.isfinite(lowest), (medians - lowest) / threshold, 0.0)
+        sds = np.maximum(sds, need * 1.001 + 1e-6).astype(np.float32)
     conf = confidence(sims, medians[nearest], sds[nearest], threshold)
     keep = conf > 0 if inlier is None else inlier
     fine = np.where(keep, nearest, -1)
@@ -136,7 +142,8 @@ def find_hierarchy(x: np.ndarray, min_size: int, *, max_units: int | None = 20_0
 def from_labels(x: np.ndarray, labels: np.ndarray, probabilities: np.ndarray | None = None,
                 threshold: float = OUTLIER_THRESHOLD) -> Hierarchy:
     """One layer from a clusterer's own labels (-1 kept as outliers), with centres and
-    spreads for assigning new images."""
+    spreads for assigning new images: each concept's fence is widened to take in all its
+    members, so `assign` gives the clusterer's concepts back for them."""
     labels = np.asarray(labels, np.int64)
     k = int(labels.max(initial=-1)) + 1
     if k == 0:
