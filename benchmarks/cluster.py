@@ -29,6 +29,13 @@ built in chunks straight into the .npy the workers read (the parent never holds 
     nice -n 10 python benchmarks/cluster.py --quick         # smoke run, scaled-down sizes
     nice -n 10 python benchmarks/cluster.py --only nested,openclipart --skip-evoc
 
+Workers run with OMP_WAIT_POLICY=PASSIVE unless told otherwise: EVoC and k-means run in
+libgomp's thread pool, whose spinning threads, with other work on the same cores, made the same
+EVoC fit take 1.5 s or 20-50 s from one run to the next; passive threads sleep instead. The
+1-minute load average at each worker's start is in the note column. Peak RSS is VmHWM, reset
+after the warm-up; getrusage's ru_maxrss (kept in the JSON) cannot be reset and, in a child
+started by vfork+exec, starts from the parent's own peak.
+
 Writes benchmarks/out/cluster.md (the table) and benchmarks/out/cluster.json (every row, every
 layer's size, warm-up times, both RSS readings).
 """
@@ -168,11 +175,13 @@ def evoc_python() -> tuple[Path | None, str]:
 
 
 def run_worker(python: Path, method: str, data: Path, out: Path, seeds: list[int], k: int = 0,
-               unseeded: bool = False) -> tuple[dict | None, str]:
+               unseeded: bool = False, omp_wait: str = "passive") -> tuple[dict | None, str]:
     """One worker process; (its result with the layers of every seed, '') or (None, why)."""
     cmd = [str(python), str(WORKER), method, str(data), str(out), "--seeds", ",".join(map(str, seeds)),
            "--k", str(k)] + (["--unseeded"] if unseeded else [])
     env = dict(os.environ, PYTHONWARNINGS="ignore")
+    if omp_wait != "unset":
+        env["OMP_WAIT_POLICY"] = omp_wait.upper()
     start = time.perf_counter()
     proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
     if proc.returncode != 0 or not (out / "result.json").exists():
@@ -183,6 +192,23 @@ def run_worker(python: Path, method: str, data: Path, out: Path, seeds: list[int
         result["seeds"][str(seed)]["layers"] = np.load(out / f"layers_{seed}.npy")
     shutil.rmtree(out, ignore_errors=True)
     return result, ""
+
+
+def source_state() -> str:
+    """The commit, and a digest of the package's sources as they are on disk (the working tree
+    may hold changes, and may change while a long run goes on)."""
+    import hashlib
+
+    src = HERE.parent / "src" / "concept"
+    digest = hashlib.sha1()
+    for path in sorted(src.rglob("*.py")):
+        digest.update(path.relative_to(src).as_posix().encode() + b"\0" + path.read_bytes())
+    try:
+        commit = subprocess.run(["git", "-C", str(HERE.parent), "describe", "--always", "--dirty"],
+                                capture_output=True, text=True, timeout=30).stdout.strip()
+    except (OSError, subprocess.TimeoutExpired):
+        commit = "unknown"
+    return f"{commit or 'unknown'}, sources {digest.hexdigest()[:10]}"
 
 
 # ---------------------------------------------------------------------------- scoring
@@ -230,6 +256,9 @@ def main() -> None:
                         help="also run EVoC with random_state=None (its faster, non-reproducible path)")
     parser.add_argument("--quick", action="store_true", help="scaled-down sizes, for a smoke run")
     parser.add_argument("--data-seed", type=int, default=0, help="seed of the synthetic sets")
+    parser.add_argument("--omp-wait-policy", choices=["passive", "active", "unset"], default="passive",
+                        help="OMP_WAIT_POLICY of every worker (default passive: with the cores shared, "
+                             "libgomp's spinning threads made EVoC's and k-means' times vary tenfold)")
     parser.add_argument("--materialise", nargs=2, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.materialise:
@@ -239,6 +268,8 @@ def main() -> None:
         parser.error(f"unknown data set(s) {', '.join(unknown)}; choose from {', '.join(NAMES)}")
 
     started = time.perf_counter()
+    sources = source_state()
+    print(f"concept at {sources}", flush=True)
     evoc, evoc_version = (None, "skipped (--skip-evoc)") if args.skip_evoc else evoc_python()
     if evoc is None and not args.skip_evoc:
         print(f"EVoC unavailable: {evoc_version}", flush=True)
@@ -267,9 +298,12 @@ def main() -> None:
                          for kk in dict.fromkeys(level[2] for level in ds["levels"])]
             group = []
             for label, python, method, extra in runs:
-                result, note = run_worker(python, method, folder, folder / f"out-{method}", seeds, **extra)
+                load = os.getloadavg()[0]
+                result, note = run_worker(python, method, folder, folder / f"out-{method}", seeds,
+                                          omp_wait=args.omp_wait_policy, **extra)
                 if result is not None:
-                    note = f"warm-up {result['warm_up_s']:.0f} s" if method != "kmeans" else ""
+                    note = "; ".join(([f"warm-up {result['warm_up_s']:.0f} s"] if method != "kmeans" else [])
+                                     + [f"load {load:.1f}"])
                 print(f"   {label}: " + (", ".join(f"{result['seeds'][str(s)]['seconds']:.1f} s" for s in seeds)
                                          if result else note), flush=True)
                 group += rows_for(ds, label, result, note, seeds)
@@ -285,6 +319,11 @@ def main() -> None:
             rows += group
             shutil.rmtree(folder, ignore_errors=True)
     total = time.perf_counter() - started
+    sources_after = source_state()
+    if sources_after != sources:
+        print(f"WARNING: the package's sources changed during the run ({sources} -> {sources_after}); "
+              "rows of ours may come from different code", flush=True)
+        sources = f"{sources} -> {sources_after} (CHANGED DURING THE RUN)"
 
     cols = ["data", "method", "seed", "seconds", "time vs EVoC", "NMI", "ARI", "concepts", "in concepts",
             "layers", "layer sizes", "labels_ layer", "best layer NMI", "peak RSS GiB", "seed ARI", "note"]
@@ -297,7 +336,8 @@ def main() -> None:
              "not outliers; 'layer sizes': concepts per layer, finest first (L0); 'best layer NMI': the best "
              "of every layer, and which. 'peak RSS GiB': the fit's own peak, the loaded vectors included. "
              "'seed ARI': mean pairwise ARI of `labels_` over the seeds. EVoC's `labels_` is its layer of "
-             "highest persistence.")
+             f"highest persistence. Workers ran with OMP_WAIT_POLICY={args.omp_wait_policy}; 'load': the "
+             f"1-minute load average when the worker started ({os.cpu_count()} cores here). concept at {sources}.")
     publish("cluster", "Clustering core vs EVoC and k-means (issue 10)", intro, rows, cols)
     public = [{k: v for k, v in r.items() if not k.startswith("_")} | {k[1:]: v for k, v in r.items()
               if k.startswith("_")} for r in rows]
@@ -305,7 +345,7 @@ def main() -> None:
     tmp_json = OUT / ".cluster.json.tmp"
     tmp_json.write_text(json.dumps({"machine": machine(), "args": {k: v for k, v in vars(args).items()
                                                                   if k != "materialise"},
-                                    "evoc": evoc_version, "total_s": total, "rows": public},
+                                    "evoc": evoc_version, "sources": sources, "total_s": total, "rows": public},
                                    indent=1, default=float))
     os.replace(tmp_json, OUT / "cluster.json")
 

@@ -357,7 +357,7 @@ def test_large_collections_are_summarised_and_every_image_assigned():
     x, y = blobs(n_per=200)
     model = ConceptModel(min_concept_size=10, sample_size=150, embedding_model=None, random_state=0,
                          verbose=False).fit(image_embeddings=x)
-    assert 100 <= model.hierarchy_.n_units <= 150 and len(model.labels_) == 600
+    assert 100 <= model.hierarchy_.n_units <= 160 and len(model.labels_) == 600  # about 150
     inliers = model.labels_ >= 0
     assert inliers.mean() > 0.95 and normalized_mutual_info_score(y[inliers], model.labels_[inliers]) > 0.99
     np.testing.assert_array_equal(model.transform(image_embeddings=x), model.labels_)

@@ -25,7 +25,7 @@ from concept.clustering.hierarchy import (
     refine,
     spread,
 )
-from concept.clustering.kernels import mean_directions, top_matches
+from concept.clustering.kernels import label_sums, mean_directions, top_matches
 from concept.clustering.summary import summarise
 
 logger = logging.getLogger(__name__)
@@ -135,7 +135,8 @@ def find_hierarchy(x: np.ndarray, min_size: int, *, max_units: int | None = 20_0
     preferred_groups = dense_groups(coords, summary.weights, min_size, "eom", max_share=MAX_SHARE)
     preferred = len(np.unique(preferred_groups[preferred_groups >= 0]))
     nearest, centres, sims = refine(x, groups[summary.labels], min_size)
-    layers = build_layers(centres, preferred)
+    sums, sizes = label_sums(x, nearest, len(centres))
+    layers = build_layers(sums / np.maximum(sizes, 1)[:, None], sizes, preferred)
     return _finish(x, nearest, sims, centres, layers.parents, layers.default, threshold, units)
 
 

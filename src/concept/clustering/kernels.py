@@ -17,6 +17,11 @@ PROJECTION_DIM = 64
 CHUNK = 16_384
 #: Candidates kept from the bfloat16 scores beyond the k asked for, rescored in float32.
 RESCORE = 8
+#: Problems up to this many multiply-adds (rows x centres x dims) skip torch: its thread pool
+#: and bfloat16 conversions cost milliseconds per call when another process holds the cores,
+#: which the k-means of each cell pays hundreds of times (4,000 cells x 70 centres x 384 dims
+#: took 8 ms in torch, 3 ms in numpy's single-threaded float32 product).
+SMALL = 2**28
 #: Floats gathered at once for the float32 rescoring (bounds its memory to 32 MB).
 RESCORE_FLOATS = 2**23
 
@@ -36,9 +41,11 @@ def top_matches(x: np.ndarray, centres: np.ndarray, k: int = 1, *, exact: bool =
     rescored in float32 (ties and near-ties then resolve as float32 would). `exact=False` is
     for the inner loops of k-means, where a rare near-tie flip does not matter.
     """
-    torch = _torch()
     n, m = len(x), len(centres)
     k = max(1, min(k, m))
+    if n * m * x.shape[1] <= SMALL:
+        return _top_matches_numpy(x, centres, k)
+    torch = _torch()
     keep = min(m, k + RESCORE) if exact else k
     piece = max(16, RESCORE_FLOATS // (keep * max(1, x.shape[1])))
     idx = np.empty((n, k), dtype=np.int64)
@@ -49,8 +56,8 @@ def top_matches(x: np.ndarray, centres: np.ndarray, k: int = 1, *, exact: bool =
         for start in range(0, n, chunk):
             part = torch.from_numpy(np.ascontiguousarray(x[start:start + chunk], dtype=np.float32))
             scores = torch.mm(part.to(torch.bfloat16), cb)
-            if keep == 1:
-                cand = scores.argmax(dim=1, keepdim=True)
+            if keep == 1:  # max is 3x faster than argmax on bfloat16 rows (torch 2.13, CPU)
+                cand = scores.max(dim=1).indices[:, None]
             else:
                 cand = torch.topk(scores, keep, dim=1, sorted=False).indices
             if exact:  # float32 rescoring of the candidates, a piece at a time
@@ -64,25 +71,50 @@ def top_matches(x: np.ndarray, centres: np.ndarray, k: int = 1, *, exact: bool =
     return idx, sims
 
 
-def mean_directions(x: np.ndarray, labels: np.ndarray, k: int, chunk: int = 65_536
+def _top_matches_numpy(x: np.ndarray, centres: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """`top_matches` for small problems: exact float32 products in numpy, no thread pools."""
+    scores = np.asarray(x, np.float32) @ np.asarray(centres, np.float32).T
+    if k == 1:
+        idx = scores.argmax(axis=1)[:, None]
+    else:
+        part = np.argpartition(-scores, k - 1, axis=1)[:, :k]
+        order = np.argsort(-np.take_along_axis(scores, part, axis=1), axis=1, kind="stable")
+        idx = np.take_along_axis(part, order, axis=1)
+    return idx.astype(np.int64), np.take_along_axis(scores, idx, axis=1).astype(np.float32)
+
+
+def mean_directions(x: np.ndarray, labels: np.ndarray, k: int, chunk: int = 262_144
                     ) -> tuple[np.ndarray, np.ndarray]:
     """Unit mean direction (k, d) of the rows of each label 0..k-1 (labels < 0 ignored), and
     the counts; an empty label gets a zero row."""
-    torch = _torch()
+    sums, counts = label_sums(x, labels, k, chunk)
+    norms = np.linalg.norm(sums, axis=1, keepdims=True)
+    return (sums / np.maximum(norms, 1e-12)).astype(np.float32), counts
+
+
+def label_sums(x: np.ndarray, labels: np.ndarray, k: int, chunk: int = 262_144
+               ) -> tuple[np.ndarray, np.ndarray]:
+    """Sum (k, d), in float64, and count of the rows of each label 0..k-1 (labels < 0 ignored).
+
+    A sparse (k x n) indicator times the rows: one pass, no thread pool. (torch's index_add_
+    took 48 ms for 140 rows when another process held the cores: its threads waited on each
+    other; this is the k-means inner loop, called hundreds of times.)
+    """
+    from scipy import sparse
+
     labels = np.asarray(labels, dtype=np.int64)
-    sums = torch.zeros((k, x.shape[1]), dtype=torch.float32)
-    with torch.inference_mode():
-        for start in range(0, len(x), chunk):
-            lab = labels[start:start + chunk]
-            ok = lab >= 0
-            part = np.ascontiguousarray(x[start:start + chunk], dtype=np.float32)
-            if not ok.all():
-                part, lab = part[ok], lab[ok]
-            sums.index_add_(0, torch.from_numpy(np.ascontiguousarray(lab)), torch.from_numpy(part))
-    counts = np.bincount(labels[labels >= 0], minlength=k)[:k]
-    s = sums.numpy()
-    norms = np.linalg.norm(s, axis=1, keepdims=True)
-    return (s / np.maximum(norms, 1e-12)).astype(np.float32), counts
+    sums = np.zeros((k, x.shape[1]), dtype=np.float64)
+    for start in range(0, len(x), chunk):
+        lab = labels[start:start + chunk]
+        ok = np.flatnonzero(lab >= 0)
+        if len(ok) == 0:
+            continue
+        part = x[start:start + chunk]
+        part = part if len(ok) == len(lab) else part[ok]
+        indicator = sparse.csr_matrix((np.ones(len(ok), np.float32), (lab[ok], np.arange(len(ok)))),
+                                      shape=(k, len(ok)))
+        sums += indicator @ np.asarray(part, dtype=np.float32)
+    return sums, np.bincount(labels[labels >= 0], minlength=k)[:k]
 
 
 def fit_projection(x: np.ndarray, dim: int = PROJECTION_DIM, random_state: int | None = None
