@@ -158,7 +158,7 @@ def evoc_python() -> tuple[Path | None, str]:
         proc = subprocess.run(check, capture_output=True, text=True)
         if proc.returncode == 0:
             return python, proc.stdout.strip()
-    print(f"creating {PEERS.relative_to(HERE.parent)} and installing {EVOC_SPEC} ...", flush=True)
+    print(f"creating {PEERS} and installing {EVOC_SPEC} ...", flush=True)
     steps = [[sys.executable, "-m", "venv", str(PEERS)],
              [str(python), "-m", "pip", "install", "--quiet", EVOC_SPEC]]
     for step in steps:
@@ -270,7 +270,10 @@ def main() -> None:
     started = time.perf_counter()
     sources = source_state()
     print(f"concept at {sources}", flush=True)
-    evoc, evoc_version = (None, "skipped (--skip-evoc)") if args.skip_evoc else evoc_python()
+    try:
+        evoc, evoc_version = (None, "skipped (--skip-evoc)") if args.skip_evoc else evoc_python()
+    except Exception as exc:  # noqa: BLE001 - without EVoC the rest still runs
+        evoc, evoc_version = None, f"{type(exc).__name__}: {exc}"
     if evoc is None and not args.skip_evoc:
         print(f"EVoC unavailable: {evoc_version}", flush=True)
     evoc_label = f"EVoC {evoc_version}" if evoc is not None else "EVoC"
