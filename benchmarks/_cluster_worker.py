@@ -38,11 +38,16 @@ def reset_peak_rss() -> None:
         pass
 
 
-def vm_hwm_gib() -> float:
+def _status_gib(field: str) -> float:
     for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith("VmHWM"):
+        if line.startswith(field + ":"):
             return int(line.split()[1]) / 2**20
     return float("nan")
+
+
+def vm_hwm_gib() -> float:
+    """Peak resident memory since the last reset_peak_rss()."""
+    return _status_gib("VmHWM")
 
 
 def ru_maxrss_gib() -> float:
@@ -127,10 +132,11 @@ def main() -> None:
     for seed in seeds:
         gc.collect()
         reset_peak_rss()
+        before = _status_gib("VmRSS")
         start = time.perf_counter()
         layers, index = run(seed, x, shared)
         seconds = time.perf_counter() - start
-        result["seeds"][str(seed)] = {"seconds": seconds, "peak_rss_gib": vm_hwm_gib(),
+        result["seeds"][str(seed)] = {"seconds": seconds, "peak_rss_gib": vm_hwm_gib(), "rss_before_gib": before,
                                       "ru_maxrss_gib": ru_maxrss_gib(), "layer": index,
                                       "n_layers": len(layers)}
         np.save(args.out / f"layers_{seed}.npy", np.stack(layers).astype(np.int32))

@@ -137,7 +137,7 @@ def prepare(name: str, folder: Path, quick: bool, data_seed: int) -> dict:
         return {"name": name, "data": f"nested {len(fine):,} x {DIM}", "n": len(fine),
                 "levels": [("vs 200 sub-clusters", fine, 200), ("vs 20 groups", coarse, 20)]}
     proc = subprocess.run([sys.executable, __file__, "--materialise", name, str(folder)],
-                          capture_output=True, text=True)
+                          check=False, capture_output=True, text=True)
     if proc.returncode != 0:
         raise RuntimeError(_tail(proc.stderr))
     y = np.load(folder / "y.npy")
@@ -155,7 +155,7 @@ def evoc_python() -> tuple[Path | None, str]:
     python = PEERS / "bin" / "python"
     check = [str(python), "-c", "import evoc, importlib.metadata as m; print(m.version('evoc'))"]
     if python.exists():
-        proc = subprocess.run(check, capture_output=True, text=True)
+        proc = subprocess.run(check, check=False, capture_output=True, text=True)
         if proc.returncode == 0:
             return python, proc.stdout.strip()
     print(f"creating {PEERS} and installing {EVOC_SPEC} ...", flush=True)
@@ -163,12 +163,12 @@ def evoc_python() -> tuple[Path | None, str]:
              [str(python), "-m", "pip", "install", "--quiet", EVOC_SPEC]]
     for step in steps:
         try:
-            proc = subprocess.run(step, capture_output=True, text=True, timeout=1800)
+            proc = subprocess.run(step, check=False, capture_output=True, text=True, timeout=1800)
         except (OSError, subprocess.TimeoutExpired) as exc:
             return None, f"{' '.join(step[1:4])}: {exc}"
         if proc.returncode != 0:
             return None, f"{' '.join(step[1:4])} failed: {_tail(proc.stderr or proc.stdout)}"
-    proc = subprocess.run(check, capture_output=True, text=True)
+    proc = subprocess.run(check, check=False, capture_output=True, text=True)
     if proc.returncode != 0:
         return None, f"import evoc failed: {_tail(proc.stderr)}"
     return python, proc.stdout.strip()
@@ -183,7 +183,7 @@ def run_worker(python: Path, method: str, data: Path, out: Path, seeds: list[int
     if omp_wait != "unset":
         env["OMP_WAIT_POLICY"] = omp_wait.upper()
     start = time.perf_counter()
-    proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
+    proc = subprocess.run(cmd, check=False, capture_output=True, text=True, env=env)
     if proc.returncode != 0 or not (out / "result.json").exists():
         return None, f"failed (exit {proc.returncode}): {_tail(proc.stderr)}"
     result = json.loads((out / "result.json").read_text())
@@ -205,7 +205,7 @@ def source_state() -> str:
         digest.update(path.relative_to(src).as_posix().encode() + b"\0" + path.read_bytes())
     try:
         commit = subprocess.run(["git", "-C", str(HERE.parent), "describe", "--always", "--dirty"],
-                                capture_output=True, text=True, timeout=30).stdout.strip()
+                                check=False, capture_output=True, text=True, timeout=30).stdout.strip()
     except (OSError, subprocess.TimeoutExpired):
         commit = "unknown"
     return f"{commit or 'unknown'}, sources {digest.hexdigest()[:10]}"
@@ -229,7 +229,7 @@ def rows_for(ds: dict, method: str, result: dict | None, note: str, seeds: list[
         run = runs[str(seed)]
         layers, index = run["layers"], run["layer"]
         labels = layers[index]
-        sizes = [int(len(np.unique(layer[layer >= 0]))) for layer in layers]
+        sizes = [len(np.unique(layer[layer >= 0])) for layer in layers]
         for level, y, _k in ds["levels"]:
             s = scores(y, labels)
             best = [normalized_mutual_info_score(y, layer) for layer in layers]
@@ -239,7 +239,7 @@ def rows_for(ds: dict, method: str, result: dict | None, note: str, seeds: list[
                              concepts=s["n_concepts"], **{"in concepts": 1.0 - s["outliers"]},
                              layers=len(layers), **{"layer sizes": "/".join(map(str, sizes))},
                              **{"labels_ layer": index, "best layer NMI": f"{best[b]:.3f} (L{b})"},
-                             **{"peak RSS GiB": run["peak_rss_gib"]},
+                             **{"peak RSS GiB": run["peak_rss_gib"], "RSS before GiB": run["rss_before_gib"]},
                              **({"seed ARI": stability} if stability is not None else {}),
                              note=note, _sizes=sizes, _best_nmi=best,
                              _ru_maxrss_gib=run["ru_maxrss_gib"], _warm_up_s=result["warm_up_s"]))
@@ -290,7 +290,6 @@ def main() -> None:
                 continue
             seeds = list(range(args.seeds or (3 if name in REAL else 1)))
             print(f"== {ds['data']}, seeds {seeds}", flush=True)
-            k = ds["levels"][0][2]
             runs = [("ours", sys.executable, "ours", {})]
             if evoc is not None:
                 runs.append((f"{evoc_label} defaults", evoc, "evoc", {}))
@@ -323,13 +322,13 @@ def main() -> None:
             shutil.rmtree(folder, ignore_errors=True)
     total = time.perf_counter() - started
     sources_after = source_state()
-    if sources_after != sources:
+    if sources_after.split("sources ")[-1] != sources.split("sources ")[-1]:
         print(f"WARNING: the package's sources changed during the run ({sources} -> {sources_after}); "
               "rows of ours may come from different code", flush=True)
         sources = f"{sources} -> {sources_after} (CHANGED DURING THE RUN)"
 
     cols = ["data", "method", "seed", "seconds", "time vs EVoC", "NMI", "ARI", "concepts", "in concepts",
-            "layers", "layer sizes", "labels_ layer", "best layer NMI", "peak RSS GiB", "seed ARI", "note"]
+            "layers", "layer sizes", "labels_ layer", "best layer NMI", "peak RSS GiB", "RSS before GiB", "seed ARI", "note"]
     intro = (f"`python benchmarks/cluster.py{''.join(' ' + a for a in sys.argv[1:])}`"
              f"{' (scaled-down sizes)' if args.quick else ''}, {total / 60:.1f} min in all. "
              "Every method runs in a fresh process on the same saved vectors (the CNN features on the "
@@ -337,7 +336,8 @@ def main() -> None:
              "(ours: the whole ConceptModel.fit, without words). 'time vs EVoC': ours / EVoC, same set and "
              "seed. NMI and ARI of `labels_` with outliers as one label; 'in concepts': the share of images "
              "not outliers; 'layer sizes': concepts per layer, finest first (L0); 'best layer NMI': the best "
-             "of every layer, and which. 'peak RSS GiB': the fit's own peak, the loaded vectors included. "
+             "of every layer, and which. 'peak RSS GiB': the fit's own peak, the loaded vectors included; "
+             "'RSS before GiB': the process just before the fit (interpreter, libraries, vectors). "
              "'seed ARI': mean pairwise ARI of `labels_` over the seeds. EVoC's `labels_` is its layer of "
              f"highest persistence. Workers ran with OMP_WAIT_POLICY={args.omp_wait_policy}; 'load': the "
              f"1-minute load average when the worker started ({os.cpu_count()} cores here). concept at {sources}.")
