@@ -109,7 +109,7 @@ class ConceptModel:
         offline model's CNN features separate categories far better than its shared
         image-text vectors), "embeddings" always on the shared space.
     sample_size: the clustering's non-linear stages (neighbour graph, UMAP, HDBSCAN) see at
-        most this many units: every image up to 5,000 images, beyond that micro-clusters of
+        most this many units: every image up to 3,000 images, beyond that micro-clusters of
         about 40 similar images (spherical k-means), so every image shapes the concepts and a
         concept of `min_concept_size` images is found at any collection size (None: every
         image is a unit, slow for large collections). With a user's `umap_model` or

@@ -1,6 +1,6 @@
 """The clustering core: concepts at every scale, as a hierarchy of layers.
 
-1. Summarise: above a few thousand images, every image joins one of up to `max_units`
+1. Summarise: above MIN_UNITS images, every image joins one of up to `max_units`
    micro-clusters (`summary.py`); smaller collections use the images themselves.
 2. Dense groups: an exact neighbour graph of the units, UMAP, and HDBSCAN's finest ("leaf")
    groups weighted by images per unit (`density.py`).
@@ -31,7 +31,7 @@ from concept.clustering.summary import summarise
 logger = logging.getLogger(__name__)
 
 #: Collections up to this size are clustered image by image, without a summary.
-MIN_UNITS = 5_000
+MIN_UNITS = 3_000
 #: Images per micro-cluster aimed at between MIN_UNITS and `max_units` units.
 IMAGES_PER_UNIT = 40
 #: No concept of the "eom" count larger than this share of the images (see density.py).
