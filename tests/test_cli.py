@@ -97,6 +97,7 @@ def test_info_prints_the_table_with_outliers_last(fitted, capsys):
     code, out, err = run(capsys, "info", fitted["out"])
     assert code == 0, err
     lines = out.strip().splitlines()
+    assert lines.pop(0).startswith("Layers (finest first): ")
     assert lines[0].split()[:3] == ["Concept", "Frequency", "Words"]
     rows = [line.split(None, 2) for line in lines[1:]]
     assert sum(int(r[1]) for r in rows) == 46
@@ -398,3 +399,20 @@ def test_embed_reports_each_bad_file_once(image_dir, tiny_clip, tmp_path, capsys
     assert code == 0
     assert (out + err).count("bad.png") == 1, out + err  # one warning; stdout gives the list's path
     assert "WARNING" not in out and len(out.strip().splitlines()) == 1
+
+
+def test_info_and_assign_at_a_layer(fitted, image_dir, tiny_clip, capsys):
+    """Issue 10: every layer can be listed and assigned at; a layer the model lacks is refused."""
+    from concept import ConceptModel
+
+    model = ConceptModel.load(fitted["out"], embedding_model=str(tiny_clip))
+    finest = model.layer_sizes_[0]
+    code, out, err = run(capsys, "info", fitted["out"], "--layer", "0")
+    assert code == 0, err
+    rows = [line.split(None, 2) for line in out.strip().splitlines()[2:]]
+    assert len([r for r in rows if int(r[0]) >= 0]) == finest
+    image = image_dir / "red" / "red_00.png"
+    code, out, err = run(capsys, "assign", fitted["out"], image, "--layer", "0", "--embedding-model", tiny_clip)
+    assert code == 0, err
+    assert int(out.split("\t")[1]) == int(model.transform([str(image)], layer=0)[0])
+    assert_one_line_error(*run(capsys, "info", fitted["out"], "--layer", str(len(model.layers_)))[::2], "--layer")

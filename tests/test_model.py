@@ -525,6 +525,10 @@ def test_layers_nest_and_every_layer_is_described():
         assert all(len(words) == 10 for words in topics.values())
     assert model.topics_ is model.layer_topics_[model.layer_]
     assert (model.labels_ >= 0).mean() > 0.9 and model.probabilities_.shape == (len(x),)
+    for k, size in enumerate(sizes):
+        info = model.get_concept_info(layer=k)
+        assert (info.Concept >= 0).sum() == size and info.Frequency.sum() == len(x)
+    assert model.get_concept_info().equals(model.get_concept_info(layer=model.layer_))
 
 
 def test_transform_at_any_layer_and_after_load_is_exact(tmp_path):

@@ -46,9 +46,9 @@ class CLIError(Exception):
     """A user error found by the CLI itself (reported like a ConceptError)."""
 
 
-def _info_table(model: ConceptModel) -> str:
+def _info_table(model: ConceptModel, layer: int | None = None) -> str:
     """The frequency table with words (outliers last), the Words column cut to WORDS_WIDTH."""
-    df = model.get_concept_info()
+    df = model.get_concept_info(layer)
     if df.empty:
         return "(no images)"
     cut = [w if len(w) <= WORDS_WIDTH else w[: WORDS_WIDTH - 1].rstrip(", ") + "…" for w in df.Words]
@@ -178,7 +178,22 @@ def cmd_embed(args: argparse.Namespace) -> None:
 
 
 def cmd_info(args: argparse.Namespace) -> None:
-    print(_info_table(_load(args)))
+    model = _load(args)
+    layer = _layer(model, args.layer)
+    sizes = " / ".join(f"{k}" for k in model.layer_sizes_)
+    print(f"Layers (finest first): {sizes} concepts; showing layer {layer}"
+          f"{' (the default)' if layer == model.layer_ else ''}")
+    print(_info_table(model, layer))
+
+
+def _layer(model: ConceptModel, layer: int | None) -> int:
+    """--layer checked against the model's layers (None: the default layer)."""
+    if layer is None:
+        return model.layer_
+    if not 0 <= layer < len(model.layers_):
+        raise CLIError(f"--layer {layer}: this model has layers 0..{len(model.layers_) - 1} "
+                       f"({' / '.join(map(str, model.layer_sizes_))} concepts, finest first)")
+    return layer
 
 
 def _is_file(path: str) -> bool:
@@ -221,7 +236,7 @@ def cmd_assign(args: argparse.Namespace) -> None:
     if not paths:
         raise CLIError(f"no image files in {', '.join(args.images)}")
     model = _load(args)
-    labels, probs = model.transform(paths, return_probabilities=True)
+    labels, probs = model.transform(paths, return_probabilities=True, layer=_layer(model, args.layer))
     for i, (path, label) in enumerate(zip(paths, labels)):
         line = f"{path}\t{int(label)}"
         if args.probabilities:
@@ -322,6 +337,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = add("info", "Show each concept's size and words (outliers last).", "concept info photos.model", cmd_info)
     p.add_argument("model_dir", metavar="MODEL_DIR", help="folder written by `concept fit`")
+    p.add_argument("--layer", type=int, metavar="K", help="show layer K (0 = finest; default: the model's default layer)")
 
     p = add("search", "Find the concepts closest to a text or an image.",
             'concept search photos.model "birthday cake" --top-n 3', cmd_search)
@@ -339,7 +355,8 @@ def build_parser() -> argparse.ArgumentParser:
             "concept assign photos.model new/*.jpg --probabilities", cmd_assign)
     p.add_argument("model_dir", metavar="MODEL_DIR", help="folder written by `concept fit`")
     p.add_argument("images", nargs="+", metavar="IMAGE", help="image files or folders of images")
-    p.add_argument("--probabilities", action="store_true", help="also print the winning concept's share")
+    p.add_argument("--probabilities", action="store_true", help="also print the concept's membership (0-1)")
+    p.add_argument("--layer", type=int, metavar="K", help="assign at layer K (0 = finest; default: the model's default layer)")
 
     p = add("visualize", "Write a figure of the largest concepts' collages and words.",
             "concept visualize photos.model --out concepts.png --top-n 6", cmd_visualize)

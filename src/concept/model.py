@@ -521,10 +521,17 @@ class ConceptModel:
             self.map_2d_ = layout_2d(space, self.reference_rows_, self.random_state)
         return self.map_2d_
 
-    def get_concept_info(self) -> pd.DataFrame:
-        """The frequency table with each concept's words."""
-        df = self.frequency
-        df["Words"] = [", ".join(self.topics.get(int(c), [])) if c >= 0 else "(outliers)" for c in df.Concept]
+    def get_concept_info(self, layer: int | None = None) -> pd.DataFrame:
+        """The frequency table with each concept's words, of `layer` (default: `labels_`'s)."""
+        self._check_fitted()
+        layer = self._check_layer(layer)
+        ids, counts = np.unique(self.layers_[layer], return_counts=True)
+        df = pd.DataFrame({"Concept": ids, "Frequency": counts})
+        df = pd.concat([df[df.Concept >= 0].sort_values(["Frequency", "Concept"], ascending=[False, True]),
+                        df[df.Concept < 0]], ignore_index=True)
+        topics = self.layer_topics_[layer]
+        df["Words"] = [", ".join(w for w, _ in topics.get(int(c), [])) if c >= 0 else "(outliers)"
+                       for c in df.Concept]
         return df
 
     # ------------------------------------------------------------------ using a fitted model
