@@ -371,7 +371,7 @@ class ConceptModel:
     def _describe_layers(self, docs: Sequence[str] | None) -> None:
         """Concept embeddings, exemplars and words of every layer; the default layer's are also
         `concept_embeddings_`, `exemplars_` and `topics_`."""
-        self.layer_embeddings_, self.layer_exemplars_, self.layer_topics_ = [], [], []
+        self.layer_embeddings_, self.layer_exemplars_ = [], []
         words = self._candidate_words(docs)
         for labels, k in zip(self.layers_, self.layer_sizes_):
             described = describe_concepts(self.embeddings_, labels, n_exemplars=int(self.n_exemplars),
@@ -381,21 +381,14 @@ class ConceptModel:
             self.layer_embeddings_.append(embeddings)
             self.layer_exemplars_.append({int(c): [int(i) for i in ex]
                                           for c, ex in zip(described.ids, described.exemplars)})
-        self._select_layer_words(words)
-
-    def _select_layer_words(self, words) -> None:
-        self.image_center_ = (self.embeddings_.mean(axis=0) if self.n_layer_concepts(self.layer_) >= 2
+        # With one concept the image mean is the concept itself: no centring (see _describe_in_words).
+        self.image_center_ = (self.embeddings_.mean(axis=0) if self.layer_sizes_[self.layer_] >= 2
                               else np.zeros(self.embeddings_.shape[1], np.float32))
-        self.word_center_ = None
         self.layer_topics_ = [self._describe_in_words(words, labels, emb)
                               for labels, emb in zip(self.layers_, self.layer_embeddings_)]
         self.concept_embeddings_ = self.layer_embeddings_[self.layer_]
         self.exemplars_ = self.layer_exemplars_[self.layer_]
         self.topics_ = self.layer_topics_[self.layer_]
-
-    def n_layer_concepts(self, layer: int) -> int:
-        """Number of concepts in `layer`."""
-        return self.layer_sizes_[layer]
 
     def fit_transform(self, images: Sequence[ImageInput] | None = None, docs: Sequence[str] | None = None,
                       image_embeddings: Any = None, image_features: Any = None) -> np.ndarray:
@@ -446,7 +439,7 @@ class ConceptModel:
                 f"{self.embeddings_.shape[1]}: they are not in the same space. Pass the embedding_model "
                 "that produced image_embeddings."
             )
-        self._word_center = word_center
+        self.word_center_ = word_center
         return words, words_c
 
     def _describe_in_words(self, candidates, labels: np.ndarray, concept_embeddings: np.ndarray
@@ -461,7 +454,6 @@ class ConceptModel:
         if candidates is None:
             return {int(c): [] for c in ids}
         words, words_c = candidates
-        self.word_center_ = self._word_center
         if self.ctfidf:
             described = words_by_ctfidf(l2_normalize(self.embeddings_ - self.image_center_), labels, ids,
                                         words_c, words, int(self.n_words), vectorizer=self.vectorizer_model,
@@ -753,7 +745,6 @@ class ConceptModel:
         model.image_center_ = a["image_center"]
         model.map_2d_ = a.get("map_2d")
         model.word_center_ = a.get("word_center")
-        model._word_center = model.word_center_
         model.reference_rows_ = a["reference_rows"]
         model.image_indices_ = a["image_indices"]
         space = model.features_ if model.features_ is not None else model.embeddings_
