@@ -88,7 +88,7 @@ def _by_size(labels: np.ndarray, k: int) -> np.ndarray:
     return perm
 
 
-def _finish(x: np.ndarray, nearest: np.ndarray, sims: np.ndarray, centres: np.ndarray,
+def _finish(nearest: np.ndarray, sims: np.ndarray, centres: np.ndarray,
             parents: list[np.ndarray], default: int, threshold: float, units: int,
             inlier: np.ndarray | None = None, probabilities: np.ndarray | None = None) -> Hierarchy:
     """Confidence, outliers and size order for every layer."""
@@ -137,7 +137,7 @@ def find_hierarchy(x: np.ndarray, min_size: int, *, max_units: int | None = 20_0
     nearest, centres, sims = refine(x, groups[summary.labels], min_size)
     sums, sizes = label_sums(x, nearest, len(centres))
     layers = build_layers(sums / np.maximum(sizes, 1)[:, None], sizes, preferred)
-    return _finish(x, nearest, sims, centres, layers.parents, layers.default, threshold, units)
+    return _finish(nearest, sims, centres, layers.parents, layers.default, threshold, units)
 
 
 def from_labels(x: np.ndarray, labels: np.ndarray, probabilities: np.ndarray | None = None,
@@ -155,7 +155,7 @@ def from_labels(x: np.ndarray, labels: np.ndarray, probabilities: np.ndarray | N
     idx, sims = top_matches(x, centres)
     nearest = np.where(labels >= 0, labels, idx[:, 0])
     own = np.einsum("nd,nd->n", x, centres[nearest]) if len(x) else sims[:, 0]
-    return _finish(x, nearest, own.astype(np.float32), centres, [], 0, threshold, len(x),
+    return _finish(nearest, own.astype(np.float32), centres, [], 0, threshold, len(x),
                    inlier=labels >= 0, probabilities=probabilities)
 
 
