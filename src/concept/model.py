@@ -82,6 +82,14 @@ def _unpack(flat: np.ndarray, counts: np.ndarray) -> dict[int, list[int]]:
     return {c: flat[e - n:e].tolist() for c, (n, e) in enumerate(zip(counts, ends)) if n}
 
 
+def _frequency_table(labels: np.ndarray) -> pd.DataFrame:
+    """Concept sizes, largest first; the outliers (-1), if any, in the last row."""
+    ids, counts = np.unique(labels, return_counts=True)
+    df = pd.DataFrame({"Concept": ids, "Frequency": counts})
+    inliers = df[df.Concept >= 0].sort_values(["Frequency", "Concept"], ascending=[False, True])
+    return pd.concat([inliers, df[df.Concept < 0]], ignore_index=True)
+
+
 def _topics_json(topics: dict[int, list[tuple[str, float]]]) -> dict[str, list]:
     return {str(c): [[w, s] for w, s in ws] for c, ws in topics.items()}
 
@@ -296,13 +304,8 @@ class ConceptModel:
         docs = check_docs(docs)
         x, feats, kept, failures = self._embed(images, image_embeddings,
                                                features=self.cluster_space == "auto")
-        if image_features is not None:
-            if image_embeddings is None:
-                raise ConceptError("image_features are only used together with image_embeddings.")
-            feats = self._as_embeddings(image_features)
-            if len(feats) != len(x):
-                raise ConceptError(f"Got {len(x)} image_embeddings but {len(feats)} image_features.")
-            feats = feats if self.cluster_space == "auto" else None
+        if image_features is not None:  # check_inputs matched it to image_embeddings
+            feats = self._as_embeddings(image_features) if self.cluster_space == "auto" else None
         n = len(x)
         min_size = self._effective_min_size(n)
         space = x if feats is None else feats
@@ -386,6 +389,10 @@ class ConceptModel:
                               else np.zeros(self.embeddings_.shape[1], np.float32))
         self.layer_topics_ = [self._describe_in_words(words, labels, emb)
                               for labels, emb in zip(self.layers_, self.layer_embeddings_)]
+        self._point_at_default_layer()
+
+    def _point_at_default_layer(self) -> None:
+        """`concept_embeddings_`, `exemplars_` and `topics_`: the default layer's descriptions."""
         self.concept_embeddings_ = self.layer_embeddings_[self.layer_]
         self.exemplars_ = self.layer_exemplars_[self.layer_]
         self.topics_ = self.layer_topics_[self.layer_]
@@ -424,8 +431,6 @@ class ConceptModel:
         if self.embedder_ is None:
             logger.warning("embedding_model is None: concepts get no words.")
             return None
-        if isinstance(docs, str):
-            raise ConceptError("docs must be a list of strings, not a single string.")
         words = load_vocabulary(int(self.vocabulary_size)) if docs is None else list(
             dict.fromkeys(s.strip() for s in map(str, docs) if s and s.strip()))
         if not words:
@@ -493,10 +498,7 @@ class ConceptModel:
     def frequency(self) -> pd.DataFrame:
         """Concept sizes, largest first; the outliers (-1), if any, in the last row."""
         self._check_fitted()
-        ids, counts = np.unique(self.labels_, return_counts=True)
-        df = pd.DataFrame({"Concept": ids, "Frequency": counts})
-        inliers = df[df.Concept >= 0].sort_values(["Frequency", "Concept"], ascending=[False, True])
-        return pd.concat([inliers, df[df.Concept < 0]], ignore_index=True)
+        return _frequency_table(self.labels_)
 
     @property
     def topics(self) -> dict[int, list[str]]:
@@ -517,10 +519,7 @@ class ConceptModel:
         """The frequency table with each concept's words, of `layer` (default: `labels_`'s)."""
         self._check_fitted()
         layer = self._check_layer(layer)
-        ids, counts = np.unique(self.layers_[layer], return_counts=True)
-        df = pd.DataFrame({"Concept": ids, "Frequency": counts})
-        df = pd.concat([df[df.Concept >= 0].sort_values(["Frequency", "Concept"], ascending=[False, True]),
-                        df[df.Concept < 0]], ignore_index=True)
+        df = _frequency_table(self.layers_[layer])
         topics = self.layer_topics_[layer]
         df["Words"] = [", ".join(w for w, _ in topics.get(int(c), [])) if c >= 0 else "(outliers)"
                        for c in df.Concept]
@@ -617,8 +616,6 @@ class ConceptModel:
                                         features=use_features)
         if image_features is not None and use_features:
             feats = self._as_embeddings(image_features, self.features_.shape[1])
-            if len(feats) != len(x):
-                raise ConceptError(f"Got {len(x)} image_embeddings but {len(feats)} image_features.")
         use_features = use_features and feats is not None
         with one_blas_thread():
             labels, member = assign(feats if use_features else x, self._assigner(use_features), layer,
@@ -765,9 +762,7 @@ class ConceptModel:
             model.layer_embeddings_ = [a["concept_embeddings"]]
             model.layer_exemplars_ = [_unpack(a["exemplars"], a["exemplar_counts"])]
             model.layer_topics_ = [_topics_from_json(state.texts["topics"])]
-        model.concept_embeddings_ = model.layer_embeddings_[model.layer_]
-        model.exemplars_ = model.layer_exemplars_[model.layer_]
-        model.topics_ = model.layer_topics_[model.layer_]
+        model._point_at_default_layer()
         model.image_sources_ = state.texts.get("image_sources")
         model.failures_ = [LoadFailure(*f) for f in state.texts.get("failures", [])]
         model.collages_ = {int(name.rsplit("_", 1)[1]): img for name, img in state.images.items()}

@@ -105,12 +105,8 @@ def _finish(nearest: np.ndarray, sims: np.ndarray, centres: np.ndarray,
     fine = np.where(keep, nearest, -1)
     probs = np.where(keep, conf if probabilities is None else probabilities, 0.0)
     # Renumber every layer by size; parents follow.
-    perms, labels = [], fine
-    for i in range(len(parents) + 1):
-        k = k0 if i == 0 else int(parents[i - 1].max()) + 1
-        perms.append(_by_size(labels, k))
-        if i < len(parents):
-            labels = np.where(labels >= 0, parents[i][np.maximum(labels, 0)], -1)
+    sizes = [k0] + [int(parent.max()) + 1 for parent in parents]
+    perms = [_by_size(labels, k) for labels, k in zip(layer_labels(fine, parents), sizes)]
     new_parents = []
     for i, parent in enumerate(parents):
         p = np.empty_like(parent)
@@ -152,9 +148,9 @@ def from_labels(x: np.ndarray, labels: np.ndarray, probabilities: np.ndarray | N
         k, labels = 1, np.zeros(len(x), np.int64)
     else:
         centres, _ = mean_directions(x, labels, k)
-    idx, sims = top_matches(x, centres)
+    idx, _ = top_matches(x, centres)
     nearest = np.where(labels >= 0, labels, idx[:, 0])
-    own = np.einsum("nd,nd->n", x, centres[nearest]) if len(x) else sims[:, 0]
+    own = np.einsum("nd,nd->n", x, centres[nearest])
     return _finish(nearest, own.astype(np.float32), centres, [], 0, threshold, len(x),
                    inlier=labels >= 0, probabilities=probabilities)
 

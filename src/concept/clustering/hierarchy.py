@@ -103,14 +103,11 @@ def confidence(sims: np.ndarray, medians: np.ndarray, sds: np.ndarray, threshold
 
 @dataclass
 class Layers:
-    """Concept ids of each layer, finest first: `parents[i][c]` is the concept of layer i+1
-    that concept c of layer i lies in; `default` is the layer shown first; `gaps` the layers
-    that sit on a clear gap in the merge heights."""
+    """The coarser layers over the finest: `parents[i][c]` is the concept of layer i+1 that
+    concept c of layer i lies in; `default` is the layer shown first."""
 
-    counts: list[int]
     parents: list[np.ndarray]
     default: int
-    gaps: list[int]
 
 
 def weighted_ward(means: np.ndarray, sizes: np.ndarray) -> np.ndarray:
@@ -182,7 +179,7 @@ def build_layers(means: np.ndarray, sizes: np.ndarray, preferred: int | None = N
     """
     k0 = len(means)
     if k0 <= 2:
-        return Layers([k0], [], 0, [])
+        return Layers([], 0)
     tree = weighted_ward(means, sizes)
     heights = np.maximum.accumulate(tree[:, 2])
     gaps = np.diff(heights)
@@ -218,4 +215,4 @@ def build_layers(means: np.ndarray, sizes: np.ndarray, preferred: int | None = N
         default = int(np.argmin([abs(np.log(c / max(preferred, 1))) for c in final]))
     else:
         default = 0
-    return Layers(final, parents, default, [final.index(c) for c in at_gap if c in final])
+    return Layers(parents, default)
