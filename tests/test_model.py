@@ -104,7 +104,7 @@ def test_a_small_collection_gets_concepts_with_a_lowered_min_size(caplog):
     x, y = blobs(n_per=24, centers=3)  # 72 images, fewer than 3 x min_concept_size
     with caplog.at_level("INFO", logger="concept.model"):
         model = ConceptModel(min_concept_size=30, embedding_model=None, random_state=0).fit(image_embeddings=x)
-    assert "min_concept_size 30 lowered to 8" in caplog.text
+    assert "min_concept_size 30 lowered to 4" in caplog.text
     assert model.n_concepts_ == 3 and normalized_mutual_info_score(y, model.labels_) > 0.95
     with pytest.raises(ConceptError, match="at least 3"):
         ConceptModel(embedding_model=None).fit(image_embeddings=x[:2])
