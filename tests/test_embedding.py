@@ -7,7 +7,7 @@ import time
 
 import numpy as np
 import pytest
-from conftest import solid
+from conftest import make_tiny_clip, solid
 
 from concept import EmbeddingError
 from concept.embedding import CLIPEmbedder, OfflineEmbedder, load_embedding_model
@@ -122,6 +122,17 @@ def test_clip_from_local_folder_embeds_images_and_texts(tiny_clip):
     assert imgs.shape == (2, 16) and txt.shape == (3, 16)
     np.testing.assert_allclose(np.linalg.norm(imgs, axis=1), 1.0, atol=1e-5)
     assert not np.allclose(imgs[0], imgs[1])
+
+
+def test_local_clip_folders_that_share_a_name_are_named_apart(tiny_clip, tmp_path):
+    import shutil
+
+    other = make_tiny_clip(tmp_path / "b" / tiny_clip.name, seed=1)  # same folder name, other weights
+    copy = shutil.copytree(tiny_clip, tmp_path / "c" / tiny_clip.name)  # same weights elsewhere
+    name = CLIPEmbedder(str(tiny_clip), device="cpu", verbose=False).name
+    assert name.startswith(f"clip:{tiny_clip.name}@")
+    assert CLIPEmbedder(str(other), device="cpu", verbose=False).name != name
+    assert CLIPEmbedder(str(copy), device="cpu", verbose=False).name == name
 
 
 def test_clip_fast_path_matches_sentence_transformers_own_preprocessing(tiny_clip, sample_photos):

@@ -12,6 +12,7 @@ tower in many languages) is paired with a CLIP image model, so it can embed imag
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
 from functools import cached_property
@@ -64,6 +65,28 @@ def _cache_folder() -> str:
     from huggingface_hub import constants
 
     return os.environ.get("SENTENCE_TRANSFORMERS_HOME") or constants.HF_HUB_CACHE
+
+
+def _model_tag(model: str) -> str:
+    """The part of a backend's `name` that identifies `model`: a hub name as it is; a local
+    folder by its name and a digest of its files (relative paths, sizes, the bytes of small
+    files and both ends of large ones), so that two folders that happen to share a name (say
+    ".../v1/clip" and ".../v2/clip") never share stored vectors or cached word embeddings,
+    while a copy of the same folder elsewhere keeps them."""
+    folder = Path(model).expanduser()
+    if not folder.is_dir():
+        return Path(model).name
+    digest = hashlib.blake2b(digest_size=6)
+    edge = 1 << 20
+    for file in sorted(f for f in folder.rglob("*") if f.is_file() and not f.name.startswith(".")):
+        size = file.stat().st_size
+        digest.update(f"{file.relative_to(folder).as_posix()}\0{size}\0".encode())
+        with open(file, "rb") as fh:
+            digest.update(fh.read(edge))
+            if size > 2 * edge:
+                fh.seek(size - edge)
+                digest.update(fh.read(edge))
+    return f"{folder.name}@{digest.hexdigest()}"
 
 
 def require_local_weights(name: str) -> None:
@@ -135,7 +158,7 @@ class CLIPEmbedder(BaseEmbedder):
         self.dtype_ = resolve_precision(precision, self.device)
         self.gpu_batch_size = DEFAULT_GPU_BATCH if gpu_batch_size is None else gpu_batch_size
         self.gpu_decode = gpu_decode
-        self.name = f"clip:{Path(model).name}" + (f"+{Path(text_model).name}" if text_model else "")
+        self.name = f"clip:{_model_tag(model)}" + (f"+{_model_tag(text_model)}" if text_model else "")
         if not allow_download:  # fail at once, not deep inside transformers
             for name in filter(None, (model, text_model)):
                 require_local_weights(name)
