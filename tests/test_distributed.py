@@ -206,3 +206,38 @@ def test_embed_dataset_of_bytes(cluster, collection):
     assert "bytes" not in rows.columns
     vectors = np.stack(rows.embedding[rows.ok].to_numpy())
     np.testing.assert_allclose(np.linalg.norm(vectors, axis=1), 1, atol=1e-5)
+
+
+def test_cli_embed_and_fit_on_ray(cluster, collection, tmp_path, capsys):
+    """`concept embed DIR --store S --ray` then `concept fit DIR --store S --ray`: the second
+    reuses every shard, saves an ordinary model and writes every image's label."""
+    import shutil
+
+    import pandas as pd
+
+    from concept import ConceptModel
+    from concept.cli import main
+
+    images = tmp_path / "images"
+    images.mkdir()
+    for p in collection[:40]:  # includes the empty file (position 5)
+        shutil.copy(p, images / f"{len(list(images.iterdir())):03d}-{Path(p).name}")
+    (tmp_path / "words.txt").write_text("\n".join(WORDS))
+    store = tmp_path / "shards"
+    assert main(["embed", str(images), "--store", str(store), "--ray", "--embedding-model", "offline",
+                 "--quiet"]) == 0
+    out = capsys.readouterr().out
+    assert "40 files" in out and "1 embedded now" in out and "1 failed to load" in out
+    assert main(["fit", str(images), "--out", str(tmp_path / "m"), "--store", str(store), "--ray",
+                 "--embedding-model", "offline", "--docs", str(tmp_path / "words.txt"),
+                 "--min-concept-size", "5", "--quiet"]) == 0
+    out = capsys.readouterr().out
+    assert "Model saved to" in out and "(fitted on 39)" in out
+    model = ConceptModel.load(tmp_path / "m")
+    labels = pd.concat([pd.read_parquet(f) for f in (tmp_path / "m.labels").glob("shard-*.parquet")])
+    assert len(labels) == 40 and len(model.labels_) == 39
+    assert (tmp_path / "m" / "failures.tsv").read_text().count("\n") == 2
+    assert main(["fit", str(images), "--out", str(tmp_path / "m2"), "--ray", "--max-images", "0",
+                 "--quiet"]) == 2
+    assert "--max-images" in capsys.readouterr().err
+    assert not (tmp_path / "m2.shards").exists()  # refused before any work
