@@ -354,6 +354,9 @@ def build_parser() -> argparse.ArgumentParser:
                        help="with --ray: embedding actors (default: %(default)s)")
         p.add_argument("--gpus-per-worker", type=float, default=0, metavar="G",
                        help="with --ray: GPUs per embedding actor, e.g. 1 for CLIP (default: %(default)s)")
+        p.add_argument("--cpus-per-worker", type=float, default=1, metavar="C",
+                       help="with --ray: CPUs per embedding actor; a GPU actor decodes images in "
+                            "C - 1 processes (default: %(default)s)")
     p = sub.choices["fit"]
     p.add_argument("--labels", metavar="DIR", help="with --ray: folder for every image's concept as "
                    "Parquet (default: MODEL_DIR.labels; --store defaults to MODEL_DIR.shards)")

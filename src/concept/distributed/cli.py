@@ -21,8 +21,9 @@ def _start(args: argparse.Namespace):
     check_integer("--workers", args.workers, minimum=1)
     if getattr(args, "max_images", None) is not None:
         check_integer("--max-images", args.max_images, minimum=3)
-    if args.gpus_per_worker < 0:
-        raise ConceptError(f"--gpus-per-worker must be >= 0, got {args.gpus_per_worker}")
+    if args.gpus_per_worker < 0 or args.cpus_per_worker <= 0:
+        raise ConceptError(f"--gpus-per-worker must be >= 0 and --cpus-per-worker > 0, got "
+                           f"{args.gpus_per_worker} and {args.cpus_per_worker}")
     ray = connect(args.ray, log_to_driver=not args.quiet)
     ray.data.DataContext.get_current().enable_progress_bars = not args.quiet
     return ray
@@ -30,7 +31,8 @@ def _start(args: argparse.Namespace):
 
 def _embed(args: argparse.Namespace, paths: list, folder: Path):
     return embed_to_parquet(paths, folder, args.embedding_model, batch_size=getattr(args, "batch_size", 32),
-                            concurrency=args.workers, num_gpus=args.gpus_per_worker)
+                            concurrency=args.workers, num_cpus=args.cpus_per_worker,
+                            num_gpus=args.gpus_per_worker)
 
 
 def ray_embed(args: argparse.Namespace, paths: list) -> None:

@@ -243,7 +243,7 @@ def _check_common(batch_size: int, concurrency: int, num_gpus: float, num_cpus: 
 def embed_to_parquet(paths: Sequence[str | os.PathLike], folder: str | os.PathLike,
                      embedding_model: Any = "offline", *, shard_size: int = DEFAULT_SHARD_SIZE,
                      batch_size: int = 32, concurrency: int = 2, num_cpus: float = 1,
-                     num_gpus: float = 0, decode_workers: int = 0) -> EmbeddedShards:
+                     num_gpus: float = 0, decode_workers: int | None = None) -> EmbeddedShards:
     """Embed image files on the Ray cluster into Parquet shards in `folder`; resumable.
 
     paths: image files every worker node can read (a local folder on one machine, a shared
@@ -252,15 +252,19 @@ def embed_to_parquet(paths: Sequence[str | os.PathLike], folder: str | os.PathLi
         per actor; a custom object is pickled to each actor.
     concurrency: actors in the pool; num_cpus / num_gpus: resources per actor (num_gpus=1 puts
         each CLIP actor on its own GPU, device "cuda").
-    decode_workers: processes decoding images inside each actor (0: the actor decodes itself).
+    decode_workers: processes decoding images inside each actor (0: the actor decodes itself;
+        None: 0 for CPU actors, where Ray runs one actor per CPU, and num_cpus - 1 for GPU
+        actors, whose network needs no CPU: give them num_cpus=8 or so to keep a GPU fed).
 
     Shards already in `folder` for the same files and model are not embedded again.
     Call `concept.distributed.connect()` first (or `ray.init`), or a local cluster is started.
     """
     ray = require_ray()
     check_integer("shard_size", shard_size, minimum=1)
-    check_integer("decode_workers", decode_workers, minimum=0)
     _check_common(batch_size, concurrency, num_gpus, num_cpus)
+    if decode_workers is None:
+        decode_workers = max(0, int(num_cpus) - 1) if num_gpus else 0
+    check_integer("decode_workers", decode_workers, minimum=0)
     if isinstance(paths, (str, os.PathLike)):
         raise ConceptError("paths must be a list of image files; for a folder pass "
                            "concept.images.list_image_files(folder).")
