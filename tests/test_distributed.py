@@ -46,30 +46,38 @@ def cluster():
 
 @pytest.fixture(scope="module")
 def collection(tmp_path_factory) -> list[str]:
-    """90 OpenClipart PNGs of three categories and two files that are not images."""
+    """60 OpenClipart PNGs of three categories and two files that are not images."""
     if not OPENCLIPART.is_dir():
         pytest.skip("Debian package openclipart-png is not installed")
     paths = []
     for category in ("animals", "food", "transportation"):
-        paths += [str(p) for p in sorted((OPENCLIPART / category).rglob("*.png"))[:30]]
+        paths += [str(p) for p in sorted((OPENCLIPART / category).rglob("*.png"))[:20]]
     bad = tmp_path_factory.mktemp("bad")
     (bad / "empty.png").write_bytes(b"")
     (bad / "text.png").write_text("not an image")
     paths.insert(5, str(bad / "empty.png"))
-    paths.insert(70, str(bad / "text.png"))
+    paths.insert(50, str(bad / "text.png"))
     return paths
 
 
-@pytest.fixture(scope="module")
-def local_vectors(collection):
-    """The single-machine embeddings and features of the collection."""
-    from concept.embedding import load_embedding_model
-    from concept.images import LoadReport
+#: A small candidate vocabulary: the bundled 20,000 nouns take a minute to embed on 2 cores.
+WORDS = ["dog", "cat", "bird", "horse", "fish", "apple", "bread", "cake", "cheese", "pizza", "car",
+         "train", "airplane", "bicycle", "boat", "truck", "bus", "fruit", "animal", "vehicle"]
+SETTINGS = dict(min_concept_size=5, embedding_model="offline", random_state=3, verbose=False)
 
-    backend = load_embedding_model("offline", verbose=False)
-    report = LoadReport()
-    x, f = backend.embed_images_and_features(collection, 32, report=report)
-    return x, f, report
+
+@pytest.fixture(scope="module")
+def local_fit(collection):
+    """The single-machine reference: ConceptModel.fit on the paths (embeds them in one process)."""
+    from concept import ConceptModel
+
+    return ConceptModel(**SETTINGS).fit(collection, docs=WORDS)
+
+
+@pytest.fixture(scope="module")
+def local_vectors(local_fit):
+    """What the single-machine fit embedded: vectors, features, rows that loaded, failures."""
+    return local_fit.embeddings_, local_fit.features_, local_fit.image_indices_, local_fit.failures_
 
 
 @pytest.fixture(scope="module")
@@ -78,26 +86,26 @@ def shards(cluster, collection, tmp_path_factory):
 
 
 def test_distributed_embedding_equals_embed_images(shards, collection, local_vectors):
-    x, f, report = local_vectors
-    assert shards.embedded == len(shards.shards) == 3 and shards.reused == 0
+    x, f, kept, _ = local_vectors
+    assert shards.embedded == len(shards.shards) == 2 and shards.reused == 0
     data = read_embeddings(shards)
     assert data.paths == [os.path.abspath(p) for p in collection]
-    assert data.kept.tolist() == report.loaded
+    np.testing.assert_array_equal(data.kept, kept)
     np.testing.assert_allclose(data.embeddings, x, atol=1e-5)
     np.testing.assert_allclose(data.features, f, atol=1e-5)
 
 
 def test_bad_files_are_reported_per_item(shards, collection, local_vectors):
     data = read_embeddings(shards)
-    assert [(f.index, Path(f.source).name) for f in data.failures] == [(5, "empty.png"), (70, "text.png")]
-    assert [f.reason for f in data.failures] == [f.reason for f in local_vectors[2].failures]
+    assert [(f.index, Path(f.source).name) for f in data.failures] == [(5, "empty.png"), (50, "text.png")]
+    assert [f.reason for f in data.failures] == [f.reason for f in local_vectors[3]]
     assert "empty file" in data.failures[0].reason
 
 
 def test_rerun_reuses_shards_and_new_files_make_new_shards(cluster, shards, collection):
     mtimes = {p: p.stat().st_mtime_ns for p in shards.files}
     again = embed_to_parquet(collection, shards.folder, "offline", shard_size=32)
-    assert again.embedded == 0 and again.reused == 3
+    assert again.embedded == 0 and again.reused == 2
     assert {p: p.stat().st_mtime_ns for p in again.files} == mtimes
 
 
@@ -112,15 +120,16 @@ def test_sampled_read_keeps_plan_positions(shards):
 def test_killed_job_resumes_without_redoing_finished_shards(cluster, collection, tmp_path):
     """A driver killed (SIGKILL) mid-job leaves whole shards only; the rerun embeds the rest."""
     out = tmp_path / "shards"
+    files = collection[:40]  # the empty file among them
     address = ray.get_runtime_context().gcs_address
     script = (
         "import sys, ray\n"
         "from concept.distributed import connect, embed_to_parquet\n"
         f"connect({address!r}, log_to_driver=False)\n"
         "ray.data.DataContext.get_current().enable_progress_bars = False\n"
-        f"embed_to_parquet(sys.argv[1:], {str(out)!r}, 'offline', shard_size=8, concurrency=1)\n"
+        f"embed_to_parquet(sys.argv[1:], {str(out)!r}, 'offline', shard_size=4, concurrency=1)\n"
     )
-    proc = subprocess.Popen([sys.executable, "-c", script, *collection], env=os.environ.copy(),
+    proc = subprocess.Popen([sys.executable, "-c", script, *files], env=os.environ.copy(),
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         deadline = time.monotonic() + 240
@@ -133,34 +142,29 @@ def test_killed_job_resumes_without_redoing_finished_shards(cluster, collection,
         if proc.poll() is None:
             proc.kill()
     done = {p.name: p.stat().st_mtime_ns for p in out.glob("shard-*.parquet")}
-    assert 2 <= len(done) < 12, done
-    again = embed_to_parquet(collection, out, "offline", shard_size=8, concurrency=2)
-    assert again.reused >= len(done) - 1  # at most one more shard finished while it was killed
-    assert again.embedded + again.reused == 12
+    assert 2 <= len(done) < 10, done
+    again = embed_to_parquet(files, out, "offline", shard_size=4, concurrency=2)
+    # An actor may finish the shard it was writing as the job dies: never fewer reused, some left.
+    assert again.reused >= len(done) and again.embedded >= 1 and again.embedded + again.reused == 10
     after = {p.name: p.stat().st_mtime_ns for p in out.glob("shard-*.parquet")}
     assert all(after[name] == mtime for name, mtime in done.items())
-    assert len(read_embeddings(again).kept) == len(collection) - 2
+    assert len(read_embeddings(again).kept) == len(files) - 1
 
 
 def _transform(model, local_vectors, n, layer=None):
     """What model.transform(paths) gives, from the vectors already computed (no re-embedding)."""
-    x, f, report = local_vectors
+    x, f, kept, _ = local_vectors
     out = np.full(n, -1)
-    out[report.loaded] = model.transform(image_embeddings=x, image_features=f, layer=layer)
+    out[kept] = model.transform(image_embeddings=x, image_features=f, layer=layer)
     return out
 
 
-#: A small candidate vocabulary: the bundled 20,000 nouns take a minute to embed on 2 cores.
-WORDS = ["dog", "cat", "bird", "horse", "fish", "apple", "bread", "cake", "cheese", "pizza", "car",
-         "train", "airplane", "bicycle", "boat", "truck", "bus", "fruit", "animal", "vehicle"]
-
-
-def test_distributed_fit_and_assign_equal_concept_model_fit(shards, collection, local_vectors, tmp_path):
+def test_distributed_fit_and_assign_equal_concept_model_fit(shards, collection, local_fit, local_vectors,
+                                                           tmp_path):
     from concept import ConceptModel
 
-    kwargs = dict(min_concept_size=5, embedding_model="offline", random_state=3, verbose=False)
-    local = ConceptModel(**kwargs).fit(collection, docs=WORDS)
-    result = fit(ConceptModel(**kwargs), shards, tmp_path / "labels", docs=WORDS)
+    local = local_fit
+    result = fit(ConceptModel(**SETTINGS), shards, tmp_path / "labels", docs=WORDS)
     model = result.model
     np.testing.assert_array_equal(model.labels_, local.labels_)
     np.testing.assert_array_equal(model.image_indices_, local.image_indices_)
@@ -184,9 +188,8 @@ def test_distributed_fit_and_assign_equal_concept_model_fit(shards, collection, 
 def test_assign_at_a_layer_and_checks(shards, collection, local_vectors, tmp_path):
     from concept import ConceptError, ConceptModel
 
-    model = fit(ConceptModel(min_concept_size=5, embedding_model="offline", random_state=3, verbose=False),
-                shards, tmp_path / "l0", max_images=60, docs=WORDS).model
-    assert len(model.labels_) == 60
+    model = fit(ConceptModel(**SETTINGS), shards, tmp_path / "l0", max_images=40, docs=WORDS).model
+    assert len(model.labels_) == 40
     top = len(model.layers_) - 1
     folder = assign_to_parquet(model, shards, tmp_path / "top", layer=top)
     import pandas as pd
@@ -220,22 +223,22 @@ def test_cli_embed_and_fit_on_ray(cluster, collection, tmp_path, capsys):
 
     images = tmp_path / "images"
     images.mkdir()
-    for p in collection[:40]:  # includes the empty file (position 5)
+    for p in collection[:24]:  # includes the empty file (position 5)
         shutil.copy(p, images / f"{len(list(images.iterdir())):03d}-{Path(p).name}")
     (tmp_path / "words.txt").write_text("\n".join(WORDS))
     store = tmp_path / "shards"
     assert main(["embed", str(images), "--store", str(store), "--ray", "--embedding-model", "offline",
                  "--quiet"]) == 0
     out = capsys.readouterr().out
-    assert "40 files" in out and "1 embedded now" in out and "1 failed to load" in out
+    assert "24 files" in out and "1 embedded now" in out and "1 failed to load" in out
     assert main(["fit", str(images), "--out", str(tmp_path / "m"), "--store", str(store), "--ray",
                  "--embedding-model", "offline", "--docs", str(tmp_path / "words.txt"),
                  "--min-concept-size", "5", "--quiet"]) == 0
     out = capsys.readouterr().out
-    assert "Model saved to" in out and "(fitted on 39)" in out
+    assert "Model saved to" in out and "(fitted on 23)" in out
     model = ConceptModel.load(tmp_path / "m")
     labels = pd.concat([pd.read_parquet(f) for f in (tmp_path / "m.labels").glob("shard-*.parquet")])
-    assert len(labels) == 40 and len(model.labels_) == 39
+    assert len(labels) == 24 and len(model.labels_) == 23
     assert (tmp_path / "m" / "failures.tsv").read_text().count("\n") == 2
     assert main(["fit", str(images), "--out", str(tmp_path / "m2"), "--ray", "--max-images", "0",
                  "--quiet"]) == 2

@@ -97,7 +97,7 @@ def embed_items(backend: Any, items: Sequence[Any], batch_size: int
     full_x[kept] = x
     full_f = None
     if f is not None:
-        full_f = np.zeros((len(items), f.shape[1] if len(f) else 1280), np.float32)
+        full_f = np.zeros((len(items), f.shape[1]), np.float32)
         full_f[kept] = f
     return full_x, full_f, errors
 
@@ -182,14 +182,14 @@ class _RowEmbedder:
         good = [i for i, e in enumerate(errors) if e is None]
         x = np.zeros((n, self.backend.dim), np.float32)
         f = None
-        if items:
-            xs, fs, errs = embed_items(self.backend, items, self.batch_size)
-            x[good] = xs
-            if fs is not None:
-                f = np.zeros((n, fs.shape[1]), np.float32)
-                f[good] = fs
-            for i, e in zip(good, errs):
-                errors[i] = e
+        # Even with nothing to embed: the batch then still gets every column (one schema).
+        xs, fs, errs = embed_items(self.backend, items, self.batch_size)
+        x[good] = xs
+        if fs is not None:
+            f = np.zeros((n, fs.shape[1]), np.float32)
+            f[good] = fs
+        for i, e in zip(good, errs):
+            errors[i] = e
         out = {k: v for k, v in batch.items() if k != "bytes"}
         out.update(ok=np.asarray([e is None for e in errors]),
                    error=np.asarray(["" if e is None else e for e in errors], dtype=object),
