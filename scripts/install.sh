@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Install concept and what its demo, tests and benchmarks need, on a fresh Debian machine.
 #   bash scripts/install.sh          # the library + the OpenClipart demo collection
-#   bash scripts/install.sh --dev    # + test tools, the Fashion-MNIST data set and Debian's chromium
+#   bash scripts/install.sh --dev    # + test tools (and the Ray extra), the Fashion-MNIST data set and Debian's chromium
 #                                    #   (the explorer's browser tests drive it with Playwright's Python
 #                                    #   package; never `playwright install`, which downloads a browser)
 # torch is pinned to 2.13.0: a bare `torch` requirement pulls a multi-GB CUDA build.
@@ -29,7 +29,7 @@ fi
 
 python3 -m pip install -q torch==2.13.0
 if [ $dev -eq 1 ]; then
-  python3 -m pip install -q -e ".[dev]"
+  python3 -m pip install -q -e ".[dev,ray]"  # ray: the tests of concept.distributed
 else
   python3 -m pip install -q -e .
 fi

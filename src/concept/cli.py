@@ -136,6 +136,10 @@ def cmd_fit(args: argparse.Namespace) -> None:
     if not paths:
         raise _no_images(args.images_dir)
     docs = _read_docs(args.docs) if args.docs else None
+    if args.ray:  # the optional extra: concept.distributed is the only module importing ray
+        from concept.distributed.cli import ray_fit
+
+        return ray_fit(args, paths, docs)
     model = ConceptModel(min_concept_size=args.min_concept_size, embedding_model=args.embedding_model,
                          ctfidf=args.ctfidf, n_words=args.n_words, random_state=args.seed,
                          store=args.store, verbose=not args.quiet)
@@ -166,6 +170,10 @@ def cmd_embed(args: argparse.Namespace) -> None:
     paths = list_image_files(args.images_dir)
     if not paths:
         raise _no_images(args.images_dir)
+    if args.ray:
+        from concept.distributed.cli import ray_embed
+
+        return ray_embed(args, paths)
     backend = load_embedding_model(args.embedding_model, verbose=not args.quiet)
     store = EmbeddingStore(args.store, backend.name)
     report = LoadReport()
@@ -334,6 +342,27 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--embedding-model", default="auto", metavar="SPEC",
                    help="'auto', 'offline', a CLIP model name or a local folder (default: %(default)s)")
     p.add_argument("--batch-size", type=int, default=32, metavar="N", help="images per batch (default: %(default)s)")
+
+    for name in ("fit", "embed"):  # the Ray path (pip install "concept[ray]")
+        p = sub.choices[name]
+        p.add_argument("--ray", nargs="?", const="auto", metavar="ADDRESS",
+                       help="run on a Ray cluster: ADDRESS (e.g. ray://head:10001), 'local' for a new "
+                            "local cluster, or 'auto' (the default when --ray is given alone): the "
+                            "running cluster if any, else a local one. --store is then a folder of "
+                            "Parquet shards (resumable)")
+        p.add_argument("--workers", type=int, default=2, metavar="N",
+                       help="with --ray: embedding actors (default: %(default)s)")
+        p.add_argument("--gpus-per-worker", type=float, default=0, metavar="G",
+                       help="with --ray: GPUs per embedding actor, e.g. 1 for CLIP (default: %(default)s)")
+        p.add_argument("--cpus-per-worker", type=float, default=1, metavar="C",
+                       help="with --ray: CPUs per embedding actor; a GPU actor decodes images in "
+                            "C - 1 processes (default: %(default)s)")
+    p = sub.choices["fit"]
+    p.add_argument("--labels", metavar="DIR", help="with --ray: folder for every image's concept as "
+                   "Parquet (default: MODEL_DIR.labels; --store defaults to MODEL_DIR.shards)")
+    p.add_argument("--max-images", type=int, default=200_000, metavar="N",
+                   help="with --ray: fit on a seeded sample of at most N images, then label every "
+                        "image (default: %(default)s)")
 
     p = add("info", "Show each concept's size and words (outliers last).", "concept info photos.model", cmd_info)
     p.add_argument("model_dir", metavar="MODEL_DIR", help="folder written by `concept fit`")

@@ -1,0 +1,173 @@
+"""Distributed fit: concepts from the shards' vectors on the driver, then every image assigned
+on the cluster.
+
+`fit` reads the vectors of every image (or of a seeded sample, `max_images`) from the
+Parquet shards to the driver and runs the ordinary `ConceptModel.fit` on them, so the result
+is an ordinary model that saves, loads and explores like any other; on the same files and
+seed it is the model `ConceptModel.fit(paths)` finds. `assign_to_parquet` then labels every
+image of the shards in a Ray Data actor pool: the fitted hierarchy (centres, fences, parent
+maps) is put in the object store once and each actor fetches it once, reads a shard,
+assigns its rows with `concept.clustering.assign` (what `ConceptModel.transform` runs) and
+writes a labels shard of the same name.
+
+Labels shard schema: `path`, `label` (int64; -1 outlier or unreadable), `probability`
+(float64, the confidence `transform` reports), `error` (null when the image loaded).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import os
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from concept._errors import ConceptError
+from concept._validation import check_integer
+from concept.distributed._cluster import require_ray
+from concept.distributed.embed import (
+    EmbeddedShards,
+    _shard_files,
+    _vectors,
+    _write_atomically,
+    read_embeddings,
+)
+
+logger = logging.getLogger(__name__)
+
+#: Images whose vectors `fit` pulls to the driver by default: 6.6 KB each with the offline
+#: model's features (384 + 1280 float32), so 1.3 GB; the clustering core summarises any
+#: number into at most `sample_size` units, so a larger share changes the concepts little.
+DEFAULT_MAX_IMAGES = 200_000
+
+
+@dataclass
+class DistributedFit:
+    """A `fit` result: the fitted model, the folder of per-image labels shards and what was
+    timed (seconds reading the vectors, fitting on the driver, assigning on the cluster)."""
+
+    model: Any
+    labels: Path
+    n_images: int
+    n_fitted: int
+    seconds: dict[str, float]
+
+    def labels_dataset(self) -> Any:
+        """The labels as a `ray.data.Dataset` (path, label, probability, error)."""
+        return require_ray().data.read_parquet(str(self.labels))
+
+
+class _ShardAssigner:
+    """A Ray Data actor: fetches the hierarchy once, then labels whole shards."""
+
+    def __init__(self, hierarchy: dict, column: str, layer: int, folder: str) -> None:
+        import ray
+
+        self.hierarchy = ray.get(hierarchy["ref"])  # nested in a dict: fetched here, once
+        self.column, self.layer, self.folder = column, layer, Path(folder)
+
+    def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        from concept.clustering import assign, one_blas_thread
+
+        n = []
+        for file in batch["file"]:
+            table = pq.read_table(str(file), columns=["path", "ok", "error", self.column])
+            ok = table.column("ok").to_numpy(zero_copy_only=False).astype(bool)
+            labels = np.full(len(ok), -1, np.int64)
+            probs = np.zeros(len(ok), np.float64)
+            if ok.any():
+                x = _vectors(table.column(self.column))[ok]
+                with one_blas_thread():
+                    labels[ok], probs[ok] = assign(x, self.hierarchy, self.layer)
+            out = pa.table({"path": table.column("path"), "label": pa.array(labels),
+                            "probability": pa.array(probs), "error": table.column("error")})
+            _write_atomically(out, self.folder / Path(str(file)).name)
+            n.append(len(ok))
+        return {"file": batch["file"], "n": np.asarray(n)}
+
+
+def _space(model: Any) -> str:
+    return "features" if model.features_ is not None else "embedding"
+
+
+def assign_to_parquet(model: Any, shards: EmbeddedShards | Sequence[str | os.PathLike],
+                      folder: str | os.PathLike, *, layer: int | None = None,
+                      concurrency: int = 2, num_cpus: float = 1) -> Path:
+    """Label every image of `shards` with a fitted model's concepts of `layer` (default: the
+    layer of `labels_`), on the cluster; one labels shard per embedding shard in `folder`.
+
+    Gives what `model.transform` gives for the same images, without their vectors ever
+    reaching the driver.
+    """
+    ray = require_ray()
+    model._check_fitted()
+    layer = model._check_layer(layer)
+    check_integer("concurrency", concurrency, minimum=1)
+    files = _shard_files(shards)
+    import pyarrow.parquet as pq
+
+    schema = pq.read_schema(files[0])
+    column = _space(model)
+    if column not in schema.names:
+        raise ConceptError(f"The model clustered on image features but the shards in {files[0].parent} "
+                           "have none: embed them with the model's own embedding_model.")
+    width = pq.read_schema(files[0]).field(column).type.list_size
+    fitted = model.features_ if column == "features" else model.embeddings_
+    if width != fitted.shape[1]:
+        raise ConceptError(f"The shards' {column} have {width} dimensions but the model was fitted on "
+                           f"{fitted.shape[1]}: embed with the model's own embedding_model.")
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    hierarchy = ray.put(dataclasses.replace(model.hierarchy_))
+    ds = ray.data.from_items([{"file": str(f.resolve())} for f in files], override_num_blocks=len(files))
+    ds.map_batches(_ShardAssigner, batch_size=1,
+                   fn_constructor_kwargs={"hierarchy": {"ref": hierarchy}, "column": column,
+                                          "layer": layer, "folder": str(folder.resolve())},
+                   compute=ray.data.ActorPoolStrategy(size=min(concurrency, len(files))),
+                   num_cpus=num_cpus).take_all()
+    return folder
+
+
+def fit(model: Any, shards: EmbeddedShards, labels: str | os.PathLike, *,
+        docs: Sequence[str] | None = None, max_images: int | None = DEFAULT_MAX_IMAGES,
+        concurrency: int = 2, num_cpus: float = 1) -> DistributedFit:
+    """Fit `model` (an unfitted `ConceptModel` with the shards' embedding_model) on the
+    vectors in `shards`, then label every image on the cluster into the folder `labels`.
+
+    max_images: the model is fitted on at most this many images, a sample seeded by the
+        model's random_state (None: every image; the driver then holds all the vectors).
+        The labels dataset covers every image either way.
+    """
+    require_ray()
+    check_integer("max_images", max_images, minimum=3, allow_none=True)
+    if not isinstance(shards, EmbeddedShards):
+        raise ConceptError("shards must be the result of embed_to_parquet (it knows the files' order and model).")
+    embedder = model.embedder_
+    if embedder is None or getattr(embedder, "name", None) != shards.model_name:
+        raise ConceptError(f"The shards were embedded by {shards.model_name!r} but the model's embedding_model "
+                           f"is {getattr(embedder, 'name', None)!r}: create the ConceptModel with the same one "
+                           "(its words and search need that model).")
+    start = time.perf_counter()
+    data = read_embeddings(shards, max_images=max_images, random_state=model.random_state)
+    read_s = time.perf_counter() - start
+    start = time.perf_counter()
+    images = [data.paths[i] for i in data.kept]
+    model.fit(images, docs=docs, image_embeddings=data.embeddings, image_features=data.features)
+    # Positions in the whole list and its failures, as ConceptModel.fit(paths) records them.
+    model.image_indices_ = data.kept
+    model.failures_ = data.failures
+    fit_s = time.perf_counter() - start
+    start = time.perf_counter()
+    folder = assign_to_parquet(model, shards, labels, concurrency=concurrency, num_cpus=num_cpus)
+    assign_s = time.perf_counter() - start
+    logger.info("Fitted on %d of %d images; every image labelled in %s.", len(images), len(data.paths), folder)
+    return DistributedFit(model, folder, len(data.paths), len(images),
+                          {"read": read_s, "fit": fit_s, "assign": assign_s})

@@ -1,0 +1,246 @@
+"""concept.distributed on a local Ray cluster (2 CPUs), on real OpenClipart images.
+
+Skipped when ray is not installed (it is the optional extra `concept[ray]`; CI installs it).
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+ray = pytest.importorskip("ray")
+pytest.importorskip("ray.data")
+
+from concept.distributed import (  # noqa: E402
+    assign_to_parquet,
+    connect,
+    embed_dataset,
+    embed_to_parquet,
+    fit,
+    read_embeddings,
+)
+
+OPENCLIPART = Path("/usr/share/openclipart/png")
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def cluster():
+    """A local Ray cluster of 2 CPUs for this module (workers inherit PYTHONPATH and the
+    test session's private cache)."""
+    if ray.is_initialized():
+        ray.shutdown()
+    connect("local", num_cpus=2, include_dashboard=False, object_store_memory=150 * 2**20,
+            log_to_driver=False, configure_logging=False)
+    ray.data.DataContext.get_current().enable_progress_bars = False
+    yield ray
+    ray.shutdown()
+
+
+@pytest.fixture(scope="module")
+def collection(tmp_path_factory) -> list[str]:
+    """60 OpenClipart PNGs of three categories and two files that are not images."""
+    if not OPENCLIPART.is_dir():
+        pytest.skip("Debian package openclipart-png is not installed")
+    paths = []
+    for category in ("animals", "food", "transportation"):
+        paths += [str(p) for p in sorted((OPENCLIPART / category).rglob("*.png"))[:20]]
+    bad = tmp_path_factory.mktemp("bad")
+    (bad / "empty.png").write_bytes(b"")
+    (bad / "text.png").write_text("not an image")
+    paths.insert(5, str(bad / "empty.png"))
+    paths.insert(50, str(bad / "text.png"))
+    return paths
+
+
+#: A small candidate vocabulary: the bundled 20,000 nouns take a minute to embed on 2 cores.
+WORDS = ["dog", "cat", "bird", "horse", "fish", "apple", "bread", "cake", "cheese", "pizza", "car",
+         "train", "airplane", "bicycle", "boat", "truck", "bus", "fruit", "animal", "vehicle"]
+SETTINGS = dict(min_concept_size=5, embedding_model="offline", random_state=3, verbose=False)
+
+
+@pytest.fixture(scope="module")
+def local_fit(collection):
+    """The single-machine reference: ConceptModel.fit on the paths (embeds them in one process)."""
+    from concept import ConceptModel
+
+    return ConceptModel(**SETTINGS).fit(collection, docs=WORDS)
+
+
+@pytest.fixture(scope="module")
+def local_vectors(local_fit):
+    """What the single-machine fit embedded: vectors, features, rows that loaded, failures."""
+    return local_fit.embeddings_, local_fit.features_, local_fit.image_indices_, local_fit.failures_
+
+
+@pytest.fixture(scope="module")
+def shards(cluster, collection, tmp_path_factory):
+    return embed_to_parquet(collection, tmp_path_factory.mktemp("shards"), "offline", shard_size=32)
+
+
+def test_distributed_embedding_equals_embed_images(shards, collection, local_vectors):
+    x, f, kept, _ = local_vectors
+    assert shards.embedded == len(shards.shards) == 2 and shards.reused == 0
+    data = read_embeddings(shards)
+    assert data.paths == [os.path.abspath(p) for p in collection]
+    np.testing.assert_array_equal(data.kept, kept)
+    np.testing.assert_allclose(data.embeddings, x, atol=1e-5)
+    np.testing.assert_allclose(data.features, f, atol=1e-5)
+
+
+def test_bad_files_are_reported_per_item(shards, collection, local_vectors):
+    data = read_embeddings(shards)
+    assert [(f.index, Path(f.source).name) for f in data.failures] == [(5, "empty.png"), (50, "text.png")]
+    assert [f.reason for f in data.failures] == [f.reason for f in local_vectors[3]]
+    assert "empty file" in data.failures[0].reason
+
+
+def test_rerun_reuses_shards_and_new_files_make_new_shards(cluster, shards, collection):
+    mtimes = {p: p.stat().st_mtime_ns for p in shards.files}
+    again = embed_to_parquet(collection, shards.folder, "offline", shard_size=32)
+    assert again.embedded == 0 and again.reused == 2
+    assert {p: p.stat().st_mtime_ns for p in again.files} == mtimes
+
+
+def test_sampled_read_keeps_plan_positions(shards):
+    full = read_embeddings(shards)
+    part = read_embeddings(shards, max_images=20, random_state=1)
+    assert len(part.kept) == 20 and set(part.kept) <= set(full.kept)
+    rows = np.searchsorted(full.kept, part.kept)
+    np.testing.assert_array_equal(part.embeddings, full.embeddings[rows])
+
+
+def test_killed_job_resumes_without_redoing_finished_shards(cluster, collection, tmp_path):
+    """A driver killed (SIGKILL) mid-job leaves whole shards only; the rerun embeds the rest."""
+    out = tmp_path / "shards"
+    files = collection[:40]  # the empty file among them
+    address = ray.get_runtime_context().gcs_address
+    script = (
+        "import sys, ray\n"
+        "from concept.distributed import connect, embed_to_parquet\n"
+        f"connect({address!r}, log_to_driver=False)\n"
+        "ray.data.DataContext.get_current().enable_progress_bars = False\n"
+        f"embed_to_parquet(sys.argv[1:], {str(out)!r}, 'offline', shard_size=4, concurrency=1)\n"
+    )
+    proc = subprocess.Popen([sys.executable, "-c", script, *files], env=os.environ.copy(),
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 240
+        while time.monotonic() < deadline and len(list(out.glob("shard-*.parquet"))) < 2:
+            assert proc.poll() is None, "the job ended before it could be killed"
+            time.sleep(0.2)
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    done = {p.name: p.stat().st_mtime_ns for p in out.glob("shard-*.parquet")}
+    assert 2 <= len(done) < 10, done
+    again = embed_to_parquet(files, out, "offline", shard_size=4, concurrency=2)
+    # An actor may finish the shard it was writing as the job dies: never fewer reused, some left.
+    assert again.reused >= len(done) and again.embedded >= 1 and again.embedded + again.reused == 10
+    after = {p.name: p.stat().st_mtime_ns for p in out.glob("shard-*.parquet")}
+    assert all(after[name] == mtime for name, mtime in done.items())
+    assert len(read_embeddings(again).kept) == len(files) - 1
+
+
+def _transform(model, local_vectors, n, layer=None):
+    """What model.transform(paths) gives, from the vectors already computed (no re-embedding)."""
+    x, f, kept, _ = local_vectors
+    out = np.full(n, -1)
+    out[kept] = model.transform(image_embeddings=x, image_features=f, layer=layer)
+    return out
+
+
+def test_distributed_fit_and_assign_equal_concept_model_fit(shards, collection, local_fit, local_vectors,
+                                                           tmp_path):
+    from concept import ConceptModel
+
+    local = local_fit
+    result = fit(ConceptModel(**SETTINGS), shards, tmp_path / "labels", docs=WORDS)
+    model = result.model
+    np.testing.assert_array_equal(model.labels_, local.labels_)
+    np.testing.assert_array_equal(model.image_indices_, local.image_indices_)
+    assert model.topics == local.topics
+    assert [(f.index, f.reason) for f in model.failures_] == [(f.index, f.reason) for f in local.failures_]
+    assert model.image_sources_ == [os.path.abspath(p) for p in local.image_sources_]
+    # Every image labelled on the cluster, as transform labels it (-1 for unreadable files).
+    labels = result.labels_dataset().to_pandas().set_index("path")  # rows in no set order
+    paths = [os.path.abspath(p) for p in collection]
+    assert sorted(labels.index) == sorted(paths)
+    expected = _transform(local, local_vectors, len(collection))
+    np.testing.assert_array_equal(labels.label[paths].to_numpy(), expected)
+    assert labels.error.notna().sum() == 2 and (labels.label[labels.error.notna()] == -1).all()
+    # An ordinary model: saves and loads exactly.
+    model.save(tmp_path / "m")
+    loaded = ConceptModel.load(tmp_path / "m")
+    np.testing.assert_array_equal(loaded.labels_, model.labels_)
+    assert result.n_images == len(collection) and result.n_fitted == len(collection) - 2
+
+
+def test_assign_at_a_layer_and_checks(shards, collection, local_vectors, tmp_path):
+    from concept import ConceptError, ConceptModel
+
+    model = fit(ConceptModel(**SETTINGS), shards, tmp_path / "l0", max_images=40, docs=WORDS).model
+    assert len(model.labels_) == 40
+    top = len(model.layers_) - 1
+    folder = assign_to_parquet(model, shards, tmp_path / "top", layer=top)
+    import pandas as pd
+
+    got = pd.concat([pd.read_parquet(f) for f in [folder / s.name for s in shards.shards]])
+    np.testing.assert_array_equal(got.label.to_numpy(), _transform(model, local_vectors, len(collection), top))
+    with pytest.raises(ConceptError, match="embedding_model"):
+        fit(ConceptModel(embedding_model=None, verbose=False), shards, tmp_path / "x")
+
+
+def test_embed_dataset_of_bytes(cluster, collection):
+    ds = ray.data.from_items([{"path": p, "bytes": Path(p).read_bytes()} for p in collection[:8]])
+    rows = embed_dataset(ds, "offline", batch_size=4, concurrency=1).to_pandas().set_index("path")
+    rows = rows.loc[collection[:8]]  # Ray Data keeps no row order unless asked
+    assert rows.ok.tolist() == [True] * 5 + [False] + [True] * 2
+    assert rows.error.iloc[5] == "empty file (0 bytes)" and rows.error.iloc[0] == ""
+    assert "bytes" not in rows.columns
+    vectors = np.stack(rows.embedding[rows.ok].to_numpy())
+    np.testing.assert_allclose(np.linalg.norm(vectors, axis=1), 1, atol=1e-5)
+
+
+def test_cli_embed_and_fit_on_ray(cluster, collection, tmp_path, capsys):
+    """`concept embed DIR --store S --ray` then `concept fit DIR --store S --ray`: the second
+    reuses every shard, saves an ordinary model and writes every image's label."""
+    import shutil
+
+    import pandas as pd
+
+    from concept import ConceptModel
+    from concept.cli import main
+
+    images = tmp_path / "images"
+    images.mkdir()
+    for p in collection[:24]:  # includes the empty file (position 5)
+        shutil.copy(p, images / f"{len(list(images.iterdir())):03d}-{Path(p).name}")
+    (tmp_path / "words.txt").write_text("\n".join(WORDS))
+    store = tmp_path / "shards"
+    assert main(["embed", str(images), "--store", str(store), "--ray", "--embedding-model", "offline",
+                 "--quiet"]) == 0
+    out = capsys.readouterr().out
+    assert "24 files" in out and "1 embedded now" in out and "1 failed to load" in out
+    assert main(["fit", str(images), "--out", str(tmp_path / "m"), "--store", str(store), "--ray",
+                 "--embedding-model", "offline", "--docs", str(tmp_path / "words.txt"),
+                 "--min-concept-size", "5", "--quiet"]) == 0
+    out = capsys.readouterr().out
+    assert "Model saved to" in out and "(fitted on 23)" in out
+    model = ConceptModel.load(tmp_path / "m")
+    labels = pd.concat([pd.read_parquet(f) for f in (tmp_path / "m.labels").glob("shard-*.parquet")])
+    assert len(labels) == 24 and len(model.labels_) == 23
+    assert (tmp_path / "m" / "failures.tsv").read_text().count("\n") == 2
+    assert main(["fit", str(images), "--out", str(tmp_path / "m2"), "--ray", "--max-images", "0",
+                 "--quiet"]) == 2
+    assert "--max-images" in capsys.readouterr().err
+    assert not (tmp_path / "m2.shards").exists()  # refused before any work
