@@ -242,6 +242,7 @@
     return node;
   }
 
+  const bySize = LAYERS.map((layer) => layer.concepts.slice().sort((a, b) => b.size - a.size || a.id - b.id));
   function updateLabels(proj, width, height) {
     // The finest layer whose concepts are wide enough on screen leads; coarser ones add context.
     let active = NL - 1;
@@ -251,8 +252,7 @@
       const context = li > active;
       const weight = context ? 700 : 600;
       const px = fontPx(li - active, context);
-      const concepts = LAYERS[li].concepts.slice().sort((a, b) => b.size - a.size || a.id - b.id);
-      for (const info of concepts) {
+      for (const info of bySize[li]) {
         if (info.anchor < 0 || !info.size || !inFilter(li, info.id)) continue;
         if (filterNode && li > filterNode[0]) continue;
         const [x, y] = scatterplot.getScreenPosition(info.anchor);
@@ -390,9 +390,20 @@
   scatterplot.subscribe("pointOut", () => { tooltip.hidden = true; });
 
   // Clicks and lasso selections on the map come as "select" events; ours are sent silently.
+  // The mouse-up that ends a lasso is also a click, which regl-scatterplot turns into a
+  // one-point selection of the point under it: that click must not replace the lasso's points.
+  let lassoPoints = null, lassoAt = -Infinity;
   scatterplot.subscribe("select", ({ points }) => {
+    if (points.length === 1 && lassoPoints && performance.now() - lassoAt < 600) {
+      scatterplot.select(lassoPoints, { preventEvent: true });
+      return;
+    }
     if (points.length === 1) openConcept(P.concept[points[0]]);
-    else if (points.length > 1) openSelection(points);
+    else if (points.length > 1) {
+      lassoPoints = points.slice();
+      lassoAt = performance.now();
+      openSelection(points);
+    }
   });
   scatterplot.subscribe("deselect", () => closeMembers(false));
 
@@ -541,6 +552,7 @@
   }
 
   function openSelection(indices) {
+    indices = indices.slice().sort(byProbability);
     openC = null;
     for (const node of cards.values()) node.classList.remove("active");
     markTree(null, null);
@@ -548,7 +560,7 @@
       el("h3", {}, `Selection · ${fmt(indices.length)} images`,
         el("button", { class: "close", type: "button", title: "Close", onclick: () => closeMembers(true) }, "×")),
       actions(indices, "selection"),
-      ...memberGrid(indices.slice().sort(byProbability))));
+      ...memberGrid(indices)));
   }
 
   function failuresPanel() {
@@ -572,7 +584,7 @@
   }
   function csvOf(indices) {
     const lines = ["index,path,concept,label,probability"];
-    for (const r of selectionRows(indices)) {
+    for (const r of selectionRows(indices.slice().sort((a, b) => a - b))) {  // in the model's order
       lines.push([r.index, csvField(r.path, false), r.concept, csvField(r.label, true), r.probability].join(","));
     }
     return lines.join("\r\n") + "\r\n";
@@ -928,8 +940,8 @@
       const li = layer === undefined ? D : Number(layer);
       if (!Number.isInteger(li) || li < 0 || li >= NL) throw new Error(`layer must be 0..${NL - 1}`);
       const ids = Array.isArray(conceptIds) ? conceptIds : [conceptIds];
-      if (ids.length === 1) { openNode(li, Number(ids[0]), false); return membersOf(li, Number(ids[0])).length; }
-      const indices = conceptsToIndices(ids, li);
+      const indices = conceptsToIndices(ids, li);  // checks every id
+      if (ids.length === 1) { openNode(li, Number(ids[0]), false); return indices.length; }
       openSelection(indices);
       highlight(indices);
       return indices.length;
