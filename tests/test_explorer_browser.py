@@ -258,6 +258,8 @@ def test_a_map_of_70000_points(browser, tmp_path):
         hover_a_point(page, model, int(np.argmax(model.labels_ == 3)))
         page.wait_for_selector("#tooltip .name")
         check_card_click(page, model, 3)
+        texts, _ = label_state(page)  # names on a 70,000-point map too, none overlapping
+        assert texts and all(t.startswith("word") for t in texts)
         page.screenshot(path=str(tmp_path / "big.png"))
         assert not tab.errors, tab.errors
     finally:

@@ -430,6 +430,7 @@
       tabindex: 0, role: "button", style: { "--color": conceptColor(c) }, onclick: () => openConcept(c) },
       collage,
       el("div", { class: "head" }, el("span", {}, conceptName(c)), el("span", { class: "size" }, `${fmt(size)} images`)),
+      info && info.label !== wordsOf(c, 3) ? el("div", { class: "label-text" }, info.label) : null,  // a custom label
       el("div", { class: "words" }, wordsOf(c, 8)));
     node.addEventListener("keydown", (e) => { if (e.key === "Enter" || e.key === " ") { e.preventDefault(); openConcept(c); } });
     cards.set(c, node);
