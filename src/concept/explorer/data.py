@@ -1,7 +1,9 @@
 """What the explorer page shows, taken from a fitted model as plain JSON-ready data.
 
-The page gets every point (2-D position, concept, probability, file name), every concept (size,
-words, colour, collage) and where to find thumbnails; the browser does the rest.
+The page gets every point (2-D position, concept, probability, file name and path), every
+concept of every layer (size, label, words, colour, collage, exemplars, the image its name sits
+on, its parent in the next coarser layer) and where to find thumbnails; the browser does the rest.
+A concept's `label` is the one text the page names it by: its custom label, else its top words.
 """
 
 from __future__ import annotations
