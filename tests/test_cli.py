@@ -427,7 +427,8 @@ def test_export_links_every_image_into_its_concepts_folder_with_a_csv(fitted, tm
     out = tmp_path / "by-concept"
     code, stdout, _ = run(capsys, "export", str(fitted["out"]), "--out", str(out), "--quiet")
     assert code == 0 and "concept folders" in stdout
-    rows = list(csv.DictReader(open(out / "concepts.csv", encoding="utf-8")))
+    with open(out / "concepts.csv", encoding="utf-8") as f:
+        rows = list(csv.DictReader(f))
     assert [r["path"] for r in rows] == [str(Path(s).resolve()) for s in model.image_sources_]
     assert [int(r["concept"]) for r in rows] == model.labels_.tolist()
     for row in rows:
@@ -458,8 +459,7 @@ def test_export_copies_and_never_writes_over_a_folder(fitted, tmp_path, capsys):
 
 
 def test_export_names_are_sanitised_and_a_failed_export_leaves_nothing(fitted, tmp_path, monkeypatch):
-    import concept.export as export
-    from concept import ConceptModel
+    from concept import ConceptModel, export
 
     assert export.safe_name("../../etc/passwd") == "etc_passwd"
     assert export.safe_name("..") == "unnamed" and export.safe_name("CON") == "unnamed_CON"
@@ -472,7 +472,8 @@ def test_export_names_are_sanitised_and_a_failed_export_leaves_nothing(fitted, t
     folders = sorted(p.name for p in out.iterdir() if p.is_dir())
     assert folders[0].startswith("000_") and "/" not in folders[0] and ".." not in folders[0]
     assert all((out / f).resolve().parent == out.resolve() for f in folders)
-    rows = list(__import__("csv").DictReader(open(out / "concepts.csv", encoding="utf-8")))
+    with open(out / "concepts.csv", encoding="utf-8") as f:
+        rows = list(__import__("csv").DictReader(f))
     assert {r["label"] for r in rows if r["concept"] == "0"} == {"../../../=evil, name"}  # starts with '.', kept
 
     def boom(*args, **kwargs):

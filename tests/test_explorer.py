@@ -600,7 +600,7 @@ def test_a_model_with_a_flat_or_mismatched_hierarchy_still_gets_one_layer(fitted
         n_concepts_ = model.n_concepts_
         topics = model.topics
         probabilities_ = model.probabilities_
-        layers_ = [model.labels_[:-1]]  # not one label per image: ignored
+        layers_ = [model.labels_[:-1]]  # noqa: RUF012 -- not one label per image: ignored
 
         def map_2d(self):
             return model.map_2d()

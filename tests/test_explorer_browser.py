@@ -440,7 +440,7 @@ def test_a_hierarchy_click_filters_the_map_and_shows_sub_concepts(browser, tmp_p
         assert page.locator("#tree > .node").count() == 5
         group = 2
         page.click(f"#tree .row[data-layer='1'][data-concept='{group}']")
-        page.wait_for_selector(f"#members .panel[data-layer='1'] .sub-concept")
+        page.wait_for_selector("#members .panel[data-layer='1'] .sub-concept")
         size = int((model.layers_[1] == group).sum())
         page.wait_for_function(f"window.conceptExplorer.scatterplot.get('filteredPoints').length === {size}")
         kids = sorted(np.flatnonzero(model.parent == group).tolist())
@@ -498,8 +498,7 @@ def test_image_mode_draws_exemplars_first_then_every_image(browser, clipart_file
         after = page.locator("#map").screenshot(path=str(tmp_path / "images_far.png"))
         assert after != before
         page.evaluate("window.conceptExplorer.zoom(6)")
-        page.wait_for_function("window.conceptExplorer.visibleThumbnails().some(i => !new Set(%s).has(i))"
-                               % sorted(exemplars))
+        page.wait_for_function(f"window.conceptExplorer.visibleThumbnails().some(i => !new Set({sorted(exemplars)}).has(i))")
         page.locator("#map").screenshot(path=str(tmp_path / "images_near.png"))
         with Image.open(tmp_path / "images_near.png") as shot:
             rgb = np.asarray(shot.convert("RGB"))
@@ -542,7 +541,8 @@ def test_a_lasso_selection_exports_a_csv_and_opens_a_full_resolution_gallery(bro
             page.click("#members .export-csv")
         saved = tmp_path / "selection.csv"
         info.value.save_as(saved)
-        rows = list(csv.DictReader(open(saved, encoding="utf-8")))
+        with open(saved, encoding="utf-8") as f:
+            rows = list(csv.DictReader(f))
         assert {int(r["index"]) for r in rows} == chosen
         for r in rows:
             i = int(r["index"])

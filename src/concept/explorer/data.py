@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["OUTLIER_COLOR", "LABEL_WORDS", "concept_colors", "concept_label", "ensure_saved_map", "page_data"]
+__all__ = ["LABEL_WORDS", "OUTLIER_COLOR", "concept_colors", "concept_label", "ensure_saved_map", "page_data"]
 
 logger = logging.getLogger(__name__)
 
