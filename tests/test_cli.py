@@ -416,3 +416,71 @@ def test_info_and_assign_at_a_layer(fitted, image_dir, tiny_clip, capsys):
     assert code == 0, err
     assert int(out.split("\t")[1]) == int(model.transform([str(image)], layer=0)[0])
     assert_one_line_error(*run(capsys, "info", fitted["out"], "--layer", str(len(model.layers_)))[::2], "--layer")
+
+
+def test_export_links_every_image_into_its_concepts_folder_with_a_csv(fitted, tmp_path, capsys):
+    import csv
+
+    from concept import ConceptModel
+
+    model = ConceptModel.load(fitted["out"], embedding_model=None)
+    out = tmp_path / "by-concept"
+    code, stdout, _ = run(capsys, "export", str(fitted["out"]), "--out", str(out), "--quiet")
+    assert code == 0 and "concept folders" in stdout
+    with open(out / "concepts.csv", encoding="utf-8") as f:
+        rows = list(csv.DictReader(f))
+    assert [r["path"] for r in rows] == [str(Path(s).resolve()) for s in model.image_sources_]
+    assert [int(r["concept"]) for r in rows] == model.labels_.tolist()
+    for row in rows:
+        c = int(row["concept"])
+        folder = row["exported"].split("/")[0]
+        assert folder == ("outliers" if c < 0 else folder) and (c < 0 or folder.startswith(f"{c:03d}_"))
+        link = out / row["exported"]
+        assert link.is_symlink() and link.resolve() == Path(row["path"]) and row["status"] == "linked"
+        assert 0.0 <= float(row["confidence"]) <= 1.0
+    assert len([p for p in out.iterdir() if p.is_dir()]) == model.n_concepts_ + int((model.labels_ < 0).any())
+
+
+def test_export_copies_and_never_writes_over_a_folder(fitted, tmp_path, capsys):
+    out = tmp_path / "copies"
+    code, _, _ = run(capsys, "export", str(fitted["out"]), "--out", str(out), "--copy", "--quiet")
+    assert code == 0
+    files = [p for p in out.rglob("*.png")]
+    assert files and not any(p.is_symlink() for p in files)
+    code, _, err = run(capsys, "export", str(fitted["out"]), "--out", str(out), "--quiet")
+    assert_one_line_error(code, err, "already exists")
+    assert not any(p.name.endswith(".tmp") for p in tmp_path.iterdir())  # nothing left behind
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "notes.txt").write_text("keep me")
+    code, _, err = run(capsys, "export", str(fitted["out"]), "--out", str(mine), "--quiet")
+    assert_one_line_error(code, err, "already exists")
+    assert [p.name for p in mine.iterdir()] == ["notes.txt"]
+
+
+def test_export_names_are_sanitised_and_a_failed_export_leaves_nothing(fitted, tmp_path, monkeypatch):
+    from concept import ConceptModel, export
+
+    assert export.safe_name("../../etc/passwd") == "etc_passwd"
+    assert export.safe_name("..") == "unnamed" and export.safe_name("CON") == "unnamed_CON"
+    assert export.safe_name("a/b\\c:d*e?\x00f") == "a_b_c_d_e_f"
+    assert len(export.safe_name("x" * 500)) == export.MAX_NAME
+    model = ConceptModel.load(fitted["out"], embedding_model=None)
+    model.custom_labels_ = {0: "../../../=evil, name"}
+    out = tmp_path / "labelled"
+    export.export_concepts(model, out)
+    folders = sorted(p.name for p in out.iterdir() if p.is_dir())
+    assert folders[0].startswith("000_") and "/" not in folders[0] and ".." not in folders[0]
+    assert all((out / f).resolve().parent == out.resolve() for f in folders)
+    with open(out / "concepts.csv", encoding="utf-8") as f:
+        rows = list(__import__("csv").DictReader(f))
+    assert {r["label"] for r in rows if r["concept"] == "0"} == {"../../../=evil, name"}  # starts with '.', kept
+
+    def boom(*args, **kwargs):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(export.os, "symlink", boom)
+    with pytest.raises(OSError, match="disk full"):
+        export.export_concepts(model, tmp_path / "failed")
+    assert not (tmp_path / "failed").exists()
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".failed.")]

@@ -549,3 +549,86 @@ def test_serve_command_refuses_bad_options(fitted, capsys):
     assert main(["serve", str(fitted[1]), "--port", "70000", "--quiet"]) == 2
     assert "--port 70000" in capsys.readouterr().err
     assert main(["serve", str(fitted[1]), "--max-upload-mb", "0", "--quiet"]) == 2
+
+
+# ---------------------------------------------------------------------------- issue 14: layers, labels, files
+def test_page_data_has_every_layer_with_labels_anchors_and_parents(fitted):
+    from concept.explorer.data import page_data
+
+    model, _ = fitted
+    data = page_data(model, title="t", mode="report")
+    assert len(data["layers"]) == len(model.layers_) and data["default_layer"] == model.layer_
+    for c, info in enumerate(data["concepts"]):
+        assert info["label"] == ", ".join(model.topics[c][:3])
+        assert model.labels_[info["anchor"]] == c  # the label sits on one of its own images
+    for li, layer in enumerate(data["layers"]):
+        if li == model.layer_:
+            assert layer["concepts"] is None and layer["labels"] is None  # the cards' data
+            continue
+        assert layer["labels"] == model.layers_[li].tolist()
+        for info in layer["concepts"]:
+            assert model.layers_[li][info["anchor"]] == info["id"]
+            if li + 1 < len(model.layers_):
+                assert info["parent"] in set(model.layers_[li + 1][model.layers_[li] == info["id"]].tolist())
+    rel, prefix = data["sources"]["rel"], data["sources"]["prefix"]
+    assert [str(Path(prefix) / r) for r in rel] == [str(Path(s).resolve()) for s in model.image_sources_]
+    assert data["sources"]["url"].startswith("file://")
+
+
+def test_custom_labels_name_the_concepts_on_the_page(fitted):
+    from concept.explorer.data import page_data
+
+    model, _ = fitted
+    for custom in ({0: "  My <b>red</b>\nthings "}, ["My <b>red</b> things"]):
+        model.custom_labels_ = custom
+        try:
+            data = page_data(model, title="t", mode="report")
+        finally:
+            del model.custom_labels_
+        assert data["concepts"][0]["label"] == "My <b>red</b> things"
+        assert all(info["label"] == ", ".join(model.topics[info["id"]][:3]) for info in data["concepts"][1:])
+        assert "<b>" not in render_page(data).split('id="concept-data">')[1].split("</script>")[0]
+
+
+def test_a_model_with_a_flat_or_mismatched_hierarchy_still_gets_one_layer(fitted):
+    from concept.explorer.data import page_data
+
+    model, _ = fitted
+
+    class Flat:
+        labels_ = model.labels_
+        n_concepts_ = model.n_concepts_
+        topics = model.topics
+        probabilities_ = model.probabilities_
+        layers_ = [model.labels_[:-1]]  # noqa: RUF012 -- not one label per image: ignored
+
+        def map_2d(self):
+            return model.map_2d()
+
+    data = page_data(Flat(), title="t", mode="report")
+    assert data["layers"] == [{"concepts": None, "labels": None}] and data["sources"] is None
+
+
+def test_full_resolution_images_are_served_by_index_only(server, fitted):
+    model, _ = fitted
+    status, body, headers = request(server, "/api/image/0")
+    assert status == 200 and headers["Content-Type"] == "image/png"
+    assert body == Path(model.image_sources_[0]).read_bytes()
+    assert "sandbox" in headers["Content-Security-Policy"]
+    n = len(model.labels_)
+    assert request(server, f"/api/image/{n}")[0] == 404
+    for bad in ("/api/image/-1", "/api/image/..%2f..%2fetc%2fpasswd", "/api/image/1e3", "/api/image/0x1"):
+        assert request(server, bad)[0] == 404, bad
+    status, _, _ = request(server, "/api/image/0", headers={"Sec-Fetch-Site": "cross-site"})
+    assert status == 403  # another site's page cannot embed the user's images
+    status, _, _ = request(server, "/api/image/0", headers={"Origin": "http://evil.example"})
+    assert status == 403
+
+
+def test_a_fitted_image_that_is_gone_is_a_404_not_a_crash(server, fitted, monkeypatch):
+    model, _ = fitted
+    monkeypatch.setattr(server.app.model, "image_sources_",
+                        ["/nonexistent/gone.png", "/etc/passwd"] + list(model.image_sources_[2:]))
+    status, body, _ = request(server, "/api/image/0")
+    assert status == 404 and b"no longer on disk" in body
+    assert request(server, "/api/image/1")[0] == 415  # not an image type: never served

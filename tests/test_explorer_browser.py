@@ -11,6 +11,7 @@ Never `playwright install`: the browser is /usr/bin/chromium from apt.
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import numpy as np
@@ -257,6 +258,8 @@ def test_a_map_of_70000_points(browser, tmp_path):
         hover_a_point(page, model, int(np.argmax(model.labels_ == 3)))
         page.wait_for_selector("#tooltip .name")
         check_card_click(page, model, 3)
+        texts, _ = label_state(page)  # names on a 70,000-point map too, none overlapping
+        assert texts and all(t.startswith("word") for t in texts)
         page.screenshot(path=str(tmp_path / "big.png"))
         assert not tab.errors, tab.errors
     finally:
@@ -345,5 +348,248 @@ def test_a_refused_upload_shows_the_message_not_a_broken_preview(browser, served
         assert "broken.png" in page.text_content("#results h3")
         page.screenshot(path=str(tmp_path / "upload_error.png"))
         assert all("400 (Bad Request)" in e for e in tab.errors), tab.errors  # the refused upload
+    finally:
+        tab.close()
+
+
+# ---------------------------------------------------------------------------- issue 14
+class _LayeredMapModel:
+    """A fitted model's attributes for a synthetic two-layer map: `groups` coarse concepts of
+    `per` tight fine concepts each (fine ids by size, as the model numbers them), with exemplars,
+    words per layer and, optionally, image files for thumbnails."""
+
+    def __init__(self, n: int = 3000, groups: int = 5, per: int = 4, seed: int = 0, sources=None,
+                 failures=()) -> None:
+        from concept.images import LoadFailure
+
+        rng = np.random.default_rng(seed)
+        k = groups * per
+        group_centres = rng.uniform(-12, 12, size=(groups, 2))
+        fine_centres = np.repeat(group_centres, per, axis=0) + rng.normal(scale=3.0, size=(k, 2))
+        fine = rng.integers(0, k, size=n)
+        fine[rng.random(n) < 0.04] = -1
+        xy = (np.where(fine[:, None] >= 0, fine_centres[np.maximum(fine, 0)], 0.0)
+              + rng.normal(scale=np.where(fine >= 0, 0.3, 9.0)[:, None], size=(n, 2)))
+        sizes = np.bincount(fine[fine >= 0], minlength=k)
+        perm = np.empty(k, np.int64)
+        perm[np.argsort(-sizes, kind="stable")] = np.arange(k)
+        fine = np.where(fine >= 0, perm[np.maximum(fine, 0)], -1)
+        parent = np.empty(k, np.int64)
+        parent[perm] = np.arange(k) // per
+        coarse = np.where(fine >= 0, parent[np.maximum(fine, 0)], -1)
+        self.layers_, self.layer_, self.labels_ = [fine, coarse], 0, fine
+        self.parent = parent
+        self._xy = xy
+        self.probabilities_ = rng.uniform(0.3, 1.0, size=n)
+        self.n_concepts_ = k
+        self.topics = {c: [f"fine{c}", f"leaf{c}", f"twig{c}"] for c in range(k)}
+        self.layer_topics_ = [{c: [(w, 1.0) for w in self.topics[c]] for c in range(k)},
+                              {g: [(f"GROUP{g}", 1.0), (f"broad{g}", 0.5)] for g in range(groups)}]
+        self.exemplars_ = {c: np.flatnonzero(fine == c)[:4].tolist() for c in range(k)}
+        self.layer_exemplars_ = [self.exemplars_, {g: np.flatnonzero(coarse == g)[:4].tolist() for g in range(groups)}]
+        self.collages_ = {}
+        self.image_sources_ = sources
+        self.failures_ = [LoadFailure(i, s, "not an image file") for i, s in enumerate(failures)]
+
+    def map_2d(self) -> np.ndarray:
+        return self._xy
+
+
+def label_state(page) -> tuple[list[str], list[dict]]:
+    texts = page.evaluate("window.conceptExplorer.visibleLabels()")
+    boxes = page.evaluate("window.conceptExplorer.visibleLabelBoxes()")
+    dom = page.eval_on_selector_all(".map-label:not([hidden])", "els => els.map(e => e.textContent)")
+    assert sorted(dom) == sorted(texts)  # what the API says is what is drawn
+    for a in range(len(boxes)):  # no two names overlap on screen
+        for b in range(a):
+            p, q = boxes[a], boxes[b]
+            assert abs(p["x"] - q["x"]) * 2 >= p["w"] + q["w"] or abs(p["y"] - q["y"]) * 2 >= p["h"] + q["h"], (p, q)
+    return texts, boxes
+
+
+def test_names_on_the_map_are_coarse_zoomed_out_finer_zoomed_in_and_never_overlap(browser, tmp_path):
+    model = _LayeredMapModel()
+    report = write_report(model, tmp_path / "layers.html", verbose=False)
+    tab = Page(browser, report.as_uri())
+    page = tab.page
+    try:
+        far, _ = label_state(page)
+        page.screenshot(path=str(tmp_path / "labels_far.png"))
+        assert far and all(t.startswith("GROUP") for t in far), far  # only the coarse layer
+        page.evaluate("window.conceptExplorer.zoom(5)")
+        near, boxes = label_state(page)
+        page.screenshot(path=str(tmp_path / "labels_near.png"))
+        fine = [b for b in boxes if b["layer"] == 0]
+        assert fine and fine[0]["text"].startswith("fine"), near  # finer names lead once zoomed in
+        assert near != far
+        page.evaluate("window.conceptExplorer.zoom(0.2)")
+        assert label_state(page)[0] == far  # and zooming back out brings the coarse names back
+        # A name is text from the model, drawn as text: a label that looks like HTML stays text.
+        assert page.evaluate("document.querySelectorAll('.map-label b, .map-label script').length") == 0
+        assert not tab.errors, tab.errors
+    finally:
+        tab.close()
+
+
+def test_a_hierarchy_click_filters_the_map_and_shows_sub_concepts(browser, tmp_path):
+    model = _LayeredMapModel(failures=["/gone/broken.jpg"])
+    report = write_report(model, tmp_path / "tree.html", verbose=False)
+    tab = Page(browser, report.as_uri())
+    page = tab.page
+    try:
+        assert page.locator("#tree > .node").count() == 5
+        group = 2
+        page.click(f"#tree .row[data-layer='1'][data-concept='{group}']")
+        page.wait_for_selector("#members .panel[data-layer='1'] .sub-concept")
+        size = int((model.layers_[1] == group).sum())
+        page.wait_for_function(f"window.conceptExplorer.scatterplot.get('filteredPoints').length === {size}")
+        kids = sorted(np.flatnonzero(model.parent == group).tolist())
+        shown = sorted(int(c) for c in page.eval_on_selector_all(
+            "#members .sub-concept", "els => els.map(e => e.dataset.concept)"))
+        assert shown == kids
+        assert page.locator(f"#tree .node[data-layer='1'][data-concept='{group}'] > .children > .node").count() == len(kids)
+        page.wait_for_timeout(1500)  # the zoom to the concept's images
+        texts, boxes = label_state(page)
+        assert texts and all(b["layer"] == 0 and b["concept"] in kids or b["concept"] == group for b in boxes), boxes
+        page.screenshot(path=str(tmp_path / "tree_group.png"))
+
+        page.click(f"#members .sub-concept[data-concept='{kids[0]}']")  # one level down
+        page.wait_for_selector(f"#members .panel[data-concept='{kids[0]}'] .crumbs a[data-concept='{group}']")
+        size = int((model.labels_ == kids[0]).sum())
+        page.wait_for_function(f"window.conceptExplorer.scatterplot.get('filteredPoints').length === {size}")
+        assert page.locator(".concept-card:visible").count() == 1
+        page.click(f"#members .crumbs a[data-concept='{group}']")  # and back up by the breadcrumb
+        page.wait_for_selector(f"#members .panel[data-layer='1'][data-concept='1:{group}']")
+        assert page.locator(".concept-card:visible").count() == len(kids)
+
+        assert "1 unreadable" in page.text_content("#stats")
+        page.click(".failure-card")
+        assert "/gone/broken.jpg" in page.text_content("#members .failure")
+        page.click("#reset")
+        assert page.evaluate("window.conceptExplorer.scatterplot.get('filteredPoints').length") == len(model.labels_)
+        assert not tab.errors, tab.errors
+    finally:
+        tab.close()
+
+
+@pytest.fixture(scope="module")
+def clipart_files():
+    if not OPENCLIPART.is_dir():
+        pytest.skip("Debian package openclipart-png is not installed")
+    return [str(p) for p in sorted(OPENCLIPART.rglob("*.png"))[:400]]
+
+
+def test_image_mode_draws_exemplars_first_then_every_image(browser, clipart_files, tmp_path):
+    model = _LayeredMapModel(n=len(clipart_files), sources=clipart_files)
+    report = write_report(model, tmp_path / "images.html", verbose=False)
+    tab = Page(browser, report.as_uri())
+    page = tab.page
+    try:
+        before = tab.page.locator("#map").screenshot(path=str(tmp_path / "points_mode.png"))
+        page.click("#mode")
+        assert page.evaluate("window.conceptExplorer.mode()") == "images"
+        page.wait_for_function("window.conceptExplorer.visibleThumbnails().length > 5")
+        exemplars = set()
+        for layer in model.layer_exemplars_:
+            for rows in layer.values():
+                exemplars.update(rows)
+        far = page.evaluate("window.conceptExplorer.visibleThumbnails()")
+        assert set(far) <= exemplars  # zoomed out: representatives only
+        after = page.locator("#map").screenshot(path=str(tmp_path / "images_far.png"))
+        assert after != before
+        page.evaluate("window.conceptExplorer.zoom(6)")
+        page.wait_for_function(f"window.conceptExplorer.visibleThumbnails().some(i => !new Set({sorted(exemplars)}).has(i))")
+        page.locator("#map").screenshot(path=str(tmp_path / "images_near.png"))
+        with Image.open(tmp_path / "images_near.png") as shot:
+            rgb = np.asarray(shot.convert("RGB"))
+        assert len(np.unique(rgb.reshape(-1, 3), axis=0)) > 500  # pictures, not a few flat colours
+        page.click("#mode")
+        page.wait_for_function("window.conceptExplorer.visibleThumbnails().length === 0")
+        with pytest.raises(Exception, match="points"):
+            page.evaluate("window.conceptExplorer.setMode('pictures')")
+        assert not tab.errors, tab.errors
+    finally:
+        tab.close()
+
+
+def test_a_lasso_selection_exports_a_csv_and_opens_a_full_resolution_gallery(browser, clipart_files, tmp_path):
+    import csv
+
+    model = _LayeredMapModel(n=len(clipart_files), sources=clipart_files)
+    report = write_report(model, tmp_path / "lasso.html", verbose=False)
+    tab = Page(browser, report.as_uri())
+    page = tab.page
+    try:
+        members = np.flatnonzero(model.labels_ == 0)
+        pos = np.array(page.evaluate("ix => ix.map(i => window.conceptExplorer.screenPosition(i, true))",
+                                     members.tolist()))
+        (x0, y0), (x1, y1) = pos.min(axis=0) - 6, pos.max(axis=0) + 6
+        page.keyboard.down("Shift")
+        page.mouse.move(x0, y0)
+        page.mouse.down()
+        for x, y in [(x1, y0), (x1, y1), (x0, y1), (x0, y0 + 1)]:
+            page.mouse.move(x, y, steps=8)
+            page.wait_for_timeout(50)  # the lasso takes a point at most every 10 ms
+        page.mouse.up()
+        page.keyboard.up("Shift")
+        page.wait_for_selector("#members .panel[data-concept='selection']")
+        selection = page.evaluate("window.conceptExplorer.selection()")
+        chosen = {r["index"] for r in selection}
+        assert set(members.tolist()) <= chosen
+        page.screenshot(path=str(tmp_path / "lasso.png"))
+        with page.expect_download() as info:
+            page.click("#members .export-csv")
+        saved = tmp_path / "selection.csv"
+        info.value.save_as(saved)
+        with open(saved, encoding="utf-8") as f:
+            rows = list(csv.DictReader(f))
+        assert {int(r["index"]) for r in rows} == chosen
+        for r in rows:
+            i = int(r["index"])
+            assert r["path"] == os.path.abspath(clipart_files[i]) and int(r["concept"]) == model.labels_[i]
+        assert saved.read_text(encoding="utf-8") == page.evaluate("window.conceptExplorer.selectionCsv()").replace("\r\n", "\n")
+
+        page.click("#members .gallery-open")
+        page.wait_for_selector("#gallery:not([hidden]) figure")
+        assert page.locator("#gallery figure").count() == min(24, len(chosen))
+        page.wait_for_function("Array.from(document.querySelectorAll('#gallery img')).every(im => im.complete && im.naturalWidth > 0)")
+        first = int(page.get_attribute("#gallery img >> nth=0", "data-index"))
+        natural = page.eval_on_selector("#gallery img", "im => [im.naturalWidth, im.naturalHeight]")
+        with Image.open(clipart_files[first]) as im:
+            assert natural == list(im.size)  # the file itself, not a thumbnail
+        if len(chosen) > 24:
+            page.click("#gallery-next")
+            assert "page 2" in page.text_content("#gallery-page")
+        page.screenshot(path=str(tmp_path / "gallery.png"))
+        page.click("#gallery-close")
+
+        count = page.evaluate("window.conceptExplorer.select([1, 2])")
+        picked = page.evaluate("window.conceptExplorer.selection()")
+        assert count == len(picked) == int(np.isin(model.labels_, [1, 2]).sum())
+        assert {r["concept"] for r in picked} == {1, 2} and all(r["label"] == f"fine{r['concept']}, leaf{r['concept']}, twig{r['concept']}" for r in picked)
+        with pytest.raises(Exception, match="No concept"):
+            page.evaluate("window.conceptExplorer.select([999])")
+        assert not tab.errors, tab.errors
+    finally:
+        tab.close()
+
+
+def test_served_gallery_shows_full_resolution_files_from_the_server(browser, clipart_model, served, tmp_path):
+    model, _, _ = clipart_model
+    tab = Page(browser, served.url)
+    page = tab.page
+    try:
+        page.click(".concept-card[data-concept='0']")
+        page.click("#members .gallery-open")
+        page.wait_for_function("Array.from(document.querySelectorAll('#gallery img')).every(im => im.complete && im.naturalWidth > 0)")
+        src = page.get_attribute("#gallery img >> nth=0", "src")
+        assert src.startswith("/api/image/")
+        i = int(src.rsplit("/", 1)[1])
+        natural = page.eval_on_selector("#gallery img", "im => [im.naturalWidth, im.naturalHeight]")
+        with Image.open(model.image_sources_[i]) as im:
+            assert natural == list(im.size)
+        assert page.evaluate("window.conceptExplorer.visibleLabels().length") >= 1
+        page.screenshot(path=str(tmp_path / "served_gallery.png"))
+        assert not tab.errors, tab.errors
     finally:
         tab.close()

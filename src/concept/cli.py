@@ -39,6 +39,7 @@ examples:
   concept visualize photos.model --out concepts.png
   concept explore photos.model --out report.html
   concept serve photos.model --port 8000
+  concept export photos.model --out photos-by-concept/
 """
 
 
@@ -296,6 +297,18 @@ def cmd_serve(args: argparse.Namespace) -> None:
         server.server_close()
 
 
+def cmd_export(args: argparse.Namespace) -> None:
+    from concept.export import CSV_NAME, export_concepts
+
+    model = _load(args)
+    counts = export_concepts(model, args.out, copy=args.copy, layer=_layer(model, args.layer),
+                             include_outliers=not args.no_outliers)
+    done = counts.get("copied", counts.get("linked", 0))
+    print(f"{done:,} images {'copied' if args.copy else 'linked'} into {counts['concepts']} concept folders "
+          f"in {args.out}; every image's concept and confidence in {Path(args.out) / CSV_NAME}"
+          + (f"; {counts['missing']:,} files missing" if counts["missing"] else ""))
+
+
 def build_parser() -> argparse.ArgumentParser:
     fmt = argparse.RawDescriptionHelpFormatter
     parser = argparse.ArgumentParser(
@@ -400,6 +413,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, metavar="HTML",
                    help="HTML file to write; thumbnails go to the folder <name>_files beside it")
     p.add_argument("--title", metavar="TEXT", help="page title (default: from the file name)")
+
+    p = add("export", "Write one folder per concept (links to, or copies of, its images) and a CSV "
+            "of every image's concept and confidence.",
+            "concept export photos.model --out photos-by-concept/", cmd_export)
+    p.add_argument("model_dir", metavar="MODEL_DIR", help="folder written by `concept fit`")
+    p.add_argument("--out", required=True, metavar="DIR", help="new folder to write (must not exist, or be empty)")
+    p.add_argument("--copy", action="store_true", help="copy the files at full resolution instead of linking them")
+    p.add_argument("--layer", type=int, metavar="K", help="concepts of layer K (0 = finest; default: the model's default layer)")
+    p.add_argument("--no-outliers", action="store_true", help="leave out the images in no concept")
 
     p = add("serve", "Serve the explorer locally, with search by text or by uploaded image through the model.",
             "concept serve photos.model --port 8000", cmd_serve)

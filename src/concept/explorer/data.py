@@ -1,7 +1,9 @@
 """What the explorer page shows, taken from a fitted model as plain JSON-ready data.
 
-The page gets every point (2-D position, concept, probability, file name), every concept (size,
-words, colour, collage) and where to find thumbnails; the browser does the rest.
+The page gets every point (2-D position, concept, probability, file name and path), every
+concept of every layer (size, label, words, colour, collage, exemplars, the image its name sits
+on, its parent in the next coarser layer) and where to find thumbnails; the browser does the rest.
+A concept's `label` is the one text the page names it by: its custom label, else its top words.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["OUTLIER_COLOR", "concept_colors", "ensure_saved_map", "page_data"]
+__all__ = ["LABEL_WORDS", "OUTLIER_COLOR", "concept_colors", "concept_label", "ensure_saved_map", "page_data"]
 
 logger = logging.getLogger(__name__)
 
@@ -24,6 +26,8 @@ _PALETTE = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#
             "#17becf", "#bcbd22", "#393b79", "#aec7e8", "#ffbb78", "#98df8a", "#ff9896",
             "#c5b0d5", "#c49c94", "#f7b6d2", "#9edae5", "#dbdb8d", "#637939"]
 OUTLIER_COLOR = "#c8c8c8"
+LABEL_WORDS = 3  # top words in a concept's label when it has no custom label
+MAX_EXEMPLARS = 9  # exemplars per concept sent to the page (image mode shows them first)
 
 
 def concept_colors(n: int) -> list[str]:
@@ -75,6 +79,120 @@ def _unit_square(xy: np.ndarray) -> np.ndarray:
     return (xy - (lo + hi) / 2) / half * 0.95 if half > 0 else np.zeros_like(xy)
 
 
+def _custom_labels(model: Any) -> dict[int, str]:
+    """The model's custom labels of its default layer as {concept: text}, whatever container
+    holds them (a dict or a list, as `set_concept_labels` may store), or {} when there are none."""
+    custom = getattr(model, "custom_labels_", None)
+    if not custom:
+        return {}
+    items = custom.items() if isinstance(custom, dict) else enumerate(custom)
+    out = {}
+    for c, text in items:
+        try:
+            c = int(c)
+        except (TypeError, ValueError):
+            continue
+        if isinstance(text, str) and text.strip():
+            out[c] = " ".join(text.split())
+    return out
+
+
+def concept_label(words: list[str], custom: str | None = None) -> str:
+    """The name the explorer shows for a concept: its custom label, else its top words."""
+    return custom if custom else ", ".join(words[:LABEL_WORDS])
+
+
+def _layers(model: Any, labels: np.ndarray) -> tuple[list[np.ndarray], int]:
+    """Every layer's labels (finest first) and the default layer's index; the default layer is
+    always `labels_` (what the cards show), even when an edit changed it after fitting."""
+    layers = getattr(model, "layers_", None)
+    default = int(getattr(model, "layer_", 0) or 0)
+    if not layers or not 0 <= default < len(layers):
+        return [labels], 0
+    layers = [np.asarray(layer, dtype=np.int64) for layer in layers]
+    if any(len(layer) != len(labels) for layer in layers):
+        return [labels], 0
+    layers[default] = labels
+    return layers, default
+
+
+def _parents(fine: np.ndarray, coarse: np.ndarray, k_fine: int) -> list[int]:
+    """For each concept of `fine`, the concept of `coarse` most of its images belong to (-1: none)."""
+    both = (fine >= 0) & (coarse >= 0)
+    if not both.any():
+        return [-1] * k_fine
+    k_coarse = int(coarse.max()) + 1
+    counts = np.zeros((k_fine, k_coarse), np.int64)
+    np.add.at(counts, (fine[both], coarse[both]), 1)
+    return [int(np.argmax(row)) if row.any() else -1 for row in counts]
+
+
+def _anchors(xy: np.ndarray, labels: np.ndarray, k: int) -> list[int]:
+    """Which image each concept's label sits on: the member nearest the median of its members,
+    so that a label is on its points even when the concept is not convex (-1: no members)."""
+    out = [-1] * k
+    order = np.argsort(labels, kind="stable")
+    bounds = np.searchsorted(labels[order], np.arange(k + 1))
+    for c in range(k):
+        rows = order[bounds[c]:bounds[c + 1]]
+        if len(rows):
+            pts = xy[rows]
+            out[c] = int(rows[np.argmin(((pts - np.median(pts, axis=0)) ** 2).sum(axis=1))])
+    return out
+
+
+def _layer_concepts(model: Any, layers: list[np.ndarray], default: int, xy: np.ndarray,
+                    topics: dict[int, list[str]], custom: dict[int, str]) -> list[dict[str, Any]]:
+    """Per layer (finest first): each concept's size, label, words, the image its label sits on, parent
+    concept in the next coarser layer and a few exemplar images."""
+    layer_topics = getattr(model, "layer_topics_", None) or []
+    layer_exemplars = getattr(model, "layer_exemplars_", None) or []
+    out = []
+    for li, labels in enumerate(layers):
+        k = int(model.n_concepts_) if li == default else int(labels.max(initial=-1)) + 1
+        sizes = np.bincount(labels[labels >= 0], minlength=k)
+        if li == default:
+            words = {c: list(topics.get(c, [])) for c in range(k)}
+            exemplars = getattr(model, "exemplars_", None) or {}
+        else:
+            words = {c: [w for w, _ in (layer_topics[li].get(c, []) if li < len(layer_topics) else [])]
+                     for c in range(k)}
+            exemplars = layer_exemplars[li] if li < len(layer_exemplars) else {}
+        parents = _parents(labels, layers[li + 1], k) if li + 1 < len(layers) else [-1] * k
+        anchors = _anchors(xy, labels, k)
+        concepts = []
+        for c in range(k):
+            ex = [int(i) for i in list(exemplars.get(c, []))[:MAX_EXEMPLARS] if 0 <= int(i) < len(labels)]
+            concepts.append({
+                "id": c, "size": int(sizes[c]), "words": words[c][:10],
+                "label": concept_label(words[c], custom.get(c) if li == default else None),
+                "anchor": anchors[c],
+                "parent": parents[c], "exemplars": ex})
+        out.append({"concepts": concepts, "labels": None if li == default else labels.tolist()})
+    return out
+
+
+def _sources(model: Any) -> dict[str, Any] | None:
+    """The fitted images' paths as a shared folder and the rest (70,000 absolute paths would
+    repeat one long prefix), with the folder's file:// URL for the static report's links."""
+    sources = getattr(model, "image_sources_", None)
+    if not sources:
+        return None
+    paths = [os.path.abspath(os.fspath(s)) for s in sources]
+    try:
+        prefix = os.path.commonpath([os.path.dirname(p) for p in paths])
+    except ValueError:  # different drives
+        prefix = ""
+    cut = len(prefix.rstrip(os.sep)) + 1 if prefix else 0
+    return {"prefix": prefix, "url": Path(prefix).as_uri() + "/" if prefix else "",
+            "rel": [p[cut:].replace(os.sep, "/") for p in paths]}
+
+
+def _failures(model: Any) -> list[dict[str, Any]]:
+    return [{"source": str(getattr(f, "source", "")), "reason": str(getattr(f, "reason", ""))}
+            for f in getattr(model, "failures_", None) or []]
+
+
 def page_data(model: Any, *, title: str, mode: str, sheets: list[str] | None = None,
               tile: int = 0, per_row: int = 0, collages: dict[int, str] | None = None,
               max_upload_bytes: int | None = None, model_files: str | None = None) -> dict[str, Any]:
@@ -90,11 +208,13 @@ def page_data(model: Any, *, title: str, mode: str, sheets: list[str] | None = N
     n_concepts = int(model.n_concepts_)
     xy = _unit_square(model.map_2d())
     probs = np.asarray(getattr(model, "probabilities_", np.ones(len(labels))), dtype=np.float64)
-    sizes = np.bincount(labels[labels >= 0], minlength=n_concepts)
     topics = model.topics
     colors = concept_colors(n_concepts)
     collages = collages or {}
     sources = getattr(model, "image_sources_", None)
+    custom = _custom_labels(model)
+    layers, default = _layers(model, labels)
+    layer_data = _layer_concepts(model, layers, default, xy, topics, custom)
     return {
         "title": title,
         "mode": mode,
@@ -106,8 +226,13 @@ def page_data(model: Any, *, title: str, mode: str, sheets: list[str] | None = N
             "probability": np.round(np.nan_to_num(probs, nan=0.0), 3).tolist(),
         },
         "names": [os.path.basename(os.fspath(s)) for s in sources] if sources else None,
-        "concepts": [{"id": c, "size": int(sizes[c]), "words": list(topics.get(c, [])),
+        "concepts": [{**layer_data[default]["concepts"][c], "words": list(topics.get(c, [])),
                       "color": colors[c], "collage": collages.get(c)} for c in range(n_concepts)],
+        "layers": [{"concepts": None, "labels": None} if li == default else layer
+                   for li, layer in enumerate(layer_data)],
+        "default_layer": default,
+        "sources": _sources(model),
+        "failures": _failures(model),
         "outliers": {"size": int((labels < 0).sum()), "color": OUTLIER_COLOR},
         "thumbs": {"sheets": sheets, "tile": tile, "per_row": per_row} if sheets else None,
         "max_upload_bytes": max_upload_bytes,

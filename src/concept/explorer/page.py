@@ -42,7 +42,7 @@ def render_page(data: dict[str, Any]) -> str:
     parts = {
         "CSS": _static("explorer.css"),
         "LIB": _script_safe(_static("regl-scatterplot.min.js")),
-        "APP": _script_safe(_static("explorer.js")),
+        "APP": _script_safe(_static("maplayers.js") + "\n" + _static("explorer.js")),
         "DATA": _json_for_html(data),
     }
     title = html.escape(str(data.get("title", "concept explorer")))

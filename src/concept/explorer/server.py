@@ -9,6 +9,8 @@ Routes
   GET  /assets/thumbs/sheet_NNN.jpg    generated thumbnail sprite sheets
   GET  /assets/collages/concept_N.jpg  generated collage previews
   GET  /model/PATH                     the model folder's own files, nothing outside it
+  GET  /api/image/N                    fitted image N at full resolution (by index only: the
+                                       files the model was fitted on, never a path from the URL)
 
 The server binds 127.0.0.1 by default, answers only requests addressed to a loopback name
 while bound to loopback (a web page cannot reach it through DNS rebinding), refuses searches
@@ -200,6 +202,23 @@ class ExplorerApp:
                 "words": model.topics.get(concept, []) if concept >= 0 else [],
                 "concepts": self._concepts(ranked),
                 "images": self._images(images)}
+
+    def image_file(self, index: int) -> Path:
+        """The file of fitted image `index`, if it is still an image file on disk."""
+        sources = getattr(self.model, "image_sources_", None) or []
+        if not 0 <= index < len(sources):
+            raise HTTPProblem(404, f"No fitted image {index}" + (f" (there are {len(sources)})." if sources
+                                                                   else ": the model holds no image files."))
+        path = Path(sources[index])
+        kind = mimetypes.guess_type(path.name)[0] or ""
+        if not kind.startswith("image/"):
+            raise HTTPProblem(415, f"Fitted image {index} is not a file type the browser shows as an image.")
+        try:
+            if not path.is_file():
+                raise HTTPProblem(404, f"Fitted image {index} is no longer on disk (moved or deleted since fitting?).")
+        except OSError:
+            raise HTTPProblem(404, f"Fitted image {index} cannot be read.") from None
+        return path
 
     def info(self) -> dict[str, Any]:
         labels = self.model.labels_
@@ -402,6 +421,9 @@ class _Handler(BaseHTTPRequestHandler):
             if int(m.group(1)) not in app.collages:
                 raise HTTPProblem(404, f"Concept {m.group(1)} has no collage.")
             self._send(200, app.collages[int(m.group(1))], "image/jpeg", {"Cache-Control": "max-age=3600"})
+        elif m := re.fullmatch(r"/api/image/(\d{1,9})", path):
+            self._require_same_origin()  # other sites' pages cannot embed the user's images
+            self._model_file(app.image_file(int(m.group(1))))
         elif path.startswith("/model/"):
             self._model_file(resolve_inside(app.root, path[len("/model/"):]))
         else:

@@ -19,6 +19,59 @@
   const byProbability = (a, b) => P.probability[b] - P.probability[a] || a - b;
   members.forEach((m) => m.sort(byProbability));
 
+  // ------------------------------------------------------------------ layers (finest first)
+  // The default layer is DATA.concepts / P.concept (what the cards show); the others come
+  // with their own labels per point. parent: the concept of the next coarser layer.
+  const D = DATA.default_layer || 0;
+  const LAYERS = (DATA.layers && DATA.layers.length ? DATA.layers : [{}]).map((layer, li) => ({
+    concepts: li === D ? DATA.concepts : layer.concepts,
+    labels: li === D ? P.concept : layer.labels,
+  }));
+  const NL = LAYERS.length;
+  const layerMembers = new Map();  // "layer:concept" -> indices, most typical first
+  function membersOf(li, c) {
+    if (li === D) return c >= 0 ? members[c] : outliers;
+    const key = `${li}:${c}`;
+    if (!layerMembers.has(key)) {
+      const labels = LAYERS[li].labels, out = [];
+      for (let i = 0; i < N; i++) if (labels[i] === c) out.push(i);
+      layerMembers.set(key, out.sort(byProbability));
+    }
+    return layerMembers.get(key);
+  }
+  const childrenOf = (li, c) => (li > 0 ? LAYERS[li - 1].concepts.filter((x) => x.parent === c) : []);
+  function ancestors(li, c) {  // [[layer, concept], ...] from the coarsest down to (li, c)
+    const path = [[li, c]];
+    for (let l = li, k = c; l + 1 < NL && LAYERS[l].concepts[k].parent >= 0; l++) {
+      k = LAYERS[l].concepts[k].parent;
+      path.unshift([l + 1, k]);
+    }
+    return path;
+  }
+  // How far each layer's images sit from their concept's label, typically (data units): a
+  // layer's names show once its concepts are big enough on screen to be told apart.
+  const layerRadius = LAYERS.map((layer) => {
+    const sums = new Float64Array(layer.concepts.length), counts = new Float64Array(layer.concepts.length);
+    const ax = layer.concepts.map((c) => (c.anchor >= 0 ? P.x[c.anchor] : 0));
+    const ay = layer.concepts.map((c) => (c.anchor >= 0 ? P.y[c.anchor] : 0));
+    for (let i = 0; i < N; i++) {
+      const c = layer.labels[i];
+      if (c < 0) continue;
+      sums[c] += (P.x[i] - ax[c]) ** 2 + (P.y[i] - ay[c]) ** 2;
+      counts[c] += 1;
+    }
+    const radii = [];
+    for (let c = 0; c < sums.length; c++) if (counts[c]) radii.push(Math.sqrt(sums[c] / counts[c]));
+    radii.sort((a, b) => a - b);
+    return radii.length ? Math.max(radii[Math.floor(radii.length / 2)], 1e-4) : 1;
+  });
+  const nodeColor = (li, c) => {
+    const a = LAYERS[li].concepts[c].anchor;
+    return a >= 0 ? conceptColor(P.concept[a]) : DATA.outliers.color;
+  };
+  const labelOf = (li, c) => (c >= 0 ? LAYERS[li].concepts[c].label || `concept ${c}` : "outliers");
+  const layerName = (li) => (NL === 1 ? "" : li === 0 ? "finest layer" : li === NL - 1 ? "coarsest layer" : `layer ${li}`);
+
   function el(tag, attrs, ...children) {
     const node = document.createElement(tag);
     for (const [k, v] of Object.entries(attrs || {})) {
@@ -31,6 +84,14 @@
     return node;
   }
   const fmt = (n) => n.toLocaleString("en-US");
+  const imageName = (i) => (DATA.names ? DATA.names[i] : `image ${i}`);
+  const imagePath = (i) => (DATA.sources ? (DATA.sources.prefix ? `${DATA.sources.prefix}/` : "") + DATA.sources.rel[i] : DATA.names ? DATA.names[i] : "");
+  function fullImageUrl(i) {  // the image file itself: through the server, or its file:// URL
+    if (!DATA.sources) return null;
+    if (SERVED) return `/api/image/${i}`;
+    if (!DATA.sources.url) return null;
+    return DATA.sources.url + DATA.sources.rel[i].split("/").map(encodeURIComponent).join("/");
+  }
   const conceptColor = (c) => (c >= 0 ? DATA.concepts[c].color : DATA.outliers.color);
   const conceptName = (c) => (c >= 0 ? `Concept ${c}` : "Outliers");
   const wordsOf = (c, n) => (c >= 0 ? DATA.concepts[c].words.slice(0, n).join(", ") : "not in any concept");
@@ -107,7 +168,197 @@
   new ResizeObserver(() => {
     const r = mapBox.getBoundingClientRect();
     if (r.width > 0 && r.height > 0) scatterplot.set({ width: r.width, height: r.height });
+    scheduleOverlays();
   }).observe(mapBox);
+
+  // ------------------------------------------------------------------ over the map: names and images
+  const ML = window.conceptMapLayers;
+  const labelBox = $("labels");
+  const thumbCanvas = $("thumb-canvas");
+  const LABEL_OPEN_PX = 38;  // a layer's names show once its typical concept is this wide on screen
+  const LABEL_MAX_CHARS = 40;
+  const MAX_THUMBS = 1500;
+  const ALL_IMAGES_ZOOM = 2.5;  // zoomed in this far, every image may show, not only exemplars
+  let mode = "points";
+  let filterNode = null;  // [layer, concept] the map is filtered to, or null
+  let drawnLabels = [];
+  let drawnThumbs = [];
+  const measureCtx = document.createElement("canvas").getContext("2d");
+  const widths = new Map();
+  const fontPx = (li, context) => (context ? 13 + 2 * Math.min(li, 4) : 12 + Math.min(li, 3));
+  function textWidth(text, px, weight) {
+    const key = `${px}|${weight}|${text}`;
+    if (!widths.has(key)) {
+      measureCtx.font = `${weight} ${px}px system-ui, -apple-system, "Segoe UI", Roboto, "DejaVu Sans", sans-serif`;
+      widths.set(key, measureCtx.measureText(text).width);
+    }
+    return widths.get(key);
+  }
+  const shortLabel = (text) => (text.length > LABEL_MAX_CHARS ? `${text.slice(0, LABEL_MAX_CHARS - 1)}…` : text);
+
+  // data -> screen px from three reference points (the camera is an affine map); null when the
+  // map is one line, and each point's own position is asked for instead.
+  const refs = (() => {
+    if (N < 3) return null;
+    let i0 = 0, i1 = 0;
+    for (let i = 1; i < N; i++) { if (P.x[i] < P.x[i0]) i0 = i; if (P.x[i] > P.x[i1]) i1 = i; }
+    let i2 = 0, best = -1;
+    for (let i = 0; i < N; i++) {
+      const area = Math.abs((P.x[i1] - P.x[i0]) * (P.y[i] - P.y[i0]) - (P.x[i] - P.x[i0]) * (P.y[i1] - P.y[i0]));
+      if (area > best) { best = area; i2 = i; }
+    }
+    return [i0, i1, i2];
+  })();
+  function projector() {
+    const f = refs && ML.affineFrom(refs.map((i) => [P.x[i], P.y[i]]), refs.map((i) => scatterplot.getScreenPosition(i)));
+    if (f) {
+      const [ox] = f(0, 0), [ux] = f(1, 0), [, oy] = f(0, 0), [, uy] = f(0, 1);
+      return { point: (i) => f(P.x[i], P.y[i]), pxPerUnit: Math.max(Math.abs(ux - ox), Math.abs(uy - oy)) };
+    }
+    const r = mapBox.getBoundingClientRect();
+    return { point: (i) => scatterplot.getScreenPosition(i), pxPerUnit: Math.min(r.width, r.height) / 2 / scatterplot.get("cameraDistance") };
+  }
+
+  function inFilter(li, c) {  // is concept (li, c) inside the concept the map is filtered to?
+    if (!filterNode) return true;
+    const [fl, fc] = filterNode;
+    if (li > fl) return false;
+    let k = c;
+    for (let l = li; l < fl; l++) { k = LAYERS[l].concepts[k].parent; if (k < 0) return false; }
+    return k === fc;
+  }
+
+  const labelNodes = new Map();  // "layer:concept" -> element
+  function labelNode(li, c) {
+    const key = `${li}:${c}`;
+    let node = labelNodes.get(key);
+    if (!node) {
+      node = el("div", { class: "map-label", "data-layer": li, "data-concept": c, title: labelOf(li, c) },
+        shortLabel(labelOf(li, c)));
+      node.addEventListener("click", () => openNode(li, c, true));
+      labelBox.append(node);
+      labelNodes.set(key, node);
+    }
+    return node;
+  }
+
+  const bySize = LAYERS.map((layer) => layer.concepts.slice().sort((a, b) => b.size - a.size || a.id - b.id));
+  function updateLabels(proj, width, height) {
+    // The finest layer whose concepts are wide enough on screen leads; coarser ones add context.
+    let active = NL - 1;
+    for (let li = 0; li < NL; li++) if (layerRadius[li] * proj.pxPerUnit * 2 >= LABEL_OPEN_PX) { active = li; break; }
+    const candidates = [];
+    for (let li = active; li < NL; li++) {
+      const context = li > active;
+      const weight = context ? 700 : 600;
+      const px = fontPx(li - active, context);
+      for (const info of bySize[li]) {
+        if (info.anchor < 0 || !info.size || !inFilter(li, info.id)) continue;
+        if (filterNode && li > filterNode[0]) continue;
+        const [x, y] = scatterplot.getScreenPosition(info.anchor);
+        if (!(x >= 0 && y >= 0 && x <= width && y <= height)) continue;
+        const text = shortLabel(labelOf(li, info.id));
+        candidates.push({ layer: li, concept: info.id, text, context, px, weight, x, y,
+          w: textWidth(text, px, weight), h: px * 1.15 });
+      }
+    }
+    const kept = ML.placeLabels(candidates, width, height, 3);
+    const shown = new Set();
+    for (const c of kept) {
+      const node = labelNode(c.layer, c.concept);
+      node.classList.toggle("context", c.context);
+      node.style.fontSize = `${c.px}px`;
+      node.style.transform = `translate(${(c.x - c.w / 2).toFixed(1)}px, ${(c.y - c.h / 2).toFixed(1)}px)`;
+      node.hidden = false;
+      shown.add(node);
+    }
+    for (const node of labelNodes.values()) if (!shown.has(node)) node.hidden = true;
+    drawnLabels = kept;
+  }
+
+  // Image mode: exemplars first (coarsest layer's, then finer), then every image by confidence.
+  let thumbOrder = null, isExemplar = null;
+  function buildThumbOrder() {
+    const seen = new Uint8Array(N), order = [];
+    isExemplar = new Uint8Array(N);
+    for (let li = NL - 1; li >= 0; li--) {
+      const lists = LAYERS[li].concepts.slice().sort((a, b) => b.size - a.size).map((c) => c.exemplars || []);
+      const depth = Math.max(0, ...lists.map((l) => l.length));
+      for (let k = 0; k < depth; k++) {
+        for (const list of lists) {
+          const i = list[k];
+          if (i === undefined || seen[i]) continue;
+          seen[i] = 1; isExemplar[i] = 1; order.push(i);
+        }
+      }
+    }
+    const rest = [];
+    for (let i = 0; i < N; i++) if (!seen[i]) rest.push(i);
+    rest.sort(byProbability);
+    thumbOrder = Int32Array.from(order.concat(rest));
+  }
+  const sheetImages = new Map();  // url -> Image, loaded on first use
+  function sheetImage(url) {
+    let img = sheetImages.get(url);
+    if (!img) {
+      img = new Image();
+      img.onload = scheduleOverlays;
+      img.onerror = () => { img.failed = true; };
+      img.src = url;
+      sheetImages.set(url, img);
+    }
+    return img.complete && img.naturalWidth ? img : null;
+  }
+  let filteredSet = null;
+  function updateThumbs(proj, width, height) {
+    const dpr = window.devicePixelRatio || 1;
+    if (thumbCanvas.width !== Math.round(width * dpr) || thumbCanvas.height !== Math.round(height * dpr)) {
+      thumbCanvas.width = Math.round(width * dpr);
+      thumbCanvas.height = Math.round(height * dpr);
+    }
+    const ctx = thumbCanvas.getContext("2d");
+    ctx.setTransform(dpr, 0, 0, dpr, 0, 0);
+    ctx.clearRect(0, 0, width, height);
+    drawnThumbs = [];
+    if (mode !== "images" || !DATA.thumbs) return;
+    if (!thumbOrder) buildThumbOrder();
+    const zoom = 1 / scatterplot.get("cameraDistance");
+    const side = Math.round(Math.min(120, Math.max(36, 36 * Math.sqrt(zoom))));
+    const all = zoom >= ALL_IMAGES_ZOOM;
+    const eligible = (i) => (all || isExemplar[i]) && (!filteredSet || filteredSet.has(i));
+    const picked = ML.pickThumbnails(thumbOrder, proj.point, width, height, side, eligible, MAX_THUMBS);
+    const t = DATA.thumbs, perSheet = t.per_row * t.per_row, s = side - 4;
+    for (const p of picked) {
+      const k = Math.floor(p.index / perSheet), j = p.index % perSheet;
+      const img = sheetImage(t.sheets[k]);
+      const x = p.x - s / 2, y = p.y - s / 2;
+      ctx.fillStyle = conceptColor(P.concept[p.index]);
+      ctx.fillRect(x - 2, y - 2, s + 4, s + 4);
+      if (img) {
+        ctx.drawImage(img, (j % t.per_row) * t.tile, Math.floor(j / t.per_row) * t.tile, t.tile, t.tile, x, y, s, s);
+        drawnThumbs.push(p.index);
+      } else {
+        ctx.fillStyle = "#eef0f2";
+        ctx.fillRect(x, y, s, s);
+      }
+    }
+  }
+
+  let overlayFrame = 0;
+  let overlayFrames = 0;  // how many times the overlays were drawn (the benchmark counts them)
+  function drawOverlays() {
+    overlayFrame = 0;
+    const r = mapBox.getBoundingClientRect();
+    if (!window.conceptExplorer || !window.conceptExplorer.ready || !r.width || !r.height) return;
+    const proj = projector();
+    updateThumbs(proj, r.width, r.height);
+    updateLabels(proj, r.width, r.height);
+    overlayFrames++;
+  }
+  function scheduleOverlays() {
+    if (!overlayFrame) overlayFrame = requestAnimationFrame(drawOverlays);
+  }
+  scatterplot.subscribe("view", scheduleOverlays);
 
   let mouse = null;
   canvas.addEventListener("mousemove", (e) => {
@@ -139,9 +390,20 @@
   scatterplot.subscribe("pointOut", () => { tooltip.hidden = true; });
 
   // Clicks and lasso selections on the map come as "select" events; ours are sent silently.
+  // The mouse-up that ends a lasso is also a click, which regl-scatterplot turns into a
+  // one-point selection of the point under it: that click must not replace the lasso's points.
+  let lassoPoints = null, lassoAt = -Infinity;
   scatterplot.subscribe("select", ({ points }) => {
+    if (points.length === 1 && lassoPoints && performance.now() - lassoAt < 600) {
+      scatterplot.select(lassoPoints, { preventEvent: true });
+      return;
+    }
     if (points.length === 1) openConcept(P.concept[points[0]]);
-    else if (points.length > 1) openSelection(points);
+    else if (points.length > 1) {
+      lassoPoints = points.slice();
+      lassoAt = performance.now();
+      openSelection(points);
+    }
   });
   scatterplot.subscribe("deselect", () => closeMembers(false));
 
@@ -168,6 +430,7 @@
       tabindex: 0, role: "button", style: { "--color": conceptColor(c) }, onclick: () => openConcept(c) },
       collage,
       el("div", { class: "head" }, el("span", {}, conceptName(c)), el("span", { class: "size" }, `${fmt(size)} images`)),
+      info && info.label !== wordsOf(c, 3) ? el("div", { class: "label-text" }, info.label) : null,  // a custom label
       el("div", { class: "words" }, wordsOf(c, 8)));
     node.addEventListener("keydown", (e) => { if (e.key === "Enter" || e.key === " ") { e.preventDefault(); openConcept(c); } });
     cards.set(c, node);
@@ -177,7 +440,18 @@
   if (!K) $("cards").append(el("p", { class: "note" }, "No concept was found: every image is an outlier."));
   if (DATA.outliers.size) $("outliers").append(card(-1));
   else { $("outliers-title").hidden = true; }
-  $("stats").textContent = `${fmt(DATA.n_images)} images · ${fmt(K)} concepts · ${fmt(DATA.outliers.size)} outliers`;
+  const nFailed = (DATA.failures || []).length;
+  $("stats").textContent = `${fmt(DATA.n_images)} images · ${fmt(K)} concepts · ${fmt(DATA.outliers.size)} outliers`
+    + (nFailed ? ` · ${fmt(nFailed)} unreadable` : "");
+  if (nFailed) {
+    $("outliers-title").hidden = false;
+    const node = el("div", { class: "card failure-card", tabindex: 0, role: "button", style: { "--color": "#b42318" },
+      onclick: () => failuresPanel() },
+      el("div", { class: "no-collage" }, "files that could not be read"),
+      el("div", { class: "head" }, el("span", {}, "Unreadable files"), el("span", { class: "size" }, `${fmt(nFailed)} files`)),
+      el("div", { class: "words" }, "left out of the model"));
+    $("outliers").append(node);
+  }
 
   // ------------------------------------------------------------------ members panel
   const panel = $("members");
@@ -211,34 +485,156 @@
     return frag;
   }
 
+  // A concept of any layer: where it sits in the hierarchy, its collage (or exemplars), its
+  // sub-concepts, actions on its images and its members, most typical first.
+  function conceptPanel(li, c) {
+    const indices = membersOf(li, c);
+    const info = c >= 0 ? LAYERS[li].concepts[c] : null;
+    const title = li === D ? conceptName(c) : `${labelOf(li, c)} (${layerName(li)})`;
+    const crumbs = NL > 1 && c >= 0 && li < NL - 1 ? el("div", { class: "crumbs" }, ...ancestors(li, c).flatMap(([l, k], n, all) => {
+      const text = `${labelOf(l, k)}`;
+      const part = n === all.length - 1 ? el("strong", {}, text)
+        : el("a", { "data-layer": l, "data-concept": k, onclick: () => openNode(l, k, true) }, text);
+      return n ? [" › ", part] : [part];
+    })) : null;
+    let picture = null;
+    if (info && info.collage) picture = el("img", { class: "collage", src: info.collage, alt: `collage of concept ${c}`, style: { width: "100%", borderRadius: "4px" } });
+    else if (info && info.exemplars && info.exemplars.length) {
+      picture = el("div", { class: "grid exemplars" }, ...info.exemplars.map((i) => thumb(i, 64)));
+    }
+    const subs = c >= 0 ? childrenOf(li, c).sort((a, b) => b.size - a.size) : [];
+    return el("div", { class: "panel", "data-concept": li === D ? c : `${li}:${c}`, "data-layer": li },
+      el("h3", {}, el("span", { class: "swatch", style: { background: c >= 0 ? nodeColor(li, c) : DATA.outliers.color } }), title,
+        el("span", { class: "size" }, ` · ${fmt(indices.length)} images`),
+        el("button", { class: "close", type: "button", title: "Close", onclick: () => closeMembers(true) }, "×")),
+      crumbs,
+      el("div", { class: "words" }, c >= 0 ? (info.words || []).join(", ") : "Images that belong to no concept."),
+      picture,
+      li === D && c >= 0 && DATA.model_files
+        ? el("div", { class: "note" }, el("a", { href: `${DATA.model_files}images/concept_${c}.png`, target: "_blank" }, "full-size collage"))
+        : null,
+      subs.length ? el("div", { class: "note" }, `Sub-concepts (${layerName(li - 1)}):`) : null,
+      subs.length ? el("div", { class: "sub" }, ...subs.map((x) => el("div", { class: "result sub-concept", "data-layer": li - 1, "data-concept": x.id,
+        onclick: () => openNode(li - 1, x.id, true) },
+        el("span", { class: "swatch", style: { background: nodeColor(li - 1, x.id), marginTop: "3px" } }),
+        el("span", {}, labelOf(li - 1, x.id)), el("span", { class: "score" }, `${fmt(x.size)} images`)))) : null,
+      actions(indices, c >= 0 ? labelOf(li, c) : "outliers"),
+      el("div", { class: "note" }, c >= 0 ? "Members, most typical first:" : "Members:"),
+      ...memberGrid(indices));
+  }
+
+  function showPanel(node) {
+    panel.replaceChildren(node);
+    panel.hidden = false;
+    panel.scrollIntoView({ block: "nearest" });
+  }
+
   function openConcept(c) {
     const indices = c >= 0 ? members[c] : outliers;
     openC = c;
     for (const [k, node] of cards) node.classList.toggle("active", k === c);
-    panel.replaceChildren(el("div", { class: "panel", "data-concept": c },
-      el("h3", {}, el("span", { class: "swatch", style: { background: conceptColor(c) } }), conceptName(c),
-        el("span", { class: "size" }, ` · ${fmt(indices.length)} images`),
-        el("button", { class: "close", type: "button", title: "Close", onclick: () => closeMembers(true) }, "×")),
-      el("div", { class: "words" }, c >= 0 ? DATA.concepts[c].words.join(", ") : "Images that belong to no concept."),
-      c >= 0 && DATA.model_files
-        ? el("div", { class: "note" }, el("a", { href: `${DATA.model_files}images/concept_${c}.png`, target: "_blank" }, "full-size collage"))
-        : null,
-      el("div", { class: "note" }, c >= 0 ? "Members, most typical first:" : "Members:"),
-      ...memberGrid(indices)));
-    panel.hidden = false;
+    markTree(D, c);
+    showPanel(conceptPanel(D, c));
     highlight(indices);
-    panel.scrollIntoView({ block: "nearest" });
+  }
+
+  // A hierarchy node (or a name on the map): its panel, and with `filter` the map shows only
+  // its images, framed.
+  function openNode(li, c, filter) {
+    if (li === D) openConcept(c);
+    else {
+      openC = null;
+      for (const node of cards.values()) node.classList.remove("active");
+      markTree(li, c);
+      showPanel(conceptPanel(li, c));
+      highlight(membersOf(li, c));
+    }
+    if (filter && c >= 0) filterTo(li, c);
   }
 
   function openSelection(indices) {
+    indices = indices.slice().sort(byProbability);
     openC = null;
     for (const node of cards.values()) node.classList.remove("active");
-    panel.replaceChildren(el("div", { class: "panel", "data-concept": "selection" },
+    markTree(null, null);
+    showPanel(el("div", { class: "panel", "data-concept": "selection" },
       el("h3", {}, `Selection · ${fmt(indices.length)} images`,
         el("button", { class: "close", type: "button", title: "Close", onclick: () => closeMembers(true) }, "×")),
-      ...memberGrid(indices.slice().sort(byProbability))));
-    panel.hidden = false;
+      actions(indices, "selection"),
+      ...memberGrid(indices)));
   }
+
+  function failuresPanel() {
+    openC = null;
+    showPanel(el("div", { class: "panel", "data-concept": "failures" },
+      el("h3", {}, `Unreadable files · ${fmt(DATA.failures.length)}`,
+        el("button", { class: "close", type: "button", title: "Close", onclick: () => closeMembers(true) }, "×")),
+      el("div", { class: "note" }, "These inputs could not be read when the model was fitted; they are in no concept."),
+      ...DATA.failures.slice(0, 500).map((f) => el("div", { class: "failure" }, el("strong", {}, f.source), ": ", f.reason))));
+  }
+
+  // ------------------------------------------------------------------ selections: gallery, CSV
+  const csvField = (v, text) => {
+    let s = String(v === null || v === undefined ? "" : v);
+    if (text && /^[=+\-@\t\r]/.test(s)) s = `'${s}`;  // a spreadsheet must not run it as a formula
+    return `"${s.replace(/"/g, '""')}"`;
+  };
+  function selectionRows(indices) {
+    return indices.map((i) => ({ index: i, path: imagePath(i), concept: P.concept[i],
+      label: P.concept[i] >= 0 ? labelOf(D, P.concept[i]) : "outliers", probability: P.probability[i] }));
+  }
+  function csvOf(indices) {
+    const lines = ["index,path,concept,label,probability"];
+    for (const r of selectionRows(indices.slice().sort((a, b) => a - b))) {  // in the model's order
+      lines.push([r.index, csvField(r.path, false), r.concept, csvField(r.label, true), r.probability].join(","));
+    }
+    return lines.join("\r\n") + "\r\n";
+  }
+  function downloadCsv(indices, name) {
+    const blob = new Blob([csvOf(indices)], { type: "text/csv;charset=utf-8" });
+    const a = el("a", { href: URL.createObjectURL(blob), download: `${name.replace(/[^\w.-]+/g, "_").slice(0, 60) || "selection"}.csv` });
+    document.body.append(a);
+    a.click();
+    a.remove();
+    setTimeout(() => URL.revokeObjectURL(a.href), 10000);
+  }
+  function actions(indices, name) {
+    return el("div", { class: "actions" },
+      el("button", { class: "button gallery-open", type: "button", onclick: () => openGallery(indices, name) },
+        `Gallery (${fmt(indices.length)})`),
+      el("button", { class: "button export-csv", type: "button", onclick: () => downloadCsv(indices, name) }, "Export CSV"));
+  }
+
+  const GALLERY_PAGE = 24;
+  const gallery = { indices: [], page: 0, name: "" };
+  function renderGallery() {
+    const pages = Math.max(1, Math.ceil(gallery.indices.length / GALLERY_PAGE));
+    gallery.page = Math.min(Math.max(0, gallery.page), pages - 1);
+    $("gallery-title").textContent = `${gallery.name} · ${fmt(gallery.indices.length)} images`;
+    $("gallery-page").textContent = `page ${gallery.page + 1} of ${pages}`;
+    $("gallery-prev").disabled = gallery.page === 0;
+    $("gallery-next").disabled = gallery.page >= pages - 1;
+    const from = gallery.page * GALLERY_PAGE;
+    $("gallery-grid").replaceChildren(...gallery.indices.slice(from, from + GALLERY_PAGE).map((i) => {
+      const url = fullImageUrl(i);
+      const picture = url ? el("a", { href: url, target: "_blank", rel: "noopener" },
+        el("img", { src: url, alt: imageName(i), loading: "lazy", "data-index": i })) : thumb(i, 200);
+      return el("figure", { "data-index": i }, picture,
+        el("figcaption", {}, imageName(i), " · ", P.concept[i] >= 0 ? labelOf(D, P.concept[i]) : "outlier"));
+    }));
+    $("gallery-grid").scrollTop = 0;
+  }
+  function openGallery(indices, name) {
+    gallery.indices = indices.slice();
+    gallery.page = 0;
+    gallery.name = name;
+    renderGallery();
+    $("gallery").hidden = false;
+  }
+  $("gallery-prev").addEventListener("click", () => { gallery.page--; renderGallery(); });
+  $("gallery-next").addEventListener("click", () => { gallery.page++; renderGallery(); });
+  $("gallery-close").addEventListener("click", () => { $("gallery").hidden = true; });
+  document.addEventListener("keydown", (e) => { if (e.key === "Escape") $("gallery").hidden = true; });
 
   function closeMembers(clearMap) {
     openC = null;
@@ -255,18 +651,31 @@
     filter.append(el("option", { value: info.id }, `${info.id}: ${info.words.slice(0, 3).join(", ")} (${fmt(info.size)})`));
   }
   if (DATA.outliers.size) filter.append(el("option", { value: "-1" }, `Outliers (${fmt(DATA.outliers.size)})`));
-  function applyFilter(value) {
-    if (value === "all") {
-      scatterplot.unfilter({ preventEvent: true });
-      for (const node of cards.values()) node.hidden = false;
-      return;
-    }
-    const c = Number(value);
-    const indices = c >= 0 ? members[c] : outliers;
+  // The map (points, names, images) and the cards show only concept (li, c)'s images.
+  function filterTo(li, c) {
+    const indices = membersOf(li, c);
     scatterplot.filter(indices, { preventEvent: true });
-    for (const [k, node] of cards) node.hidden = k !== c;
-    openConcept(c);
+    filterNode = c >= 0 ? [li, c] : null;
+    filteredSet = new Set(indices);
+    let up = c;  // a concept finer than the cards': the card of the concept holding it
+    for (let l = li; l < D && up >= 0; l++) up = LAYERS[l].concepts[up].parent;
+    for (const [k, node] of cards) node.hidden = c < 0 ? k !== -1 : li >= D ? k < 0 || !inFilter(D, k) : k !== up;
+    filter.value = li === D ? String(c) : "all";
+    scheduleOverlays();
     if (indices.length) scatterplot.zoomToPoints(indices, { padding: 0.15, transition: true });  // frame them
+  }
+  function unfilter() {
+    scatterplot.unfilter({ preventEvent: true });
+    filterNode = null;
+    filteredSet = null;
+    for (const node of cards.values()) node.hidden = false;
+    scheduleOverlays();
+  }
+  function applyFilter(value) {
+    if (value === "all") { unfilter(); return; }
+    const c = Number(value);
+    openConcept(c);
+    filterTo(D, c);
   }
   filter.addEventListener("change", () => applyFilter(filter.value));
 
@@ -274,8 +683,70 @@
     filter.value = "all";
     applyFilter("all");
     closeMembers(true);
+    markTree(null, null);
     scatterplot.zoomToOrigin({ transition: true });
   });
+
+  // ------------------------------------------------------------------ the hierarchy
+  // Coarsest concepts at the top; a node opens onto the concepts of the next finer layer.
+  const treeNodes = new Map();  // "layer:concept" -> element
+  function treeNode(li, c) {
+    const info = LAYERS[li].concepts[c];
+    const kids = childrenOf(li, c).sort((a, b) => b.size - a.size || a.id - b.id);
+    const box = el("div", { class: "children", hidden: true });
+    const toggle = el("button", { class: "toggle", type: "button", "aria-label": "show sub-concepts" }, kids.length ? "▸" : "");
+    const row = el("div", { class: "row", "data-layer": li, "data-concept": c, role: "treeitem", tabindex: 0 },
+      toggle, el("span", { class: "swatch", style: { background: nodeColor(li, c) } }),
+      el("span", { class: "text", title: labelOf(li, c) }, labelOf(li, c)), el("span", { class: "size" }, fmt(info.size)));
+    const node = el("div", { class: "node", "data-layer": li, "data-concept": c }, row, box);
+    let built = false;
+    const expand = (open) => {
+      if (!kids.length) return;
+      if (!built) { box.append(...kids.map((k) => treeNode(li - 1, k.id))); built = true; }
+      box.hidden = !open;
+      toggle.textContent = open ? "▾" : "▸";
+    };
+    node.expand = expand;
+    toggle.addEventListener("click", (e) => { e.stopPropagation(); expand(box.hidden); });
+    row.addEventListener("click", () => { expand(true); openNode(li, c, true); });
+    row.addEventListener("keydown", (e) => { if (e.key === "Enter") { expand(true); openNode(li, c, true); } });
+    treeNodes.set(`${li}:${c}`, node);
+    return node;
+  }
+  function markTree(li, c) {
+    for (const node of treeNodes.values()) node.classList.remove("active");
+    if (li === null || c < 0 || NL < 2) return;
+    for (const [l, k] of ancestors(li, c)) {  // open the path down to the node
+      const node = treeNodes.get(`${l}:${k}`);
+      if (node && l > li) node.expand(true);
+    }
+    const node = treeNodes.get(`${li}:${c}`);
+    if (node) node.classList.add("active");
+  }
+  if (NL > 1) {
+    const roots = LAYERS[NL - 1].concepts.slice().sort((a, b) => b.size - a.size || a.id - b.id);
+    $("tree").replaceChildren(...roots.map((info) => treeNode(NL - 1, info.id)));
+    $("tree").setAttribute("role", "tree");
+    $("tree").hidden = $("tree-title").hidden = false;
+    $("tree-title").textContent = `Hierarchy · ${NL} layers`;
+  }
+
+  // ------------------------------------------------------------------ points or images
+  const modeButton = $("mode");
+  function setMode(next) {
+    if (next !== "points" && next !== "images") throw new Error(`setMode takes "points" or "images", not ${JSON.stringify(next)}`);
+    if (next === "images" && !DATA.thumbs) throw new Error("This page has no thumbnails (the model holds no image files), so it can only show points.");
+    mode = next;
+    modeButton.textContent = mode === "images" ? "Show points" : "Show images";
+    modeButton.setAttribute("aria-pressed", mode === "images" ? "true" : "false");
+    document.body.dataset.mode = mode;
+    scheduleOverlays();
+    return mode;
+  }
+  if (DATA.thumbs) {
+    modeButton.hidden = false;
+    modeButton.addEventListener("click", () => setMode(mode === "images" ? "points" : "images"));
+  }
 
   // ------------------------------------------------------------------ search
   const results = $("results");
@@ -436,12 +907,60 @@
   // ------------------------------------------------------------------ draw
   // Outliers first so that concept points are drawn on top of them.
   const order = outliers.concat(members.flat());
-  window.conceptExplorer = { data: DATA, scatterplot, screenPosition, openConcept, ready: false };
+  // The page's API, for notebooks, agents and tests. Concept ids are those of the default
+  // layer (the cards') unless a layer is named; labels are each concept's one display name.
+  function conceptsToIndices(ids, li) {
+    if (!Array.isArray(ids)) ids = [ids];
+    const out = new Set();
+    for (const id of ids) {
+      const c = Number(id);
+      const k = LAYERS[li].concepts.length;
+      if (!Number.isInteger(c) || c < -1 || c >= k) throw new Error(`No concept ${JSON.stringify(id)} in ${layerName(li) || "this model"} (ids 0..${k - 1}, -1 for outliers)`);
+      for (const i of membersOf(li, c)) out.add(i);
+    }
+    return Array.from(out);
+  }
+  window.conceptExplorer = {
+    data: DATA, scatterplot, screenPosition, openConcept, openNode, ready: false,
+    layers: NL, defaultLayer: D,
+    /** The names drawn on the map now, best placed first. */
+    visibleLabels: () => drawnLabels.map((l) => l.text),
+    /** The same with where they are: {layer, concept, text, x, y, w, h} in map pixels (box centre, size). */
+    visibleLabelBoxes: () => drawnLabels.map(({ layer, concept, text, x, y, w, h }) => ({ layer, concept, text, x, y, w, h })),
+    /** The images drawn as thumbnails now (image mode). */
+    visibleThumbnails: () => drawnThumbs.slice(),
+    /** Zoom in (factor > 1) or out around the centre of the view; resolves once drawn. */
+    zoom: (factor) => {
+      if (!(factor > 0)) throw new Error("zoom takes a positive factor (2 zooms in, 0.5 out)");
+      const camera = scatterplot.get("camera");
+      return scatterplot.zoomToLocation(camera.target, scatterplot.get("cameraDistance") / factor).then(drawOverlays);
+    },
+    setMode, mode: () => mode,
+    /** Select the images of these concepts (ids of `layer`, default the cards' layer); returns how many. */
+    select: (conceptIds, layer) => {
+      const li = layer === undefined ? D : Number(layer);
+      if (!Number.isInteger(li) || li < 0 || li >= NL) throw new Error(`layer must be 0..${NL - 1}`);
+      const ids = Array.isArray(conceptIds) ? conceptIds : [conceptIds];
+      const indices = conceptsToIndices(ids, li);  // checks every id
+      if (ids.length === 1) { openNode(li, Number(ids[0]), false); return indices.length; }
+      openSelection(indices);
+      highlight(indices);
+      return indices.length;
+    },
+    /** The selected images: [{index, path, concept, label, probability}]. */
+    selection: () => selectionRows((scatterplot.get("selectedPoints") || []).slice().sort((a, b) => a - b)),
+    /** The selection as the CSV the Export button writes. */
+    selectionCsv: () => csvOf((scatterplot.get("selectedPoints") || []).slice().sort((a, b) => a - b)),
+    filter: (concept, layer) => (concept === null ? unfilter() : filterTo(layer === undefined ? D : layer, concept)),
+    overlayFrames: () => overlayFrames,
+    redraw: drawOverlays,
+  };
   scatterplot
     .draw({ x: P.x, y: P.y, valueA: Array.from(colorIndex) }, { zDataType: "categorical" })
     .then(() => {
       scatterplot.set({ pointOrder: order });
       window.conceptExplorer.ready = true;
+      drawOverlays();
       document.body.dataset.ready = "1";
     });
 })();
