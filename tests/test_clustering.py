@@ -179,3 +179,16 @@ def test_one_layer_from_a_clusterers_own_labels_keeps_its_outliers():
     h = from_labels(x, labels)
     assert h.parents == [] and (h.fine[labels < 0] == -1).all()
     np.testing.assert_array_equal(layer_labels(h.nearest, [])[0][labels >= 0], h.fine[labels >= 0])
+
+
+def test_dense_groups_are_the_same_every_run_on_tied_coordinates():
+    # fast_hdbscan's parallel kernels broke ties by thread timing: on coordinates with many equal
+    # distances, ten runs gave two different partitions (and so one seed two sets of concepts).
+    from concept.clustering.density import dense_groups
+
+    rng = np.random.default_rng(0)
+    centres = rng.normal(size=(12, 5)) * 3
+    coords = np.round(centres[rng.integers(0, 12, 2000)] + rng.normal(size=(2000, 5)), 1).astype(np.float32)
+    for method, share in (("eom", 0.5), ("leaf", None)):
+        runs = {dense_groups(coords, np.ones(2000), 15, method, max_share=share).tobytes() for _ in range(10)}
+        assert len(runs) == 1, method

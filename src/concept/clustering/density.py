@@ -9,6 +9,7 @@ nearest neighbours in its own cluster where the full space kept 54%.
 from __future__ import annotations
 
 import warnings
+from contextlib import contextmanager
 
 import numpy as np
 
@@ -60,6 +61,22 @@ def embed_units(units: np.ndarray, random_state: int | None = None,
     return np.concatenate(runs, axis=1)
 
 
+@contextmanager
+def _one_numba_thread():
+    """fast_hdbscan's parallel kernels break ties by thread timing: on the same coordinates,
+    two processes gave different groups about one time in two (OpenClipart, 1,024 images);
+    with one numba thread every run agreed. HDBSCAN is a small share of the fit (0.1 s at
+    3,000 units), so the same seed gives the same concepts at that cost."""
+    import numba
+
+    before = numba.get_num_threads()
+    numba.set_num_threads(1)
+    try:
+        yield
+    finally:
+        numba.set_num_threads(before)
+
+
 def dense_groups(coords: np.ndarray, weights: np.ndarray, min_size: int, method: str = "leaf",
                  max_share: float | None = None) -> np.ndarray:
     """HDBSCAN labels of the units (-1: none), where a group needs `min_size` images in all.
@@ -67,20 +84,22 @@ def dense_groups(coords: np.ndarray, weights: np.ndarray, min_size: int, method:
     "leaf" gives the finest dense groups (the finest layer); "eom" with `max_share` (no group
     larger than that share of the images) gives the number of concepts HDBSCAN itself
     would choose, used to pick the layer shown first when the hierarchy has no clear gap.
+    Runs on one numba thread, so that it is deterministic (`_one_numba_thread`).
     """
     import fast_hdbscan
 
     total = float(np.sum(weights))
     cap = max(float(min_size), total * max_share) if max_share else np.inf
-    model = fast_hdbscan.HDBSCAN(min_cluster_size=int(min_size), cluster_selection_method=method,
-                                 max_cluster_size=cap)
-    unweighted = bool(np.all(weights == 1))
-    try:
-        model.fit(coords, sample_weight=None if unweighted else np.asarray(weights, np.float32))
-    except (KeyError, ValueError, IndexError):
-        if not max_share:
-            raise
-        # The size cap can fail on degenerate trees; the uncapped run does not.
-        model = fast_hdbscan.HDBSCAN(min_cluster_size=int(min_size), cluster_selection_method=method)
-        model.fit(coords, sample_weight=None if unweighted else np.asarray(weights, np.float32))
+    weight = None if bool(np.all(weights == 1)) else np.asarray(weights, np.float32)
+    with _one_numba_thread():
+        model = fast_hdbscan.HDBSCAN(min_cluster_size=int(min_size), cluster_selection_method=method,
+                                     max_cluster_size=cap)
+        try:
+            model.fit(coords, sample_weight=weight)
+        except (KeyError, ValueError, IndexError):
+            if not max_share:
+                raise
+            # The size cap can fail on degenerate trees; the uncapped run does not.
+            model = fast_hdbscan.HDBSCAN(min_cluster_size=int(min_size), cluster_selection_method=method)
+            model.fit(coords, sample_weight=weight)
     return np.asarray(model.labels_, dtype=np.int64)
