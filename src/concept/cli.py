@@ -123,10 +123,11 @@ def _read_captions(spec: str, paths: list[Path], images_dir: str) -> list[str | 
             unknown += 1
         else:
             captions[row] = caption.strip() or None
+    if not any(captions):
+        raise CLIError(f"--captions {spec} gives no caption to any image in {images_dir} "
+                       f"({unknown} lines name other files; paths are relative to IMAGES_DIR)")
     if unknown:
         logger.warning("--captions %s: %d lines name no image in %s; they are ignored.", spec, unknown, images_dir)
-    if not any(captions):
-        raise CLIError(f"--captions {spec} gives no caption to any image in {images_dir}")
     return captions
 
 

@@ -72,6 +72,8 @@ MAX_CAPTION_TERMS = 5_000
 #: and how much such a predicted caption counts against a real one in the c-TF-IDF.
 WORDS_PER_IMAGE = 1
 PREDICTED_WEIGHT = 1.0
+#: Caption terms are scored x (share of the term's count in the concept) ** this.
+CAPTION_CONCENTRATION = 0.5
 
 
 #: Hyper-parameters saved with a model and restored by `load`.
@@ -575,7 +577,7 @@ class ConceptModel:
                           else l2_normalize(concept_embeddings - self.image_center_))
             described = distinctive_words(concepts_c, words_c, words, n_words, DISTINCTIVENESS)
         if terms is not None:
-            from_captions = words_by_captions(labels, ids, terms, n_words, weights)
+            from_captions = words_by_captions(labels, ids, terms, n_words, weights, CAPTION_CONCENTRATION)
             described = [(c + [(w, s) for w, s in v if w not in {x for x, _ in c}])[:n_words]
                          for c, v in zip(from_captions, described)]
         return {int(c): d for c, d in zip(ids, described)}

@@ -35,12 +35,17 @@ def caption_analyzer(vectorizer=None) -> Callable[[str], list[str]]:
 
 
 def words_by_captions(labels: np.ndarray, ids: np.ndarray, documents: Sequence[Sequence[str] | None],
-                      top_n: int, weights: np.ndarray | None = None) -> list[list[tuple[str, float]]]:
+                      top_n: int, weights: np.ndarray | None = None,
+                      concentration: float = 1.0) -> list[list[tuple[str, float]]]:
     """Each concept's `top_n` terms by c-TF-IDF over its members' documents, best first.
 
     `documents[i]` holds the terms of image i (its caption's, or its predicted words), or None;
     a term counts once per image (times `weights[i]`, default 1), so one long caption cannot
     outweigh many short ones. A concept with no documents gets no words.
+
+    Scores are multiplied by ``share ** concentration``, the share of the term's count that
+    falls in the concept: a term spread over many concepts (a photographer's name in every
+    title) says little about any one, which c-TF-IDF's idf alone barely sees.
     """
     vocabulary: dict[str, int] = {}
     rows, cols, values = [], [], []
@@ -57,7 +62,11 @@ def words_by_captions(labels: np.ndarray, ids: np.ndarray, documents: Sequence[S
     if not vocabulary:
         return [[] for _ in ids]
     counts = sparse.csr_matrix((values, (rows, cols)), shape=(len(ids), len(vocabulary)))
-    return top_terms(ctfidf(counts), list(vocabulary), top_n)
+    scores = ctfidf(counts)
+    if concentration:
+        dense = counts.toarray()
+        scores *= (dense / np.maximum(dense.sum(axis=0, keepdims=True), 1e-12)) ** concentration
+    return top_terms(scores, list(vocabulary), top_n)
 
 
 def predicted_terms(vectors: np.ndarray, word_vectors: np.ndarray, word_terms: Sequence[Sequence[str]],
