@@ -187,3 +187,27 @@ def test_fit_with_captions_from_filenames_and_metadata(tmp_path):
         model.fit(paths, docs=["thing"], captions=source)
         named = {model.topics[c][0] for c in range(model.n_concepts_)}
         assert named <= {"red", "green", "blue", "square"} and len(named & set(colours)) >= 2, (source, model.topics)
+
+
+# -- OpenClipart titles -------------------------------------------------------------------------
+SVG = """<?xml version="1.0"?><svg xmlns="http://www.w3.org/2000/svg"
+ xmlns:cc="http://web.resource.org/cc/" xmlns:dc="http://purl.org/dc/elements/1.1/"
+ xmlns:rdf="http://www.w3.org/1999/02/22-rdf-syntax-ns#"><metadata><rdf:RDF><cc:Work rdf:about="">
+ {title}<dc:publisher><cc:Agent><dc:title>Open Clip Art Library</dc:title></cc:Agent></dc:publisher>
+ <dc:creator><cc:Agent><dc:title>Some Author</dc:title></cc:Agent></dc:creator></cc:Work></rdf:RDF></metadata>
+ <path d="M0 0"/></svg>"""
+
+
+def test_openclipart_titles_are_the_works_own_not_its_publishers(tmp_path):
+    from concept.datasets import svg_title
+
+    (tmp_path / "a.svg").write_text(SVG.format(title="<dc:title> Red playing card </dc:title>"))
+    (tmp_path / "b.svg").write_text(SVG.format(title=""))
+    (tmp_path / "c.svg").write_text("<svg><metadata>unclosed")
+    bomb = '<?xml version="1.0"?><!DOCTYPE x [<!ENTITY a "aaaa"><!ENTITY b "&a;&a;">]><svg>&b;</svg>'
+    (tmp_path / "d.svg").write_text(bomb)
+    assert svg_title(tmp_path / "a.svg") == "Red playing card"
+    assert svg_title(tmp_path / "b.svg") is None  # not the publisher's or creator's title
+    assert svg_title(tmp_path / "c.svg") is None
+    assert svg_title(tmp_path / "d.svg") is None  # entities are refused (defusedxml)
+    assert svg_title(tmp_path / "missing.svg") is None

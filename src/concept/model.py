@@ -411,7 +411,7 @@ class ConceptModel:
         # With one concept the image mean is the concept itself: no centring (see _describe_in_words).
         self.image_center_ = (self.embeddings_.mean(axis=0) if self.layer_sizes_[self.layer_] >= 2
                               else np.zeros(self.embeddings_.shape[1], np.float32))
-        self.alignment_, self._aligned = None, None
+        self.alignment_, self._aligned, self._aligned_default = None, None, None
         if captions is not None and words is not None:
             self._fit_alignment(captions)
         weights = None
@@ -459,11 +459,13 @@ class ConceptModel:
 
     def _aligned_concepts(self, labels: np.ndarray, k: int) -> np.ndarray:
         """Concept vectors in the learned text space: the normalised mean of their members'."""
+        from scipy import sparse
+
         aligned = self.aligned_embeddings_
-        out = np.zeros((k, aligned.shape[1]), np.float32)
-        kept = labels >= 0
-        np.add.at(out, labels[kept], aligned[kept])
-        return l2_normalize(out)
+        kept = np.flatnonzero(labels >= 0)
+        members = sparse.csr_matrix((np.ones(len(kept), np.float32), (labels[kept], kept)),
+                                    shape=(k, len(labels)))
+        return l2_normalize(np.asarray(members @ aligned, dtype=np.float32))
 
     def _caption_documents(self, terms: list[list[str] | None], candidates, analyzer) -> list[list[str] | None]:
         """Each fitted image's terms for the caption c-TF-IDF: its caption's, or with a learned
@@ -698,7 +700,9 @@ class ConceptModel:
 
         if is_text and getattr(self, "alignment_", None) is not None:  # compared in the learned space
             query = l2_normalize(vec - self.word_center_) if self.word_center_ is not None else vec
-            concepts = best(self._aligned_concepts(self.labels_, self.n_concepts_) @ query, top_n)
+            if getattr(self, "_aligned_default", None) is None:
+                self._aligned_default = self._aligned_concepts(self.labels_, self.n_concepts_)
+            concepts = best(self._aligned_default @ query, top_n)
             images = best(self.aligned_embeddings_ @ query, n_images) if n_images > 0 else []
             return concepts, images
         concepts = best(self._similarities(vec, is_text, self.concept_embeddings_), top_n)
@@ -866,7 +870,7 @@ class ConceptModel:
         model.image_center_ = a["image_center"]
         model.map_2d_ = a.get("map_2d")
         model.word_center_ = a.get("word_center")
-        model.alignment_, model._aligned = None, None
+        model.alignment_, model._aligned, model._aligned_default = None, None, None
         if "alignment_weights" in a:
             from concept.alignment import Alignment
 
