@@ -484,3 +484,40 @@ def test_export_names_are_sanitised_and_a_failed_export_leaves_nothing(fitted, t
         export.export_concepts(model, tmp_path / "failed")
     assert not (tmp_path / "failed").exists()
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".failed.")]
+
+
+CAPTIONS = {"red": "fire truck", "green": "grass field", "blue": "ocean sky"}
+
+
+@pytest.mark.parametrize("source", ["file", "filenames"])
+def test_fit_with_captions_names_concepts_by_them(image_dir, tiny_clip, tmp_path, capsys, source):
+    if source == "file":
+        spec = tmp_path / "captions.tsv"
+        lines = ["path\tcaption"] + [f"{name}/{name}_{i:02d}.png\t{CAPTIONS[name]}"
+                                     for name in COLORS for i in range(0, 15, 2)]
+        spec.write_text("\n".join(lines + ["elsewhere/x.png\tnot here"]) + "\n", encoding="utf-8")
+        expected = {w for caption in CAPTIONS.values() for w in caption.split()}
+    else:
+        spec, expected = "filenames", set(COLORS) | {"rgba"}
+    code, out, err = run(capsys, "fit", image_dir, "--captions", spec, "--out", tmp_path / "m",
+                         "--embedding-model", tiny_clip, "--min-concept-size", "5", "--n-words", "3",
+                         "--seed", "0", "--quiet")
+    assert code == 0, err
+    from concept import ConceptModel
+
+    model = ConceptModel.load(tmp_path / "m", embedding_model=str(tiny_clip))
+    assert model.n_concepts_ >= 1
+    assert all(words[0] in expected for words in model.topics.values()), model.topics
+
+
+def test_a_bad_captions_file_is_a_one_line_error(image_dir, tmp_path, capsys):
+    bad = tmp_path / "bad.tsv"
+    bad.write_text("red/red_00.png has no tab\n", encoding="utf-8")
+    code, out, err = run(capsys, "fit", image_dir, "--captions", bad, "--out", tmp_path / "m", "--quiet")
+    assert_one_line_error(code, err, "PATH<TAB>CAPTION", "line 1")
+    code, out, err = run(capsys, "fit", image_dir, "--captions", tmp_path / "nope.tsv", "--out", tmp_path / "m")
+    assert_one_line_error(code, err, "neither a file nor one of filenames, metadata")
+    none = tmp_path / "none.tsv"
+    none.write_text("other/x.png\tcat\n", encoding="utf-8")
+    code, out, err = run(capsys, "fit", image_dir, "--captions", none, "--out", tmp_path / "m", "--quiet")
+    assert_one_line_error(code, err, "no caption to any image")

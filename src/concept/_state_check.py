@@ -81,6 +81,14 @@ def _check_settings(settings: dict[str, Any]) -> None:
     if settings.get("cluster_space") not in ("auto", "embeddings"):
         raise _Bad(f"settings['cluster_space'] must be 'auto' or 'embeddings', "
                    f"not {_short(settings.get('cluster_space'))}")
+    alignment = settings.get("alignment")
+    if alignment is not None and not (
+            isinstance(alignment, dict) and type(alignment.get("alpha", 0.0)) in (int, float)
+            and math.isfinite(alignment.get("alpha", 0.0)) and isinstance(alignment.get("validation", {}), dict)
+            and all(isinstance(key, str) and type(v) in (int, float) and math.isfinite(v)
+                    for key, v in alignment.get("validation", {}).items())):
+        raise _Bad(f"settings['alignment'] must be null or {{'alpha': number, 'validation': {{name: number}}}}, "
+                   f"not {_short(alignment)}")
     for key in ("embedding_model", "embedding_name"):
         if not isinstance(settings.get(key), (str, type(None))):
             raise _Bad(f"settings[{key!r}] must be a string or null, not {_short(settings.get(key))}")
@@ -144,7 +152,17 @@ def _check_arrays(arrays: dict[str, np.ndarray]) -> tuple[int, int]:
     _array(arrays, "image_center", "f", (d,))
     _array(arrays, "word_center", "f", (d,), optional=True)
     _array(arrays, "map_2d", "f", (n, 2), optional=True)
+    _check_alignment(arrays, space, d)
     return n, k
+
+
+def _check_alignment(arrays: dict[str, np.ndarray], space: int, d: int) -> None:
+    """The learned image-text map: (features or embeddings dim) x (text dim) weights and a bias,
+    both or neither; the text space is the shared space the words live in."""
+    weights = _array(arrays, "alignment_weights", "f", (space, d), optional=True)
+    bias = _array(arrays, "alignment_bias", "f", (d,), optional=True)
+    if (weights is None) != (bias is None):
+        raise _Bad("the arrays 'alignment_weights' and 'alignment_bias' must be saved together")
 
 
 def _check_layers(settings: dict[str, Any], arrays: dict[str, np.ndarray], texts: dict[str, Any],

@@ -94,6 +94,44 @@ def _read_docs(path: str) -> list[str]:
     return docs
 
 
+def _read_captions(spec: str, paths: list[Path], images_dir: str) -> list[str | None] | str:
+    """--captions: "filenames" or "metadata" (read by the model), or a UTF-8 file of
+    "PATH<TAB>CAPTION" lines (PATH relative to IMAGES_DIR or absolute; a first line
+    "path<TAB>caption" is a header), giving one caption per image, None where none is listed."""
+    from concept.captions import CAPTION_SOURCES
+
+    if spec in CAPTION_SOURCES:
+        return spec
+    try:
+        text = Path(spec).read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise CLIError(f"--captions {spec} is neither a file nor one of {', '.join(CAPTION_SOURCES)}") from None
+    except UnicodeDecodeError as exc:
+        raise CLIError(f"--captions {spec} is not UTF-8 text ({exc.reason} at byte {exc.start})") from exc
+    except OSError as exc:
+        raise CLIError(f"--captions {spec} cannot be read: {exc.strerror or exc}") from exc
+    index = {os.path.abspath(p): i for i, p in enumerate(paths)}
+    captions: list[str | None] = [None] * len(paths)
+    unknown = 0
+    for number, line in enumerate(text.splitlines(), 1):
+        if not line.strip() or number == 1 and line.strip().lower() == "path\tcaption":
+            continue
+        if "\t" not in line:
+            raise CLIError(f"--captions {spec}, line {number}: expected PATH<TAB>CAPTION, got {line[:60]!r}")
+        path, caption = line.split("\t", 1)
+        row = index.get(os.path.abspath(os.path.join(images_dir, path.strip())))
+        if row is None:
+            unknown += 1
+        else:
+            captions[row] = caption.strip() or None
+    if not any(captions):
+        raise CLIError(f"--captions {spec} gives no caption to any image in {images_dir} "
+                       f"({unknown} lines name other files; paths are relative to IMAGES_DIR)")
+    if unknown:
+        logger.warning("--captions %s: %d lines name no image in %s; they are ignored.", spec, unknown, images_dir)
+    return captions
+
+
 def _failed(failures: list[LoadFailure], folder: str | os.PathLike) -> str:
     """"N failed to load (listed in FOLDER/failures.tsv)", writing that list; "0 failed to load"
     when none did. Each failure was already logged once as it happened."""
@@ -137,7 +175,10 @@ def cmd_fit(args: argparse.Namespace) -> None:
     if not paths:
         raise _no_images(args.images_dir)
     docs = _read_docs(args.docs) if args.docs else None
+    captions = _read_captions(args.captions, paths, args.images_dir) if args.captions else None
     if args.ray:  # the optional extra: concept.distributed is the only module importing ray
+        if captions is not None:
+            raise CLIError("--captions does not work with --ray yet; fit without --ray to use captions")
         from concept.distributed.cli import ray_fit
 
         return ray_fit(args, paths, docs)
@@ -145,7 +186,7 @@ def cmd_fit(args: argparse.Namespace) -> None:
                          ctfidf=args.ctfidf, n_words=args.n_words, random_state=args.seed,
                          store=args.store, verbose=not args.quiet)
     start = time.perf_counter()
-    model.fit(paths, docs=docs)
+    model.fit(paths, docs=docs, captions=captions)
     seconds = time.perf_counter() - start
     model.save(args.out)
     n_out = int((model.labels_ < 0).sum())
@@ -333,6 +374,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, metavar="MODEL_DIR", help="folder to save the model to")
     p.add_argument("--docs", metavar="FILE", help="UTF-8 text file of candidate words, one word or "
                    "phrase per line (default: the bundled English nouns)")
+    p.add_argument("--captions", metavar="FILE|filenames|metadata",
+                   help="a caption per image: a UTF-8 file of PATH<TAB>CAPTION lines (PATH relative to "
+                        "IMAGES_DIR), 'filenames' (words of the file names) or 'metadata' (XMP/IPTC/EXIF/PNG "
+                        "text in the files); concept words then come from the captions, and with enough of "
+                        "them a learned image-text map names the uncaptioned images too")
     p.add_argument("--min-concept-size", type=int, default=30, metavar="N",
                    help="smallest number of images in a concept (default: %(default)s)")
     p.add_argument("--embedding-model", default="auto", metavar="SPEC",

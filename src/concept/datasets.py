@@ -45,6 +45,8 @@ class LabeledImages:
     labels: np.ndarray = field(repr=False)
     label_names: list[str]
     docs: list[str] = field(default_factory=list, repr=False)
+    #: One text per image or None (OpenClipart: the SVG twin's title), for `fit(captions=...)`.
+    captions: list[str | None] = field(default_factory=list, repr=False)
 
     def __len__(self) -> int:
         return len(self.images)
@@ -63,19 +65,46 @@ def _svg_words(svg: Path) -> list[str]:
     return [w for w in words if w and w.lower() != "open clip art library"]
 
 
+_DC = "{http://purl.org/dc/elements/1.1/}"
+_CC = "{http://web.resource.org/cc/}"
+
+
+def svg_title(svg: Path) -> str | None:
+    """The work's `<dc:title>` of an OpenClipart SVG (None when missing or unreadable).
+
+    Parsed with defusedxml (no entity expansion, no external resources) and only up to the end
+    of `<metadata>`, which comes before the drawing.
+    """
+    from defusedxml.ElementTree import iterparse
+
+    try:
+        for _, element in iterparse(svg, events=("end",)):
+            if element.tag.endswith("}metadata"):
+                # The work's own title, not its publisher's or creator's (also <dc:title>s).
+                for work in element.iter(f"{_CC}Work"):
+                    title = (work.findtext(f"{_DC}title") or "").strip()
+                    if title and title.lower() != "open clip art library":
+                        return title
+                return None
+    except Exception:  # unreadable or malformed XML (defusedxml's refusals included)
+        return None
+    return None
+
+
 def openclipart(categories: tuple[str, ...] = OPENCLIPART_SUBJECTS,
                 root: Path = OPENCLIPART_ROOT) -> LabeledImages:
     """OpenClipart PNGs of the given top-level folders, labeled by folder.
 
     Symlinks are skipped (they duplicate another file). `docs` are the distinct titles and
-    keywords of the matching SVG files, for use as `fit(..., docs=...)`.
+    keywords of the matching SVG files, for use as `fit(..., docs=...)`; `captions` each
+    PNG's own SVG title (None when it has none), for `fit(..., captions=...)`.
     """
     png_root = root / "png"
     if not png_root.is_dir():
         raise ConceptError(
             f"OpenClipart not found under {root}: apt-get install openclipart-png openclipart-svg"
         )
-    images, labels, docs = [], [], {}
+    images, labels, docs, captions = [], [], {}, []
     for label, category in enumerate(categories):
         for path in sorted((png_root / category).rglob("*.png")):
             if path.is_symlink() or not path.is_file():
@@ -83,9 +112,10 @@ def openclipart(categories: tuple[str, ...] = OPENCLIPART_SUBJECTS,
             images.append(path)
             labels.append(label)
             svg = root / "svg" / path.relative_to(png_root).with_suffix(".svg")
+            captions.append(svg_title(svg))
             for word in _svg_words(svg):
                 docs.setdefault(word.strip().lower(), None)
-    return LabeledImages(images, np.asarray(labels), list(categories), list(docs))
+    return LabeledImages(images, np.asarray(labels), list(categories), list(docs), captions)
 
 
 def _read_idx(path: Path) -> np.ndarray:

@@ -22,7 +22,7 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 from concept._errors import ImageLoadError
 
 __all__ = ["DEFAULT_MAX_PIXELS", "IMAGE_EXTENSIONS", "ImageInput", "LoadFailure", "LoadReport",
-           "iter_image_batches", "list_image_files", "load_image"]
+           "captions_from_metadata", "iter_image_batches", "list_image_files", "load_image", "metadata_caption"]
 
 logger = logging.getLogger(__name__)
 
@@ -367,3 +367,7 @@ def list_image_files(folder: str | os.PathLike, *, recursive: bool = True) -> li
                                      f"{exc.strerror or exc}") from exc
             logger.warning("Skipping the folder %s: %s", current, exc.strerror or exc)
     return sorted(found)
+
+
+# Captions the files carry (XMP/IPTC/EXIF/PNG text), read from the same headers; see concept.captions.
+from concept.captions import captions_from_metadata, metadata_caption  # noqa: E402

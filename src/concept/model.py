@@ -49,9 +49,9 @@ from concept.images import ImageInput, LoadFailure, LoadReport, load_image
 from concept.representation import (
     describe_concepts,
     words_by_ctfidf,
-    words_by_similarity,
 )
 from concept.vocabulary import load_vocabulary
+from concept.words import caption_analyzer, distinctive_words, predicted_terms, words_by_captions
 
 logger = logging.getLogger(__name__)
 
@@ -63,6 +63,17 @@ MIN_WORDS_TO_CENTER = 10
 DEFAULT_SAMPLE_SIZE = 20_000
 #: Images drawn for the 2-D map's UMAP; the others are placed by their nearest drawn images.
 MAP_SAMPLE = 5_000
+#: How much a word's mean similarity to all concepts is subtracted from its similarity to one
+#: (`concept.words.distinctive_words`; measured in benchmarks/words.py).
+DISTINCTIVENESS = 0.5
+#: Caption terms added to the candidate words at most (the most frequent; each is embedded).
+MAX_CAPTION_TERMS = 5_000
+#: Candidate words standing in for the caption of an uncaptioned image in the learned space,
+#: and how much such a predicted caption counts against a real one in the c-TF-IDF.
+WORDS_PER_IMAGE = 1
+PREDICTED_WEIGHT = 1.0
+#: Caption terms are scored x (share of the term's count in the concept) ** this.
+CAPTION_CONCENTRATION = 0.5
 
 
 #: Hyper-parameters saved with a model and restored by `load`.
@@ -288,7 +299,7 @@ class ConceptModel:
 
     # ------------------------------------------------------------------ fitting
     def fit(self, images: Sequence[ImageInput] | None = None, docs: Sequence[str] | None = None,
-            image_embeddings: Any = None, image_features: Any = None) -> ConceptModel:
+            image_embeddings: Any = None, image_features: Any = None, captions: Any = None) -> ConceptModel:
         """Find concepts in `images` (or in precomputed `image_embeddings`) and describe them.
 
         `image_features` (optional, with `image_embeddings`): vectors to cluster on instead,
@@ -298,10 +309,20 @@ class ConceptModel:
         be read are left out and listed in `failures_`; the fitted arrays (`labels_`,
         `probabilities_`, `embeddings_`) cover the images that loaded, at the input positions
         `image_indices_`. Returns self.
+
+        `captions`: one text per image (None where an image has none), or "filenames" /
+        "metadata" to read them from the image files (`concept.captions`). Concept words then
+        come from the members' captions (c-TF-IDF) as well as from `docs`, and with enough
+        captions a map from the images to the text space is learned (`alignment_`), which
+        gives uncaptioned images words too and is used by `find_concepts` and text search.
         """
+        from concept.captions import check_captions
+
         self._validate_params()
         images, image_embeddings, image_features = check_inputs(images, image_embeddings, image_features)
         docs = check_docs(docs)
+        n_inputs = len(image_embeddings) if image_embeddings is not None else len(images) if images is not None else 0
+        captions = check_captions(captions, images, n_inputs)
         x, feats, kept, failures = self._embed(images, image_embeddings,
                                                features=self.cluster_space == "auto")
         if image_features is not None:  # check_inputs matched it to image_embeddings
@@ -320,7 +341,7 @@ class ConceptModel:
         self.reference_rows_ = (np.arange(n) if n <= MAP_SAMPLE
                                 else np.sort(rng.choice(n, MAP_SAMPLE, replace=False)))
         with one_blas_thread():
-            self._describe_layers(docs)
+            self._describe_layers(docs, None if captions is None else [captions[i] for i in kept])
         self.image_sources_ = self._sources(images, kept)
         self.collages_ = self._make_collages(images, kept) if images is not None else {}
         self.map_2d_ = None
@@ -375,11 +396,14 @@ class ConceptModel:
         self._check_fitted()
         return [int(layer.max(initial=-1)) + 1 if (layer >= 0).any() else 0 for layer in self.layers_]
 
-    def _describe_layers(self, docs: Sequence[str] | None) -> None:
+    def _describe_layers(self, docs: Sequence[str] | None, captions: list[str | None] | None = None) -> None:
         """Concept embeddings, exemplars and words of every layer; the default layer's are also
-        `concept_embeddings_`, `exemplars_` and `topics_`."""
+        `concept_embeddings_`, `exemplars_` and `topics_`. With `captions` (one per fitted
+        image or None) also the learned map `alignment_` and the caption words."""
         self.layer_embeddings_, self.layer_exemplars_ = [], []
-        words = self._candidate_words(docs)
+        analyzer = caption_analyzer(self.vectorizer_model) if captions is not None else None
+        terms = [analyzer(c) if c else None for c in captions] if captions is not None else None
+        words = self._candidate_words(docs, terms)
         for labels, k in zip(self.layers_, self.layer_sizes_):
             described = describe_concepts(self.embeddings_, labels, n_exemplars=int(self.n_exemplars),
                                           diversity=float(self.diversity))
@@ -391,9 +415,75 @@ class ConceptModel:
         # With one concept the image mean is the concept itself: no centring (see _describe_in_words).
         self.image_center_ = (self.embeddings_.mean(axis=0) if self.layer_sizes_[self.layer_] >= 2
                               else np.zeros(self.embeddings_.shape[1], np.float32))
-        self.layer_topics_ = [self._describe_in_words(words, labels, emb)
+        self.alignment_, self._aligned, self._aligned_default = None, None, None
+        if captions is not None and words is not None:
+            self._fit_alignment(captions)
+        weights = None
+        if terms is not None and words is not None:
+            weights = np.where([bool(t) for t in terms], 1.0, PREDICTED_WEIGHT)
+            terms = self._caption_documents(terms, words, analyzer)
+        self.layer_topics_ = [self._describe_in_words(words, labels, emb, terms, weights)
                               for labels, emb in zip(self.layers_, self.layer_embeddings_)]
         self._point_at_default_layer()
+
+    def _fit_alignment(self, captions: list[str | None]) -> None:
+        """Learn `alignment_` from the captioned images (`concept.alignment`), or log why not."""
+        from concept.alignment import fit_alignment
+
+        rows = np.asarray([i for i, c in enumerate(captions) if c], dtype=np.int64)
+        if len(rows) == 0:
+            return
+        texts = [captions[i] for i in rows]
+        unique = list(dict.fromkeys(texts))
+        position = {t: i for i, t in enumerate(unique)}
+        groups = np.asarray([position[t] for t in texts], dtype=np.int64)
+        vectors = vocabulary_embeddings(self.embedder_, unique, verbose=bool(self.verbose))
+        vectors = l2_normalize(vectors - vectors.mean(axis=0))[groups]
+        space = self.features_ if self.features_ is not None else self.embeddings_
+        plain = l2_normalize(self.embeddings_[rows] - self.image_center_)
+        self.alignment_, report = fit_alignment(space[rows], vectors, plain, groups, self.random_state)
+        if self.alignment_ is None:
+            logger.info("No learned image-text map: %s; words and search use the plain shared space.",
+                        report.get("reason"))
+        else:
+            v = self.alignment_.validation
+            logger.info("Learned an image-text map from %d captioned images: held-out captions rank %.0f "
+                        "(median) through it, %.0f in the plain space.", len(rows),
+                        v["aligned_median_rank"], v["plain_median_rank"])
+
+    @property
+    def aligned_embeddings_(self) -> np.ndarray | None:
+        """The fitted images in the text space through `alignment_` (None without a map)."""
+        if getattr(self, "alignment_", None) is None:
+            return None
+        if getattr(self, "_aligned", None) is None:
+            space = self.features_ if self.features_ is not None else self.embeddings_
+            self._aligned = self.alignment_.transform(space)
+        return self._aligned
+
+    def _aligned_concepts(self, labels: np.ndarray, k: int) -> np.ndarray:
+        """Concept vectors in the learned text space: the normalised mean of their members'."""
+        from scipy import sparse
+
+        aligned = self.aligned_embeddings_
+        kept = np.flatnonzero(labels >= 0)
+        members = sparse.csr_matrix((np.ones(len(kept), np.float32), (labels[kept], kept)),
+                                    shape=(k, len(labels)))
+        return l2_normalize(np.asarray(members @ aligned, dtype=np.float32))
+
+    def _caption_documents(self, terms: list[list[str] | None], candidates, analyzer) -> list[list[str] | None]:
+        """Each fitted image's terms for the caption c-TF-IDF: its caption's, or with a learned
+        map, for an image without one, the terms of its nearest candidate words there."""
+        if self.aligned_embeddings_ is None:
+            return terms
+        words, words_c = candidates
+        missing = np.asarray([i for i, t in enumerate(terms) if not t], dtype=np.int64)
+        if len(missing):
+            word_terms = [analyzer(w) or [w] for w in words]
+            for i, predicted in zip(missing, predicted_terms(self.aligned_embeddings_[missing], words_c,
+                                                             word_terms, WORDS_PER_IMAGE)):
+                terms[i] = predicted
+        return terms
 
     def _point_at_default_layer(self) -> None:
         """`concept_embeddings_`, `exemplars_` and `topics_`: the default layer's descriptions."""
@@ -402,9 +492,10 @@ class ConceptModel:
         self.topics_ = self.layer_topics_[self.layer_]
 
     def fit_transform(self, images: Sequence[ImageInput] | None = None, docs: Sequence[str] | None = None,
-                      image_embeddings: Any = None, image_features: Any = None) -> np.ndarray:
+                      image_embeddings: Any = None, image_features: Any = None, captions: Any = None) -> np.ndarray:
         """Fit, then return one concept id per input image (-1: outlier or unreadable image)."""
-        self.fit(images, docs=docs, image_embeddings=image_embeddings, image_features=image_features)
+        self.fit(images, docs=docs, image_embeddings=image_embeddings, image_features=image_features,
+                 captions=captions)
         n_inputs = len(image_embeddings) if image_embeddings is not None else len(images)
         out = np.full(n_inputs, -1, dtype=np.int64)
         out[self.image_indices_] = self.labels_
@@ -428,19 +519,33 @@ class ConceptModel:
             h = self._cluster(x, self._effective_min_size(len(x)))
         return h.layers[h.default]
 
-    def _candidate_words(self, docs: Sequence[str] | None):
+    def _candidate_words(self, docs: Sequence[str] | None, caption_terms: list[list[str] | None] | None = None):
         """The candidate words and their centred embeddings, or None when there are none (no
-        embedding model, or empty docs); sets `word_center_`."""
+        embedding model, or empty docs); sets `word_center_`. The most frequent caption terms
+        (at most MAX_CAPTION_TERMS) are candidates too."""
         self.word_center_ = None
         if self.embedder_ is None:
             logger.warning("embedding_model is None: concepts get no words.")
             return None
         words = load_vocabulary(int(self.vocabulary_size)) if docs is None else list(
             dict.fromkeys(s.strip() for s in map(str, docs) if s and s.strip()))
+        extra: list[str] = []
+        if caption_terms:
+            frequent = pd.Series([t for ts in caption_terms if ts for t in dict.fromkeys(ts)],
+                                 dtype=object).value_counts(sort=True)
+            known = set(words)
+            extra = [t for t in frequent.index[:MAX_CAPTION_TERMS] if t not in known]
         if not words:
             logger.warning("docs holds no words: concepts get no words.")
             return None
-        words_c, word_center = self._embed_words(words)
+        if extra:  # embedded (and cached) apart, so the vocabulary's cache entry is reused
+            vectors = np.concatenate([vocabulary_embeddings(self.embedder_, w, verbose=bool(self.verbose))
+                                      for w in (words, extra)])
+            words = words + extra
+            word_center = np.asarray(vectors.mean(axis=0), np.float32)
+            words_c = l2_normalize(vectors - word_center)
+        else:
+            words_c, word_center = self._embed_words(words)
         if words_c.shape[1] != self.embeddings_.shape[1]:
             raise EmbeddingError(
                 f"The words were embedded in {words_c.shape[1]} dimensions by "
@@ -451,25 +556,36 @@ class ConceptModel:
         self.word_center_ = word_center
         return words, words_c
 
-    def _describe_in_words(self, candidates, labels: np.ndarray, concept_embeddings: np.ndarray
-                           ) -> dict[int, list[tuple[str, float]]]:
+    def _describe_in_words(self, candidates, labels: np.ndarray, concept_embeddings: np.ndarray,
+                           terms: list[list[str] | None] | None = None,
+                           weights: np.ndarray | None = None) -> dict[int, list[tuple[str, float]]]:
         """Words per concept of one layer, compared after centring each modality on its mean.
 
         Images and texts sit in different regions of a joint space (the "modality gap"), so raw
         cosine favours words close to every image ("object", "item"); subtracting the image mean
-        from concepts and the vocabulary mean from words removes that shared offset.
+        from concepts and the vocabulary mean from words removes that shared offset. A word
+        near every concept is down-weighted (`distinctive_words`). With caption `terms` (one
+        list per image or None), the words are the c-TF-IDF terms of the members' captions,
+        followed by these vocabulary words when there are fewer than `n_words`.
         """
         ids = np.arange(len(concept_embeddings))
         if candidates is None:
             return {int(c): [] for c in ids}
         words, words_c = candidates
+        n_words = int(self.n_words)
         if self.ctfidf:
-            described = words_by_ctfidf(l2_normalize(self.embeddings_ - self.image_center_), labels, ids,
-                                        words_c, words, int(self.n_words), vectorizer=self.vectorizer_model,
-                                        random_state=self.random_state)
+            images = (self.aligned_embeddings_ if self.aligned_embeddings_ is not None
+                      else l2_normalize(self.embeddings_ - self.image_center_))
+            described = words_by_ctfidf(images, labels, ids, words_c, words, n_words,
+                                        vectorizer=self.vectorizer_model, random_state=self.random_state)
         else:
-            concepts_c = l2_normalize(concept_embeddings - self.image_center_)
-            described = words_by_similarity(concepts_c, words_c, words, int(self.n_words))
+            concepts_c = (self._aligned_concepts(labels, len(ids)) if self.aligned_embeddings_ is not None
+                          else l2_normalize(concept_embeddings - self.image_center_))
+            described = distinctive_words(concepts_c, words_c, words, n_words, DISTINCTIVENESS)
+        if terms is not None:
+            from_captions = words_by_captions(labels, ids, terms, n_words, weights, CAPTION_CONCENTRATION)
+            described = [(c + [(w, s) for w, s in v if w not in {x for x, _ in c}])[:n_words]
+                         for c, v in zip(from_captions, described)]
         return {int(c): d for c, d in zip(ids, described)}
 
     @staticmethod
@@ -586,6 +702,13 @@ class ConceptModel:
             order = np.argsort(-sims, kind="stable")[: max(0, int(n))]
             return [(int(i), float(sims[i])) for i in order]
 
+        if is_text and getattr(self, "alignment_", None) is not None:  # compared in the learned space
+            query = l2_normalize(vec - self.word_center_) if self.word_center_ is not None else vec
+            if getattr(self, "_aligned_default", None) is None:
+                self._aligned_default = self._aligned_concepts(self.labels_, self.n_concepts_)
+            concepts = best(self._aligned_default @ query, top_n)
+            images = best(self.aligned_embeddings_ @ query, n_images) if n_images > 0 else []
+            return concepts, images
         concepts = best(self._similarities(vec, is_text, self.concept_embeddings_), top_n)
         images = best(self._similarities(vec, is_text, self.embeddings_), n_images) if n_images > 0 else []
         return concepts, images
@@ -719,6 +842,11 @@ class ConceptModel:
             arrays["map_2d"] = self.map_2d_
         if self.word_center_ is not None:
             arrays["word_center"] = self.word_center_
+        if getattr(self, "alignment_", None) is not None:
+            arrays["alignment_weights"] = self.alignment_.weights
+            arrays["alignment_bias"] = self.alignment_.bias
+            settings["alignment"] = {"alpha": float(self.alignment_.alpha),
+                                     "validation": dict(self.alignment_.validation)}
         texts = {
             "topics": _topics_json(self.topics_),
             "layer_topics": [_topics_json(t) for t in self.layer_topics_],
@@ -746,6 +874,13 @@ class ConceptModel:
         model.image_center_ = a["image_center"]
         model.map_2d_ = a.get("map_2d")
         model.word_center_ = a.get("word_center")
+        model.alignment_, model._aligned, model._aligned_default = None, None, None
+        if "alignment_weights" in a:
+            from concept.alignment import Alignment
+
+            saved = s.get("alignment") or {}
+            model.alignment_ = Alignment(a["alignment_weights"], a["alignment_bias"], float(saved.get("alpha", 0.0)),
+                                         dict(saved.get("validation", {})))
         model.reference_rows_ = a["reference_rows"]
         model.image_indices_ = a["image_indices"]
         space = model.features_ if model.features_ is not None else model.embeddings_

@@ -1,0 +1,93 @@
+"""Concept words from captions: c-TF-IDF over the members' captions, and distinctive words.
+
+`representation.py` ranks candidate words by their similarity to a concept. With captions, a
+concept's words are better read off what its members are called: each member's caption (or,
+for a member with none, the words nearest to it in the learned space, `alignment.py`) is one
+document, the documents are grouped per concept, and c-TF-IDF scores the terms (the
+topic-modelling way). Words similar to every concept ("envelope" for 4 of 11) are down-weighted
+in the similarity ranking by `distinctive_words`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+import numpy as np
+from scipy import sparse
+
+from concept.ctfidf import ctfidf, top_terms
+from concept.representation import nearest_words
+
+__all__ = ["caption_analyzer", "distinctive_words", "words_by_captions"]
+
+#: Letters-only tokens of at least 3 characters: no numbers, no "s" of "king's".
+TOKEN_PATTERN = r"(?u)\b[^\W\d_]{3,}\b"
+
+
+def caption_analyzer(vectorizer=None) -> Callable[[str], list[str]]:
+    """A function from a text to its terms: the user's scikit-learn vectorizer's analyzer, or
+    lower-cased words of 3+ letters without English stop words (scikit-learn's list)."""
+    if vectorizer is not None and hasattr(vectorizer, "build_analyzer"):
+        return vectorizer.build_analyzer()
+    from sklearn.feature_extraction.text import CountVectorizer
+
+    return CountVectorizer(stop_words="english", token_pattern=TOKEN_PATTERN).build_analyzer()
+
+
+def words_by_captions(labels: np.ndarray, ids: np.ndarray, documents: Sequence[Sequence[str] | None],
+                      top_n: int, weights: np.ndarray | None = None,
+                      concentration: float = 1.0) -> list[list[tuple[str, float]]]:
+    """Each concept's `top_n` terms by c-TF-IDF over its members' documents, best first.
+
+    `documents[i]` holds the terms of image i (its caption's, or its predicted words), or None;
+    a term counts once per image (times `weights[i]`, default 1), so one long caption cannot
+    outweigh many short ones. A concept with no documents gets no words.
+
+    Scores are multiplied by ``share ** concentration``, the share of the term's count that
+    falls in the concept: a term spread over many concepts (a photographer's name in every
+    title) says little about any one, which c-TF-IDF's idf alone barely sees.
+    """
+    vocabulary: dict[str, int] = {}
+    rows, cols, values = [], [], []
+    concept_row = {int(c): r for r, c in enumerate(ids)}
+    for image, terms in enumerate(documents):
+        row = concept_row.get(int(labels[image]))
+        if row is None or not terms:
+            continue
+        weight = 1.0 if weights is None else float(weights[image])
+        for term in dict.fromkeys(terms):
+            rows.append(row)
+            cols.append(vocabulary.setdefault(term, len(vocabulary)))
+            values.append(weight)
+    if not vocabulary:
+        return [[] for _ in ids]
+    counts = sparse.csr_matrix((values, (rows, cols)), shape=(len(ids), len(vocabulary)))
+    scores = ctfidf(counts)
+    if concentration:
+        dense = counts.toarray()
+        scores *= (dense / np.maximum(dense.sum(axis=0, keepdims=True), 1e-12)) ** concentration
+    return top_terms(scores, list(vocabulary), top_n)
+
+
+def predicted_terms(vectors: np.ndarray, word_vectors: np.ndarray, word_terms: Sequence[Sequence[str]],
+                    words_per_image: int = 5) -> list[list[str]]:
+    """The terms of the `words_per_image` candidate words nearest to each row of `vectors`."""
+    nearest = nearest_words(vectors, word_vectors, words_per_image)
+    return [[t for j in row for t in word_terms[j]] for row in nearest]
+
+
+def distinctive_words(concept_vectors: np.ndarray, word_vectors: np.ndarray, words: Sequence[str],
+                      top_n: int, weight: float = 1.0) -> list[list[tuple[str, float]]]:
+    """Each concept's `top_n` words by ``sim(concept, word) - weight x mean over concepts of
+    sim(concept', word)``: a word close to every concept says little about any one of them.
+
+    With one concept there is nothing to tell apart, so it is plain similarity.
+    """
+    if len(words) == 0:
+        return [[] for _ in concept_vectors]
+    sims = concept_vectors @ word_vectors.T
+    if len(concept_vectors) > 1 and weight:
+        sims = sims - weight * sims.mean(axis=0, keepdims=True)
+    top_n = min(top_n, len(words))
+    order = np.argsort(-sims, axis=1, kind="stable")[:, :top_n]
+    return [[(words[j], float(sims[i, j])) for j in row] for i, row in enumerate(order)]
