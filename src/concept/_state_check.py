@@ -176,7 +176,7 @@ def _check_layers(settings: dict[str, Any], arrays: dict[str, np.ndarray], texts
     for i in range(n_layers - 1):
         parent = _array(arrays, f"parents_{i}", "i", (sizes[-1],))
         upper = int(parent.max()) + 1 if parent.size else 0
-        _in_range(parent, f"parents_{i}", 0, max(upper, 1))
+        _in_range(parent, f"parents_{i}", -1, max(upper, 1))  # -1: deleted to outliers
         labels = np.where(labels >= 0, parent[np.maximum(labels, 0)], -1)
         sizes.append(upper)
         if i + 1 == default and not np.array_equal(labels, arrays["labels"]):
@@ -221,6 +221,16 @@ def _check_texts(texts: dict[str, Any], n: int, k: int) -> None:
     if sources is not None and (not isinstance(sources, list) or len(sources) != n
                                 or not all(isinstance(s, str) for s in sources)):
         raise _Bad(f"'image_sources' must be null or a list of {n} file names")
+    names = texts.get("concept_labels", {})
+    if not isinstance(names, dict) or not all(
+            isinstance(c, str) and c.isdigit() and int(c) < k and isinstance(v, str) for c, v in names.items()):
+        raise _Bad(f"'concept_labels' must map concept ids 0..{k - 1} to names")
+    mapping = texts.get("concept_mapping", [])
+    if not isinstance(mapping, list) or not all(isinstance(m, dict) for m in mapping):
+        raise _Bad("'concept_mapping' must be a list of edits")
+    docs = texts.get("docs")
+    if docs is not None and (not isinstance(docs, list) or not all(isinstance(w, str) for w in docs)):
+        raise _Bad("'docs' must be null or a list of words")
     failures = texts.get("failures", [])
     if not isinstance(failures, list) or not all(
             isinstance(f, list) and len(f) == 3 and type(f[0]) is int and 0 <= f[0] <= _MAX_INT

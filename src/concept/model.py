@@ -67,7 +67,8 @@ MAP_SAMPLE = 5_000
 
 #: Hyper-parameters saved with a model and restored by `load`.
 _SETTINGS = ("min_concept_size", "diversity", "ctfidf", "cluster_space", "sample_size", "outlier_threshold",
-             "n_exemplars", "n_words", "vocabulary_size", "batch_size", "random_state", "verbose")
+             "n_exemplars", "n_words", "vocabulary_size", "batch_size", "random_state", "verbose",
+             "n_concepts")
 
 
 def _pack(exemplars: dict[int, list[int]], k: int) -> tuple[np.ndarray, np.ndarray]:
@@ -135,6 +136,8 @@ class ConceptModel:
     store: a folder of stored embeddings (`concept.store.EmbeddingStore`): when the images
         are file paths, only the files not embedded before by this backend are embedded, and
         they are saved there as they are computed (a killed run resumes). None: no store.
+    n_concepts: after the fit, merge the concepts of `labels_` down to exactly this many
+        (`reduce_concepts`); None keeps the concepts found.
     """
 
     def __init__(
@@ -156,6 +159,7 @@ class ConceptModel:
         random_state: int | None = None,
         verbose: bool = True,
         store: str | os.PathLike | None = None,
+        n_concepts: int | None = None,
     ) -> None:
         self.min_concept_size = min_concept_size
         self.diversity = diversity
@@ -174,6 +178,7 @@ class ConceptModel:
         self.random_state = random_state
         self.verbose = verbose
         self.store = store
+        self.n_concepts = n_concepts
 
     # ------------------------------------------------------------------ validation
     def _validate_params(self) -> None:
@@ -192,6 +197,7 @@ class ConceptModel:
         for name in ("n_exemplars", "n_words", "vocabulary_size", "batch_size"):
             check_integer(name, getattr(self, name), minimum=1)
         check_random_state(self.random_state)
+        check_integer("n_concepts", self.n_concepts, minimum=1, allow_none=True)
         need(self.umap_model is None or hasattr(self.umap_model, "fit_transform"),
              "umap_model must have a fit_transform method (e.g. umap.UMAP or sklearn PCA)")
         need(self.hdbscan_model is None or hasattr(self.hdbscan_model, "fit"),
@@ -324,6 +330,14 @@ class ConceptModel:
         self.image_sources_ = self._sources(images, kept)
         self.collages_ = self._make_collages(images, kept) if images is not None else {}
         self.map_2d_ = None
+        self._docs = None if docs is None else list(docs)
+        self.concept_labels_, self.concept_mapping_ = {}, []
+        if self.n_concepts is not None and self.n_concepts_ > 0 and self.n_concepts != self.n_concepts_:
+            self._images_for_collages = (images, kept)
+            try:
+                self.reduce_concepts(int(self.n_concepts))
+            finally:
+                self._images_for_collages = None
         if self.n_concepts_ == 0:
             logger.warning("No concept found: every image is an outlier. Lower min_concept_size "
                            "(now %d) or add images.", min_size)
@@ -362,7 +376,8 @@ class ConceptModel:
         self.layers_ = h.layers
         self.layer_ = int(h.default)
         self.labels_ = self.layers_[self.layer_]
-        self.probabilities_ = h.probabilities
+        # 0 where a concept was deleted to outliers (editing.py); otherwise h.probabilities.
+        self.probabilities_ = np.where(self.labels_ >= 0, h.probabilities, 0.0)
         self.nearest_labels_ = layer_labels(h.nearest, h.parents[:self.layer_])[self.layer_]
 
     @property
@@ -523,6 +538,9 @@ class ConceptModel:
         topics = self.layer_topics_[layer]
         df["Words"] = [", ".join(w for w, _ in topics.get(int(c), [])) if c >= 0 else "(outliers)"
                        for c in df.Concept]
+        names = getattr(self, "concept_labels_", {}) if layer == self.layer_ else {}
+        if names:  # custom labels (set_concept_labels), of the layer of labels_
+            df.insert(2, "Name", [names.get(int(c), "") for c in df.Concept])
         return df
 
     # ------------------------------------------------------------------ using a fitted model
@@ -668,9 +686,279 @@ class ConceptModel:
         if missing:
             raise ConceptError(f"Unknown concepts {missing}; this model has concepts 0..{self.n_concepts_ - 1}.")
         sizes = dict(zip(*np.unique(self.labels_, return_counts=True)))
+        names = getattr(self, "concept_labels_", {})
         return concepts_figure({c: self.collages_[c] for c in chosen},
-                               {c: ", ".join(self.topics[c][:6]) for c in chosen},
+                               {c: (f"{names[c]}: " if c in names else "") + ", ".join(self.topics[c][:6])
+                                for c in chosen},
                                sizes={c: int(sizes.get(c, 0)) for c in chosen}, columns=columns)
+
+    # ------------------------------------------------------------------ shaping concepts (editing.py)
+    def _space(self) -> np.ndarray:
+        """The vectors the model clustered in (features, else the shared-space embeddings)."""
+        return self.features_ if self.features_ is not None else self.embeddings_
+
+    def _apply_hierarchy(self, h: Hierarchy, first_changed: int, operation: str,
+                         mapping: np.ndarray | None) -> dict[int, int]:
+        """Make `h` the model's hierarchy, describe its layers from `first_changed` up again,
+        carry the custom labels over by `mapping` (old id of `labels_` -> new id, -1: gone;
+        None: the concepts are new) and record the edit. Returns the mapping as a dict."""
+        old_collages, old_labels = self.collages_, self.labels_
+        self.hierarchy_, self._shared_hierarchy = h, None
+        self._set_layers()
+        self._describe_from(first_changed)
+        as_dict = {} if mapping is None else {int(o): int(n) for o, n in enumerate(mapping)}
+        names: dict[int, str] = {}
+        for old, name in sorted(getattr(self, "concept_labels_", {}).items()):
+            new = as_dict.get(old, -1)
+            if new >= 0 and new not in names:
+                names[new] = name
+        if mapping is None and getattr(self, "concept_labels_", {}):
+            logger.warning("The concepts were re-cut from a finer layer: their custom labels are dropped.")
+        self.concept_labels_ = names
+        self._remake_collages(old_collages, old_labels)
+        self.concept_mapping_ = [*getattr(self, "concept_mapping_", []),
+                                 {"operation": operation, "mapping": {str(o): n for o, n in as_dict.items()}}]
+        logger.info("%s: %d concepts in labels_ (layer %d of %d).", operation, self.n_concepts_,
+                    self.layer_, len(self.layers_))
+        return as_dict
+
+    def _describe_from(self, first: int) -> None:
+        """Concept embeddings, exemplars and words of layers `first`.. again (the lower layers
+        are unchanged); the default layer's are pointed at as after a fit."""
+        words = self._candidate_words(self._edit_words())
+        del self.layer_embeddings_[first:], self.layer_exemplars_[first:], self.layer_topics_[first:]
+        for labels, k in list(zip(self.layers_, self.layer_sizes_))[first:]:
+            described = describe_concepts(self.embeddings_, labels, n_exemplars=int(self.n_exemplars),
+                                          diversity=float(self.diversity))
+            embeddings = np.zeros((k, self.embeddings_.shape[1]), np.float32)
+            embeddings[described.ids] = described.embeddings
+            self.layer_embeddings_.append(embeddings)
+            self.layer_exemplars_.append({int(c): [int(i) for i in ex]
+                                          for c, ex in zip(described.ids, described.exemplars)})
+            self.layer_topics_.append(self._describe_in_words(words, labels, embeddings))
+        self._point_at_default_layer()
+
+    def _edit_words(self) -> list[str] | None:
+        """The candidate words of the fit (None: the bundled vocabulary); for a folder saved
+        before they were kept, the words its concepts already have."""
+        if getattr(self, "_docs", "unknown") != "unknown":
+            return self._docs
+        return sorted({w for topics in self.layer_topics_ for ws in topics.values() for w, _ in ws}) or None
+
+    def _remake_collages(self, old: dict, old_labels: np.ndarray) -> None:
+        """Collages of `labels_`'s concepts: made again from the image files (or the images of
+        the running fit); without them a concept with the same members keeps its collage and
+        the others have none (logged)."""
+        images = getattr(self, "_images_for_collages", None)
+        if images is not None and images[0] is not None:
+            self.collages_ = self._make_collages(*images)
+        elif self.image_sources_ is not None:
+            self.collages_ = self._make_collages(self.image_sources_, np.arange(len(self.labels_)))
+        elif old:
+            kept = {}
+            for c in range(self.n_concepts_):
+                before = np.unique(old_labels[self.labels_ == c])
+                if len(before) == 1 and before[0] >= 0 and int(before[0]) in old and \
+                        np.array_equal(old_labels == before[0], self.labels_ == c):
+                    kept[c] = old[int(before[0])]
+            if len(kept) < self.n_concepts_:
+                logger.warning("%d changed concepts have no collage: the model was fitted on images "
+                               "that were not files, so they cannot be loaded again.", self.n_concepts_ - len(kept))
+            self.collages_ = kept
+        else:
+            self.collages_ = {}
+
+    def reduce_concepts(self, n_concepts: int) -> dict[int, int]:
+        """Merge the concepts of `labels_` into exactly `n_concepts`, along the hierarchy
+        (size-weighted Ward, as the fit's coarser layers), and describe them again.
+
+        The new concepts are numbered by size (0 the largest): this is the one edit that
+        renumbers. Returns {old id: new id} (also recorded in `concept_mapping_`); custom labels
+        follow their concepts (a merged concept keeps the label of its smallest old id).
+        Asking for more concepts than `labels_` has re-cuts a finer layer (the earlier edits of
+        `labels_` are then undone and the mapping is empty).
+        """
+        from concept.editing import edit_base, reduce_mapping, relayer
+
+        self._check_fitted()
+        check_integer("n_concepts", n_concepts, minimum=1)
+        n, h, space = int(n_concepts), self.hierarchy_, self._space()
+        sizes = self.layer_sizes_
+        if n <= sizes[self.layer_]:
+            base, to_layer = edit_base(h)
+            red = reduce_mapping(space, self.labels_, sizes[self.layer_], n)
+            new_h = relayer(h, base, np.where(to_layer >= 0, red[np.maximum(to_layer, 0)], -1), space)
+            return self._apply_hierarchy(new_h, base + 1, f"reduce_concepts({n})", red)
+        finer = [i for i in range(self.layer_) if sizes[i] >= n]
+        if not finer:
+            raise ConceptError(f"Cannot make {n} concepts: the finest layer has {sizes[0]}. Concepts are only "
+                               "merged, never split; refit with a lower min_concept_size for more.")
+        base = max(finer)
+        red = reduce_mapping(space, self.layers_[base], sizes[base], n)
+        self._apply_hierarchy(relayer(h, base, red, space), base + 1, f"reduce_concepts({n})", None)
+        return {}
+
+    def merge_concepts(self, groups: Sequence[Sequence[int]]) -> dict[int, int]:
+        """Merge each group of concept ids of `labels_` into one concept, e.g.
+        `merge_concepts([[1, 4], [2, 3, 7]])`.
+
+        A group takes its smallest id; the ids left free are closed up, the order of the
+        concepts kept (here 5 -> 4, 6 -> 5, 8 -> 6). Returns {old id: new id}, also recorded in
+        `concept_mapping_`. Words, exemplars, collages, `transform` and the coarser layers follow.
+        """
+        from concept.editing import edit_base, merge_mapping, relayer
+
+        self._check_fitted()
+        mapping = merge_mapping(self.n_concepts_, groups)
+        base, to_layer = edit_base(self.hierarchy_)
+        new_h = relayer(self.hierarchy_, base, np.where(to_layer >= 0, mapping[np.maximum(to_layer, 0)], -1),
+                        self._space())
+        return self._apply_hierarchy(new_h, base + 1, f"merge_concepts({groups})", mapping)
+
+    def delete_concepts(self, concepts: Sequence[int], to: str = "outliers") -> dict[int, int]:
+        """Remove concepts of `labels_`. `to="outliers"`: their images become outliers (-1),
+        also in `transform`. `to="nearest"`: their images join the next-nearest remaining
+        concept (each of their finer concepts the one whose centre is nearest to its own).
+
+        The remaining ids are closed up in order, as in `merge_concepts`. Returns {old id: new
+        id} (-1 for a deleted one), also recorded in `concept_mapping_`.
+        """
+        from concept.editing import concept_means, delete_mapping, edit_base, relayer
+
+        self._check_fitted()
+        if isinstance(concepts, (int, np.integer)):
+            concepts = [concepts]
+        h, space, k = self.hierarchy_, self._space(), self.n_concepts_
+        base, to_layer = edit_base(h)
+        means, _ = concept_means(space, self.labels_, k)
+        base_means, _ = concept_means(space, self.layers_[base], self.layer_sizes_[base])
+        layer_map, base_map = delete_mapping(k, list(concepts), means, to, to_layer, base_means)
+        if (base_map < 0).all():
+            raise ConceptError("Every concept would be deleted; keep at least one.")
+        return self._apply_hierarchy(relayer(h, base, base_map, space), base + 1,
+                                     f"delete_concepts({list(concepts)}, to={to!r})", layer_map)
+
+    def set_concept_labels(self, labels: dict[int, str] | Sequence[str]) -> None:
+        """Name concepts of `labels_`: {id: "name"} (or a list, one name per concept). Names are
+        shown in `get_concept_info` (the Name column), `visualize_concepts`, the explorer and
+        the CLI, and saved with the model; an empty name removes one."""
+        self._check_fitted()
+        k = self.n_concepts_
+        if isinstance(labels, dict):
+            items = list(labels.items())
+        elif isinstance(labels, Sequence) and not isinstance(labels, (str, bytes)):
+            if len(labels) != k:
+                raise ConceptError(f"A list of names needs one per concept ({k}), got {len(labels)}; "
+                                   "or pass {id: name}.")
+            items = list(enumerate(labels))
+        else:
+            raise ConceptError("set_concept_labels takes {concept id: name} or a list of names.")
+        names = dict(getattr(self, "concept_labels_", {}))
+        for c, name in items:
+            if not isinstance(c, (int, np.integer)) or isinstance(c, bool) or not 0 <= int(c) < k:
+                raise ConceptError(f"{c!r} is not a concept id; labels_ has concepts 0..{k - 1}.")
+            if not isinstance(name, str):
+                raise ConceptError(f"The name of concept {c} must be a string, not {type(name).__name__}.")
+            if name.strip():
+                names[int(c)] = name.strip()
+            else:
+                names.pop(int(c), None)
+        self.concept_labels_ = names
+
+    def reduce_outliers(self, strategy: str = "embeddings", threshold: float = 0.0,
+                        n_neighbors: int = 10) -> np.ndarray:
+        """New labels for the fitted images where outliers get a concept (the others keep
+        theirs); `update_concepts(labels)` applies them.
+
+        strategy "embeddings": the concept holding the image's nearest finest centre (the one
+        `transform` would give without the outlier fence), if the cosine to that centre in the
+        clustering space is at least `threshold`. "neighbours": the most common concept of its
+        `n_neighbors` nearest clustered images, if at least `threshold` (a share 0..1) of them
+        have it. Images of a concept deleted to outliers stay outliers (delete with
+        `to="nearest"` to give them a concept).
+        """
+        from concept.editing import outlier_labels
+
+        self._check_fitted()
+        check_number("threshold", threshold, -1.0, 1.0)
+        check_integer("n_neighbors", n_neighbors, minimum=1)
+        h, space = self.hierarchy_, self._space()
+        own = np.einsum("nd,nd->n", space, h.centres[h.nearest])
+        return outlier_labels(space, self.labels_, strategy, float(threshold), candidates=h.fine < 0,
+                              nearest_concept=self.nearest_labels_, nearest_similarity=own,
+                              n_neighbors=int(n_neighbors))
+
+    def update_concepts(self, labels: Any) -> int:
+        """Give outliers the concepts in `labels` (one per fitted image, e.g. from
+        `reduce_outliers`); returns how many images joined a concept.
+
+        Only outliers may change. Each joins the finest concept of its new concept nearest to
+        it, whose outlier fence is widened to take it in, so `transform` keeps assigning by the
+        nearest centre and its fence: an image given a concept other than the one its nearest
+        centre lies in (possible with the neighbour vote) is assigned by `transform` to that
+        centre's concept or left an outlier. With strategy "embeddings" every image's concept
+        holds its nearest centre, and outliers that a widened fence now takes in join too
+        (logged), so `labels_` stays what `transform` gives the fitted images.
+        """
+        from concept.clustering.hierarchy import confidence
+
+        self._check_fitted()
+        new = np.asarray(labels)
+        if new.shape != self.labels_.shape or new.dtype.kind not in "iu":
+            raise ConceptError(f"labels must be {len(self.labels_)} integer concept ids, one per fitted image "
+                               "(as returned by reduce_outliers).")
+        new = new.astype(np.int64)
+        k = self.n_concepts_
+        if new.min(initial=0) < -1 or new.max(initial=-1) >= k:
+            raise ConceptError(f"labels must be concept ids of labels_ (0..{k - 1}) or -1.")
+        changed = np.flatnonzero(new != self.labels_)
+        if (self.labels_[changed] >= 0).any():
+            raise ConceptError("update_concepts only gives outliers a concept; to change concepts use "
+                               "merge_concepts, delete_concepts or reduce_concepts.")
+        if (self.hierarchy_.fine[changed] >= 0).any():
+            raise ConceptError("Images of a concept deleted to outliers cannot be given a concept one by one: "
+                               "delete it with to='nearest' instead.")
+        if len(changed) == 0:
+            return 0
+        h, space = self.hierarchy_, self._space()
+        to_layer = layer_labels(np.arange(len(h.centres)), h.parents[:self.layer_])[self.layer_]
+        fine, sds, probs = h.fine.copy(), h.sds.copy(), h.probabilities.copy()
+        sims = space[changed] @ h.centres.T
+        sims[to_layer[None, :] != new[changed][:, None]] = -np.inf
+        chosen = np.argmax(sims, axis=1)
+        best = sims[np.arange(len(changed)), chosen]
+        need = (h.medians[chosen] - best) / h.threshold * 1.001 + 1e-6
+        np.maximum.at(sds, chosen, need.astype(np.float32))
+        fine[changed] = chosen
+        widened = np.unique(chosen)
+        own = np.einsum("nd,nd->n", space, h.centres[h.nearest])
+        conf = confidence(own, h.medians[h.nearest], sds[h.nearest], h.threshold)
+        extra = np.flatnonzero((fine < 0) & np.isin(h.nearest, widened) & (conf > 0))
+        fine[extra] = h.nearest[extra]
+        redo = np.isin(fine, widened)
+        rows = np.flatnonzero(redo)
+        mine = np.einsum("nd,nd->n", space[rows], h.centres[fine[rows]])
+        probs[rows] = confidence(mine, h.medians[fine[rows]], sds[fine[rows]], h.threshold)
+        probs[changed] = np.maximum(probs[changed], 1e-6)
+        if len(extra):
+            logger.info("%d more outliers joined a concept whose fence was widened.", len(extra))
+        new_h = dataclasses.replace(h, fine=fine, sds=sds, probabilities=probs)
+        self._apply_hierarchy(new_h, 0, "update_concepts", np.arange(k))
+        return int(len(changed) + len(extra))
+
+    def get_hierarchy(self) -> pd.DataFrame:
+        """The concept tree as a table: one row per concept of each layer but the coarsest,
+        with its parent in the layer above (Layer, Concept, Parent layer, Parent, Size, Words)."""
+        self._check_fitted()
+        rows = []
+        parents = self.hierarchy_.parents
+        for i, parent in enumerate(parents):
+            sizes = np.bincount(self.layers_[i][self.layers_[i] >= 0], minlength=len(parent))
+            topics = self.layer_topics_[i]
+            for c, p in enumerate(parent):
+                rows.append({"Layer": i, "Concept": c, "Parent layer": i + 1, "Parent": int(p),
+                             "Size": int(sizes[c]), "Words": ", ".join(w for w, _ in topics.get(c, [])[:5])})
+        return pd.DataFrame(rows, columns=["Layer", "Concept", "Parent layer", "Parent", "Size", "Words"])
 
     # ------------------------------------------------------------------ persistence
     def save(self, path: str | os.PathLike) -> Path:
@@ -720,7 +1008,11 @@ class ConceptModel:
             "layer_topics": [_topics_json(t) for t in self.layer_topics_],
             "image_sources": self.image_sources_,
             "failures": [[f.index, f.source, f.reason] for f in self.failures_],
+            "concept_labels": {str(c): name for c, name in getattr(self, "concept_labels_", {}).items()},
+            "concept_mapping": getattr(self, "concept_mapping_", []),
         }
+        if getattr(self, "_docs", "unknown") != "unknown":
+            texts["docs"] = self._docs  # the candidate words, to describe edited concepts alike
         images = {f"concept_{c}": img for c, img in self.collages_.items()}
         return save_model_state(ModelState(settings, arrays, texts, images), path)
 
@@ -765,6 +1057,10 @@ class ConceptModel:
         model._point_at_default_layer()
         model.image_sources_ = state.texts.get("image_sources")
         model.failures_ = [LoadFailure(*f) for f in state.texts.get("failures", [])]
+        model.concept_labels_ = {int(c): n for c, n in state.texts.get("concept_labels", {}).items()}
+        model.concept_mapping_ = list(state.texts.get("concept_mapping", []))
+        if "docs" in state.texts:
+            model._docs = state.texts["docs"]
         model.collages_ = {int(name.rsplit("_", 1)[1]): img for name, img in state.images.items()}
         if spec is None and s.get("embedding_name"):
             logger.warning("The model was fitted with %s, which cannot be rebuilt by name: pass "
