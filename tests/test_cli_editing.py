@@ -42,3 +42,20 @@ def test_fit_n_concepts_then_edit_and_evaluate(image_dir, docs_file, tiny_clip, 
     assert_one_line_error(code, err, "nothing to do")
     code, _, err = run(capsys, "evaluate", out, "--truth", tmp_path / "missing.tsv", "--embedding-model", tiny_clip)
     assert code == 2 and "missing.tsv" in err
+
+
+def test_update_adds_only_the_new_images_and_keeps_ids(image_dir, docs_file, tiny_clip, tmp_path, capsys):
+    start = tmp_path / "images"
+    shutil.copytree(image_dir, start, ignore=shutil.ignore_patterns("blue", "bad.png"))
+    out = tmp_path / "m"
+    fit(capsys, start, docs_file, tiny_clip, out)
+    before = ConceptModel.load(out, embedding_model=str(tiny_clip))
+    shutil.copytree(image_dir / "blue", start / "blue")
+    code, stdout, err = run(capsys, "update", out, start, "--embedding-model", tiny_clip, "--quiet")
+    assert code == 0, err
+    assert stdout.startswith("15 new images")
+    after = ConceptModel.load(out, embedding_model=str(tiny_clip))
+    assert len(after.labels_) == len(before.labels_) + 15
+    assert (after.labels_[:len(before.labels_)] == before.labels_).all()
+    code, stdout, err = run(capsys, "update", out, start, "--embedding-model", tiny_clip, "--quiet")
+    assert code == 0 and "0 new images" in stdout

@@ -6,7 +6,7 @@ import itertools
 
 import numpy as np
 import pytest
-from conftest import nested_blobs
+from conftest import blobs, nested_blobs
 from sklearn.metrics import normalized_mutual_info_score
 from test_model import WORDS, HashTexts
 
@@ -229,3 +229,43 @@ def test_zero_shot_threshold_is_calibrated_on_the_modality_gap():
     named = which < 4
     assert (match[named] == which[named]).mean() > 0.8
     assert (match[~named] == -1).mean() > 0.8
+
+
+def test_partial_fit_keeps_ids_and_finds_a_held_back_concept(tmp_path):
+    x, groups = blobs(n_per=100, centers=6, dim=32, spread=0.1)
+    old, held = groups < 5, groups == 5
+    model = ConceptModel(min_concept_size=15, embedding_model=HashTexts(32), random_state=0, verbose=False)
+    model.fit(image_embeddings=x[old], docs=WORDS)
+    before, k = model.labels_.copy(), model.n_concepts_
+    assert k == 5
+    names = {0: "kept"}
+    model.set_concept_labels(names)
+    new_rows = np.concatenate([np.flatnonzero(held), np.flatnonzero(old)[::10]])
+    model.partial_fit(image_embeddings=x[new_rows])
+    assert len(model.labels_) == old.sum() + len(new_rows)
+    np.testing.assert_array_equal(model.labels_[:len(before)], before)  # every old label and id stays
+    added = model.labels_[len(before):]
+    assert model.n_concepts_ == k + 1 and (added[:held.sum()] == k).mean() > 0.95
+    assert (added[held.sum():] == before[::10]).mean() > 0.95
+    assert model.concept_labels_ == names and model.concept_mapping_[-1]["operation"].startswith("partial_fit")
+    all_x = np.vstack([x[old], x[new_rows]])
+    assert_consistent(model, all_x)
+    loaded = assert_same_after_load(model, all_x, tmp_path)
+    # Images that all fit the concepts add none.
+    loaded.partial_fit(image_embeddings=x[old][::7])
+    assert loaded.n_concepts_ == k + 1
+
+
+def test_partial_fit_on_a_growing_folder_of_real_images(clipart_paths, offline_embedder, tmp_path):
+    """OpenClipart: fit on two folders, then the whole folder list; only new files are embedded."""
+    first = [p for p in clipart_paths if p.parent.name != "transportation"]
+    model = ConceptModel(min_concept_size=4, embedding_model=offline_embedder, random_state=0, verbose=False,
+                         store=tmp_path / "store")
+    model.fit(first, docs=["animal", "food", "car", "bus", "plane", "fruit"])
+    before = model.labels_.copy()
+    model.partial_fit(clipart_paths)
+    assert len(model.labels_) == len(clipart_paths) and model.image_sources_[:len(first)] == list(map(str, first))
+    np.testing.assert_array_equal(model.labels_[:len(first)], before)
+    assert set(model.collages_) == set(range(model.n_concepts_))
+    model.partial_fit(clipart_paths)  # nothing new
+    assert len(model.labels_) == len(clipart_paths)

@@ -40,6 +40,7 @@ examples:
   concept explore photos.model --out report.html
   concept edit photos.model --merge 1,4 --label 0=beach
   concept evaluate photos.model --truth folder
+  concept update photos.model photos/
   concept serve photos.model --port 8000
 """
 
@@ -369,6 +370,29 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
         print(f"{key}\t{value:.4f}" if isinstance(value, float) else f"{key}\t{value}")
 
 
+def cmd_update(args: argparse.Namespace) -> None:
+    """Add a folder's new images to a saved model without refitting (partial_fit), then save."""
+    from concept.images import list_image_files
+
+    paths = list_image_files(args.images_dir)
+    if not paths:
+        raise _no_images(args.images_dir)
+    model = _load(args)
+    if args.store:
+        model.store = args.store
+    n_before, k_before = len(model.labels_), model.n_concepts_
+    model.partial_fit(paths)
+    added = model.labels_[n_before:]
+    out = args.out or args.model_dir
+    model.save(out)
+    print(f"{len(added):,} new images: {int(((added >= 0) & (added < k_before)).sum()):,} in existing concepts, "
+          f"{model.n_concepts_ - k_before} new concepts ({int((added >= k_before).sum()):,} images), "
+          f"{int((added < 0).sum()):,} outliers")
+    print(f"Model saved to {out}")
+    print()
+    print(_info_table(model))
+
+
 def build_parser() -> argparse.ArgumentParser:
     fmt = argparse.RawDescriptionHelpFormatter
     parser = argparse.ArgumentParser(
@@ -490,7 +514,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seeds", type=int, nargs="+", metavar="N",
                    help="refit the clustering with these seeds and report the agreement (ARI)")
 
-    for name in ("search", "assign", "serve", "edit", "evaluate"):
+    p = add("update", "Add the new images of a folder to a model without refitting: they join the existing "
+            "concepts, and enough images that fit none become new concepts (new ids); existing ids stay.",
+            "concept update photos.model photos/ --store photos.store", cmd_update)
+    p.add_argument("model_dir", metavar="MODEL_DIR", help="folder written by `concept fit`")
+    p.add_argument("images_dir", metavar="IMAGES_DIR", help="folder of images; files already in the model are skipped")
+    p.add_argument("--store", metavar="DIR", help="embedding store to reuse and fill (see `concept embed`)")
+    p.add_argument("--out", metavar="MODEL_DIR", help="save to this folder instead of MODEL_DIR")
+
+    for name in ("search", "assign", "serve", "edit", "evaluate", "update"):
         sub.choices[name].add_argument(
             "--embedding-model", metavar="SPEC",
             help="embedding model to use instead of the one saved with the model")

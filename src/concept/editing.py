@@ -300,3 +300,49 @@ def evaluate(model_or_labels, true_labels: Sequence | None = None, *, space: np.
             aris.append(adjusted_rand_score(labels, refit))
         out["seed_stability_ari"] = float(np.mean(aris))
     return out
+
+
+# -- new images ---------------------------------------------------------------------------------
+def add_concepts(h: Hierarchy, x_old: np.ndarray, x_new: np.ndarray, new_labels: np.ndarray) -> Hierarchy:
+    """The hierarchy over the old rows and `x_new`, with the concepts of `new_labels` (ids
+    0..m-1 among the new rows, -1 none) added as finest concepts k0..k0+m-1, each its own
+    concept in every coarser layer (ids after the existing ones). No existing id changes.
+
+    The new rows, and the old rows now nearer to a new centre than to their own, are assigned
+    by the rule `transform` uses (nearest finest centre, -1 below its fence), so `transform`
+    gives every fitted image its label.
+    """
+    from concept.clustering.core import assign
+    from concept.clustering.hierarchy import confidence, spread
+    from concept.clustering.kernels import mean_directions
+
+    new_labels = np.asarray(new_labels, np.int64)
+    m = int(new_labels.max(initial=-1)) + 1
+    k0 = len(h.centres)
+    if m:
+        centres, _ = mean_directions(x_new, new_labels, m)
+        own = np.einsum("nd,nd->n", x_new, centres[np.maximum(new_labels, 0)]).astype(np.float32)
+        medians, sds = spread(new_labels, own, m)
+        parents, size = [], k0
+        for parent in h.parents:
+            top = int(parent.max(initial=-1)) + 1
+            parents.append(np.concatenate([parent, top + np.arange(m)]))
+        h = dataclasses.replace(h, centres=np.vstack([h.centres, centres]).astype(h.centres.dtype),
+                                medians=np.concatenate([h.medians, medians]).astype(np.float32),
+                                sds=np.concatenate([h.sds, sds]).astype(np.float32), parents=parents)
+    fine_new, conf_new = assign(x_new, h, 0)
+    idx_new, _ = top_matches(x_new, h.centres)
+    fine, nearest, probs = h.fine.copy(), h.nearest.copy(), h.probabilities.copy()
+    if m and len(x_old):
+        idx, sims = top_matches(x_old, h.centres[k0:])
+        current = np.einsum("nd,nd->n", x_old, h.centres[nearest])
+        moved = np.flatnonzero(sims[:, 0] > current)
+        if len(moved):
+            to = k0 + idx[moved, 0]
+            conf = confidence(sims[moved, 0], h.medians[to], h.sds[to], h.threshold)
+            nearest[moved] = to
+            fine[moved] = np.where(conf > 0, to, -1)
+            probs[moved] = np.where(conf > 0, conf, 0.0)
+    return dataclasses.replace(h, fine=np.concatenate([fine, fine_new]),
+                               nearest=np.concatenate([nearest, idx_new[:, 0]]),
+                               probabilities=np.concatenate([probs, conf_new]).astype(np.float64))

@@ -333,7 +333,8 @@ class ConceptModel:
         self._docs = None if docs is None else list(docs)
         self.concept_labels_, self.concept_mapping_ = {}, []
         if self.n_concepts is not None and self.n_concepts_ > 0 and self.n_concepts != self.n_concepts_:
-            self._images_for_collages = (images, kept)
+            self._images_for_collages = ({i: images[kept[i]] for i in range(len(kept))}
+                                         if images is not None else None)
             try:
                 self.reduce_concepts(int(self.n_concepts))
             finally:
@@ -746,27 +747,38 @@ class ConceptModel:
         return sorted({w for topics in self.layer_topics_ for ws in topics.values() for w, _ in ws}) or None
 
     def _remake_collages(self, old: dict, old_labels: np.ndarray) -> None:
-        """Collages of `labels_`'s concepts: made again from the image files (or the images of
-        the running fit); without them a concept with the same members keeps its collage and
-        the others have none (logged)."""
-        images = getattr(self, "_images_for_collages", None)
-        if images is not None and images[0] is not None:
-            self.collages_ = self._make_collages(*images)
-        elif self.image_sources_ is not None:
-            self.collages_ = self._make_collages(self.image_sources_, np.arange(len(self.labels_)))
-        elif old:
-            kept = {}
-            for c in range(self.n_concepts_):
-                before = np.unique(old_labels[self.labels_ == c])
-                if len(before) == 1 and before[0] >= 0 and int(before[0]) in old and \
-                        np.array_equal(old_labels == before[0], self.labels_ == c):
-                    kept[c] = old[int(before[0])]
-            if len(kept) < self.n_concepts_:
-                logger.warning("%d changed concepts have no collage: the model was fitted on images "
-                               "that were not files, so they cannot be loaded again.", self.n_concepts_ - len(kept))
-            self.collages_ = kept
-        else:
-            self.collages_ = {}
+        """Collages of `labels_`'s concepts, made again from the images of their exemplars:
+        the images of the running call (`_images_for_collages`, {row: image}) or the fitted
+        files (`image_sources_`). A concept none of whose exemplars can be loaded keeps its
+        collage if it has the same members (or, after partial_fit, the same id) as before."""
+        given = getattr(self, "_images_for_collages", None) or {}
+        sources = self.image_sources_
+        collages, missing = {}, 0
+        for concept, rows in self.exemplars_.items():
+            tiles = []
+            for row in rows:
+                image = given.get(row, sources[row] if sources is not None else None)
+                if image is None:
+                    continue
+                try:
+                    tiles.append(load_image(image))
+                except ImageLoadError as exc:  # changed on disk since it was embedded
+                    logger.warning("Exemplar left out of the collage: %s", exc)
+            if tiles:
+                collages[concept] = make_collage(tiles)
+                continue
+            members = self.labels_[:len(old_labels)] == concept
+            before = np.unique(old_labels[members])
+            if len(before) == 1 and int(before[0]) in old and np.array_equal(old_labels == before[0], members):
+                collages[concept] = old[int(before[0])]  # the same members
+            elif len(old_labels) < len(self.labels_) and int(concept) in old:
+                collages[concept] = old[int(concept)]  # partial_fit: the same concept, grown
+            elif old:
+                missing += 1
+        if missing:
+            logger.warning("%d changed concepts have no collage: their images were not files, so they "
+                           "cannot be loaded again.", missing)
+        self.collages_ = collages
 
     def reduce_concepts(self, n_concepts: int) -> dict[int, int]:
         """Merge the concepts of `labels_` into exactly `n_concepts`, along the hierarchy
@@ -945,6 +957,78 @@ class ConceptModel:
         new_h = dataclasses.replace(h, fine=fine, sds=sds, probabilities=probs)
         self._apply_hierarchy(new_h, 0, "update_concepts", np.arange(k))
         return int(len(changed) + len(extra))
+
+    def partial_fit(self, images: Sequence[ImageInput] | None = None, image_embeddings: Any = None,
+                    image_features: Any = None) -> ConceptModel:
+        """Add images to the fitted model without refitting; returns self.
+
+        Each new image joins the concept `transform` gives it. When at least `min_concept_size`
+        new images fit no concept, they are clustered, and the concepts found among them are
+        added with ids after the existing ones (in every layer); no existing id changes. Paths
+        already fitted are skipped, and with a `store` only new files are embedded, so calling
+        this on a growing folder embeds each image once. The new rows are appended to
+        `labels_`, `embeddings_` and the rest (`image_indices_` continue after the earlier
+        inputs); words and exemplars are described again, the 2-D map recomputed on next use.
+        """
+        from concept.editing import add_concepts
+
+        self._check_fitted()
+        images, image_embeddings, image_features = check_inputs(images, image_embeddings, image_features)
+        if image_embeddings is None and images is not None and not isinstance(images, (str, os.PathLike)) \
+                and self.image_sources_ is not None:
+            known = set(self.image_sources_)
+            fresh = [p for p in images if not (isinstance(p, (str, os.PathLike)) and os.fspath(p) in known)]
+            if len(fresh) < len(images):
+                logger.info("%d of the %d images are already in the model; skipped.", len(images) - len(fresh),
+                            len(images))
+            if not fresh:
+                return self
+            images = fresh
+        use_features = self.features_ is not None
+        if use_features and image_embeddings is not None and image_features is None:
+            raise ConceptError("This model clusters on image features: pass image_features with image_embeddings "
+                               "(e.g. from embed_images_and_features).")
+        x, feats, kept, failures = self._embed(images, image_embeddings, dim=self.embeddings_.shape[1],
+                                               features=use_features)
+        if image_features is not None and use_features:
+            feats = self._as_embeddings(image_features, self.features_.shape[1])
+        if use_features and feats is None:
+            raise EmbeddingError("This model clusters on image features, but the embedding model gave none.")
+        new_space = feats if use_features else x
+        h = self.hierarchy_
+        with one_blas_thread():
+            fine, _ = assign(new_space, h, 0)
+            unplaced = np.flatnonzero(fine < 0)
+            new_labels = np.full(len(x), -1, np.int64)
+            min_size = int(self.min_concept_size)
+            if len(unplaced) >= max(min_size, 3):
+                sub = self._cluster(new_space[unplaced], min_size)
+                new_labels[unplaced] = sub.layers[sub.default]
+            old_ids = self.layer_sizes_
+            new_h = add_concepts(h, self._space(), new_space, new_labels)
+        n_inputs = len(image_embeddings) if image_embeddings is not None else len(images)
+        offset = max([int(self.image_indices_.max(initial=-1)) + 1, *(f.index + 1 for f in self.failures_)])
+        sources = self._sources(images, kept)
+        self.image_sources_ = (self.image_sources_ + sources
+                               if self.image_sources_ is not None and sources is not None else None)
+        self.embeddings_ = np.vstack([self.embeddings_, x])
+        if use_features:
+            self.features_ = np.vstack([self.features_, feats])
+        self.image_indices_ = np.concatenate([self.image_indices_, offset + kept])
+        self.failures_ = [*self.failures_, *(dataclasses.replace(f, index=offset + f.index) for f in failures)]
+        self.map_2d_ = None
+        self._images_for_collages = (None if images is None else
+                                     {len(self.labels_) + i: images[kept[i]] for i in range(len(kept))})
+        try:
+            mapping = np.arange(old_ids[self.layer_])
+            self._apply_hierarchy(new_h, 0, f"partial_fit({n_inputs} images)", mapping)
+        finally:
+            self._images_for_collages = None
+        added = self.layer_sizes_[self.layer_] - old_ids[self.layer_]
+        logger.info("Added %d images: %d joined existing concepts, %d new concepts, %d outliers.", len(x),
+                    int((self.labels_[-len(x):] >= 0).sum() - (self.labels_[-len(x):] >= old_ids[self.layer_]).sum()),
+                    added, int((self.labels_[-len(x):] < 0).sum()))
+        return self
 
     def get_hierarchy(self) -> pd.DataFrame:
         """The concept tree as a table: one row per concept of each layer but the coarsest,
