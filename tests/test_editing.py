@@ -269,3 +269,44 @@ def test_partial_fit_on_a_growing_folder_of_real_images(clipart_paths, offline_e
     assert set(model.collages_) == set(range(model.n_concepts_))
     model.partial_fit(clipart_paths)  # nothing new
     assert len(model.labels_) == len(clipart_paths)
+
+
+def test_zero_shot_concepts_with_a_tiny_clip_are_named_and_survive_save(clipart_paths, tiny_clip, tmp_path):
+    """The code path with a random tiny CLIP: names embedded, matched images a named concept."""
+    from concept.embedding import load_embedding_model
+
+    clip = load_embedding_model(str(tiny_clip), verbose=False)
+    names = ["animal", "food", "vehicle"]
+    model = ConceptModel(min_concept_size=3, embedding_model=clip, random_state=0, verbose=False,
+                         zeroshot_concepts=names, zeroshot_threshold=1.0)
+    model.fit(clipart_paths, docs=["cat", "apple", "bus", "dog", "pear", "car"])
+    assert set(model.concept_labels_.values()) <= set(names) and model.concept_labels_
+    x = model.embeddings_
+    for c, name in model.concept_labels_.items():
+        assert (model.labels_ == c).sum() >= 3
+    info = model.get_concept_info()
+    assert set(info.Name) >= set(model.concept_labels_.values())
+    model.save(tmp_path / "m")
+    loaded = ConceptModel.load(tmp_path / "m", embedding_model=clip)
+    assert loaded.concept_labels_ == model.concept_labels_ and loaded.zeroshot_concepts == names
+    np.testing.assert_array_equal(loaded.transform(image_embeddings=x), model.transform(image_embeddings=x))
+    with pytest.raises(ConceptError, match="zeroshot_concepts"):
+        ConceptModel(zeroshot_concepts="cat").fit(image_embeddings=x)
+
+
+def test_zero_shot_concepts_on_precomputed_embeddings():
+    """Images near a name's direction get it; the rest are clustered as usual."""
+    rng = np.random.default_rng(0)
+    emb = HashTexts(32)
+    names = ["cat", "car"]
+    t = emb.embed_texts(names)
+    x, groups = blobs(n_per=80, centers=3, dim=32, spread=0.1)
+    cats = t[0] + 0.1 * rng.normal(size=(60, 32)) / np.sqrt(32)
+    data = np.vstack([x, cats / np.linalg.norm(cats, axis=1, keepdims=True)]).astype(np.float32)
+    model = ConceptModel(min_concept_size=15, embedding_model=emb, random_state=0, verbose=False,
+                         zeroshot_concepts=names)
+    model.fit(image_embeddings=data, docs=WORDS)
+    named = {name: c for c, name in model.concept_labels_.items()}
+    assert "cat" in named and (model.labels_[240:] == named["cat"]).mean() > 0.9
+    assert normalized_mutual_info_score(groups, model.labels_[:240]) > 0.9
+    assert_consistent(model, data)

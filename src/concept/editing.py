@@ -214,7 +214,7 @@ def outlier_labels(x: np.ndarray, labels: np.ndarray, strategy: str = "embedding
 # -- zero-shot ----------------------------------------------------------------------------------
 #: A zero-shot match is an image whose centred similarity to a text is this many robust SDs
 #: above the images that prefer other texts (see `calibrated_matches`).
-ZEROSHOT_Z = 3.0
+ZEROSHOT_Z = 2.0
 
 
 def calibrated_matches(images: np.ndarray, texts: np.ndarray, z: float = ZEROSHOT_Z
@@ -227,8 +227,8 @@ def calibrated_matches(images: np.ndarray, texts: np.ndarray, z: float = ZEROSHO
     on their own mean (the offset the modalities share); each image is a candidate for the
     text it is most similar to; and each text's threshold is set by the images that prefer
     other texts, its null distribution in this collection: a candidate matches when its
-    similarity is at least `z` robust SDs (1.4826 x MAD) above their median. One text alone is
-    not centred (its mean is itself) and is measured against all images.
+    similarity is at least `z` robust SDs (1.4826 x MAD; at least that of all images) above
+    their median. One text alone is not centred (its mean is itself).
     """
     imgs = images - images.mean(axis=0) if len(images) > 1 else images
     txts = texts - texts.mean(axis=0) if len(texts) > 1 else texts
@@ -238,11 +238,15 @@ def calibrated_matches(images: np.ndarray, texts: np.ndarray, z: float = ZEROSHO
     best = np.argmax(sims, axis=1)
     scores = np.empty_like(sims)
     for j in range(sims.shape[1]):
+        every = sims[:, j]
         null = sims[best != j, j]
-        null = null if len(null) >= 10 else sims[:, j]
+        null = null if len(null) >= 10 else every
         med = np.median(null)
-        sd = max(1.4826 * float(np.median(np.abs(null - med))), 1e-6)
-        scores[:, j] = (sims[:, j] - med) / sd
+        # The SD of all images is a floor: a null of one tight group (e.g. the images of the only
+        # other name) would make anything else look significant.
+        sd = max(1.4826 * float(np.median(np.abs(null - med))),
+                 1.4826 * float(np.median(np.abs(every - np.median(every)))), 1e-6)
+        scores[:, j] = (every - med) / sd
     score = scores[np.arange(len(images)), best]
     return np.where(score >= z, best, -1), score
 
@@ -303,14 +307,18 @@ def evaluate(model_or_labels, true_labels: Sequence | None = None, *, space: np.
 
 
 # -- new images ---------------------------------------------------------------------------------
-def add_concepts(h: Hierarchy, x_old: np.ndarray, x_new: np.ndarray, new_labels: np.ndarray) -> Hierarchy:
+def add_concepts(h: Hierarchy, x_old: np.ndarray, x_new: np.ndarray, new_labels: np.ndarray,
+                 keep: bool = False) -> Hierarchy:
     """The hierarchy over the old rows and `x_new`, with the concepts of `new_labels` (ids
     0..m-1 among the new rows, -1 none) added as finest concepts k0..k0+m-1, each its own
     concept in every coarser layer (ids after the existing ones). No existing id changes.
 
     The new rows, and the old rows now nearer to a new centre than to their own, are assigned
     by the rule `transform` uses (nearest finest centre, -1 below its fence), so `transform`
-    gives every fitted image its label.
+    gives every fitted image its label. With `keep` (zero-shot concepts) the new rows keep
+    the concepts of `new_labels` instead, and each new concept's fence is widened to take in
+    all its members (as for a user's clusterer: `transform` gives a member its concept when
+    that concept's centre is its nearest).
     """
     from concept.clustering.core import assign
     from concept.clustering.hierarchy import confidence, spread
@@ -323,6 +331,12 @@ def add_concepts(h: Hierarchy, x_old: np.ndarray, x_new: np.ndarray, new_labels:
         centres, _ = mean_directions(x_new, new_labels, m)
         own = np.einsum("nd,nd->n", x_new, centres[np.maximum(new_labels, 0)]).astype(np.float32)
         medians, sds = spread(new_labels, own, m)
+        if keep:
+            lowest = np.full(m, np.inf, np.float32)
+            ok = new_labels >= 0
+            np.minimum.at(lowest, new_labels[ok], own[ok])
+            need = np.where(np.isfinite(lowest), (medians - lowest) / h.threshold, 0.0)
+            sds = np.maximum(sds, need * 1.001 + 1e-6).astype(np.float32)
         parents, size = [], k0
         for parent in h.parents:
             top = int(parent.max(initial=-1)) + 1
@@ -332,6 +346,12 @@ def add_concepts(h: Hierarchy, x_old: np.ndarray, x_new: np.ndarray, new_labels:
                                 sds=np.concatenate([h.sds, sds]).astype(np.float32), parents=parents)
     fine_new, conf_new = assign(x_new, h, 0)
     idx_new, _ = top_matches(x_new, h.centres)
+    if keep and m:
+        ok = new_labels >= 0
+        fine_new = np.where(ok, k0 + new_labels, fine_new)
+        own_conf = confidence(own, h.medians[k0 + np.maximum(new_labels, 0)], h.sds[k0 + np.maximum(new_labels, 0)],
+                              h.threshold)
+        conf_new = np.where(ok, np.maximum(own_conf, 1e-6), conf_new)
     fine, nearest, probs = h.fine.copy(), h.nearest.copy(), h.probabilities.copy()
     if m and len(x_old):
         idx, sims = top_matches(x_old, h.centres[k0:])

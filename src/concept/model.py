@@ -68,7 +68,7 @@ MAP_SAMPLE = 5_000
 #: Hyper-parameters saved with a model and restored by `load`.
 _SETTINGS = ("min_concept_size", "diversity", "ctfidf", "cluster_space", "sample_size", "outlier_threshold",
              "n_exemplars", "n_words", "vocabulary_size", "batch_size", "random_state", "verbose",
-             "n_concepts")
+             "n_concepts", "zeroshot_concepts", "zeroshot_threshold")
 
 
 def _pack(exemplars: dict[int, list[int]], k: int) -> tuple[np.ndarray, np.ndarray]:
@@ -89,6 +89,12 @@ def _frequency_table(labels: np.ndarray) -> pd.DataFrame:
     df = pd.DataFrame({"Concept": ids, "Frequency": counts})
     inliers = df[df.Concept >= 0].sort_values(["Frequency", "Concept"], ascending=[False, True])
     return pd.concat([inliers, df[df.Concept < 0]], ignore_index=True)
+
+
+def _zeroshot_ids(h: Hierarchy, labels: np.ndarray) -> list[int]:
+    """The finest concept id that each label 0..m-1 became (from_labels numbers by size)."""
+    return [int(np.bincount(h.fine[labels == j][h.fine[labels == j] >= 0]).argmax()) for j in
+            range(int(labels.max()) + 1)]
 
 
 def _topics_json(topics: dict[int, list[tuple[str, float]]]) -> dict[str, list]:
@@ -138,6 +144,13 @@ class ConceptModel:
         they are saved there as they are computed (a killed run resumes). None: no store.
     n_concepts: after the fit, merge the concepts of `labels_` down to exactly this many
         (`reduce_concepts`); None keeps the concepts found.
+    zeroshot_concepts: names of concepts you expect ("cat", "car"): images that match one
+        (text embedded by the embedding model) form a concept named by it, the others are
+        clustered as usual. Matching is calibrated on the collection (see
+        `concept.editing.calibrated_matches`), because image-text similarities are far below
+        image-image ones and differ from model to model.
+    zeroshot_threshold: how far above the images that prefer other names an image's
+        similarity to a name must be to match it, in robust SDs (higher: fewer, surer matches).
     """
 
     def __init__(
@@ -160,6 +173,8 @@ class ConceptModel:
         verbose: bool = True,
         store: str | os.PathLike | None = None,
         n_concepts: int | None = None,
+        zeroshot_concepts: Sequence[str] | None = None,
+        zeroshot_threshold: float = 2.0,
     ) -> None:
         self.min_concept_size = min_concept_size
         self.diversity = diversity
@@ -179,6 +194,8 @@ class ConceptModel:
         self.verbose = verbose
         self.store = store
         self.n_concepts = n_concepts
+        self.zeroshot_concepts = zeroshot_concepts
+        self.zeroshot_threshold = zeroshot_threshold
 
     # ------------------------------------------------------------------ validation
     def _validate_params(self) -> None:
@@ -198,6 +215,12 @@ class ConceptModel:
             check_integer(name, getattr(self, name), minimum=1)
         check_random_state(self.random_state)
         check_integer("n_concepts", self.n_concepts, minimum=1, allow_none=True)
+        if self.zeroshot_concepts is not None:
+            names = self.zeroshot_concepts
+            need(not isinstance(names, (str, bytes)) and isinstance(names, Sequence)
+                 and all(isinstance(t, str) and t.strip() for t in names) and len(set(names)) == len(names),
+                 "zeroshot_concepts must be a list of distinct, non-empty names, e.g. ['cat', 'car']")
+        check_number("zeroshot_threshold", self.zeroshot_threshold, 0.0, 100.0)
         need(self.umap_model is None or hasattr(self.umap_model, "fit_transform"),
              "umap_model must have a fit_transform method (e.g. umap.UMAP or sklearn PCA)")
         need(self.hdbscan_model is None or hasattr(self.hdbscan_model, "fit"),
@@ -316,7 +339,10 @@ class ConceptModel:
         min_size = self._effective_min_size(n)
         space = x if feats is None else feats
         with one_blas_thread():
-            self.hierarchy_ = self._cluster(space, min_size)
+            if self.zeroshot_concepts:
+                self.hierarchy_, zeroshot_names = self._zeroshot_cluster(x, space, min_size)
+            else:
+                self.hierarchy_, zeroshot_names = self._cluster(space, min_size), {}
         self.embeddings_ = x
         self.features_ = feats
         self.image_indices_ = kept
@@ -331,7 +357,9 @@ class ConceptModel:
         self.collages_ = self._make_collages(images, kept) if images is not None else {}
         self.map_2d_ = None
         self._docs = None if docs is None else list(docs)
-        self.concept_labels_, self.concept_mapping_ = {}, []
+        self.concept_mapping_ = []
+        to_layer = layer_labels(np.arange(len(self.hierarchy_.centres)), self.hierarchy_.parents[:self.layer_])
+        self.concept_labels_ = {int(to_layer[self.layer_][f]): name for f, name in zeroshot_names.items()}
         if self.n_concepts is not None and self.n_concepts_ > 0 and self.n_concepts != self.n_concepts_:
             self._images_for_collages = ({i: images[kept[i]] for i in range(len(kept))}
                                          if images is not None else None)
@@ -346,6 +374,44 @@ class ConceptModel:
                     "labels_ is layer %d.", self.n_concepts_, n, int((self.labels_ < 0).sum()),
                     len(self.layers_), ", ".join(str(k) for k in self.layer_sizes_), self.layer_)
         return self
+
+    def _zeroshot_cluster(self, x: np.ndarray, space: np.ndarray, min_size: int
+                          ) -> tuple[Hierarchy, dict[int, str]]:
+        """Zero-shot concepts: images matching a name (`calibrated_matches` in the shared space)
+        form its concept, the others are clustered; the hierarchy and {finest id: name}. Names
+        that fewer than 3 images match are left out (logged)."""
+        from concept.editing import add_concepts, calibrated_matches
+
+        names = [t.strip() for t in self.zeroshot_concepts]
+        texts = l2_normalize(np.asarray(self._require_embedder("Zero-shot concepts").embed_texts(names), np.float32))
+        if texts.shape[1] != x.shape[1]:
+            raise EmbeddingError(f"The zero-shot names were embedded in {texts.shape[1]} dimensions, the images in "
+                                 f"{x.shape[1]}: pass the embedding_model that made the image embeddings.")
+        match, _ = calibrated_matches(x, texts, float(self.zeroshot_threshold))
+        counts = np.bincount(match[match >= 0], minlength=len(names))
+        kept = np.flatnonzero(counts >= 3)
+        dropped = [names[j] for j in np.flatnonzero(counts < 3)]
+        if dropped:
+            logger.info("Zero-shot names matched by fewer than 3 images, left out: %s", ", ".join(dropped))
+        remap = np.full(len(names), -1, np.int64)
+        remap[kept] = np.arange(len(kept))
+        labels = np.where(match >= 0, remap[np.maximum(match, 0)], -1)
+        rest = np.flatnonzero(labels < 0)
+        matched = np.flatnonzero(labels >= 0)
+        logger.info("Zero-shot: %d of %d images match %d names.", len(matched), len(x), len(kept))
+        if len(matched) == 0:
+            return self._cluster(space, min_size), {}
+        if len(rest) < max(MIN_DISTINCT, min_size):  # too few left to cluster: they are outliers
+            h = from_labels(space, labels, None, float(self.outlier_threshold))
+            return h, {int(f): names[kept[j]] for j, f in enumerate(_zeroshot_ids(h, labels))}
+        h_rest = self._cluster(space[rest], self._effective_min_size(len(rest)))
+        h = add_concepts(h_rest, space[rest], space[matched], labels[matched], keep=True)
+        order = np.concatenate([rest, matched])
+        fine, nearest, probs = (np.empty_like(a) for a in (h.fine, h.nearest, h.probabilities))
+        fine[order], nearest[order], probs[order] = h.fine, h.nearest, h.probabilities
+        k0 = len(h_rest.centres)
+        h = dataclasses.replace(h, fine=fine, nearest=nearest, probabilities=probs)
+        return h, {k0 + j: names[t] for j, t in enumerate(kept)}
 
     def _effective_min_size(self, n: int) -> int:
         """`min_concept_size`, lowered for small collections (to about the square root of the
