@@ -310,3 +310,17 @@ def test_zero_shot_concepts_on_precomputed_embeddings():
     assert "cat" in named and (model.labels_[240:] == named["cat"]).mean() > 0.9
     assert normalized_mutual_info_score(groups, model.labels_[:240]) > 0.9
     assert_consistent(model, data)
+
+
+def test_visualize_hierarchy_draws_every_concept_with_its_collage(clipart_paths, offline_embedder, tmp_path):
+    model = ConceptModel(min_concept_size=3, embedding_model=offline_embedder, random_state=0, verbose=False)
+    model.fit(clipart_paths, docs=["animal", "food", "car", "bus", "plane", "fruit"])
+    fig = model.visualize_hierarchy(first_layer=0)
+    ax = fig.axes[0]
+    n_nodes = sum(model.layer_sizes_)
+    assert len(ax.texts) == n_nodes and len(ax.images) == n_nodes
+    fig.savefig(tmp_path / "tree.png")
+    nested_model, *_ = nested()
+    with pytest.raises(ConceptError, match="max_leaves"):
+        nested_model.visualize_hierarchy(first_layer=0, max_leaves=10)
+    assert len(nested_model.visualize_hierarchy().axes[0].texts) == 5  # labels_'s layer, no images

@@ -1096,6 +1096,40 @@ class ConceptModel:
                     added, int((self.labels_[-len(x):] < 0).sum()))
         return self
 
+    def visualize_hierarchy(self, first_layer: int | None = None, max_leaves: int = 40):
+        """A matplotlib Figure of the concept tree: a row per layer from `first_layer` (default:
+        the layer of `labels_`, or a coarser one with at most `max_leaves` concepts) to the
+        coarsest, each concept with a small collage of its exemplars (when the images are files,
+        or for `labels_`'s concepts) and its words (custom labels first)."""
+        from concept.collage import make_collage
+        from concept.visualize import hierarchy_figure
+
+        self._check_fitted()
+        sizes_per_layer = self.layer_sizes_
+        if first_layer is None:
+            first_layer = next((i for i in range(self.layer_, len(self.layers_))
+                                if sizes_per_layer[i] <= max_leaves), len(self.layers_) - 1)
+        first_layer = self._check_layer(first_layer)
+        if sizes_per_layer[first_layer] > max_leaves:
+            raise ConceptError(f"Layer {first_layer} has {sizes_per_layer[first_layer]} concepts, more than "
+                               f"max_leaves={max_leaves}: start at a coarser layer or raise max_leaves.")
+        names = getattr(self, "concept_labels_", {})
+        sizes, words, collages = [], [], []
+        for i, labels in enumerate(self.layers_):
+            sizes.append(np.bincount(labels[labels >= 0], minlength=sizes_per_layer[i]).tolist())
+            words.append({c: ((names[c] + ": ") if i == self.layer_ and c in names else "")
+                          + ", ".join(w for w, _ in ws[:4]) for c, ws in self.layer_topics_[i].items()})
+            if i < first_layer:
+                collages.append({})
+            elif i == self.layer_ and self.collages_:
+                collages.append(self.collages_)
+            elif self.image_sources_ is not None:
+                collages.append({c: make_collage([self.image_sources_[r] for r in rows[:4]], tile=64)
+                                 for c, rows in self.layer_exemplars_[i].items() if rows})
+            else:
+                collages.append({})
+        return hierarchy_figure(self.hierarchy_.parents, sizes, words, collages, first=first_layer)
+
     def get_hierarchy(self) -> pd.DataFrame:
         """The concept tree as a table: one row per concept of each layer but the coarsest,
         with its parent in the layer above (Layer, Concept, Parent layer, Parent, Size, Words)."""
