@@ -10,14 +10,14 @@ from test_cli import assert_one_line_error, docs_file, image_dir, run  # noqa: F
 from concept.model import ConceptModel
 
 
-def fit(capsys, image_dir, docs_file, tiny_clip, out, *extra):
+def fit(capsys, image_dir, docs_file, tiny_clip, out, *extra):  # noqa: F811 (fixtures)
     code, stdout, err = run(capsys, "fit", image_dir, "--docs", docs_file, "--out", out, "--embedding-model",
                             tiny_clip, "--min-concept-size", "5", "--quiet", *extra)
     assert code == 0, err
     return stdout
 
 
-def test_fit_n_concepts_then_edit_and_evaluate(image_dir, docs_file, tiny_clip, tmp_path, capsys):
+def test_fit_n_concepts_then_edit_and_evaluate(image_dir, docs_file, tiny_clip, tmp_path, capsys):  # noqa: F811 (fixtures)
     out = tmp_path / "m"
     fit(capsys, image_dir, docs_file, tiny_clip, out, "--n-concepts", "2")
     model = ConceptModel.load(out, embedding_model=str(tiny_clip))
@@ -44,7 +44,7 @@ def test_fit_n_concepts_then_edit_and_evaluate(image_dir, docs_file, tiny_clip, 
     assert code == 2 and "missing.tsv" in err
 
 
-def test_update_adds_only_the_new_images_and_keeps_ids(image_dir, docs_file, tiny_clip, tmp_path, capsys):
+def test_update_adds_only_the_new_images_and_keeps_ids(image_dir, docs_file, tiny_clip, tmp_path, capsys):  # noqa: F811 (fixtures)
     start = tmp_path / "images"
     shutil.copytree(image_dir, start, ignore=shutil.ignore_patterns("blue", "bad.png"))
     out = tmp_path / "m"

@@ -86,7 +86,7 @@ def _check_settings(settings: dict[str, Any]) -> None:
     names = settings.get("zeroshot_concepts")
     if names is not None and (not isinstance(names, list) or not all(isinstance(t, str) for t in names)):
         raise _Bad(f"settings['zeroshot_concepts'] must be null or a list of names, not {_short(names)}")
-    z = settings.get("zeroshot_threshold", 2.0)
+    z = settings.get("zeroshot_threshold", 3.0)
     if type(z) not in (int, float) or not math.isfinite(z) or not 0 <= z <= 100:
         raise _Bad(f"settings['zeroshot_threshold'] must be a number in [0, 100], not {_short(z)}")
     for key in ("embedding_model", "embedding_name"):

@@ -27,8 +27,16 @@ from concept.clustering.hierarchy import build_layers, weighted_ward
 from concept.clustering.kernels import label_sums, top_matches
 
 __all__ = [
-    "merge_mapping", "delete_mapping", "reduce_mapping", "relayer", "concept_means",
-    "outlier_labels", "calibrated_matches", "evaluate",
+    "add_concepts",
+    "calibrated_matches",
+    "concept_means",
+    "delete_mapping",
+    "edit_base",
+    "evaluate",
+    "merge_mapping",
+    "outlier_labels",
+    "reduce_mapping",
+    "relayer",
 ]
 
 
@@ -154,13 +162,13 @@ def relayer(h: Hierarchy, base: int, mapping: np.ndarray, x: np.ndarray) -> Hier
     if k > 0:
         sums, sizes = label_sums(x, edited, k)
         coarse = build_layers(sums / np.maximum(sizes, 1)[:, None], np.maximum(sizes, 1)).parents
-        labels, size = edited, k
+        labels = edited
         for parent in coarse:
             m = int(parent.max()) + 1
             up = np.where(labels >= 0, parent[np.maximum(labels, 0)], -1)
             perm = _by_size(up, m)
             parents.append(perm[parent])
-            labels, size = np.where(up >= 0, perm[np.maximum(up, 0)], -1), m
+            labels = np.where(up >= 0, perm[np.maximum(up, 0)], -1)
     return dataclasses.replace(h, parents=parents, default=base + 1)
 
 
@@ -214,7 +222,7 @@ def outlier_labels(x: np.ndarray, labels: np.ndarray, strategy: str = "embedding
 # -- zero-shot ----------------------------------------------------------------------------------
 #: A zero-shot match is an image whose centred similarity to a text is this many robust SDs
 #: above the images that prefer other texts (see `calibrated_matches`).
-ZEROSHOT_Z = 2.0
+ZEROSHOT_Z = 3.0
 
 
 def calibrated_matches(images: np.ndarray, texts: np.ndarray, z: float = ZEROSHOT_Z
@@ -262,7 +270,11 @@ def evaluate(model_or_labels, true_labels: Sequence | None = None, *, space: np.
     for a model and `seeds`, the seed stability: the mean ARI between the concepts and those of
     a refit with each seed on the same vectors.
     """
-    from sklearn.metrics import adjusted_rand_score, normalized_mutual_info_score, silhouette_score
+    from sklearn.metrics import (
+        adjusted_rand_score,
+        normalized_mutual_info_score,
+        silhouette_score,
+    )
 
     model = None if isinstance(model_or_labels, (np.ndarray, list, tuple)) else model_or_labels
     if model is not None:
@@ -273,7 +285,7 @@ def evaluate(model_or_labels, true_labels: Sequence | None = None, *, space: np.
     else:
         labels = np.asarray(model_or_labels, np.int64).reshape(-1)
     clustered = labels >= 0
-    out: dict[str, float] = {"n_images": int(len(labels)), "n_concepts": int(len(np.unique(labels[clustered]))),
+    out: dict[str, float] = {"n_images": len(labels), "n_concepts": len(np.unique(labels[clustered])),
                              "fraction_clustered": float(clustered.mean()) if len(labels) else 0.0}
     if true_labels is not None:
         truth = np.asarray(true_labels).reshape(-1)
@@ -337,7 +349,7 @@ def add_concepts(h: Hierarchy, x_old: np.ndarray, x_new: np.ndarray, new_labels:
             np.minimum.at(lowest, new_labels[ok], own[ok])
             need = np.where(np.isfinite(lowest), (medians - lowest) / h.threshold, 0.0)
             sds = np.maximum(sds, need * 1.001 + 1e-6).astype(np.float32)
-        parents, size = [], k0
+        parents = []
         for parent in h.parents:
             top = int(parent.max(initial=-1)) + 1
             parents.append(np.concatenate([parent, top + np.arange(m)]))

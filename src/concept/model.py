@@ -174,7 +174,7 @@ class ConceptModel:
         store: str | os.PathLike | None = None,
         n_concepts: int | None = None,
         zeroshot_concepts: Sequence[str] | None = None,
-        zeroshot_threshold: float = 2.0,
+        zeroshot_threshold: float = 3.0,
     ) -> None:
         self.min_concept_size = min_concept_size
         self.diversity = diversity
