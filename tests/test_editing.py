@@ -324,3 +324,27 @@ def test_visualize_hierarchy_draws_every_concept_with_its_collage(clipart_paths,
     with pytest.raises(ConceptError, match="max_leaves"):
         nested_model.visualize_hierarchy(first_layer=0, max_leaves=10)
     assert len(nested_model.visualize_hierarchy().axes[0].texts) == 5  # labels_'s layer, no images
+
+
+def test_reduce_and_merge_real_images_remake_collages_and_survive_save(clipart_paths, offline_embedder, tmp_path):
+    """OpenClipart (3 folders): reduce to the number of folders, merge, delete; collages from the files."""
+    folders = np.array([p.parent.name for p in clipart_paths])
+    model = ConceptModel(min_concept_size=3, embedding_model=offline_embedder, random_state=0, verbose=False)
+    model.fit(clipart_paths, docs=["animal", "food", "car", "bus", "plane", "fruit"])
+    model.reduce_concepts(3)
+    assert model.n_concepts_ == 3 and set(model.collages_) == {0, 1, 2}
+    scores = evaluate(model, folders)
+    assert 0 <= scores["nmi"] <= 1 and scores["n_concepts"] == 3
+    old_collage = model.collages_[2]
+    model.merge_concepts([[0, 1]])
+    assert model.n_concepts_ == 2 and set(model.collages_) == {0, 1}
+    for c, rows in model.exemplars_.items():
+        assert (model.labels_[rows] == c).all()
+    assert model.collages_[1].tobytes() == old_collage.tobytes()  # unchanged concept, same exemplars
+    x = model.embeddings_
+    np.testing.assert_array_equal(model.transform(clipart_paths), model.labels_)
+    model.save(tmp_path / "m")
+    loaded = ConceptModel.load(tmp_path / "m", embedding_model=offline_embedder)
+    np.testing.assert_array_equal(loaded.transform(clipart_paths), model.labels_)
+    np.testing.assert_array_equal(loaded.transform(image_embeddings=x), model.transform(image_embeddings=x))
+    assert set(loaded.collages_) == {0, 1} and loaded.topics_ == model.topics_
