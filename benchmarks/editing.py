@@ -73,7 +73,7 @@ def zeroshot_model_row(d: dict, embedder, label: str) -> dict:
     model = ConceptModel(embedding_model=embedder, random_state=0, verbose=False, zeroshot_concepts=NAMES)
     with Timer() as t:
         model.fit(image_embeddings=d["shared"], image_features=d["features"], docs=NAMES)
-    named = {c: NAMES.index(n) for c, n in model.concept_labels_.items()}
+    named = {c: NAMES.index(n) for c, n in model.custom_labels_.items()}
     hit = np.isin(model.labels_, list(named))
     pred = np.array([named.get(int(c), -1) for c in model.labels_])
     return {"model": label, "method": f"ConceptModel(zeroshot_concepts), default z = {model.zeroshot_threshold:g}",

@@ -34,7 +34,7 @@ def test_fit_n_concepts_then_edit_and_evaluate(image_dir, docs_file, tiny_clip, 
     assert code == 0, err
     assert "merge: 1->0" in stdout and "everything" in stdout
     edited = ConceptModel.load(out, embedding_model=str(tiny_clip))
-    assert edited.n_concepts_ == 1 and edited.concept_labels_ == {0: "everything"}
+    assert edited.n_concepts_ == 1 and edited.custom_labels_ == {0: "everything"}
 
     code, _, err = run(capsys, "edit", out, "--merge", "0,7", "--embedding-model", tiny_clip)
     assert_one_line_error(code, err, "not a concept id")

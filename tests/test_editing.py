@@ -50,7 +50,7 @@ def assert_same_after_load(model: ConceptModel, x: np.ndarray, tmp_path) -> Conc
     np.testing.assert_array_equal(loaded.labels_, model.labels_)
     np.testing.assert_array_equal(loaded.probabilities_, model.probabilities_)
     assert loaded.layer_ == model.layer_ and loaded.layer_sizes_ == model.layer_sizes_
-    assert loaded.topics_ == model.topics_ and loaded.concept_labels_ == model.concept_labels_
+    assert loaded.topics_ == model.topics_ and loaded.custom_labels_ == model.custom_labels_
     assert loaded.concept_mapping_ == model.concept_mapping_
     return loaded
 
@@ -94,7 +94,7 @@ def test_merge_keeps_the_smallest_id_and_closes_up_the_others(tmp_path):
     assert model.n_concepts_ == 9
     lookup = np.array([mapping[c] for c in range(12)])
     np.testing.assert_array_equal(model.labels_, np.where(before >= 0, lookup[np.maximum(before, 0)], -1))
-    assert model.concept_labels_ == {1: "first", 2: "seventh"}  # names follow; a merge keeps the smallest id's
+    assert model.custom_labels_ == {1: "first", 2: "seventh"}  # names follow; a merge keeps the smallest id's
     assert model.topics_[1] != words_before  # described again from the merged members
     assert_consistent(model, x)
     loaded = assert_same_after_load(model, x, tmp_path)
@@ -147,21 +147,17 @@ def test_delete_to_outliers_or_to_the_nearest_concept(tmp_path):
         model.delete_concepts([0], to="elsewhere")
 
 
-def test_concept_labels_are_shown_and_checked(tmp_path):
+def test_custom_labels_are_shown_and_checked(tmp_path):
     model, x, _, _ = nested()
     model.set_concept_labels({0: "beach", 2: "  sea "})
-    assert model.concept_labels_ == {0: "beach", 2: "sea"}
+    assert model.custom_labels_ == {0: "beach", 2: "sea"}
     info = model.get_concept_info()
     assert list(info.columns) == ["Concept", "Frequency", "Name", "Words"]
     assert "Name" not in model.get_concept_info(layer=0).columns
     model.set_concept_labels({2: ""})
-    assert model.concept_labels_ == {0: "beach"}
+    assert model.custom_labels_ == {0: "beach"}
     model.set_concept_labels(["a", "b", "c", "d", "e"])
-    assert model.concept_labels_[4] == "e"
-    from concept.explorer.data import page_data
-
-    data = page_data(model, title="t", mode="report")
-    assert data["concepts"][4]["name"] == "e"
+    assert model.custom_labels_[4] == "e"
     for bad, message in [({9: "x"}, "not a concept id"), ({0: 3}, "must be a string"), (["a"], "one per concept")]:
         with pytest.raises(ConceptError, match=message):
             model.set_concept_labels(bad)
@@ -247,7 +243,7 @@ def test_partial_fit_keeps_ids_and_finds_a_held_back_concept(tmp_path):
     added = model.labels_[len(before):]
     assert model.n_concepts_ == k + 1 and (added[:held.sum()] == k).mean() > 0.95
     assert (added[held.sum():] == before[::10]).mean() > 0.95
-    assert model.concept_labels_ == names and model.concept_mapping_[-1]["operation"].startswith("partial_fit")
+    assert model.custom_labels_ == names and model.concept_mapping_[-1]["operation"].startswith("partial_fit")
     all_x = np.vstack([x[old], x[new_rows]])
     assert_consistent(model, all_x)
     loaded = assert_same_after_load(model, all_x, tmp_path)
@@ -280,15 +276,15 @@ def test_zero_shot_concepts_with_a_tiny_clip_are_named_and_survive_save(clipart_
     model = ConceptModel(min_concept_size=3, embedding_model=clip, random_state=0, verbose=False,
                          zeroshot_concepts=names, zeroshot_threshold=1.0)
     model.fit(clipart_paths, docs=["cat", "apple", "bus", "dog", "pear", "car"])
-    assert set(model.concept_labels_.values()) <= set(names) and model.concept_labels_
+    assert set(model.custom_labels_.values()) <= set(names) and model.custom_labels_
     x = model.embeddings_
-    for c in model.concept_labels_:
+    for c in model.custom_labels_:
         assert (model.labels_ == c).sum() >= 3
     info = model.get_concept_info()
-    assert set(info.Name) >= set(model.concept_labels_.values())
+    assert set(info.Name) >= set(model.custom_labels_.values())
     model.save(tmp_path / "m")
     loaded = ConceptModel.load(tmp_path / "m", embedding_model=clip)
-    assert loaded.concept_labels_ == model.concept_labels_ and loaded.zeroshot_concepts == names
+    assert loaded.custom_labels_ == model.custom_labels_ and loaded.zeroshot_concepts == names
     np.testing.assert_array_equal(loaded.transform(image_embeddings=x), model.transform(image_embeddings=x))
     with pytest.raises(ConceptError, match="zeroshot_concepts"):
         ConceptModel(zeroshot_concepts="cat").fit(image_embeddings=x)
@@ -306,7 +302,7 @@ def test_zero_shot_concepts_on_precomputed_embeddings():
     model = ConceptModel(min_concept_size=15, embedding_model=emb, random_state=0, verbose=False,
                          zeroshot_concepts=names, zeroshot_threshold=2.0)  # (at 3, a third of the cats)
     model.fit(image_embeddings=data, docs=WORDS)
-    named = {name: c for c, name in model.concept_labels_.items()}
+    named = {name: c for c, name in model.custom_labels_.items()}
     assert "cat" in named and (model.labels_[240:] == named["cat"]).mean() > 0.9
     assert normalized_mutual_info_score(groups, model.labels_[:240]) > 0.9
     assert_consistent(model, data)

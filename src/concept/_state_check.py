@@ -229,10 +229,10 @@ def _check_texts(texts: dict[str, Any], n: int, k: int) -> None:
     if sources is not None and (not isinstance(sources, list) or len(sources) != n
                                 or not all(isinstance(s, str) for s in sources)):
         raise _Bad(f"'image_sources' must be null or a list of {n} file names")
-    names = texts.get("concept_labels", {})
+    names = texts.get("custom_labels", {})
     if not isinstance(names, dict) or not all(
             isinstance(c, str) and c.isdigit() and int(c) < k and isinstance(v, str) for c, v in names.items()):
-        raise _Bad(f"'concept_labels' must map concept ids 0..{k - 1} to names")
+        raise _Bad(f"'custom_labels' must map concept ids 0..{k - 1} to names")
     mapping = texts.get("concept_mapping", [])
     if not isinstance(mapping, list) or not all(isinstance(m, dict) for m in mapping):
         raise _Bad("'concept_mapping' must be a list of edits")

@@ -359,7 +359,7 @@ class ConceptModel:
         self._docs = None if docs is None else list(docs)
         self.concept_mapping_ = []
         to_layer = layer_labels(np.arange(len(self.hierarchy_.centres)), self.hierarchy_.parents[:self.layer_])
-        self.concept_labels_ = {int(to_layer[self.layer_][f]): name for f, name in zeroshot_names.items()}
+        self.custom_labels_ = {int(to_layer[self.layer_][f]): name for f, name in zeroshot_names.items()}
         if self.n_concepts is not None and self.n_concepts_ > 0 and self.n_concepts != self.n_concepts_:
             self._images_for_collages = ({i: images[kept[i]] for i in range(len(kept))}
                                          if images is not None else None)
@@ -605,7 +605,7 @@ class ConceptModel:
         topics = self.layer_topics_[layer]
         df["Words"] = [", ".join(w for w, _ in topics.get(int(c), [])) if c >= 0 else "(outliers)"
                        for c in df.Concept]
-        names = getattr(self, "concept_labels_", {}) if layer == self.layer_ else {}
+        names = getattr(self, "custom_labels_", {}) if layer == self.layer_ else {}
         if names:  # custom labels (set_concept_labels), of the layer of labels_
             df.insert(2, "Name", [names.get(int(c), "") for c in df.Concept])
         return df
@@ -753,7 +753,7 @@ class ConceptModel:
         if missing:
             raise ConceptError(f"Unknown concepts {missing}; this model has concepts 0..{self.n_concepts_ - 1}.")
         sizes = dict(zip(*np.unique(self.labels_, return_counts=True)))
-        names = getattr(self, "concept_labels_", {})
+        names = getattr(self, "custom_labels_", {})
         return concepts_figure({c: self.collages_[c] for c in chosen},
                                {c: (f"{names[c]}: " if c in names else "") + ", ".join(self.topics[c][:6])
                                 for c in chosen},
@@ -775,13 +775,13 @@ class ConceptModel:
         self._describe_from(first_changed)
         as_dict = {} if mapping is None else {int(o): int(n) for o, n in enumerate(mapping)}
         names: dict[int, str] = {}
-        for old, name in sorted(getattr(self, "concept_labels_", {}).items()):
+        for old, name in sorted(getattr(self, "custom_labels_", {}).items()):
             new = as_dict.get(old, -1)
             if new >= 0 and new not in names:
                 names[new] = name
-        if mapping is None and getattr(self, "concept_labels_", {}):
+        if mapping is None and getattr(self, "custom_labels_", {}):
             logger.warning("The concepts were re-cut from a finer layer: their custom labels are dropped.")
-        self.concept_labels_ = names
+        self.custom_labels_ = names
         self._remake_collages(old_collages, old_labels)
         self.concept_mapping_ = [*getattr(self, "concept_mapping_", []),
                                  {"operation": operation, "mapping": {str(o): n for o, n in as_dict.items()}}]
@@ -931,7 +931,7 @@ class ConceptModel:
             items = list(enumerate(labels))
         else:
             raise ConceptError("set_concept_labels takes {concept id: name} or a list of names.")
-        names = dict(getattr(self, "concept_labels_", {}))
+        names = dict(getattr(self, "custom_labels_", {}))
         for c, name in items:
             if not isinstance(c, (int, np.integer)) or isinstance(c, bool) or not 0 <= int(c) < k:
                 raise ConceptError(f"{c!r} is not a concept id; labels_ has concepts 0..{k - 1}.")
@@ -941,7 +941,7 @@ class ConceptModel:
                 names[int(c)] = name.strip()
             else:
                 names.pop(int(c), None)
-        self.concept_labels_ = names
+        self.custom_labels_ = names
 
     def reduce_outliers(self, strategy: str = "embeddings", threshold: float = 0.0,
                         n_neighbors: int = 10) -> np.ndarray:
@@ -1113,7 +1113,7 @@ class ConceptModel:
         if sizes_per_layer[first_layer] > max_leaves:
             raise ConceptError(f"Layer {first_layer} has {sizes_per_layer[first_layer]} concepts, more than "
                                f"max_leaves={max_leaves}: start at a coarser layer or raise max_leaves.")
-        names = getattr(self, "concept_labels_", {})
+        names = getattr(self, "custom_labels_", {})
         sizes, words, collages = [], [], []
         for i, labels in enumerate(self.layers_):
             sizes.append(np.bincount(labels[labels >= 0], minlength=sizes_per_layer[i]).tolist())
@@ -1192,7 +1192,7 @@ class ConceptModel:
             "layer_topics": [_topics_json(t) for t in self.layer_topics_],
             "image_sources": self.image_sources_,
             "failures": [[f.index, f.source, f.reason] for f in self.failures_],
-            "concept_labels": {str(c): name for c, name in getattr(self, "concept_labels_", {}).items()},
+            "custom_labels": {str(c): name for c, name in getattr(self, "custom_labels_", {}).items()},
             "concept_mapping": getattr(self, "concept_mapping_", []),
         }
         if getattr(self, "_docs", "unknown") != "unknown":
@@ -1241,7 +1241,7 @@ class ConceptModel:
         model._point_at_default_layer()
         model.image_sources_ = state.texts.get("image_sources")
         model.failures_ = [LoadFailure(*f) for f in state.texts.get("failures", [])]
-        model.concept_labels_ = {int(c): n for c, n in state.texts.get("concept_labels", {}).items()}
+        model.custom_labels_ = {int(c): n for c, n in state.texts.get("custom_labels", {}).items()}
         model.concept_mapping_ = list(state.texts.get("concept_mapping", []))
         if "docs" in state.texts:
             model._docs = state.texts["docs"]

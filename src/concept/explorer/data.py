@@ -107,7 +107,6 @@ def page_data(model: Any, *, title: str, mode: str, sheets: list[str] | None = N
         },
         "names": [os.path.basename(os.fspath(s)) for s in sources] if sources else None,
         "concepts": [{"id": c, "size": int(sizes[c]), "words": list(topics.get(c, [])),
-                      "name": getattr(model, "concept_labels_", {}).get(c),
                       "color": colors[c], "collage": collages.get(c)} for c in range(n_concepts)],
         "outliers": {"size": int((labels < 0).sum()), "color": OUTLIER_COLOR},
         "thumbs": {"sheets": sheets, "tile": tile, "per_row": per_row} if sheets else None,

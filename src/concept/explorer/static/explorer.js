@@ -33,8 +33,7 @@
   const fmt = (n) => n.toLocaleString("en-US");
   const conceptColor = (c) => (c >= 0 ? DATA.concepts[c].color : DATA.outliers.color);
   const conceptName = (c) => (c >= 0 ? `Concept ${c}` : "Outliers");
-  const wordsOf = (c, n) => (c >= 0 ? (DATA.concepts[c].name ? DATA.concepts[c].name + ": " : "") +
-    DATA.concepts[c].words.slice(0, n).join(", ") : "not in any concept");
+  const wordsOf = (c, n) => (c >= 0 ? DATA.concepts[c].words.slice(0, n).join(", ") : "not in any concept");
 
   // ------------------------------------------------------------------ thumbnails
   // A tile shows a sprite sheet as its background; until the sheet has loaded it is marked
@@ -253,7 +252,7 @@
   const filter = $("filter");
   filter.append(el("option", { value: "all" }, `All concepts (${fmt(K)})`));
   for (const info of DATA.concepts) {
-    filter.append(el("option", { value: info.id }, `${info.id}: ${wordsOf(info.id, 3)} (${fmt(info.size)})`));
+    filter.append(el("option", { value: info.id }, `${info.id}: ${info.words.slice(0, 3).join(", ")} (${fmt(info.size)})`));
   }
   if (DATA.outliers.size) filter.append(el("option", { value: "-1" }, `Outliers (${fmt(DATA.outliers.size)})`));
   function applyFilter(value) {
