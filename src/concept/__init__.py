@@ -15,6 +15,7 @@ from concept._errors import (
 __version__ = "0.3.0.dev0"
 
 if TYPE_CHECKING:
+    from concept.editing import evaluate
     from concept.model import ConceptModel
 
 __all__ = [
@@ -25,6 +26,7 @@ __all__ = [
     "ModelFileError",
     "NotFittedError",
     "__version__",
+    "evaluate",
 ]
 
 
@@ -35,8 +37,12 @@ def __getattr__(name: str):
         from concept.model import ConceptModel
 
         return ConceptModel
+    if name == "evaluate":
+        from concept.editing import evaluate
+
+        return evaluate
     raise AttributeError(f"module 'concept' has no attribute {name!r}")
 
 
 def __dir__() -> list[str]:
-    return sorted(set(globals()) | {"ConceptModel"})
+    return sorted(set(globals()) | {"ConceptModel", "evaluate"})

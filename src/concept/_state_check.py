@@ -89,6 +89,14 @@ def _check_settings(settings: dict[str, Any]) -> None:
                     for key, v in alignment.get("validation", {}).items())):
         raise _Bad(f"settings['alignment'] must be null or {{'alpha': number, 'validation': {{name: number}}}}, "
                    f"not {_short(alignment)}")
+    if "n_concepts" in settings:
+        _integer(settings, "n_concepts", 1, optional=True)
+    names = settings.get("zeroshot_concepts")
+    if names is not None and (not isinstance(names, list) or not all(isinstance(t, str) for t in names)):
+        raise _Bad(f"settings['zeroshot_concepts'] must be null or a list of names, not {_short(names)}")
+    z = settings.get("zeroshot_threshold", 3.0)
+    if type(z) not in (int, float) or not math.isfinite(z) or not 0 <= z <= 100:
+        raise _Bad(f"settings['zeroshot_threshold'] must be a number in [0, 100], not {_short(z)}")
     for key in ("embedding_model", "embedding_name"):
         if not isinstance(settings.get(key), (str, type(None))):
             raise _Bad(f"settings[{key!r}] must be a string or null, not {_short(settings.get(key))}")
@@ -194,7 +202,7 @@ def _check_layers(settings: dict[str, Any], arrays: dict[str, np.ndarray], texts
     for i in range(n_layers - 1):
         parent = _array(arrays, f"parents_{i}", "i", (sizes[-1],))
         upper = int(parent.max()) + 1 if parent.size else 0
-        _in_range(parent, f"parents_{i}", 0, max(upper, 1))
+        _in_range(parent, f"parents_{i}", -1, max(upper, 1))  # -1: deleted to outliers
         labels = np.where(labels >= 0, parent[np.maximum(labels, 0)], -1)
         sizes.append(upper)
         if i + 1 == default and not np.array_equal(labels, arrays["labels"]):
@@ -239,6 +247,16 @@ def _check_texts(texts: dict[str, Any], n: int, k: int) -> None:
     if sources is not None and (not isinstance(sources, list) or len(sources) != n
                                 or not all(isinstance(s, str) for s in sources)):
         raise _Bad(f"'image_sources' must be null or a list of {n} file names")
+    names = texts.get("custom_labels", {})
+    if not isinstance(names, dict) or not all(
+            isinstance(c, str) and c.isdigit() and int(c) < k and isinstance(v, str) for c, v in names.items()):
+        raise _Bad(f"'custom_labels' must map concept ids 0..{k - 1} to names")
+    mapping = texts.get("concept_mapping", [])
+    if not isinstance(mapping, list) or not all(isinstance(m, dict) for m in mapping):
+        raise _Bad("'concept_mapping' must be a list of edits")
+    docs = texts.get("docs")
+    if docs is not None and (not isinstance(docs, list) or not all(isinstance(w, str) for w in docs)):
+        raise _Bad("'docs' must be null or a list of words")
     failures = texts.get("failures", [])
     if not isinstance(failures, list) or not all(
             isinstance(f, list) and len(f) == 3 and type(f[0]) is int and 0 <= f[0] <= _MAX_INT

@@ -38,6 +38,9 @@ examples:
   concept assign photos.model new/*.jpg --probabilities
   concept visualize photos.model --out concepts.png
   concept explore photos.model --out report.html
+  concept edit photos.model --merge 1,4 --label 0=beach
+  concept evaluate photos.model --truth folder
+  concept update photos.model photos/
   concept serve photos.model --port 8000
   concept export photos.model --out photos-by-concept/
 """
@@ -184,7 +187,7 @@ def cmd_fit(args: argparse.Namespace) -> None:
         return ray_fit(args, paths, docs)
     model = ConceptModel(min_concept_size=args.min_concept_size, embedding_model=args.embedding_model,
                          ctfidf=args.ctfidf, n_words=args.n_words, random_state=args.seed,
-                         store=args.store, verbose=not args.quiet)
+                         store=args.store, verbose=not args.quiet, n_concepts=args.n_concepts)
     start = time.perf_counter()
     model.fit(paths, docs=docs, captions=captions)
     seconds = time.perf_counter() - start
@@ -350,6 +353,108 @@ def cmd_export(args: argparse.Namespace) -> None:
           + (f"; {counts['missing']:,} files missing" if counts["missing"] else ""))
 
 
+def _ids(text: str) -> list[int]:
+    """'1,4,7' -> [1, 4, 7] (argparse type of --merge and --delete)."""
+    try:
+        ids = [int(part) for part in text.split(",") if part.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a comma-separated list of concept ids") from None
+    if not ids:
+        raise argparse.ArgumentTypeError("give at least one concept id")
+    return ids
+
+
+def _name(text: str) -> tuple[int, str]:
+    """'3=beach' -> (3, 'beach') (argparse type of --label)."""
+    key, sep, name = text.partition("=")
+    if not sep or not key.strip().isdigit():
+        raise argparse.ArgumentTypeError(f"{text!r} must be ID=NAME, e.g. 3=beach")
+    return int(key), name
+
+
+def cmd_edit(args: argparse.Namespace) -> None:
+    """Shape the concepts of a saved model (editing.py), in a fixed order, then save it."""
+    if not (args.merge or args.delete or args.reduce or args.reduce_outliers or args.label):
+        raise CLIError("nothing to do: give --merge, --delete, --reduce, --reduce-outliers or --label")
+    model = _load(args)
+    steps = []
+    for group in args.merge or []:
+        steps.append(("merge", model.merge_concepts([group])))
+    if args.delete:
+        steps.append(("delete", model.delete_concepts(sorted({c for g in args.delete for c in g}),
+                                                      to=args.delete_to)))
+    if args.reduce:
+        steps.append(("reduce", model.reduce_concepts(args.reduce)))
+    if args.reduce_outliers:
+        before = int((model.labels_ < 0).sum())
+        joined = model.update_concepts(model.reduce_outliers(args.reduce_outliers, threshold=args.threshold))
+        print(f"{joined:,} of {before:,} outliers joined a concept")
+    if args.label:
+        model.set_concept_labels(dict(args.label))
+    for what, mapping in steps:
+        moved = {o: n for o, n in mapping.items() if o != n}
+        print(f"{what}: " + (", ".join(f"{o}->{n}" for o, n in moved.items()) if moved else "no id changed"))
+    out = args.out or args.model_dir
+    model.save(out)
+    print(f"Model saved to {out}")
+    print()
+    print(_info_table(model))
+
+
+def _truth(model: ConceptModel, spec: str) -> list[str]:
+    """True labels of the fitted images: their folder names ('folder') or a TSV file of
+    path <tab> label."""
+    sources = model.image_sources_
+    if sources is None:
+        raise CLIError("the model does not know its images' files, so it has no labels to compare with")
+    if spec == "folder":
+        return [Path(s).parent.name for s in sources]
+    table: dict[str, str] = {}
+    for number, line in enumerate(Path(spec).read_text(encoding="utf-8").splitlines(), 1):
+        if line.strip():
+            path, sep, label = line.rstrip("\n").partition("\t")
+            if not sep:
+                raise CLIError(f"{spec}, line {number}: expected path<TAB>label")
+            table[os.path.normpath(path)] = label
+    missing = [s for s in sources if os.path.normpath(s) not in table]
+    if missing:
+        raise CLIError(f"{spec} has no label for {len(missing):,} of the model's images, e.g. {missing[0]}")
+    return [table[os.path.normpath(s)] for s in sources]
+
+
+def cmd_evaluate(args: argparse.Namespace) -> None:
+    from concept.editing import evaluate
+
+    model = _load(args)
+    truth = _truth(model, args.truth) if args.truth else None
+    scores = evaluate(model, truth, seeds=args.seeds or ())
+    for key, value in scores.items():
+        print(f"{key}\t{value:.4f}" if isinstance(value, float) else f"{key}\t{value}")
+
+
+def cmd_update(args: argparse.Namespace) -> None:
+    """Add a folder's new images to a saved model without refitting (partial_fit), then save."""
+    from concept.images import list_image_files
+
+    paths = list_image_files(args.images_dir)
+    if not paths:
+        raise _no_images(args.images_dir)
+    model = _load(args)
+    if args.store:
+        model.store = args.store
+    n_before, k_before = len(model.labels_), model.n_concepts_
+    model.partial_fit(paths)
+    added = model.labels_[n_before:]
+    out = args.out or args.model_dir
+    model.save(out)
+    print(f"{len(added):,} new images: {int(((added >= 0) & (added < k_before)).sum()):,} in existing concepts, "
+          f"{model.n_concepts_ - k_before} new concepts ({int((added >= k_before).sum()):,} images), "
+          f"{int((added < 0).sum()):,} outliers")
+    print(f"Model saved to {out}")
+    print()
+    print(_info_table(model))
+
+
 def build_parser() -> argparse.ArgumentParser:
     fmt = argparse.RawDescriptionHelpFormatter
     parser = argparse.ArgumentParser(
@@ -392,6 +497,8 @@ def build_parser() -> argparse.ArgumentParser:
                         "(UMAP then uses every core)")
     p.add_argument("--figure", metavar="PNG", help="also write a figure of the largest concepts")
     p.add_argument("--store", metavar="DIR", help="embedding store to reuse and fill (see `concept embed`)")
+
+    p.add_argument("--n-concepts", type=int, metavar="N", help="merge the concepts found down to exactly N")
 
     p = add("embed", "Embed a folder of images into an on-disk store; rerun to resume or update.",
             "concept embed photos/ --store photos.store && concept fit photos/ --store photos.store --out m",
@@ -479,7 +586,40 @@ def build_parser() -> argparse.ArgumentParser:
                    help="largest image upload accepted (default: %(default)s)")
     p.add_argument("--title", metavar="TEXT", help="page title (default: from the model folder's name)")
 
-    for name in ("search", "assign", "serve"):
+    p = add("edit", "Shape a model's concepts: merge, delete, reduce to N, give outliers a concept, name "
+            "them; applied in that order (ids as after the step before), then saved.",
+            "concept edit photos.model --merge 1,4 --reduce 10 --label 0=beach", cmd_edit)
+    p.add_argument("model_dir", metavar="MODEL_DIR", help="folder written by `concept fit`")
+    p.add_argument("--merge", type=_ids, action="append", metavar="IDS",
+                   help="merge these concepts into one (e.g. 1,4; repeat for more groups)")
+    p.add_argument("--delete", type=_ids, action="append", metavar="IDS", help="delete these concepts")
+    p.add_argument("--delete-to", choices=("outliers", "nearest"), default="outliers",
+                   help="where the deleted concepts' images go (default: %(default)s)")
+    p.add_argument("--reduce", type=int, metavar="N", help="merge along the hierarchy down to exactly N concepts")
+    p.add_argument("--reduce-outliers", choices=("embeddings", "neighbours"), metavar="STRATEGY",
+                   help="give outliers a concept: 'embeddings' (nearest concept centre) or 'neighbours' (vote)")
+    p.add_argument("--threshold", type=float, default=0.0, metavar="T",
+                   help="least similarity (embeddings) or vote share (neighbours) for --reduce-outliers")
+    p.add_argument("--label", type=_name, action="append", metavar="ID=NAME", help="name a concept (repeatable)")
+    p.add_argument("--out", metavar="MODEL_DIR", help="save to this folder instead of MODEL_DIR")
+
+    p = add("evaluate", "Score the concepts: against true labels (NMI, ARI) and without (silhouette, "
+            "seed stability).", "concept evaluate photos.model --truth folder --seeds 1 2", cmd_evaluate)
+    p.add_argument("model_dir", metavar="MODEL_DIR", help="folder written by `concept fit`")
+    p.add_argument("--truth", metavar="folder|FILE",
+                   help="true labels: 'folder' (each image's folder name) or a file of path<TAB>label lines")
+    p.add_argument("--seeds", type=int, nargs="+", metavar="N",
+                   help="refit the clustering with these seeds and report the agreement (ARI)")
+
+    p = add("update", "Add the new images of a folder to a model without refitting: they join the existing "
+            "concepts, and enough images that fit none become new concepts (new ids); existing ids stay.",
+            "concept update photos.model photos/ --store photos.store", cmd_update)
+    p.add_argument("model_dir", metavar="MODEL_DIR", help="folder written by `concept fit`")
+    p.add_argument("images_dir", metavar="IMAGES_DIR", help="folder of images; files already in the model are skipped")
+    p.add_argument("--store", metavar="DIR", help="embedding store to reuse and fill (see `concept embed`)")
+    p.add_argument("--out", metavar="MODEL_DIR", help="save to this folder instead of MODEL_DIR")
+
+    for name in ("search", "assign", "serve", "edit", "evaluate", "update"):
         sub.choices[name].add_argument(
             "--embedding-model", metavar="SPEC",
             help="embedding model to use instead of the one saved with the model")

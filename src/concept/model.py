@@ -78,7 +78,8 @@ CAPTION_CONCENTRATION = 0.5
 
 #: Hyper-parameters saved with a model and restored by `load`.
 _SETTINGS = ("min_concept_size", "diversity", "ctfidf", "cluster_space", "sample_size", "outlier_threshold",
-             "n_exemplars", "n_words", "vocabulary_size", "batch_size", "random_state", "verbose")
+             "n_exemplars", "n_words", "vocabulary_size", "batch_size", "random_state", "verbose",
+             "n_concepts", "zeroshot_concepts", "zeroshot_threshold")
 
 
 def _pack(exemplars: dict[int, list[int]], k: int) -> tuple[np.ndarray, np.ndarray]:
@@ -99,6 +100,12 @@ def _frequency_table(labels: np.ndarray) -> pd.DataFrame:
     df = pd.DataFrame({"Concept": ids, "Frequency": counts})
     inliers = df[df.Concept >= 0].sort_values(["Frequency", "Concept"], ascending=[False, True])
     return pd.concat([inliers, df[df.Concept < 0]], ignore_index=True)
+
+
+def _zeroshot_ids(h: Hierarchy, labels: np.ndarray) -> list[int]:
+    """The finest concept id that each label 0..m-1 became (from_labels numbers by size)."""
+    return [int(np.bincount(h.fine[labels == j][h.fine[labels == j] >= 0]).argmax()) for j in
+            range(int(labels.max()) + 1)]
 
 
 def _topics_json(topics: dict[int, list[tuple[str, float]]]) -> dict[str, list]:
@@ -146,6 +153,15 @@ class ConceptModel:
     store: a folder of stored embeddings (`concept.store.EmbeddingStore`): when the images
         are file paths, only the files not embedded before by this backend are embedded, and
         they are saved there as they are computed (a killed run resumes). None: no store.
+    n_concepts: after the fit, merge the concepts of `labels_` down to exactly this many
+        (`reduce_concepts`); None keeps the concepts found.
+    zeroshot_concepts: names of concepts you expect ("cat", "car"): images that match one
+        (text embedded by the embedding model) form a concept named by it, the others are
+        clustered as usual. Matching is calibrated on the collection (see
+        `concept.editing.calibrated_matches`), because image-text similarities are far below
+        image-image ones and differ from model to model.
+    zeroshot_threshold: how far above the images that prefer other names an image's
+        similarity to a name must be to match it, in robust SDs (higher: fewer, surer matches).
     """
 
     def __init__(
@@ -167,6 +183,9 @@ class ConceptModel:
         random_state: int | None = None,
         verbose: bool = True,
         store: str | os.PathLike | None = None,
+        n_concepts: int | None = None,
+        zeroshot_concepts: Sequence[str] | None = None,
+        zeroshot_threshold: float = 3.0,
     ) -> None:
         self.min_concept_size = min_concept_size
         self.diversity = diversity
@@ -185,6 +204,9 @@ class ConceptModel:
         self.random_state = random_state
         self.verbose = verbose
         self.store = store
+        self.n_concepts = n_concepts
+        self.zeroshot_concepts = zeroshot_concepts
+        self.zeroshot_threshold = zeroshot_threshold
 
     # ------------------------------------------------------------------ validation
     def _validate_params(self) -> None:
@@ -203,6 +225,13 @@ class ConceptModel:
         for name in ("n_exemplars", "n_words", "vocabulary_size", "batch_size"):
             check_integer(name, getattr(self, name), minimum=1)
         check_random_state(self.random_state)
+        check_integer("n_concepts", self.n_concepts, minimum=1, allow_none=True)
+        if self.zeroshot_concepts is not None:
+            names = self.zeroshot_concepts
+            need(not isinstance(names, (str, bytes)) and isinstance(names, Sequence)
+                 and all(isinstance(t, str) and t.strip() for t in names) and len(set(names)) == len(names),
+                 "zeroshot_concepts must be a list of distinct, non-empty names, e.g. ['cat', 'car']")
+        check_number("zeroshot_threshold", self.zeroshot_threshold, 0.0, 100.0)
         need(self.umap_model is None or hasattr(self.umap_model, "fit_transform"),
              "umap_model must have a fit_transform method (e.g. umap.UMAP or sklearn PCA)")
         need(self.hdbscan_model is None or hasattr(self.hdbscan_model, "fit"),
@@ -331,7 +360,10 @@ class ConceptModel:
         min_size = self._effective_min_size(n)
         space = x if feats is None else feats
         with one_blas_thread():
-            self.hierarchy_ = self._cluster(space, min_size)
+            if self.zeroshot_concepts:
+                self.hierarchy_, zeroshot_names = self._zeroshot_cluster(x, space, min_size)
+            else:
+                self.hierarchy_, zeroshot_names = self._cluster(space, min_size), {}
         self.embeddings_ = x
         self.features_ = feats
         self.image_indices_ = kept
@@ -345,6 +377,17 @@ class ConceptModel:
         self.image_sources_ = self._sources(images, kept)
         self.collages_ = self._make_collages(images, kept) if images is not None else {}
         self.map_2d_ = None
+        self._docs = None if docs is None else list(docs)
+        self.concept_mapping_ = []
+        to_layer = layer_labels(np.arange(len(self.hierarchy_.centres)), self.hierarchy_.parents[:self.layer_])
+        self.custom_labels_ = {int(to_layer[self.layer_][f]): name for f, name in zeroshot_names.items()}
+        if self.n_concepts is not None and self.n_concepts_ > 0 and self.n_concepts != self.n_concepts_:
+            self._images_for_collages = ({i: images[kept[i]] for i in range(len(kept))}
+                                         if images is not None else None)
+            try:
+                self.reduce_concepts(int(self.n_concepts))
+            finally:
+                self._images_for_collages = None
         if self.n_concepts_ == 0:
             logger.warning("No concept found: every image is an outlier. Lower min_concept_size "
                            "(now %d) or add images.", min_size)
@@ -352,6 +395,44 @@ class ConceptModel:
                     "labels_ is layer %d.", self.n_concepts_, n, int((self.labels_ < 0).sum()),
                     len(self.layers_), ", ".join(str(k) for k in self.layer_sizes_), self.layer_)
         return self
+
+    def _zeroshot_cluster(self, x: np.ndarray, space: np.ndarray, min_size: int
+                          ) -> tuple[Hierarchy, dict[int, str]]:
+        """Zero-shot concepts: images matching a name (`calibrated_matches` in the shared space)
+        form its concept, the others are clustered; the hierarchy and {finest id: name}. Names
+        that fewer than 3 images match are left out (logged)."""
+        from concept.editing import add_concepts, calibrated_matches
+
+        names = [t.strip() for t in self.zeroshot_concepts]
+        texts = l2_normalize(np.asarray(self._require_embedder("Zero-shot concepts").embed_texts(names), np.float32))
+        if texts.shape[1] != x.shape[1]:
+            raise EmbeddingError(f"The zero-shot names were embedded in {texts.shape[1]} dimensions, the images in "
+                                 f"{x.shape[1]}: pass the embedding_model that made the image embeddings.")
+        match, _ = calibrated_matches(x, texts, float(self.zeroshot_threshold))
+        counts = np.bincount(match[match >= 0], minlength=len(names))
+        kept = np.flatnonzero(counts >= 3)
+        dropped = [names[j] for j in np.flatnonzero(counts < 3)]
+        if dropped:
+            logger.info("Zero-shot names matched by fewer than 3 images, left out: %s", ", ".join(dropped))
+        remap = np.full(len(names), -1, np.int64)
+        remap[kept] = np.arange(len(kept))
+        labels = np.where(match >= 0, remap[np.maximum(match, 0)], -1)
+        rest = np.flatnonzero(labels < 0)
+        matched = np.flatnonzero(labels >= 0)
+        logger.info("Zero-shot: %d of %d images match %d names.", len(matched), len(x), len(kept))
+        if len(matched) == 0:
+            return self._cluster(space, min_size), {}
+        if len(rest) < max(MIN_DISTINCT, min_size):  # too few left to cluster: they are outliers
+            h = from_labels(space, labels, None, float(self.outlier_threshold))
+            return h, {int(f): names[kept[j]] for j, f in enumerate(_zeroshot_ids(h, labels))}
+        h_rest = self._cluster(space[rest], self._effective_min_size(len(rest)))
+        h = add_concepts(h_rest, space[rest], space[matched], labels[matched], keep=True)
+        order = np.concatenate([rest, matched])
+        fine, nearest, probs = (np.empty_like(a) for a in (h.fine, h.nearest, h.probabilities))
+        fine[order], nearest[order], probs[order] = h.fine, h.nearest, h.probabilities
+        k0 = len(h_rest.centres)
+        h = dataclasses.replace(h, fine=fine, nearest=nearest, probabilities=probs)
+        return h, {k0 + j: names[t] for j, t in enumerate(kept)}
 
     def _effective_min_size(self, n: int) -> int:
         """`min_concept_size`, lowered for small collections (to half the square root of the
@@ -387,7 +468,8 @@ class ConceptModel:
         self.layers_ = h.layers
         self.layer_ = int(h.default)
         self.labels_ = self.layers_[self.layer_]
-        self.probabilities_ = h.probabilities
+        # 0 where a concept was deleted to outliers (editing.py); otherwise h.probabilities.
+        self.probabilities_ = np.where(self.labels_ >= 0, h.probabilities, 0.0)
         self.nearest_labels_ = layer_labels(h.nearest, h.parents[:self.layer_])[self.layer_]
 
     @property
@@ -643,6 +725,9 @@ class ConceptModel:
         topics = self.layer_topics_[layer]
         df["Words"] = [", ".join(w for w, _ in topics.get(int(c), [])) if c >= 0 else "(outliers)"
                        for c in df.Concept]
+        names = getattr(self, "custom_labels_", {}) if layer == self.layer_ else {}
+        if names:  # custom labels (set_concept_labels), of the layer of labels_
+            df.insert(2, "Name", [names.get(int(c), "") for c in df.Concept])
         return df
 
     # ------------------------------------------------------------------ using a fitted model
@@ -795,9 +880,396 @@ class ConceptModel:
         if missing:
             raise ConceptError(f"Unknown concepts {missing}; this model has concepts 0..{self.n_concepts_ - 1}.")
         sizes = dict(zip(*np.unique(self.labels_, return_counts=True)))
+        names = getattr(self, "custom_labels_", {})
         return concepts_figure({c: self.collages_[c] for c in chosen},
-                               {c: ", ".join(self.topics[c][:6]) for c in chosen},
+                               {c: (f"{names[c]}: " if c in names else "") + ", ".join(self.topics[c][:6])
+                                for c in chosen},
                                sizes={c: int(sizes.get(c, 0)) for c in chosen}, columns=columns)
+
+    # ------------------------------------------------------------------ shaping concepts (editing.py)
+    def _space(self) -> np.ndarray:
+        """The vectors the model clustered in (features, else the shared-space embeddings)."""
+        return self.features_ if self.features_ is not None else self.embeddings_
+
+    def _apply_hierarchy(self, h: Hierarchy, first_changed: int, operation: str,
+                         mapping: np.ndarray | None) -> dict[int, int]:
+        """Make `h` the model's hierarchy, describe its layers from `first_changed` up again,
+        carry the custom labels over by `mapping` (old id of `labels_` -> new id, -1: gone;
+        None: the concepts are new) and record the edit. Returns the mapping as a dict."""
+        old_collages, old_labels = self.collages_, self.labels_
+        self.hierarchy_, self._shared_hierarchy = h, None
+        self._set_layers()
+        self._describe_from(first_changed)
+        as_dict = {} if mapping is None else {int(o): int(n) for o, n in enumerate(mapping)}
+        names: dict[int, str] = {}
+        for old, name in sorted(getattr(self, "custom_labels_", {}).items()):
+            new = as_dict.get(old, -1)
+            if new >= 0 and new not in names:
+                names[new] = name
+        if mapping is None and getattr(self, "custom_labels_", {}):
+            logger.warning("The concepts were re-cut from a finer layer: their custom labels are dropped.")
+        self.custom_labels_ = names
+        self._remake_collages(old_collages, old_labels)
+        self.concept_mapping_ = [*getattr(self, "concept_mapping_", []),
+                                 {"operation": operation, "mapping": {str(o): n for o, n in as_dict.items()}}]
+        logger.info("%s: %d concepts in labels_ (layer %d of %d).", operation, self.n_concepts_,
+                    self.layer_, len(self.layers_))
+        return as_dict
+
+    def _describe_from(self, first: int) -> None:
+        """Concept embeddings, exemplars and words of layers `first`.. again (the lower layers
+        are unchanged); the default layer's are pointed at as after a fit."""
+        words = self._candidate_words(self._edit_words())
+        del self.layer_embeddings_[first:], self.layer_exemplars_[first:], self.layer_topics_[first:]
+        for labels, k in list(zip(self.layers_, self.layer_sizes_))[first:]:
+            described = describe_concepts(self.embeddings_, labels, n_exemplars=int(self.n_exemplars),
+                                          diversity=float(self.diversity))
+            embeddings = np.zeros((k, self.embeddings_.shape[1]), np.float32)
+            embeddings[described.ids] = described.embeddings
+            self.layer_embeddings_.append(embeddings)
+            self.layer_exemplars_.append({int(c): [int(i) for i in ex]
+                                          for c, ex in zip(described.ids, described.exemplars)})
+            self.layer_topics_.append(self._describe_in_words(words, labels, embeddings))
+        self._point_at_default_layer()
+
+    def _edit_words(self) -> list[str] | None:
+        """The candidate words of the fit (None: the bundled vocabulary); for a folder saved
+        before they were kept, the words its concepts already have."""
+        if getattr(self, "_docs", "unknown") != "unknown":
+            return self._docs
+        return sorted({w for topics in self.layer_topics_ for ws in topics.values() for w, _ in ws}) or None
+
+    def _remake_collages(self, old: dict, old_labels: np.ndarray) -> None:
+        """Collages of `labels_`'s concepts, made again from the images of their exemplars:
+        the images of the running call (`_images_for_collages`, {row: image}) or the fitted
+        files (`image_sources_`). A concept none of whose exemplars can be loaded keeps its
+        collage if it has the same members (or, after partial_fit, the same id) as before."""
+        given = getattr(self, "_images_for_collages", None) or {}
+        sources = self.image_sources_
+        collages, missing = {}, 0
+        for concept, rows in self.exemplars_.items():
+            tiles = []
+            for row in rows:
+                image = given.get(row, sources[row] if sources is not None else None)
+                if image is None:
+                    continue
+                try:
+                    tiles.append(load_image(image))
+                except ImageLoadError as exc:  # changed on disk since it was embedded
+                    logger.warning("Exemplar left out of the collage: %s", exc)
+            if tiles:
+                collages[concept] = make_collage(tiles)
+                continue
+            members = self.labels_[:len(old_labels)] == concept
+            before = np.unique(old_labels[members])
+            if len(before) == 1 and int(before[0]) in old and np.array_equal(old_labels == before[0], members):
+                collages[concept] = old[int(before[0])]  # the same members
+            elif len(old_labels) < len(self.labels_) and int(concept) in old:
+                collages[concept] = old[int(concept)]  # partial_fit: the same concept, grown
+            elif old:
+                missing += 1
+        if missing:
+            logger.warning("%d changed concepts have no collage: their images were not files, so they "
+                           "cannot be loaded again.", missing)
+        self.collages_ = collages
+
+    def reduce_concepts(self, n_concepts: int) -> dict[int, int]:
+        """Merge the concepts of `labels_` into exactly `n_concepts`, along the hierarchy
+        (size-weighted Ward, as the fit's coarser layers), and describe them again.
+
+        The new concepts are numbered by size (0 the largest): this is the one edit that
+        renumbers. Returns {old id: new id} (also recorded in `concept_mapping_`); custom labels
+        follow their concepts (a merged concept keeps the label of its smallest old id).
+        Asking for more concepts than `labels_` has re-cuts a finer layer (the earlier edits of
+        `labels_` are then undone and the mapping is empty).
+        """
+        from concept.editing import edit_base, reduce_mapping, relayer
+
+        self._check_fitted()
+        check_integer("n_concepts", n_concepts, minimum=1)
+        n, h, space = int(n_concepts), self.hierarchy_, self._space()
+        sizes = self.layer_sizes_
+        if n <= sizes[self.layer_]:
+            base, to_layer = edit_base(h)
+            red = reduce_mapping(space, self.labels_, sizes[self.layer_], n)
+            new_h = relayer(h, base, np.where(to_layer >= 0, red[np.maximum(to_layer, 0)], -1), space)
+            return self._apply_hierarchy(new_h, base + 1, f"reduce_concepts({n})", red)
+        finer = [i for i in range(self.layer_) if sizes[i] >= n]
+        if not finer:
+            raise ConceptError(f"Cannot make {n} concepts: the finest layer has {sizes[0]}. Concepts are only "
+                               "merged, never split; refit with a lower min_concept_size for more.")
+        base = max(finer)
+        red = reduce_mapping(space, self.layers_[base], sizes[base], n)
+        self._apply_hierarchy(relayer(h, base, red, space), base + 1, f"reduce_concepts({n})", None)
+        return {}
+
+    def merge_concepts(self, groups: Sequence[Sequence[int]]) -> dict[int, int]:
+        """Merge each group of concept ids of `labels_` into one concept, e.g.
+        `merge_concepts([[1, 4], [2, 3, 7]])`.
+
+        A group takes its smallest id; the ids left free are closed up, the order of the
+        concepts kept (here 5 -> 4, 6 -> 5, 8 -> 6). Returns {old id: new id}, also recorded in
+        `concept_mapping_`. Words, exemplars, collages, `transform` and the coarser layers follow.
+        """
+        from concept.editing import edit_base, merge_mapping, relayer
+
+        self._check_fitted()
+        mapping = merge_mapping(self.n_concepts_, groups)
+        base, to_layer = edit_base(self.hierarchy_)
+        new_h = relayer(self.hierarchy_, base, np.where(to_layer >= 0, mapping[np.maximum(to_layer, 0)], -1),
+                        self._space())
+        return self._apply_hierarchy(new_h, base + 1, f"merge_concepts({groups})", mapping)
+
+    def delete_concepts(self, concepts: Sequence[int], to: str = "outliers") -> dict[int, int]:
+        """Remove concepts of `labels_`. `to="outliers"`: their images become outliers (-1),
+        also in `transform`. `to="nearest"`: their images join the next-nearest remaining
+        concept (each of their finer concepts the one whose centre is nearest to its own).
+
+        The remaining ids are closed up in order, as in `merge_concepts`. Returns {old id: new
+        id} (-1 for a deleted one), also recorded in `concept_mapping_`.
+        """
+        from concept.editing import concept_means, delete_mapping, edit_base, relayer
+
+        self._check_fitted()
+        if isinstance(concepts, (int, np.integer)):
+            concepts = [concepts]
+        h, space, k = self.hierarchy_, self._space(), self.n_concepts_
+        base, to_layer = edit_base(h)
+        means, _ = concept_means(space, self.labels_, k)
+        base_means, _ = concept_means(space, self.layers_[base], self.layer_sizes_[base])
+        layer_map, base_map = delete_mapping(k, list(concepts), means, to, to_layer, base_means)
+        if (base_map < 0).all():
+            raise ConceptError("Every concept would be deleted; keep at least one.")
+        return self._apply_hierarchy(relayer(h, base, base_map, space), base + 1,
+                                     f"delete_concepts({list(concepts)}, to={to!r})", layer_map)
+
+    def set_concept_labels(self, labels: dict[int, str] | Sequence[str]) -> None:
+        """Name concepts of `labels_`: {id: "name"} (or a list, one name per concept). Names are
+        shown in `get_concept_info` (the Name column), `visualize_concepts`, the explorer and
+        the CLI, and saved with the model; an empty name removes one."""
+        self._check_fitted()
+        k = self.n_concepts_
+        if isinstance(labels, dict):
+            items = list(labels.items())
+        elif isinstance(labels, Sequence) and not isinstance(labels, (str, bytes)):
+            if len(labels) != k:
+                raise ConceptError(f"A list of names needs one per concept ({k}), got {len(labels)}; "
+                                   "or pass {id: name}.")
+            items = list(enumerate(labels))
+        else:
+            raise ConceptError("set_concept_labels takes {concept id: name} or a list of names.")
+        names = dict(getattr(self, "custom_labels_", {}))
+        for c, name in items:
+            if not isinstance(c, (int, np.integer)) or isinstance(c, bool) or not 0 <= int(c) < k:
+                raise ConceptError(f"{c!r} is not a concept id; labels_ has concepts 0..{k - 1}.")
+            if not isinstance(name, str):
+                raise ConceptError(f"The name of concept {c} must be a string, not {type(name).__name__}.")
+            if name.strip():
+                names[int(c)] = name.strip()
+            else:
+                names.pop(int(c), None)
+        self.custom_labels_ = names
+
+    def reduce_outliers(self, strategy: str = "embeddings", threshold: float = 0.0,
+                        n_neighbors: int = 10) -> np.ndarray:
+        """New labels for the fitted images where outliers get a concept (the others keep
+        theirs); `update_concepts(labels)` applies them.
+
+        strategy "embeddings": the concept holding the image's nearest finest centre (the one
+        `transform` would give without the outlier fence), if the cosine to that centre in the
+        clustering space is at least `threshold`. "neighbours": the most common concept of its
+        `n_neighbors` nearest clustered images, if at least `threshold` (a share 0..1) of them
+        have it. Images of a concept deleted to outliers stay outliers (delete with
+        `to="nearest"` to give them a concept).
+        """
+        from concept.editing import outlier_labels
+
+        self._check_fitted()
+        check_number("threshold", threshold, -1.0, 1.0)
+        check_integer("n_neighbors", n_neighbors, minimum=1)
+        h, space = self.hierarchy_, self._space()
+        own = np.einsum("nd,nd->n", space, h.centres[h.nearest])
+        return outlier_labels(space, self.labels_, strategy, float(threshold), candidates=h.fine < 0,
+                              nearest_concept=self.nearest_labels_, nearest_similarity=own,
+                              n_neighbors=int(n_neighbors))
+
+    def update_concepts(self, labels: Any) -> int:
+        """Give outliers the concepts in `labels` (one per fitted image, e.g. from
+        `reduce_outliers`); returns how many images joined a concept.
+
+        Only outliers may change. Each joins the finest concept of its new concept nearest to
+        it, whose outlier fence is widened to take it in, so `transform` keeps assigning by the
+        nearest centre and its fence: an image given a concept other than the one its nearest
+        centre lies in (possible with the neighbour vote) is assigned by `transform` to that
+        centre's concept or left an outlier. With strategy "embeddings" every image's concept
+        holds its nearest centre, and outliers that a widened fence now takes in join too
+        (logged), so `labels_` stays what `transform` gives the fitted images.
+        """
+        from concept.clustering.hierarchy import confidence
+
+        self._check_fitted()
+        new = np.asarray(labels)
+        if new.shape != self.labels_.shape or new.dtype.kind not in "iu":
+            raise ConceptError(f"labels must be {len(self.labels_)} integer concept ids, one per fitted image "
+                               "(as returned by reduce_outliers).")
+        new = new.astype(np.int64)
+        k = self.n_concepts_
+        if new.min(initial=0) < -1 or new.max(initial=-1) >= k:
+            raise ConceptError(f"labels must be concept ids of labels_ (0..{k - 1}) or -1.")
+        changed = np.flatnonzero(new != self.labels_)
+        if (self.labels_[changed] >= 0).any():
+            raise ConceptError("update_concepts only gives outliers a concept; to change concepts use "
+                               "merge_concepts, delete_concepts or reduce_concepts.")
+        if (self.hierarchy_.fine[changed] >= 0).any():
+            raise ConceptError("Images of a concept deleted to outliers cannot be given a concept one by one: "
+                               "delete it with to='nearest' instead.")
+        if len(changed) == 0:
+            return 0
+        h, space = self.hierarchy_, self._space()
+        to_layer = layer_labels(np.arange(len(h.centres)), h.parents[:self.layer_])[self.layer_]
+        fine, sds, probs = h.fine.copy(), h.sds.copy(), h.probabilities.copy()
+        sims = space[changed] @ h.centres.T
+        sims[to_layer[None, :] != new[changed][:, None]] = -np.inf
+        chosen = np.argmax(sims, axis=1)
+        best = sims[np.arange(len(changed)), chosen]
+        need = (h.medians[chosen] - best) / h.threshold * 1.001 + 1e-6
+        np.maximum.at(sds, chosen, need.astype(np.float32))
+        fine[changed] = chosen
+        widened = np.unique(chosen)
+        own = np.einsum("nd,nd->n", space, h.centres[h.nearest])
+        conf = confidence(own, h.medians[h.nearest], sds[h.nearest], h.threshold)
+        extra = np.flatnonzero((fine < 0) & np.isin(h.nearest, widened) & (conf > 0))
+        fine[extra] = h.nearest[extra]
+        redo = np.isin(fine, widened)
+        rows = np.flatnonzero(redo)
+        mine = np.einsum("nd,nd->n", space[rows], h.centres[fine[rows]])
+        probs[rows] = confidence(mine, h.medians[fine[rows]], sds[fine[rows]], h.threshold)
+        probs[changed] = np.maximum(probs[changed], 1e-6)
+        if len(extra):
+            logger.info("%d more outliers joined a concept whose fence was widened.", len(extra))
+        new_h = dataclasses.replace(h, fine=fine, sds=sds, probabilities=probs)
+        self._apply_hierarchy(new_h, 0, "update_concepts", np.arange(k))
+        return int(len(changed) + len(extra))
+
+    def partial_fit(self, images: Sequence[ImageInput] | None = None, image_embeddings: Any = None,
+                    image_features: Any = None) -> ConceptModel:
+        """Add images to the fitted model without refitting; returns self.
+
+        Each new image joins the concept `transform` gives it. When at least `min_concept_size`
+        new images fit no concept, they are clustered, and the concepts found among them are
+        added with ids after the existing ones (in every layer); no existing id changes. Paths
+        already fitted are skipped, and with a `store` only new files are embedded, so calling
+        this on a growing folder embeds each image once. The new rows are appended to
+        `labels_`, `embeddings_` and the rest (`image_indices_` continue after the earlier
+        inputs); words and exemplars are described again, the 2-D map recomputed on next use.
+        """
+        from concept.editing import add_concepts
+
+        self._check_fitted()
+        images, image_embeddings, image_features = check_inputs(images, image_embeddings, image_features)
+        if image_embeddings is None and images is not None and not isinstance(images, (str, os.PathLike)) \
+                and self.image_sources_ is not None:
+            known = set(self.image_sources_)
+            fresh = [p for p in images if not (isinstance(p, (str, os.PathLike)) and os.fspath(p) in known)]
+            if len(fresh) < len(images):
+                logger.info("%d of the %d images are already in the model; skipped.", len(images) - len(fresh),
+                            len(images))
+            if not fresh:
+                return self
+            images = fresh
+        use_features = self.features_ is not None
+        if use_features and image_embeddings is not None and image_features is None:
+            raise ConceptError("This model clusters on image features: pass image_features with image_embeddings "
+                               "(e.g. from embed_images_and_features).")
+        x, feats, kept, failures = self._embed(images, image_embeddings, dim=self.embeddings_.shape[1],
+                                               features=use_features)
+        if image_features is not None and use_features:
+            feats = self._as_embeddings(image_features, self.features_.shape[1])
+        if use_features and feats is None:
+            raise EmbeddingError("This model clusters on image features, but the embedding model gave none.")
+        new_space = feats if use_features else x
+        h = self.hierarchy_
+        with one_blas_thread():
+            fine, _ = assign(new_space, h, 0)
+            unplaced = np.flatnonzero(fine < 0)
+            new_labels = np.full(len(x), -1, np.int64)
+            min_size = int(self.min_concept_size)
+            if len(unplaced) >= max(min_size, 3):
+                sub = self._cluster(new_space[unplaced], min_size)
+                new_labels[unplaced] = sub.layers[sub.default]
+            old_ids = self.layer_sizes_
+            new_h = add_concepts(h, self._space(), new_space, new_labels)
+        n_inputs = len(image_embeddings) if image_embeddings is not None else len(images)
+        offset = max([int(self.image_indices_.max(initial=-1)) + 1, *(f.index + 1 for f in self.failures_)])
+        sources = self._sources(images, kept)
+        self.image_sources_ = (self.image_sources_ + sources
+                               if self.image_sources_ is not None and sources is not None else None)
+        self.embeddings_ = np.vstack([self.embeddings_, x])
+        if use_features:
+            self.features_ = np.vstack([self.features_, feats])
+        self.image_indices_ = np.concatenate([self.image_indices_, offset + kept])
+        self.failures_ = [*self.failures_, *(dataclasses.replace(f, index=offset + f.index) for f in failures)]
+        self.map_2d_ = None
+        self._images_for_collages = (None if images is None else
+                                     {len(self.labels_) + i: images[kept[i]] for i in range(len(kept))})
+        try:
+            mapping = np.arange(old_ids[self.layer_])
+            self._apply_hierarchy(new_h, 0, f"partial_fit({n_inputs} images)", mapping)
+        finally:
+            self._images_for_collages = None
+        added = self.layer_sizes_[self.layer_] - old_ids[self.layer_]
+        logger.info("Added %d images: %d joined existing concepts, %d new concepts, %d outliers.", len(x),
+                    int((self.labels_[-len(x):] >= 0).sum() - (self.labels_[-len(x):] >= old_ids[self.layer_]).sum()),
+                    added, int((self.labels_[-len(x):] < 0).sum()))
+        return self
+
+    def visualize_hierarchy(self, first_layer: int | None = None, max_leaves: int = 40):
+        """A matplotlib Figure of the concept tree: a row per layer from `first_layer` (default:
+        the layer of `labels_`, or a coarser one with at most `max_leaves` concepts) to the
+        coarsest, each concept with a small collage of its exemplars (when the images are files,
+        or for `labels_`'s concepts) and its words (custom labels first)."""
+        from concept.collage import make_collage
+        from concept.visualize import hierarchy_figure
+
+        self._check_fitted()
+        sizes_per_layer = self.layer_sizes_
+        if first_layer is None:
+            first_layer = next((i for i in range(self.layer_, len(self.layers_))
+                                if sizes_per_layer[i] <= max_leaves), len(self.layers_) - 1)
+        first_layer = self._check_layer(first_layer)
+        if sizes_per_layer[first_layer] > max_leaves:
+            raise ConceptError(f"Layer {first_layer} has {sizes_per_layer[first_layer]} concepts, more than "
+                               f"max_leaves={max_leaves}: start at a coarser layer or raise max_leaves.")
+        names = getattr(self, "custom_labels_", {})
+        sizes, words, collages = [], [], []
+        for i, labels in enumerate(self.layers_):
+            sizes.append(np.bincount(labels[labels >= 0], minlength=sizes_per_layer[i]).tolist())
+            words.append({c: ((names[c] + ": ") if i == self.layer_ and c in names else "")
+                          + ", ".join(w for w, _ in ws[:4]) for c, ws in self.layer_topics_[i].items()})
+            if i < first_layer:
+                collages.append({})
+            elif i == self.layer_ and self.collages_:
+                collages.append(self.collages_)
+            elif self.image_sources_ is not None:
+                collages.append({c: make_collage([self.image_sources_[r] for r in rows[:4]], tile=64)
+                                 for c, rows in self.layer_exemplars_[i].items() if rows})
+            else:
+                collages.append({})
+        return hierarchy_figure(self.hierarchy_.parents, sizes, words, collages, first=first_layer)
+
+    def get_hierarchy(self) -> pd.DataFrame:
+        """The concept tree as a table: one row per concept of each layer but the coarsest,
+        with its parent in the layer above (Layer, Concept, Parent layer, Parent, Size, Words)."""
+        self._check_fitted()
+        rows = []
+        parents = self.hierarchy_.parents
+        for i, parent in enumerate(parents):
+            sizes = np.bincount(self.layers_[i][self.layers_[i] >= 0], minlength=len(parent))
+            topics = self.layer_topics_[i]
+            for c, p in enumerate(parent):
+                rows.append({"Layer": i, "Concept": c, "Parent layer": i + 1, "Parent": int(p),
+                             "Size": int(sizes[c]), "Words": ", ".join(w for w, _ in topics.get(c, [])[:5])})
+        return pd.DataFrame(rows, columns=["Layer", "Concept", "Parent layer", "Parent", "Size", "Words"])
 
     # ------------------------------------------------------------------ persistence
     def save(self, path: str | os.PathLike) -> Path:
@@ -852,7 +1324,11 @@ class ConceptModel:
             "layer_topics": [_topics_json(t) for t in self.layer_topics_],
             "image_sources": self.image_sources_,
             "failures": [[f.index, f.source, f.reason] for f in self.failures_],
+            "custom_labels": {str(c): name for c, name in getattr(self, "custom_labels_", {}).items()},
+            "concept_mapping": getattr(self, "concept_mapping_", []),
         }
+        if getattr(self, "_docs", "unknown") != "unknown":
+            texts["docs"] = self._docs  # the candidate words, to describe edited concepts alike
         images = {f"concept_{c}": img for c, img in self.collages_.items()}
         return save_model_state(ModelState(settings, arrays, texts, images), path)
 
@@ -904,6 +1380,10 @@ class ConceptModel:
         model._point_at_default_layer()
         model.image_sources_ = state.texts.get("image_sources")
         model.failures_ = [LoadFailure(*f) for f in state.texts.get("failures", [])]
+        model.custom_labels_ = {int(c): n for c, n in state.texts.get("custom_labels", {}).items()}
+        model.concept_mapping_ = list(state.texts.get("concept_mapping", []))
+        if "docs" in state.texts:
+            model._docs = state.texts["docs"]
         model.collages_ = {int(name.rsplit("_", 1)[1]): img for name, img in state.images.items()}
         if spec is None and s.get("embedding_name"):
             logger.warning("The model was fitted with %s, which cannot be rebuilt by name: pass "

@@ -19,7 +19,7 @@ from PIL import Image
 from concept._errors import ConceptError
 from concept.images import load_image
 
-__all__ = ["concept_title", "concepts_figure"]
+__all__ = ["concept_title", "concepts_figure", "hierarchy_figure"]
 
 logger = logging.getLogger(__name__)
 
@@ -78,4 +78,63 @@ def concepts_figure(collages: Mapping[int, Image.Image],
         ax.set_title(concept_title(concept, titles.get(concept, ""), size),
                      fontsize=fontsize, loc="center")
     logger.debug("Figure of %d concepts in %d x %d panels", n, cols, rows)
+    return fig
+
+
+def hierarchy_figure(parents: Sequence[np.ndarray], sizes: Sequence[Sequence[int]],
+                     words: Sequence[Mapping[int, str]], collages: Sequence[Mapping[int, Image.Image]],
+                     *, first: int = 0, node_inches: float = 1.3) -> Figure:
+    """The concept tree: one row per layer from `first` (coarsest at the top), each concept a
+    node with its small collage (when given) and words, joined by a line to its parent.
+
+    `parents[i]` maps the concepts of layer i to layer i+1; `sizes[i]`, `words[i]` and
+    `collages[i]` give each concept of layer i its size, words and collage. Children are
+    placed under their parents, so no lines cross.
+    """
+    layers = len(sizes)
+    if not 0 <= first < layers:
+        raise ConceptError(f"first must be a layer in 0..{layers - 1}, got {first!r}.")
+    # Leaves (layer `first`) ordered by their path from the top, then each parent centred over its children.
+    top = layers - 1
+
+    def path(c: int) -> tuple:
+        chain, layer = [c], first
+        while layer < top:
+            chain.append(int(parents[layer][chain[-1]]))
+            layer += 1
+        return tuple(reversed(chain))
+
+    leaves = sorted(range(len(sizes[first])), key=path)
+    xs: dict[tuple[int, int], float] = {(first, c): float(i) for i, c in enumerate(leaves)}
+    for layer in range(first, top):
+        groups: dict[int, list[float]] = {}
+        for c in range(len(sizes[layer])):
+            p = int(parents[layer][c])
+            if p >= 0:
+                groups.setdefault(p, []).append(xs[(layer, c)])
+        for p in range(len(sizes[layer + 1])):
+            xs[(layer + 1, p)] = float(np.mean(groups[p])) if p in groups else float(len(leaves) + p)
+    width = max(len(leaves), 1)
+    rows = top - first + 1
+    fig = Figure(figsize=(max(4.0, width * node_inches), rows * (node_inches + 0.7)))
+    ax = fig.add_axes((0, 0, 1, 1))
+    ax.set_xlim(-0.6, width - 0.4)
+    ax.set_ylim(-0.7, rows - 0.3)
+    ax.set_axis_off()
+    fontsize = max(5.0, min(9.0, 6.0 * node_inches))
+    for layer in range(first, top + 1):
+        y = float(layer - first)
+        for c in range(len(sizes[layer])):
+            x = xs[(layer, c)]
+            if layer < top and int(parents[layer][c]) >= 0:
+                ax.plot([x, xs[(layer + 1, int(parents[layer][c]))]], [y + 0.25, y + 0.75], color="#9aa3ab",
+                        linewidth=0.8, zorder=1)
+            image = collages[layer].get(c)
+            if image is not None:
+                ax.imshow(np.asarray(load_image(image)), extent=(x - 0.35, x + 0.35, y - 0.05, y + 0.45),
+                          zorder=2, interpolation="antialiased")
+            text = "\n".join(textwrap.wrap(words[layer].get(c, ""), 18, max_lines=2, placeholder=" …"))
+            ax.text(x, y - 0.1, f"{layer}:{c} · {sizes[layer][c]:,}\n{text}", ha="center", va="top",
+                    fontsize=fontsize, zorder=3)
+    ax.set_aspect("auto")
     return fig

@@ -170,7 +170,8 @@ def assign(x: np.ndarray, h: Hierarchy, layer: int = 0, memberships: bool = Fals
         return labels, np.where(fine >= 0, conf, 0.0)
     member = confidence(x @ h.centres.T, h.medians[None, :], h.sds[None, :], h.threshold)
     for parent in h.parents[:layer]:
-        coarse = np.zeros((len(x), int(parent.max()) + 1))
-        np.maximum.at(coarse.T, parent, member.T)
+        coarse = np.zeros((len(x), int(parent.max(initial=-1)) + 1))
+        kept = parent >= 0  # a concept mapped to -1 (deleted to outliers) counts for none
+        np.maximum.at(coarse.T, parent[kept], member.T[kept])
         member = coarse
     return labels, member
