@@ -17,7 +17,7 @@ import numpy as np
 
 from concept.embedding.base import l2_normalize
 
-__all__ = ["Alignment", "MIN_CAPTIONED", "caption_ranks", "fit_alignment"]
+__all__ = ["MIN_CAPTIONED", "Alignment", "caption_ranks", "fit_alignment"]
 
 logger = logging.getLogger(__name__)
 

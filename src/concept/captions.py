@@ -9,6 +9,7 @@ titles, descriptions and keywords, EXIF ImageDescription, PNG text chunks).
 from __future__ import annotations
 
 import logging
+import math
 import os
 import re
 import warnings
@@ -185,7 +186,7 @@ def check_captions(captions: Any, images: Sequence[Any] | None, n_rows: int) -> 
                            "(None where an image has no caption).")
     out = []
     for i, c in enumerate(captions):
-        if c is None or (isinstance(c, float) and c != c):  # None or a pandas NaN: no caption
+        if c is None or (isinstance(c, float) and math.isnan(c)):  # None or a pandas NaN: no caption
             out.append(None)
         elif isinstance(c, str):
             c = c.strip()

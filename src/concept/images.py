@@ -370,4 +370,4 @@ def list_image_files(folder: str | os.PathLike, *, recursive: bool = True) -> li
 
 
 # Captions the files carry (XMP/IPTC/EXIF/PNG text), read from the same headers; see concept.captions.
-from concept.captions import captions_from_metadata, metadata_caption  # noqa: E402
+from concept.captions import captions_from_metadata, metadata_caption

@@ -17,7 +17,7 @@ def require_ray() -> Any:
     """The `ray` module, or a ConceptError saying how to install it."""
     try:
         import ray
-        import ray.data  # noqa: F401 - ray without its data extra lacks pyarrow and pandas glue
+        import ray.data
     except ImportError as exc:
         raise ConceptError(f"concept.distributed needs Ray Data, which is not installed ({exc}). "
                            f"{RAY_HINT}") from exc
