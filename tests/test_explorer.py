@@ -632,3 +632,40 @@ def test_a_fitted_image_that_is_gone_is_a_404_not_a_crash(server, fitted, monkey
     status, body, _ = request(server, "/api/image/0")
     assert status == 404 and b"no longer on disk" in body
     assert request(server, "/api/image/1")[0] == 415  # not an image type: never served
+
+
+def test_renaming_and_merging_from_the_page_write_back_to_the_model_folder(fitted, tmp_path):
+    import shutil
+
+    folder = shutil.copytree(fitted[1], tmp_path / "edited.model")
+    model = ConceptModel.load(folder, embedding_model=ColorEmbedder())
+    k = model.n_concepts_
+    with serving(make_server(folder, port=0, model=model, prepare_thumbnails=False)) as srv:
+        def edit(body, headers=None) -> tuple[int, dict]:
+            status, data, _ = request(srv, "/api/edit", json.dumps(body).encode() if not isinstance(body, bytes) else body,
+                                      {"Content-Type": "application/json", **(headers or {})})
+            return status, json.loads(data)
+
+        # untrusted input: clear 4xx answers, nothing changed
+        assert edit({"rename": {"concept": 0, "name": "x"}}, {"Origin": "http://evil.example"})[0] == 403
+        for bad in ({"rename": {"concept": k, "name": "x"}}, {"rename": {"concept": "0", "name": "x"}},
+                    {"rename": {"concept": 0, "name": "a\x00b"}}, {"rename": {"concept": 0, "name": "x" * 500}},
+                    {"merge": [0]}, {"merge": [0, 0]}, {"merge": [0, True]}, {"delete": [0]}, [1, 2], b"{not json"):
+            status, body = edit(bad)
+            assert status == 400 and body["error"], bad
+        assert ConceptModel.load(folder, embedding_model=ColorEmbedder()).custom_labels_ == {}
+
+        status, body = edit({"rename": {"concept": 1, "name": "  my   <b>sky</b> "}})
+        assert status == 200 and body["n_concepts"] == k
+        saved = ConceptModel.load(folder, embedding_model=ColorEmbedder())
+        assert saved.custom_labels_ == {1: "my <b>sky</b>"}
+        page = request(srv, "/")[1].decode()
+        assert page_json(page)["custom_labels"] == {"1": "my <b>sky</b>"} and "<b>sky</b>" not in page
+
+        before = ConceptModel.load(folder, embedding_model=ColorEmbedder()).labels_
+        status, body = edit({"merge": [0, 1]})
+        assert status == 200 and body["n_concepts"] == k - 1 and body["mapping"]["1"] == 0
+        saved = ConceptModel.load(folder, embedding_model=ColorEmbedder())
+        assert saved.n_concepts_ == k - 1
+        assert np.array_equal(saved.labels_ == 0, (before == 0) | (before == 1))
+        assert api(srv, "/api/info")[1]["n_concepts"] == k - 1

@@ -593,3 +593,33 @@ def test_served_gallery_shows_full_resolution_files_from_the_server(browser, cli
         assert not tab.errors, tab.errors
     finally:
         tab.close()
+
+
+def test_a_rename_and_a_merge_in_serve_mode_persist_after_reload(browser, clipart_model, tiny_clip, tmp_path):
+    import shutil
+
+    model, folder, _ = clipart_model
+    if model.n_concepts_ < 2:
+        pytest.skip("needs two concepts")
+    copy = shutil.copytree(folder, tmp_path / "edited.model")  # the shared fixture stays as it is
+    with serving(make_server(copy, port=0, prepare_thumbnails=False, embedding_model=str(tiny_clip))) as server:
+        tab = Page(browser, server.url)
+        page = tab.page
+        try:
+            page.evaluate("window.conceptExplorer.openConcept(0)")
+            page.fill("#members .edit-name", "my first concept")
+            with page.expect_navigation():
+                page.click("#members .rename")
+            page.wait_for_function("document.body.dataset.ready === '1'")
+            assert "my first concept" in page.locator(".concept-card").first.inner_text()
+            assert ConceptModel.load(copy, embedding_model=str(tiny_clip)).custom_labels_ == {0: "my first concept"}
+            k = model.n_concepts_
+            with page.expect_navigation():
+                page.evaluate("window.conceptExplorer.merge([0, 1])")
+            page.wait_for_function("document.body.dataset.ready === '1'")
+            assert page.locator(".concept-card").count() == k - 1
+            assert ConceptModel.load(copy, embedding_model=str(tiny_clip)).n_concepts_ == k - 1
+            page.screenshot(path=str(tmp_path / "after_merge.png"))
+            assert not tab.errors, tab.errors
+        finally:
+            tab.close()

@@ -219,6 +219,7 @@ def page_data(model: Any, *, title: str, mode: str, sheets: list[str] | None = N
         "title": title,
         "mode": mode,
         "n_images": len(labels),
+        "custom_labels": {str(c): name for c, name in custom.items()},
         "points": {
             "x": np.round(xy[:, 0], 4).tolist(),
             "y": np.round(xy[:, 1], 4).tolist(),

@@ -11,6 +11,9 @@ Routes
   GET  /model/PATH                     the model folder's own files, nothing outside it
   GET  /api/image/N                    fitted image N at full resolution (by index only: the
                                        files the model was fitted on, never a path from the URL)
+  POST /api/edit                       {"rename": {"concept": ID, "name": TEXT}} or {"merge": [IDs]}:
+                                       the model's own set_concept_labels / merge_concepts, then
+                                       the folder is saved (atomically) and the page made again
 
 The server binds 127.0.0.1 by default, answers only requests addressed to a loopback name
 while bound to loopback (a web page cannot reach it through DNS rebinding), refuses searches
@@ -59,6 +62,8 @@ MAX_PENDING_UPLOADS = 2  # image searches decoding or waiting for the model; mor
 MAX_PENDING_SEARCHES = 32  # text searches waiting for the model; more get 503
 REQUEST_TIMEOUT_S = 30.0
 MAX_QUERY_CHARS = 200  # longer texts are not concept queries
+MAX_LABEL_CHARS = 120
+MAX_EDIT_BYTES = 64 * 1024
 MAX_TOP_N = 50
 MAX_IMAGES = 200
 # An oversized upload is read and discarded up to this size so that the client, which is still
@@ -134,16 +139,59 @@ class ExplorerApp:
         self.sheets = ThumbnailSheets(sources) if sources else None
         self._sheet_bytes: dict[int, bytes] = {}
         self._sheet_locks = [threading.Lock() for _ in range(self.sheets.n_sheets if self.sheets else 0)]
+        self.title = title or f"concept explorer: {self.root.name}"
+        self._render()
+        if self.sheets and prepare_thumbnails:  # warm the cache so that hovering is instant
+            threading.Thread(target=self._prepare_sheets, name="concept-thumbnails", daemon=True).start()
+
+    def _render(self) -> None:
+        """The page and collages from the model as it is now (after a fit or an edit)."""
+        model = self.model
         self.collages = {int(c): collage_jpeg(img) for c, img in getattr(model, "collages_", {}).items()}
         data = page_data(
-            model, title=title or f"concept explorer: {self.root.name}", mode="served",
+            model, title=self.title, mode="served",
             sheets=[f"/assets/thumbs/sheet_{k:03d}.jpg" for k in range(self.sheets.n_sheets)] if self.sheets else None,
             tile=self.sheets.tile if self.sheets else 0, per_row=self.sheets.per_row if self.sheets else 0,
             collages={c: f"/assets/collages/concept_{c}.jpg" for c in self.collages},
             max_upload_bytes=self.max_upload_bytes, model_files="/model/")
         self.page = render_page(data).encode("utf-8")
-        if self.sheets and prepare_thumbnails:  # warm the cache so that hovering is instant
-            threading.Thread(target=self._prepare_sheets, name="concept-thumbnails", daemon=True).start()
+
+    # ------------------------------------------------------------------ edits (serve mode writes back)
+    def edit(self, request: Any) -> dict[str, Any]:
+        """Rename or merge concepts of `labels_` through the model's own API, save the model
+        folder (atomically, as `save` always does) and render the page again.
+
+        `request` is the page's JSON, untrusted: {"rename": {"concept": id, "name": text}} or
+        {"merge": [id, id, ...]}. Returns {"mapping": {old: new}, "n_concepts": k}.
+        """
+        if not isinstance(request, dict) or len(request) != 1 or not {"rename", "merge"} & request.keys():
+            raise HTTPProblem(400, 'Send {"rename": {"concept": ID, "name": "..."}} or {"merge": [ID, ID, ...]}.')
+        k = int(self.model.n_concepts_)
+
+        def concept_id(value: Any) -> int:
+            if type(value) is not int or not 0 <= value < k:
+                raise HTTPProblem(400, f"Concept ids are integers 0..{k - 1}, not {str(value)[:40]!r}.")
+            return value
+
+        with self._model_lock:
+            if "rename" in request:
+                what = request["rename"]
+                if not isinstance(what, dict) or not isinstance(what.get("name"), str):
+                    raise HTTPProblem(400, 'rename needs {"concept": ID, "name": "..."}.')
+                name = " ".join(what["name"].split())
+                if len(name) > MAX_LABEL_CHARS or any(ord(ch) < 32 for ch in what["name"] if ch not in "\t\n"):
+                    raise HTTPProblem(400, f"A name is at most {MAX_LABEL_CHARS} characters, without control characters.")
+                concept = concept_id(what.get("concept"))
+                self.model.set_concept_labels({concept: name})  # "" gives it back its words
+                mapping = {c: c for c in range(k)}
+            else:
+                ids = request["merge"]
+                if not isinstance(ids, list) or not 2 <= len(ids) <= k or len(set(map(str, ids))) != len(ids):
+                    raise HTTPProblem(400, "merge needs a list of at least two different concept ids.")
+                mapping = self.model.merge_concepts([[concept_id(c) for c in ids]])
+            self.model.save(self.root)
+            self._render()
+        return {"mapping": {str(o): int(n) for o, n in mapping.items()}, "n_concepts": int(self.model.n_concepts_)}
 
     # ------------------------------------------------------------------ assets
     def sheet(self, k: int) -> bytes:
@@ -443,8 +491,13 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _post(self) -> None:
         path, params = self._path()
+        if path == "/api/edit":
+            self._require_same_origin()  # another site's page must never rename the user's concepts
+            self._json(200, self.server.app.edit(self._read_json()))
+            return
         if path != "/api/search-image":
-            raise HTTPProblem(404, f"Nothing to POST at {path}; upload images to /api/search-image.")
+            raise HTTPProblem(404, f"Nothing to POST at {path}; upload images to /api/search-image "
+                                   "or edits to /api/edit.")
         if not self._same_origin():
             self._read_upload()  # read, so that the browser sees the answer rather than a reset
             self._require_same_origin()
@@ -454,6 +507,18 @@ class _Handler(BaseHTTPRequestHandler):
             data = _multipart_file(data, content_type)
         self._json(200, self.server.app.search_image(data, _int_param(params, "top_n", 5, MAX_TOP_N),
                                                      _int_param(params, "images", 24, MAX_IMAGES)))
+
+    def _read_json(self) -> Any:
+        try:
+            length = int(self.headers.get("Content-Length", ""))
+        except ValueError:
+            raise HTTPProblem(411, "The edit needs a Content-Length header.") from None
+        if not 0 < length <= MAX_EDIT_BYTES:
+            raise HTTPProblem(413 if length > 0 else 400, f"An edit is a JSON body of 1 to {MAX_EDIT_BYTES} bytes.")
+        try:
+            return json.loads(self.rfile.read(length).decode("utf-8"))
+        except (UnicodeDecodeError, json.JSONDecodeError, RecursionError):
+            raise HTTPProblem(400, "The edit is not valid UTF-8 JSON.") from None
 
     def _read_upload(self) -> bytes:
         limit = self.server.app.max_upload_bytes

@@ -519,8 +519,34 @@
         el("span", { class: "swatch", style: { background: nodeColor(li - 1, x.id), marginTop: "3px" } }),
         el("span", {}, labelOf(li - 1, x.id)), el("span", { class: "score" }, `${fmt(x.size)} images`)))) : null,
       actions(indices, c >= 0 ? labelOf(li, c) : "outliers"),
+      SERVED && li === D && c >= 0 ? editRow(c) : null,
       el("div", { class: "note" }, c >= 0 ? "Members, most typical first:" : "Members:"),
       ...memberGrid(indices));
+  }
+
+  // ------------------------------------------------------------------ edits (served mode)
+  // Rename and merge go through the server, which calls the model's own set_concept_labels /
+  // merge_concepts and saves the model folder; the page is then loaded again from it.
+  async function editModel(body) {
+    const response = await fetch("/api/edit", { method: "POST", body: JSON.stringify(body),
+      headers: { "Content-Type": "application/json" } });
+    const answer = await response.json();
+    if (!response.ok) throw new Error(answer.error || response.statusText);
+    location.reload();
+    return answer;
+  }
+  function editRow(c) {
+    const name = el("input", { type: "text", class: "edit-name", value: (DATA.custom_labels || {})[c] || "",
+      placeholder: labelOf(D, c), maxlength: "120", "aria-label": `name of concept ${c}` });
+    const others = el("input", { type: "text", class: "edit-merge", placeholder: "ids, e.g. 3,5",
+      "aria-label": `concepts to merge into concept ${c}` });
+    const error = el("div", { class: "error edit-error" });
+    const run = (body) => editModel(body).catch((err) => { error.textContent = String(err.message || err); });
+    return el("div", { class: "edit" },
+      name, el("button", { type: "button", class: "rename", onclick: () => run({ rename: { concept: c, name: name.value } }) }, "Rename"),
+      others, el("button", { type: "button", class: "merge", onclick: () => run({ merge: [c, ...others.value.split(",")
+        .map((t) => t.trim()).filter((t) => t).map(Number)] }) }, "Merge"),
+      error);
   }
 
   function showPanel(node) {
@@ -952,6 +978,10 @@
     /** The selection as the CSV the Export button writes. */
     selectionCsv: () => csvOf((scatterplot.get("selectedPoints") || []).slice().sort((a, b) => a - b)),
     filter: (concept, layer) => (concept === null ? unfilter() : filterTo(layer === undefined ? D : layer, concept)),
+    /** Served mode: name concept `c` (of the cards' layer; "" gives it back its words) or merge
+     *  concepts, through the model's API; the model folder is saved and the page reloads. */
+    rename: (c, name) => editModel({ rename: { concept: Number(c), name: String(name) } }),
+    merge: (ids) => editModel({ merge: ids.map(Number) }),
     overlayFrames: () => overlayFrames,
     redraw: drawOverlays,
   };
