@@ -635,9 +635,8 @@ def test_a_fitted_image_that_is_gone_is_a_404_not_a_crash(server, fitted, monkey
 
 
 def test_renaming_and_merging_from_the_page_write_back_to_the_model_folder(fitted, tmp_path):
-    import shutil
-
-    folder = shutil.copytree(fitted[1], tmp_path / "edited.model")
+    # a folder of its own (the shared one holds other tests' symlinks), saved as a user's would be
+    folder = ConceptModel.load(fitted[1], embedding_model=ColorEmbedder()).save(tmp_path / "edited.model")
     model = ConceptModel.load(folder, embedding_model=ColorEmbedder())
     k = model.n_concepts_
     with serving(make_server(folder, port=0, model=model, prepare_thumbnails=False)) as srv:

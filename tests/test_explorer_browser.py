@@ -596,12 +596,11 @@ def test_served_gallery_shows_full_resolution_files_from_the_server(browser, cli
 
 
 def test_a_rename_and_a_merge_in_serve_mode_persist_after_reload(browser, clipart_model, tiny_clip, tmp_path):
-    import shutil
-
     model, folder, _ = clipart_model
     if model.n_concepts_ < 2:
         pytest.skip("needs two concepts")
-    copy = shutil.copytree(folder, tmp_path / "edited.model")  # the shared fixture stays as it is
+    # a folder of its own: the shared fixture's stays as it is
+    copy = ConceptModel.load(folder, embedding_model=str(tiny_clip)).save(tmp_path / "edited.model")
     with serving(make_server(copy, port=0, prepare_thumbnails=False, embedding_model=str(tiny_clip))) as server:
         tab = Page(browser, server.url)
         page = tab.page
