@@ -23,7 +23,6 @@ from concept._validation import check_inputs, check_integer, check_number
 from concept.clustering import Hierarchy, assign, layer_labels, one_blas_thread
 from concept.collage import make_collage
 from concept.images import ImageInput, load_image
-from concept.representation import describe_concepts
 
 if TYPE_CHECKING:
     from concept.model import ConceptModel
@@ -69,13 +68,9 @@ class ShapingMixin:
         words = self._candidate_words(self._edit_words())
         del self.layer_embeddings_[first:], self.layer_exemplars_[first:], self.layer_topics_[first:]
         for labels, k in list(zip(self.layers_, self.layer_sizes_))[first:]:
-            described = describe_concepts(self.embeddings_, labels, n_exemplars=int(self.n_exemplars),
-                                          diversity=float(self.diversity))
-            embeddings = np.zeros((k, self.embeddings_.shape[1]), np.float32)
-            embeddings[described.ids] = described.embeddings
+            embeddings, exemplars = self._describe_layer(labels, k)
             self.layer_embeddings_.append(embeddings)
-            self.layer_exemplars_.append({int(c): [int(i) for i in ex]
-                                          for c, ex in zip(described.ids, described.exemplars)})
+            self.layer_exemplars_.append(exemplars)
             self.layer_topics_.append(self._describe_in_words(words, labels, embeddings))
         self._point_at_default_layer()
 

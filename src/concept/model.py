@@ -484,6 +484,14 @@ class ConceptModel(ShapingMixin):
         self._check_fitted()
         return [int(layer.max(initial=-1)) + 1 if (layer >= 0).any() else 0 for layer in self.layers_]
 
+    def _describe_layer(self, labels: np.ndarray, k: int) -> tuple[np.ndarray, dict[int, list[int]]]:
+        """One layer's concept embeddings (k, d; zero rows for empty ids) and exemplars."""
+        described = describe_concepts(self.embeddings_, labels, n_exemplars=int(self.n_exemplars),
+                                      diversity=float(self.diversity))
+        embeddings = np.zeros((k, self.embeddings_.shape[1]), np.float32)
+        embeddings[described.ids] = described.embeddings
+        return embeddings, {int(c): [int(i) for i in ex] for c, ex in zip(described.ids, described.exemplars)}
+
     def _describe_layers(self, docs: Sequence[str] | None, captions: list[str | None] | None = None) -> None:
         """Concept embeddings, exemplars and words of every layer; the default layer's are also
         `concept_embeddings_`, `exemplars_` and `topics_`. With `captions` (one per fitted
@@ -493,13 +501,9 @@ class ConceptModel(ShapingMixin):
         terms = [analyzer(c) if c else None for c in captions] if captions is not None else None
         words = self._candidate_words(docs, terms)
         for labels, k in zip(self.layers_, self.layer_sizes_):
-            described = describe_concepts(self.embeddings_, labels, n_exemplars=int(self.n_exemplars),
-                                          diversity=float(self.diversity))
-            embeddings = np.zeros((k, self.embeddings_.shape[1]), np.float32)
-            embeddings[described.ids] = described.embeddings
+            embeddings, exemplars = self._describe_layer(labels, k)
             self.layer_embeddings_.append(embeddings)
-            self.layer_exemplars_.append({int(c): [int(i) for i in ex]
-                                          for c, ex in zip(described.ids, described.exemplars)})
+            self.layer_exemplars_.append(exemplars)
         # With one concept the image mean is the concept itself: no centring (see _describe_in_words).
         self.image_center_ = (self.embeddings_.mean(axis=0) if self.layer_sizes_[self.layer_] >= 2
                               else np.zeros(self.embeddings_.shape[1], np.float32))
