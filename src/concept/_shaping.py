@@ -20,7 +20,13 @@ import pandas as pd
 
 from concept._errors import ConceptError, EmbeddingError, ImageLoadError
 from concept._validation import check_inputs, check_integer, check_number
-from concept.clustering import Hierarchy, assign, layer_labels, one_blas_thread
+from concept.clustering import (
+    Hierarchy,
+    assign,
+    layer_labels,
+    mean_directions,
+    one_blas_thread,
+)
 from concept.collage import make_collage
 from concept.images import ImageInput, load_image
 
@@ -32,10 +38,6 @@ logger = logging.getLogger("concept.model")
 
 class ShapingMixin:
     """ConceptModel's editing methods (see the module docstring)."""
-
-    def _space(self) -> np.ndarray:
-        """The vectors the model clustered in (features, else the shared-space embeddings)."""
-        return self.features_ if self.features_ is not None else self.embeddings_
 
     def _apply_hierarchy(self, h: Hierarchy, first_changed: int, operation: str,
                          mapping: np.ndarray | None) -> dict[int, int]:
@@ -170,15 +172,15 @@ class ShapingMixin:
         The remaining ids are closed up in order, as in `merge_concepts`. Returns {old id: new
         id} (-1 for a deleted one), also recorded in `concept_mapping_`.
         """
-        from concept.editing import concept_means, delete_mapping, edit_base, relayer
+        from concept.editing import delete_mapping, edit_base, relayer
 
         self._check_fitted()
         if isinstance(concepts, (int, np.integer)):
             concepts = [concepts]
         h, space, k = self.hierarchy_, self._space(), self.n_concepts_
         base, to_layer = edit_base(h)
-        means, _ = concept_means(space, self.labels_, k)
-        base_means, _ = concept_means(space, self.layers_[base], self.layer_sizes_[base])
+        means, _ = mean_directions(space, self.labels_, k)
+        base_means, _ = mean_directions(space, self.layers_[base], self.layer_sizes_[base])
         layer_map, base_map = delete_mapping(k, list(concepts), means, to, to_layer, base_means)
         if (base_map < 0).all():
             raise ConceptError("Every concept would be deleted; keep at least one.")

@@ -22,14 +22,13 @@ from collections.abc import Iterable, Sequence
 import numpy as np
 
 from concept._errors import ConceptError
-from concept.clustering.core import Hierarchy, layer_labels
+from concept.clustering.core import Hierarchy, by_size, layer_labels
 from concept.clustering.hierarchy import build_layers, weighted_ward
 from concept.clustering.kernels import label_sums, top_matches
 
 __all__ = [
     "add_concepts",
     "calibrated_matches",
-    "concept_means",
     "delete_mapping",
     "edit_base",
     "evaluate",
@@ -116,21 +115,6 @@ def delete_mapping(k: int, deleted: Sequence[int], means: np.ndarray, to: str = 
     return layer_map, base
 
 
-def concept_means(x: np.ndarray, labels: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-    """Unit mean direction (k, d) and size of each concept 0..k-1 of `labels` in `x`."""
-    sums, sizes = label_sums(x, labels, k)
-    norms = np.linalg.norm(sums, axis=1, keepdims=True)
-    return (sums / np.maximum(norms, 1e-12)).astype(np.float32), sizes
-
-
-def _by_size(labels: np.ndarray, k: int) -> np.ndarray:
-    """Permutation old id -> new id with 0 the largest (ties by old id)."""
-    counts = np.bincount(labels[labels >= 0], minlength=k)[:k]
-    perm = np.empty(k, np.int64)
-    perm[np.lexsort((np.arange(k), -counts))] = np.arange(k)
-    return perm
-
-
 def reduce_mapping(x: np.ndarray, labels: np.ndarray, k: int, n: int) -> np.ndarray:
     """Old id -> new id merging the k concepts of `labels` into exactly `n`, by size-weighted
     Ward over their members in `x` (the merge the fit's coarser layers come from), new ids by
@@ -148,7 +132,7 @@ def reduce_mapping(x: np.ndarray, labels: np.ndarray, k: int, n: int) -> np.ndar
         tree = weighted_ward(sums / np.maximum(sizes, 1)[:, None], np.maximum(sizes, 1))
         target = cut_tree(tree, n_clusters=[n])[:, 0].astype(np.int64)
     new = np.where(labels >= 0, target[np.maximum(labels, 0)], -1)
-    return _by_size(new, n)[target]
+    return by_size(new, n)[target]
 
 
 def relayer(h: Hierarchy, base: int, mapping: np.ndarray, x: np.ndarray) -> Hierarchy:
@@ -166,7 +150,7 @@ def relayer(h: Hierarchy, base: int, mapping: np.ndarray, x: np.ndarray) -> Hier
         for parent in coarse:
             m = int(parent.max()) + 1
             up = np.where(labels >= 0, parent[np.maximum(labels, 0)], -1)
-            perm = _by_size(up, m)
+            perm = by_size(up, m)
             parents.append(perm[parent])
             labels = np.where(up >= 0, perm[np.maximum(up, 0)], -1)
     return dataclasses.replace(h, parents=parents, default=base + 1)

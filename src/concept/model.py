@@ -38,6 +38,7 @@ from concept.clustering import (
     from_labels,
     layer_labels,
     layout_2d,
+    mean_directions,
     one_blas_thread,
     sampled_min_size,
 )
@@ -484,6 +485,10 @@ class ConceptModel(ShapingMixin):
         self._check_fitted()
         return [int(layer.max(initial=-1)) + 1 if (layer >= 0).any() else 0 for layer in self.layers_]
 
+    def _space(self) -> np.ndarray:
+        """The vectors the model clustered in (features, else the shared-space embeddings)."""
+        return self.features_ if self.features_ is not None else self.embeddings_
+
     def _describe_layer(self, labels: np.ndarray, k: int) -> tuple[np.ndarray, dict[int, list[int]]]:
         """One layer's concept embeddings (k, d; zero rows for empty ids) and exemplars."""
         described = describe_concepts(self.embeddings_, labels, n_exemplars=int(self.n_exemplars),
@@ -531,7 +536,7 @@ class ConceptModel(ShapingMixin):
         groups = np.asarray([position[t] for t in texts], dtype=np.int64)
         vectors = vocabulary_embeddings(self.embedder_, unique, verbose=bool(self.verbose))
         vectors = l2_normalize(vectors - vectors.mean(axis=0))[groups]
-        space = self.features_ if self.features_ is not None else self.embeddings_
+        space = self._space()
         plain = l2_normalize(self.embeddings_[rows] - self.image_center_)
         self.alignment_, report = fit_alignment(space[rows], vectors, plain, groups, self.random_state)
         if self.alignment_ is None:
@@ -549,19 +554,13 @@ class ConceptModel(ShapingMixin):
         if getattr(self, "alignment_", None) is None:
             return None
         if getattr(self, "_aligned", None) is None:
-            space = self.features_ if self.features_ is not None else self.embeddings_
+            space = self._space()
             self._aligned = self.alignment_.transform(space)
         return self._aligned
 
     def _aligned_concepts(self, labels: np.ndarray, k: int) -> np.ndarray:
         """Concept vectors in the learned text space: the normalised mean of their members'."""
-        from scipy import sparse
-
-        aligned = self.aligned_embeddings_
-        kept = np.flatnonzero(labels >= 0)
-        members = sparse.csr_matrix((np.ones(len(kept), np.float32), (labels[kept], kept)),
-                                    shape=(k, len(labels)))
-        return l2_normalize(np.asarray(members @ aligned, dtype=np.float32))
+        return mean_directions(self.aligned_embeddings_, labels, k)[0]
 
     def _caption_documents(self, terms: list[list[str] | None], candidates, analyzer) -> list[list[str] | None]:
         """Each fitted image's terms for the caption c-TF-IDF: its caption's, or with a learned
@@ -723,7 +722,7 @@ class ConceptModel(ShapingMixin):
         (UMAP in 2-D on the clustered images) and saved with the model."""
         self._check_fitted()
         if getattr(self, "map_2d_", None) is None:
-            space = self.features_ if self.features_ is not None else self.embeddings_
+            space = self._space()
             self.map_2d_ = layout_2d(space, self.reference_rows_, self.random_state)
         return self.map_2d_
 

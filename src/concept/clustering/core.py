@@ -79,7 +79,7 @@ def layer_labels(fine: np.ndarray, parents: list[np.ndarray]) -> list[np.ndarray
     return out
 
 
-def _by_size(labels: np.ndarray, k: int) -> np.ndarray:
+def by_size(labels: np.ndarray, k: int) -> np.ndarray:
     """Permutation old id -> new id with 0 the largest (ties by old id)."""
     counts = np.bincount(labels[labels >= 0], minlength=k)[:k]
     order = np.lexsort((np.arange(k), -counts))
@@ -106,7 +106,7 @@ def _finish(nearest: np.ndarray, sims: np.ndarray, centres: np.ndarray,
     probs = np.where(keep, conf if probabilities is None else probabilities, 0.0)
     # Renumber every layer by size; parents follow.
     sizes = [k0] + [int(parent.max()) + 1 for parent in parents]
-    perms = [_by_size(labels, k) for labels, k in zip(layer_labels(fine, parents), sizes)]
+    perms = [by_size(labels, k) for labels, k in zip(layer_labels(fine, parents), sizes)]
     new_parents = []
     for i, parent in enumerate(parents):
         p = np.empty_like(parent)
