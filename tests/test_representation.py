@@ -12,8 +12,8 @@ from concept.representation import (
     describe_concepts,
     nearest_words,
     words_by_ctfidf,
-    words_by_similarity,
 )
+from concept.words import distinctive_words
 
 
 def unit(v):
@@ -53,7 +53,7 @@ def test_words_by_similarity_and_ctfidf_are_sorted_and_bounded():
     words = ["w%d" % i for i in range(6)]
     w = unit(np.random.default_rng(1).normal(size=(6, x.shape[1])))
     concepts = describe_concepts(x, y)
-    by_sim = words_by_similarity(concepts.embeddings, w, words, 10)
+    by_sim = distinctive_words(concepts.embeddings, w, words, 10, weight=0.0)  # plain similarity
     assert all(len(ws) == 6 and [s for _, s in ws] == sorted((s for _, s in ws), reverse=True) for ws in by_sim)
     by_tfidf = words_by_ctfidf(x, y, concepts.ids, w, words, 3, words_per_image=2, random_state=0)
     assert all(1 <= len(ws) <= 3 for ws in by_tfidf)

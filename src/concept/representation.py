@@ -68,16 +68,6 @@ def nearest_words(vectors: np.ndarray, word_embeddings: np.ndarray, top_n: int) 
     return out
 
 
-def words_by_similarity(concept_embeddings: np.ndarray, word_embeddings: np.ndarray,
-                        words: Sequence[str], top_n: int) -> list[list[tuple[str, float]]]:
-    """Each concept's `top_n` words by cosine similarity to its embedding, best first."""
-    if len(words) == 0:
-        return [[] for _ in concept_embeddings]
-    idx = nearest_words(concept_embeddings, word_embeddings, top_n)
-    return [[(words[j], float(concept_embeddings[i] @ word_embeddings[j])) for j in row]
-            for i, row in enumerate(idx)]
-
-
 def words_by_ctfidf(embeddings: np.ndarray, labels: np.ndarray, ids: np.ndarray,
                     word_embeddings: np.ndarray, words: Sequence[str], top_n: int, *,
                     words_per_image: int = 5, vectorizer=None, max_images_per_concept: int = 2000,
