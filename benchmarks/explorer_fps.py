@@ -23,47 +23,11 @@ from _common import OUT, publish
 
 from concept.datasets import fashion_mnist
 from concept.explorer import write_report
+from concept.testing import LayeredMapModel
 
 CHROMIUM = "/usr/bin/chromium"
 ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
         "--no-first-run"]
-
-
-class MapModel:
-    """The fitted-model attributes the explorer reads: two layers over a synthetic layout."""
-
-    def __init__(self, classes: np.ndarray, per: int = 6, seed: int = 0) -> None:
-        rng = np.random.default_rng(seed)
-        n, groups = len(classes), int(classes.max()) + 1
-        k = groups * per
-        group_centres = rng.uniform(-20, 20, size=(groups, 2))
-        fine_centres = np.repeat(group_centres, per, axis=0) + rng.normal(scale=4.0, size=(k, 2))
-        fine = classes * per + rng.integers(0, per, size=n)
-        fine[rng.random(n) < 0.03] = -1
-        xy = (np.where(fine[:, None] >= 0, fine_centres[np.maximum(fine, 0)], 0.0)
-              + rng.normal(scale=np.where(fine >= 0, 1.0, 15.0)[:, None], size=(n, 2)))
-        sizes = np.bincount(fine[fine >= 0], minlength=k)
-        perm = np.empty(k, np.int64)
-        perm[np.argsort(-sizes, kind="stable")] = np.arange(k)
-        fine = np.where(fine >= 0, perm[np.maximum(fine, 0)], -1)
-        parent = np.empty(k, np.int64)
-        parent[perm] = np.arange(k) // per
-        coarse = np.where(fine >= 0, parent[np.maximum(fine, 0)], -1)
-        self.layers_, self.layer_, self.labels_ = [fine, coarse], 0, fine
-        self._xy = xy
-        self.probabilities_ = rng.uniform(0.3, 1.0, size=n)
-        self.n_concepts_ = k
-        self.topics = {c: [f"fine{c}", "word", "other"] for c in range(k)}
-        self.layer_topics_ = [{c: [(w, 1.0) for w in self.topics[c]] for c in range(k)},
-                              {g: [(f"class {g}", 1.0)] for g in range(groups)}]
-        self.exemplars_ = {c: np.flatnonzero(fine == c)[:9].tolist() for c in range(k)}
-        self.layer_exemplars_ = [self.exemplars_, {g: np.flatnonzero(coarse == g)[:9].tolist() for g in range(groups)}]
-        self.collages_ = {}
-        self.image_sources_ = None
-        self.failures_ = []
-
-    def map_2d(self) -> np.ndarray:
-        return self._xy
 
 
 PAN = """async ({ zoom, ms, mode }) => {
@@ -113,7 +77,9 @@ def main() -> None:
 
     data = fashion_mnist("all")
     images, classes = data.images[:args.n], data.labels[:args.n]
-    model = MapModel(np.asarray(classes))
+    # Coarse concepts: the classes, 6 fine concepts each; a looser layout than the tests' maps.
+    model = LayeredMapModel(classes=np.asarray(classes), per=6, spread=20.0, scatter=4.0, tightness=1.0,
+                            noise=15.0, outliers=0.03, n_exemplars=9)
     folder = OUT / "explorer_fps"
     folder.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()

@@ -21,6 +21,7 @@ from PIL import Image
 
 from concept import ConceptModel
 from concept.explorer import make_server, write_report
+from concept.testing import LayeredMapModel
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
@@ -353,48 +354,6 @@ def test_a_refused_upload_shows_the_message_not_a_broken_preview(browser, served
 
 
 # ---------------------------------------------------------------------------- issue 14
-class _LayeredMapModel:
-    """A fitted model's attributes for a synthetic two-layer map: `groups` coarse concepts of
-    `per` tight fine concepts each (fine ids by size, as the model numbers them), with exemplars,
-    words per layer and, optionally, image files for thumbnails."""
-
-    def __init__(self, n: int = 3000, groups: int = 5, per: int = 4, seed: int = 0, sources=None,
-                 failures=()) -> None:
-        from concept.images import LoadFailure
-
-        rng = np.random.default_rng(seed)
-        k = groups * per
-        group_centres = rng.uniform(-12, 12, size=(groups, 2))
-        fine_centres = np.repeat(group_centres, per, axis=0) + rng.normal(scale=3.0, size=(k, 2))
-        fine = rng.integers(0, k, size=n)
-        fine[rng.random(n) < 0.04] = -1
-        xy = (np.where(fine[:, None] >= 0, fine_centres[np.maximum(fine, 0)], 0.0)
-              + rng.normal(scale=np.where(fine >= 0, 0.3, 9.0)[:, None], size=(n, 2)))
-        sizes = np.bincount(fine[fine >= 0], minlength=k)
-        perm = np.empty(k, np.int64)
-        perm[np.argsort(-sizes, kind="stable")] = np.arange(k)
-        fine = np.where(fine >= 0, perm[np.maximum(fine, 0)], -1)
-        parent = np.empty(k, np.int64)
-        parent[perm] = np.arange(k) // per
-        coarse = np.where(fine >= 0, parent[np.maximum(fine, 0)], -1)
-        self.layers_, self.layer_, self.labels_ = [fine, coarse], 0, fine
-        self.parent = parent
-        self._xy = xy
-        self.probabilities_ = rng.uniform(0.3, 1.0, size=n)
-        self.n_concepts_ = k
-        self.topics = {c: [f"fine{c}", f"leaf{c}", f"twig{c}"] for c in range(k)}
-        self.layer_topics_ = [{c: [(w, 1.0) for w in self.topics[c]] for c in range(k)},
-                              {g: [(f"GROUP{g}", 1.0), (f"broad{g}", 0.5)] for g in range(groups)}]
-        self.exemplars_ = {c: np.flatnonzero(fine == c)[:4].tolist() for c in range(k)}
-        self.layer_exemplars_ = [self.exemplars_, {g: np.flatnonzero(coarse == g)[:4].tolist() for g in range(groups)}]
-        self.collages_ = {}
-        self.image_sources_ = sources
-        self.failures_ = [LoadFailure(i, s, "not an image file") for i, s in enumerate(failures)]
-
-    def map_2d(self) -> np.ndarray:
-        return self._xy
-
-
 def label_state(page) -> tuple[list[str], list[dict]]:
     texts = page.evaluate("window.conceptExplorer.visibleLabels()")
     boxes = page.evaluate("window.conceptExplorer.visibleLabelBoxes()")
@@ -408,7 +367,7 @@ def label_state(page) -> tuple[list[str], list[dict]]:
 
 
 def test_names_on_the_map_are_coarse_zoomed_out_finer_zoomed_in_and_never_overlap(browser, tmp_path):
-    model = _LayeredMapModel()
+    model = LayeredMapModel()
     report = write_report(model, tmp_path / "layers.html", verbose=False)
     tab = Page(browser, report.as_uri())
     page = tab.page
@@ -432,7 +391,7 @@ def test_names_on_the_map_are_coarse_zoomed_out_finer_zoomed_in_and_never_overla
 
 
 def test_a_hierarchy_click_filters_the_map_and_shows_sub_concepts(browser, tmp_path):
-    model = _LayeredMapModel(failures=["/gone/broken.jpg"])
+    model = LayeredMapModel(failures=["/gone/broken.jpg"])
     report = write_report(model, tmp_path / "tree.html", verbose=False)
     tab = Page(browser, report.as_uri())
     page = tab.page
@@ -480,7 +439,7 @@ def clipart_files():
 
 
 def test_image_mode_draws_exemplars_first_then_every_image(browser, clipart_files, tmp_path):
-    model = _LayeredMapModel(n=len(clipart_files), sources=clipart_files)
+    model = LayeredMapModel(n=len(clipart_files), sources=clipart_files)
     report = write_report(model, tmp_path / "images.html", verbose=False)
     tab = Page(browser, report.as_uri())
     page = tab.page
@@ -515,7 +474,7 @@ def test_image_mode_draws_exemplars_first_then_every_image(browser, clipart_file
 def test_a_lasso_selection_exports_a_csv_and_opens_a_full_resolution_gallery(browser, clipart_files, tmp_path):
     import csv
 
-    model = _LayeredMapModel(n=len(clipart_files), sources=clipart_files)
+    model = LayeredMapModel(n=len(clipart_files), sources=clipart_files)
     report = write_report(model, tmp_path / "lasso.html", verbose=False)
     tab = Page(browser, report.as_uri())
     page = tab.page

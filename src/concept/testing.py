@@ -1,5 +1,8 @@
 """Helpers for testing and benchmarking CLIP code paths with no weights to download.
 
+`LayeredMapModel` is the part of a fitted model the explorer reads, for a synthetic two-layer
+map of any size, so that the explorer's tests and benchmarks need no fit.
+
 `write_random_clip` saves a randomly initialised CLIP of the real architecture (transformers'
 `CLIPModel` with a real, if trivial, byte-level tokenizer and CLIP's image processor) to a
 folder that `CLIPEmbedder` loads like any local CLIP. Random weights exercise the code, and
@@ -9,9 +12,12 @@ give the real model's speed, but say nothing of its quality.
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from pathlib import Path
 
-__all__ = ["write_random_clip"]
+import numpy as np
+
+__all__ = ["LayeredMapModel", "write_random_clip"]
 
 #: Token ids of the start and end markers in `_byte_vocab`.
 _BOS, _EOS = 512, 513
@@ -73,3 +79,60 @@ def write_random_clip(folder: str | Path, architecture: str = "tiny", *, image_s
                                 crop_size={"height": image_size, "width": image_size})
     CLIPProcessor(image_processor=images, tokenizer=tokenizer).save_pretrained(folder)
     return folder
+
+
+class LayeredMapModel:
+    """A fitted model's attributes for a synthetic two-layer map: `groups` coarse concepts of
+    `per` fine concepts each, fine ids by size (as the model numbers them), with exemplars,
+    words per layer and, optionally, image files for thumbnails.
+
+    classes: each point's coarse concept (its fine concept is drawn within it); default
+        `n` points spread uniformly over the fine concepts.
+    spread / scatter / tightness / noise: the layout's scales: coarse centres in
+        [-spread, spread]^2, fine centres that far (SD) around them, points that far around
+        their fine centre, outliers that far around the origin; `outliers` is their share.
+    """
+
+    def __init__(self, n: int = 3000, groups: int = 5, per: int = 4, seed: int = 0, *,
+                 classes: np.ndarray | None = None, spread: float = 12.0, scatter: float = 3.0,
+                 tightness: float = 0.3, noise: float = 9.0, outliers: float = 0.04,
+                 n_exemplars: int = 4, sources: Sequence[str] | None = None,
+                 failures: Sequence[str] = ()) -> None:
+        from concept.images import LoadFailure
+
+        rng = np.random.default_rng(seed)
+        if classes is not None:
+            classes = np.asarray(classes, np.int64)
+            n, groups = len(classes), int(classes.max()) + 1
+        k = groups * per
+        group_centres = rng.uniform(-spread, spread, size=(groups, 2))
+        fine_centres = np.repeat(group_centres, per, axis=0) + rng.normal(scale=scatter, size=(k, 2))
+        fine = (rng.integers(0, k, size=n) if classes is None
+                else classes * per + rng.integers(0, per, size=n))
+        fine[rng.random(n) < outliers] = -1
+        xy = (np.where(fine[:, None] >= 0, fine_centres[np.maximum(fine, 0)], 0.0)
+              + rng.normal(scale=np.where(fine >= 0, tightness, noise)[:, None], size=(n, 2)))
+        sizes = np.bincount(fine[fine >= 0], minlength=k)
+        perm = np.empty(k, np.int64)
+        perm[np.argsort(-sizes, kind="stable")] = np.arange(k)
+        fine = np.where(fine >= 0, perm[np.maximum(fine, 0)], -1)
+        parent = np.empty(k, np.int64)
+        parent[perm] = np.arange(k) // per
+        coarse = np.where(fine >= 0, parent[np.maximum(fine, 0)], -1)
+        self.layers_, self.layer_, self.labels_ = [fine, coarse], 0, fine
+        self.parent = parent
+        self._xy = xy
+        self.probabilities_ = rng.uniform(0.3, 1.0, size=n)
+        self.n_concepts_ = k
+        self.topics = {c: [f"fine{c}", f"leaf{c}", f"twig{c}"] for c in range(k)}
+        self.layer_topics_ = [{c: [(w, 1.0) for w in self.topics[c]] for c in range(k)},
+                              {g: [(f"GROUP{g}", 1.0), (f"broad{g}", 0.5)] for g in range(groups)}]
+        self.exemplars_ = {c: np.flatnonzero(fine == c)[:n_exemplars].tolist() for c in range(k)}
+        self.layer_exemplars_ = [self.exemplars_, {g: np.flatnonzero(coarse == g)[:n_exemplars].tolist()
+                                                   for g in range(groups)}]
+        self.collages_ = {}
+        self.image_sources_ = None if sources is None else list(sources)
+        self.failures_ = [LoadFailure(i, s, "not an image file") for i, s in enumerate(failures)]
+
+    def map_2d(self) -> np.ndarray:
+        return self._xy
