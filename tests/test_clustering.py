@@ -3,6 +3,8 @@ single-layer path (sample-then-assign, the kNN vote, degenerate inputs)."""
 
 from __future__ import annotations
 
+import itertools
+
 import numpy as np
 from conftest import blobs, nested_blobs
 from sklearn.metrics import normalized_mutual_info_score
@@ -139,7 +141,7 @@ def test_layers_are_nested_and_recover_both_levels():
     h = find_hierarchy(x, 20, random_state=0)
     layers = h.layers
     assert len(layers) >= 2 and len(h.parents) == len(layers) - 1
-    for fine, coarse in zip(layers, layers[1:]):  # every fine concept lies in one coarse concept
+    for fine, coarse in itertools.pairwise(layers):  # every fine concept lies in one coarse concept
         for c in np.unique(fine[fine >= 0]):
             assert len(np.unique(coarse[fine == c])) == 1
     best_sub = max(normalized_mutual_info_score(subs, layer) for layer in layers)
@@ -164,7 +166,7 @@ def test_assign_at_any_layer_reproduces_the_fitted_layers():
 
 
 def test_far_images_are_outliers_and_few_typical_ones_are():
-    x, y = blobs(n_per=300, centers=4, dim=16, spread=0.15)
+    x, _ = blobs(n_per=300, centers=4, dim=16, spread=0.15)
     h = find_hierarchy(x, 20, random_state=0)
     labels = h.layers[h.default]
     assert (labels >= 0).mean() > 0.95
@@ -189,6 +191,57 @@ def test_dense_groups_are_the_same_every_run_on_tied_coordinates():
     rng = np.random.default_rng(0)
     centres = rng.normal(size=(12, 5)) * 3
     coords = np.round(centres[rng.integers(0, 12, 2000)] + rng.normal(size=(2000, 5)), 1).astype(np.float32)
-    for method, share in (("eom", 0.5), ("leaf", None)):
-        runs = {dense_groups(coords, np.ones(2000), 15, method, max_share=share).tobytes() for _ in range(10)}
+    for method in ("eom", "leaf"):
+        runs = {dense_groups(coords, np.ones(2000), 15, method).tobytes() for _ in range(10)}
         assert len(runs) == 1, method
+
+
+def test_forest_cuts_give_each_count_and_never_merge_across_groups():
+    from concept.clustering.stable import forest_cuts
+
+    rng = np.random.default_rng(0)
+    means = rng.normal(size=(40, 8))
+    sizes = rng.integers(5, 50, size=40)
+    group = rng.integers(0, 6, size=40)
+    counts = [30, 20, 12, 6]
+    cuts = forest_cuts(means, sizes, group, counts)
+    for cut, count in zip(cuts, counts, strict=True):
+        assert int(cut.max()) + 1 == count
+        for c in np.unique(cut):  # a concept of the cut lies in one group
+            assert len(np.unique(group[cut == c])) == 1
+    for fine, coarse in itertools.pairwise(cuts):  # and each cut nests in the next
+        for c in np.unique(fine):
+            assert len(np.unique(coarse[fine == c])) == 1
+
+
+def test_default_count_keeps_the_costly_merges_undone():
+    from concept.clustering.hierarchy import default_count, weighted_ward
+
+    # Three far groups of four near concepts each: the two merges of the groups are costly.
+    rng = np.random.default_rng(0)
+    groups = rng.normal(size=(3, 16)) * 10
+    means = np.repeat(groups, 4, axis=0) + rng.normal(size=(12, 16))
+    assert default_count(weighted_ward(means, np.full(12, 100))) == 3
+
+
+def test_without_a_gap_the_default_layer_is_nested_exact_and_steadier_than_the_finest():
+    # Ten broad, overlapping groups: HDBSCAN's finest groups differ by seed and the tree of them
+    # has no clear gap, so the default layer is the k-means partition of stable.py.
+    from sklearn.metrics import adjusted_rand_score
+
+    x, y = blobs(n_per=300, centers=10, dim=16, spread=0.35, seed=1)
+    hs = [find_hierarchy(x, 10, random_state=seed) for seed in range(3)]
+    for h in hs:
+        layers = h.layers
+        assert 0 < h.default < len(layers) - 1  # finer and coarser layers around the default
+        assert int(layers[h.default].max()) + 1 < int(layers[0].max()) + 1
+        for fine, coarse in itertools.pairwise(layers):
+            for c in np.unique(fine[fine >= 0]):
+                assert len(np.unique(coarse[fine == c])) == 1
+        for k, layer in enumerate(layers):
+            np.testing.assert_array_equal(assign(x, h, k)[0], layer)
+        assert normalized_mutual_info_score(y, layers[h.default]) > 0.65
+    pairs = list(itertools.combinations(hs, 2))
+    default = np.mean([adjusted_rand_score(a.layers[a.default], b.layers[b.default]) for a, b in pairs])
+    finest = np.mean([adjusted_rand_score(a.layers[0], b.layers[0]) for a, b in pairs])
+    assert default > 0.8 and default > finest + 0.05  # Ward cuts of the finest: 0.76 here

@@ -77,29 +77,16 @@ def _one_numba_thread():
         numba.set_num_threads(before)
 
 
-def dense_groups(coords: np.ndarray, weights: np.ndarray, min_size: int, method: str = "leaf",
-                 max_share: float | None = None) -> np.ndarray:
+def dense_groups(coords: np.ndarray, weights: np.ndarray, min_size: int, method: str = "leaf") -> np.ndarray:
     """HDBSCAN labels of the units (-1: none), where a group needs `min_size` images in all.
 
-    "leaf" gives the finest dense groups (the finest layer); "eom" with `max_share` (no group
-    larger than that share of the images) gives the number of concepts HDBSCAN itself
-    would choose, used to pick the layer shown first when the hierarchy has no clear gap.
-    Runs on one numba thread, so that it is deterministic (`_one_numba_thread`).
+    "leaf" (the default) gives the finest dense groups: the finest layer. Runs on one numba
+    thread, so that it is deterministic (`_one_numba_thread`).
     """
     import fast_hdbscan
 
-    total = float(np.sum(weights))
-    cap = max(float(min_size), total * max_share) if max_share else np.inf
     weight = None if bool(np.all(weights == 1)) else np.asarray(weights, np.float32)
     with _one_numba_thread():
-        model = fast_hdbscan.HDBSCAN(min_cluster_size=int(min_size), cluster_selection_method=method,
-                                     max_cluster_size=cap)
-        try:
-            model.fit(coords, sample_weight=weight)
-        except (KeyError, ValueError, IndexError):
-            if not max_share:
-                raise
-            # The size cap can fail on degenerate trees; the uncapped run does not.
-            model = fast_hdbscan.HDBSCAN(min_cluster_size=int(min_size), cluster_selection_method=method)
-            model.fit(coords, sample_weight=weight)
+        model = fast_hdbscan.HDBSCAN(min_cluster_size=int(min_size), cluster_selection_method=method)
+        model.fit(coords, sample_weight=weight)
     return np.asarray(model.labels_, dtype=np.int64)

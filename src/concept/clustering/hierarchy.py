@@ -31,6 +31,11 @@ OUTLIER_THRESHOLD = 3.0
 #: it (measured: 0.63-0.77 at the true levels of the synthetic mixtures, at most 0.34 anywhere
 #: on OpenClipart and Fashion-MNIST, where the largest is the last merge, into 2 concepts).
 MIN_GAP_SHARE = 0.5
+#: With no gap, the layer shown first keeps every merge at least this share of the last
+#: (costliest) merge's height (`default_count`). Relative heights are nearly the same from seed
+#: to seed where concept counts are not: on Fashion-MNIST 0.3 gave 11 concepts for all of 6
+#: seeds (HDBSCAN's "eom" count, used before, 6-9), on OpenClipart every finest concept.
+DEFAULT_SHARE = 0.3
 #: Coarser layers are added until a layer has at most this many concepts.
 COARSEST = 3
 #: Successive layers differ in concept count by at least this factor (gap layers excepted).
@@ -161,42 +166,42 @@ def weighted_ward(means: np.ndarray, sizes: np.ndarray) -> np.ndarray:
     return tree
 
 
-def _cut(tree: np.ndarray, k0: int, count: int) -> np.ndarray:
+def cut_tree(tree: np.ndarray, k0: int, count: int) -> np.ndarray:
     from scipy.cluster.hierarchy import fcluster
 
     return fcluster(tree, count, criterion="maxclust").astype(np.int64) - 1
 
 
-def build_layers(means: np.ndarray, sizes: np.ndarray, preferred: int | None = None) -> Layers:
-    """Coarser layers over the finest concepts (their unnormalised `means` (k0, d) and image
-    counts `sizes`) by size-weighted Ward merging (`weighted_ward`).
-
-    Layers: the finest; a cut at each clear gap in the merge heights (the height jumps by at
-    least MIN_GAP_SHARE of the height above it: the concepts below it are far more alike than
-    those above); a cut at `preferred` concepts (the count HDBSCAN itself chooses) when there
-    is no gap; and cuts at every LAYER_FACTOR-fold reduction down to COARSEST. The default
-    layer is the finest one on a gap, else the `preferred` one.
-    """
-    k0 = len(means)
-    if k0 <= 2:
-        return Layers([], 0)
-    tree = weighted_ward(means, sizes)
+def gap_counts(tree: np.ndarray, k0: int) -> list[int]:
+    """Concept counts (largest first) at the clear gaps of a Ward tree over `k0` concepts: where
+    the merge height jumps by at least MIN_GAP_SHARE of the height above it."""
     heights = np.maximum.accumulate(tree[:, 2])
     gaps = np.diff(heights)
     # Cutting between merge i and i+1 leaves k0 - (i + 1) concepts.
     at_gap = [k0 - (i + 1) for i in np.flatnonzero(gaps >= MIN_GAP_SHARE * np.maximum(heights[1:], 1e-12))]
-    at_gap = sorted({c for c in at_gap if 2 <= c < k0}, reverse=True)
-    counts = {k0, *at_gap}
-    if not at_gap and preferred is not None and 2 <= preferred < k0:
-        counts.add(int(preferred))
-    fill = k0
-    while fill > COARSEST:
-        fill = max(COARSEST, round(fill / LAYER_FACTOR))
-        if all(abs(np.log(fill / c)) >= np.log(2.0) for c in counts):
-            counts.add(fill)
-    ordered = sorted(counts, reverse=True)
-    cuts = [np.arange(k0)] + [_cut(tree, k0, c) for c in ordered[1:]]
-    # fcluster may give fewer clusters than asked on ties; drop layers that repeat one.
+    return sorted({c for c in at_gap if 2 <= c < k0}, reverse=True)
+
+
+def default_count(tree: np.ndarray) -> int:
+    """Concepts left when every merge at least DEFAULT_SHARE of the last one's height is undone."""
+    heights = np.maximum.accumulate(tree[:, 2])
+    return int(1 + np.sum(heights >= DEFAULT_SHARE * heights[-1]))
+
+
+def fill_counts(top: int, bottom: int, taken: set[int]) -> list[int]:
+    """Counts from `top` down by LAYER_FACTOR while above `bottom`, each at least 2x from every
+    count in `taken` (and from each other)."""
+    counts, fill = [], top
+    while fill > bottom:
+        fill = max(bottom, round(fill / LAYER_FACTOR))
+        if fill > bottom and all(abs(np.log(fill / c)) >= np.log(2.0) for c in (*taken, *counts)):
+            counts.append(fill)
+    return counts
+
+
+def parents_of(cuts: list[np.ndarray]) -> list[np.ndarray]:
+    """Parent maps between successive cuts (each a label per finest concept), dropping a cut
+    that repeats the count of the one before (fcluster may give fewer clusters on ties)."""
     kept, seen = [], set()
     for cut in cuts:
         n = int(cut.max()) + 1
@@ -208,7 +213,33 @@ def build_layers(means: np.ndarray, sizes: np.ndarray, preferred: int | None = N
         parent = np.empty(int(fine.max()) + 1, np.int64)
         parent[fine] = coarse
         parents.append(parent)
-    final = [int(c.max()) + 1 for c in kept]
+    return parents
+
+
+def build_layers(means: np.ndarray, sizes: np.ndarray, preferred: int | None = None,
+                 tree: np.ndarray | None = None) -> Layers:
+    """Coarser layers over the finest concepts (their unnormalised `means` (k0, d) and image
+    counts `sizes`) by size-weighted Ward merging (`weighted_ward`; or the given `tree`).
+
+    Layers: the finest; a cut at each clear gap in the merge heights (`gap_counts`: the
+    concepts below it are far more alike than those above); a cut at `preferred` concepts when
+    there is no gap; and cuts at every LAYER_FACTOR-fold reduction down to COARSEST. The default
+    layer is the finest one on a gap, else the `preferred` one.
+    """
+    k0 = len(means)
+    if k0 <= 2:
+        return Layers([], 0)
+    tree = weighted_ward(means, sizes) if tree is None else tree
+    at_gap = gap_counts(tree, k0)
+    counts = {k0, *at_gap}
+    if not at_gap and preferred is not None and 2 <= preferred < k0:
+        counts.add(int(preferred))
+    counts.update(fill_counts(k0, COARSEST, counts))
+    if COARSEST < k0 and all(abs(np.log(COARSEST / c)) >= np.log(2.0) for c in counts):
+        counts.add(COARSEST)
+    ordered = sorted(counts, reverse=True)
+    parents = parents_of([np.arange(k0)] + [cut_tree(tree, k0, c) for c in ordered[1:]])
+    final = [k0] + [int(p.max()) + 1 for p in parents]
     if at_gap:
         default = final.index(at_gap[0]) if at_gap[0] in final else 0
     elif preferred is not None:
