@@ -12,8 +12,15 @@ On the offline model's cached vectors (benchmarks/cache/, see quality.py):
     with 10% more of the others: old labels kept, new concepts, their purity and recall.
   - tiny CLIP (random weights, `--tiny-clip`): the zero-shot code path on 1,000 Fashion-MNIST
     images; its accuracy only says the path runs (random weights know nothing).
+  - seeded concepts (`--seeded` runs only these): Fashion-MNIST fitted with no seeds, with the
+    footwear class names as seeds, and with all 10; for each seeded class the concept holding
+    most of its images (its purity and recall), NMI at the default layer and after
+    `reduce_concepts(10)`, and how many images matched a seed and how many of them rightly.
+    "oracle" rows replace the offline model's matches by a random 30% (or all) of each seeded
+    class's true images (what a strong joint space could match) and run the same pull,
+    clustering and re-measuring (`concept.seeding`): what the mechanism does with good matches.
 
-    python benchmarks/editing.py [--tiny-clip]   -> benchmarks/out/editing.md
+    python benchmarks/editing.py [--tiny-clip] [--seeded]   -> benchmarks/out/editing*.md
 """
 
 from __future__ import annotations
@@ -82,6 +89,71 @@ def zeroshot_model_row(d: dict, embedder, label: str) -> dict:
                     f"fit {t.seconds:.0f} s"}
 
 
+FOOTWEAR = [5, 7, 9]  # sandal, sneaker, ankle boot: the classes the unseeded concepts mix most
+
+
+def _seed_scores(y: np.ndarray, labels: np.ndarray, seeded: list[int]) -> dict:
+    """Purity and recall of the concept holding most of each seeded class, averaged."""
+    purity, recall = [], []
+    for c in seeded:
+        ids, counts = np.unique(labels[(y == c) & (labels >= 0)], return_counts=True)
+        top = ids[counts.argmax()]
+        purity.append(float(np.mean(y[labels == top] == c)))
+        recall.append(float(counts.max() / np.sum(y == c)))
+    return {"purity": float(np.mean(purity)), "recall": float(np.mean(recall))}
+
+
+def seeded_rows(seeds=(0, 1, 2)) -> list[dict]:
+    from concept.clustering import find_hierarchy
+    from concept.embedding import OfflineEmbedder
+    from concept.seeding import pull_towards_seeds, reanchor
+
+    d = load_fashion()
+    x, f, y = d["shared"], d["features"], d["y"]
+    offline = OfflineEmbedder("lite0", verbose=False)
+    rows = []
+    for label, classes in (("no seeds", FOOTWEAR), ("no seeds (all 10 scored)", list(range(10))),
+                           ("footwear names", FOOTWEAR), ("all 10 names", list(range(10)))):
+        for seed in seeds:
+            seeded = None if label.startswith("no seeds") else [[NAMES[c]] for c in classes]
+            model = ConceptModel(embedding_model=offline, random_state=seed, verbose=False, seed_concepts=seeded)
+            with Timer() as t:
+                model.fit(image_embeddings=x, image_features=f, docs=NAMES)
+            row = {"seeds": label, "seed": seed, "concepts": model.n_concepts_,
+                   "NMI": scores(y, model.labels_)["nmi"], **_seed_scores(y, model.labels_, classes), "fit s": t.seconds}
+            if seeded:
+                m = model.seed_matches_
+                ok = m >= 0
+                row["matched"] = int(ok.sum())
+                row["matched rightly"] = float(np.mean(np.asarray(classes)[m[ok]] == y[ok])) if ok.any() else ""
+                row["seed word leads"] = sum(model.topics[c][0] == NAMES[classes[j]]
+                                             for c, js in _leaders(model, classes).items() for j in js)
+            model.reduce_concepts(10)
+            row["NMI at 10"] = scores(y, model.labels_)["nmi"]
+            rows.append(row)
+    for label, classes, share in (("oracle 30%: footwear", FOOTWEAR, 0.3), ("oracle 30%: all 10", list(range(10)), 0.3),
+                                  ("oracle 100%: footwear", FOOTWEAR, 1.0)):
+        for seed in seeds:
+            rng = np.random.default_rng(seed)
+            match = np.full(len(y), -1)
+            for j, c in enumerate(classes):
+                members = np.flatnonzero(y == c)
+                match[rng.choice(members, int(share * len(members)), replace=False)] = j
+            with Timer() as t:
+                h = reanchor(find_hierarchy(pull_towards_seeds(f, match), 30, random_state=seed), f)
+            labels = h.layers[h.default]
+            rows.append({"seeds": label, "seed": seed, "concepts": int(labels.max()) + 1,
+                         "NMI": scores(y, labels)["nmi"], **_seed_scores(y, labels, classes),
+                         "matched": int((match >= 0).sum()), "matched rightly": 1.0, "fit s": t.seconds})
+    return rows
+
+
+def _leaders(model: ConceptModel, classes: list[int]) -> dict[int, list[int]]:
+    from concept.seeding import seeded_concepts
+
+    return seeded_concepts(model.labels_, model.seed_matches_, model.n_concepts_)
+
+
 def partial_fit_rows() -> list[dict]:
     d = load_fashion()
     held = 9
@@ -112,9 +184,19 @@ def partial_fit_rows() -> list[dict]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--tiny-clip", action="store_true", help="also run the zero-shot path with a random tiny CLIP")
+    parser.add_argument("--seeded", action="store_true", help="run only the seeded-concepts measurement")
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
     warnings.filterwarnings("ignore")
+    publish("editing_seeded", "Seeded concepts on Fashion-MNIST test (offline model)",
+            "ConceptModel(seed_concepts=[[name], ...]) on the cached Lite0 vectors, docs = the 10 class names; "
+            "purity/recall: of the concept holding most of each seeded class, averaged over the seeded "
+            "classes; 'seed word leads': seeded concepts whose first word is their class's name; "
+            "oracle rows: the same pull on true matches (30% or all of each class). `python benchmarks/editing.py --seeded`.",
+            seeded_rows(), ["seeds", "seed", "concepts", "NMI", "NMI at 10", "purity", "recall", "matched",
+                            "matched rightly", "seed word leads", "fit s"])
+    if args.seeded:
+        return
     from concept.embedding import OfflineEmbedder
     from concept.embedding.base import l2_normalize
 

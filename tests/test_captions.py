@@ -211,3 +211,67 @@ def test_openclipart_titles_are_the_works_own_not_its_publishers(tmp_path):
     assert svg_title(tmp_path / "c.svg") is None
     assert svg_title(tmp_path / "d.svg") is None  # entities are refused (defusedxml)
     assert svg_title(tmp_path / "missing.svg") is None
+
+
+# -- caption terms kept through edits and save/load ---------------------------------------------
+def test_edits_before_and_after_save_load_describe_with_caption_words(tmp_path):
+    x, _y, captions = _three_blobs_with_captions(every=9)
+    model = ConceptModel(min_concept_size=10, embedding_model=ColorEmbedder(), random_state=0, verbose=False)
+    model.fit(image_embeddings=x, docs=["red", "green", "blue"], captions=captions)
+    caption_words = {"apple", "fruit", "racing", "car", "violin", "music"}
+    model.save(tmp_path / "m")
+    loaded = ConceptModel.load(tmp_path / "m", embedding_model=ColorEmbedder())
+    assert loaded.topics_ == model.topics_
+    for m in (model, loaded):
+        m.merge_concepts([[0, 1]])
+        merged = m.topics[0]
+        # both merged concepts' caption terms lead, then the vocabulary
+        assert set(merged[:4]) <= caption_words and len(set(merged[:4])) == 4, merged
+        assert {"red", "green", "blue"} & set(merged)
+    assert loaded.topics_ == model.topics_
+    assert loaded.word_center_ is not None and np.array_equal(loaded.word_center_, model.word_center_)
+    model.save(tmp_path / "merged")
+    again = ConceptModel.load(tmp_path / "merged", embedding_model=ColorEmbedder())
+    again.delete_concepts([1], to="nearest")
+    model.delete_concepts([1], to="nearest")
+    assert again.topics_ == model.topics_ and set(again.topics[0][:2]) <= caption_words
+
+
+def test_partial_fit_after_captions_keeps_caption_words():
+    x, _y, captions = _three_blobs_with_captions(every=3)  # 60 captions: enough for a learned map
+    model = ConceptModel(min_concept_size=10, embedding_model=ColorEmbedder(), random_state=0, verbose=False)
+    model.fit(image_embeddings=x[::2], docs=["red", "green", "blue"], captions=captions[::2])
+    model.partial_fit(image_embeddings=x[1::2])
+    assert len(model._caption_docs) == len(model.labels_) == len(x)
+    assert all(ws and ws[0][0] in {"apple", "fruit", "racing", "car", "violin", "music"}
+               for ws in model.topics_.values())
+
+
+def test_saved_caption_terms_are_checked(tmp_path):
+    import json
+
+    import safetensors.numpy
+
+    from concept._errors import ModelFileError
+    from concept._state_check import check_fitted_state
+    from concept.persistence import ModelState
+
+    x, _y, captions = _three_blobs_with_captions(every=9)
+    model = ConceptModel(min_concept_size=10, embedding_model=ColorEmbedder(), random_state=0, verbose=False)
+    path = model.fit(image_embeddings=x, docs=["red"], captions=captions).save(tmp_path / "m")
+    doc = json.loads((path / "concept.json").read_text())
+    arrays = dict(safetensors.numpy.load_file(str(path / "arrays.safetensors")))
+    check_fitted_state(ModelState(doc["settings"], arrays, doc["texts"], {}), path)
+    n = len(x)
+    for name, value, message in [
+        ("caption_term_indices", np.array([0, 10_000]), "caption_term_indptr"),
+        ("caption_term_indptr", np.zeros(n, np.int64), "caption_term_indptr"),
+        ("captioned", np.full(n, 2, np.uint8), "captioned"),
+        ("caption_term_indices", np.full(len(arrays["caption_term_indices"]), 10_000), "caption_term_indices"),
+    ]:
+        bad = dict(arrays, **{name: value})
+        with pytest.raises(ModelFileError, match=message):
+            check_fitted_state(ModelState(doc["settings"], bad, doc["texts"], {}), path)
+    without = {k: v for k, v in arrays.items() if k != "captioned"}
+    with pytest.raises(ModelFileError, match="together"):
+        check_fitted_state(ModelState(doc["settings"], without, doc["texts"], {}), path)

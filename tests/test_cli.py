@@ -521,3 +521,20 @@ def test_a_bad_captions_file_is_a_one_line_error(image_dir, tmp_path, capsys):
     none.write_text("other/x.png\tcat\n", encoding="utf-8")
     code, out, err = run(capsys, "fit", image_dir, "--captions", none, "--out", tmp_path / "m", "--quiet")
     assert_one_line_error(code, err, "no caption to any image")
+
+
+def test_fit_with_seed_concepts_from_the_flag_or_a_file(image_dir, tiny_clip, tmp_path, capsys):
+    from concept import ConceptModel
+
+    seeds = tmp_path / "seeds.txt"
+    seeds.write_text("fire truck, apple\n\n ocean,sky \n", encoding="utf-8")
+    for spec in ("fire truck,apple; ocean , sky", seeds):
+        code, out, err = run(capsys, "fit", image_dir, "--seed-concepts", spec, "--out", tmp_path / "m",
+                             "--embedding-model", tiny_clip, "--min-concept-size", "5", "--seed", "0", "--quiet")
+        assert code == 0, err
+        model = ConceptModel.load(tmp_path / "m", embedding_model=str(tiny_clip))
+        assert model.seed_concepts == [["fire truck", "apple"], ["ocean", "sky"]]
+        assert model.seed_matches_ is not None and len(model.seed_matches_) == len(model.labels_)
+    for bad in (";", " , ;"):
+        code, out, err = run(capsys, "fit", image_dir, "--seed-concepts", bad, "--out", tmp_path / "m2", "--quiet")
+        assert_one_line_error(code, err, "--seed-concepts", "no seed words")

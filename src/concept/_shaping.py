@@ -67,13 +67,30 @@ class ShapingMixin:
     def _describe_from(self, first: int) -> None:
         """Concept embeddings, exemplars and words of layers `first`.. again (the lower layers
         are unchanged); the default layer's are pointed at as after a fit."""
-        words = self._candidate_words(self._edit_words())
+        terms, weights = None, None
+        if getattr(self, "_caption_docs", None) is not None:  # the fit's caption terms (kept and saved)
+            from concept.model import PREDICTED_WEIGHT
+
+            captioned = np.zeros(len(self.labels_), bool)  # rows added by partial_fit have no caption
+            captioned[:len(self._captioned)] = self._captioned
+            own = [t if c else None for t, c in zip(self._caption_docs, captioned)]
+            words = self._candidate_words(self._edit_words(), own)
+            terms = self._caption_docs + [None] * (len(self.labels_) - len(self._caption_docs))
+            if words is not None and len(terms) > len(self._caption_docs):  # predicted terms for new rows
+                from concept.words import caption_analyzer
+
+                terms = self._caption_documents(terms, words, caption_analyzer(self.vectorizer_model))
+                terms = [list(dict.fromkeys(t)) if t else None for t in terms]
+            self._caption_docs, self._captioned = terms, captioned
+            weights = np.where(captioned, 1.0, PREDICTED_WEIGHT)
+        else:
+            words = self._candidate_words(self._edit_words())
         del self.layer_embeddings_[first:], self.layer_exemplars_[first:], self.layer_topics_[first:]
         for labels, k in list(zip(self.layers_, self.layer_sizes_))[first:]:
             embeddings, exemplars = self._describe_layer(labels, k)
             self.layer_embeddings_.append(embeddings)
             self.layer_exemplars_.append(exemplars)
-            self.layer_topics_.append(self._describe_in_words(words, labels, embeddings))
+            self.layer_topics_.append(self._describe_in_words(words, labels, embeddings, terms, weights))
         self._point_at_default_layer()
 
     def _edit_words(self) -> list[str] | None:
@@ -354,6 +371,9 @@ class ShapingMixin:
         self.image_indices_ = np.concatenate([self.image_indices_, offset + kept])
         self.failures_ = [*self.failures_, *(dataclasses.replace(f, index=offset + f.index) for f in failures)]
         self.map_2d_ = None
+        self._aligned, self._aligned_default = None, None  # the learned-space vectors of the new rows too
+        if getattr(self, "seed_matches_", None) is not None:  # seeds steered the fit only: new rows match none
+            self.seed_matches_ = np.concatenate([self.seed_matches_, np.full(len(x), -1, np.int64)])
         self._images_for_collages = (None if images is None else
                                      {len(self.labels_) + i: images[kept[i]] for i in range(len(kept))})
         try:

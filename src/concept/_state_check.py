@@ -39,6 +39,7 @@ def check_fitted_state(state: ModelState, path: str | os.PathLike) -> None:
         _check_settings(state.settings)
         n, k = _check_arrays(state.arrays)
         _check_layers(state.settings, state.arrays, state.texts, n, k)
+        _check_seeds_and_captions(state.settings, state.arrays, state.texts, n)
         _check_texts(state.texts, n, k)
         _check_images(state.images, k)
     except _Bad as exc:
@@ -94,6 +95,10 @@ def _check_settings(settings: dict[str, Any]) -> None:
     names = settings.get("zeroshot_concepts")
     if names is not None and (not isinstance(names, list) or not all(isinstance(t, str) for t in names)):
         raise _Bad(f"settings['zeroshot_concepts'] must be null or a list of names, not {_short(names)}")
+    seeds = settings.get("seed_concepts")
+    if seeds is not None and (not isinstance(seeds, list) or not seeds or not all(
+            isinstance(ws, list) and ws and all(isinstance(w, str) and w.strip() for w in ws) for ws in seeds)):
+        raise _Bad(f"settings['seed_concepts'] must be null or a list of lists of words, not {_short(seeds)}")
     z = settings.get("zeroshot_threshold", 3.0)
     if type(z) not in (int, float) or not math.isfinite(z) or not 0 <= z <= 100:
         raise _Bad(f"settings['zeroshot_threshold'] must be a number in [0, 100], not {_short(z)}")
@@ -226,6 +231,34 @@ def _check_layers(settings: dict[str, Any], arrays: dict[str, np.ndarray], texts
         topics = layer_topics[i]
         if not isinstance(topics, dict) or set(topics) != {str(c) for c in range(size)}:
             raise _Bad(f"layer_topics[{i}] must have one entry per concept 0..{size - 1}")
+
+
+def _check_seeds_and_captions(settings: dict[str, Any], arrays: dict[str, np.ndarray], texts: dict[str, Any],
+                              n: int) -> None:
+    """Each image's matched seed (with seed_concepts only), and the fit's caption terms per
+    image (a sparse row form: terms, row pointers, term indices, and which rows are captions)."""
+    seeds = settings.get("seed_concepts")
+    matches = _array(arrays, "seed_matches", "i", (n,), optional=True)
+    if matches is not None:
+        if seeds is None:
+            raise _Bad("the array 'seed_matches' is saved but settings['seed_concepts'] is null")
+        _in_range(matches, "seed_matches", -1, len(seeds))
+    names = ("caption_term_indptr", "caption_term_indices", "captioned")
+    present = [name in arrays for name in names]
+    if not any(present) and "caption_terms" not in texts:
+        return
+    if not all(present) or "caption_terms" not in texts:
+        raise _Bad("the caption terms need the arrays 'caption_term_indptr', 'caption_term_indices', "
+                   "'captioned' and texts['caption_terms'] together")
+    terms = texts["caption_terms"]
+    if not isinstance(terms, list) or not all(isinstance(t, str) for t in terms):
+        raise _Bad("texts['caption_terms'] must be a list of terms")
+    indptr = _array(arrays, "caption_term_indptr", "i", (n + 1,))
+    indices = _array(arrays, "caption_term_indices", "i", (None,))
+    if int(indptr[0]) != 0 or (np.diff(indptr) < 0).any() or int(indptr[-1]) != len(indices):
+        raise _Bad("the array 'caption_term_indptr' must rise from 0 to the number of caption term indices")
+    _in_range(indices, "caption_term_indices", 0, len(terms))
+    _in_range(_array(arrays, "captioned", "i", (n,)), "captioned", 0, 2)
 
 
 # -- texts and images --------------------------------------------------------------------------

@@ -135,6 +135,26 @@ def _read_captions(spec: str, paths: list[Path], images_dir: str) -> list[str | 
     return captions
 
 
+def _read_seed_concepts(spec: str) -> list[list[str]]:
+    """--seed-concepts: "beach,sea;cat,kitten" (seeds split by ";", words by ","), or a UTF-8
+    file with one seed per line, its words split by ","."""
+    from concept.seeding import check_seed_concepts
+
+    path = Path(spec)
+    if path.is_file():
+        try:
+            lines = path.read_text(encoding="utf-8").splitlines()
+        except UnicodeDecodeError as exc:
+            raise CLIError(f"--seed-concepts {spec} is not UTF-8 text ({exc.reason} at byte {exc.start})") from exc
+    else:
+        lines = spec.split(";")
+    seeds = [[w.strip() for w in line.split(",") if w.strip()] for line in lines if line.strip()]
+    if not seeds or not all(seeds):
+        raise CLIError(f"--seed-concepts {spec[:60]!r} holds no seed words: write 'beach,sea;cat,kitten' "
+                       "or a file with one comma-separated seed per line")
+    return check_seed_concepts(seeds)
+
+
 def _failed(failures: list[LoadFailure], folder: str | os.PathLike) -> str:
     """"N failed to load (listed in FOLDER/failures.tsv)", writing that list; "0 failed to load"
     when none did. Each failure was already logged once as it happened."""
@@ -179,15 +199,19 @@ def cmd_fit(args: argparse.Namespace) -> None:
         raise _no_images(args.images_dir)
     docs = _read_docs(args.docs) if args.docs else None
     captions = _read_captions(args.captions, paths, args.images_dir) if args.captions else None
+    seeds = _read_seed_concepts(args.seed_concepts) if args.seed_concepts else None
     if args.ray:  # the optional extra: concept.distributed is the only module importing ray
         if captions is not None:
             raise CLIError("--captions does not work with --ray yet; fit without --ray to use captions")
+        if seeds is not None:
+            raise CLIError("--seed-concepts does not work with --ray yet; fit without --ray to use seeds")
         from concept.distributed.cli import ray_fit
 
         return ray_fit(args, paths, docs)
     model = ConceptModel(min_concept_size=args.min_concept_size, embedding_model=args.embedding_model,
                          ctfidf=args.ctfidf, n_words=args.n_words, random_state=args.seed,
-                         store=args.store, verbose=not args.quiet, n_concepts=args.n_concepts)
+                         store=args.store, verbose=not args.quiet, n_concepts=args.n_concepts,
+                         seed_concepts=seeds)
     start = time.perf_counter()
     model.fit(paths, docs=docs, captions=captions)
     seconds = time.perf_counter() - start
@@ -499,6 +523,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--store", metavar="DIR", help="embedding store to reuse and fill (see `concept embed`)")
 
     p.add_argument("--n-concepts", type=int, metavar="N", help="merge the concepts found down to exactly N")
+    p.add_argument("--seed-concepts", metavar="SEEDS|FILE",
+                   help="concepts you expect, to steer the clustering towards: 'beach,sea;cat,kitten' "
+                        "(';' between seeds, ',' between words) or a UTF-8 file with one comma-separated "
+                        "seed per line; images matching a seed are pulled together and its words lead")
 
     p = add("embed", "Embed a folder of images into an on-disk store; rerun to resume or update.",
             "concept embed photos/ --store photos.store && concept fit photos/ --store photos.store --out m",

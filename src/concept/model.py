@@ -52,11 +52,14 @@ from concept.representation import (
     describe_concepts,
     words_by_ctfidf,
 )
+from concept.seeding import check_seed_concepts, favour_seed_words, seeded_concepts
 from concept.vocabulary import load_vocabulary
 from concept.words import (
     caption_analyzer,
     distinctive_words,
+    pack_documents,
     predicted_terms,
+    unpack_documents,
     words_by_captions,
 )
 
@@ -86,7 +89,7 @@ CAPTION_CONCENTRATION = 0.5
 #: Hyper-parameters saved with a model and restored by `load`.
 _SETTINGS = ("min_concept_size", "diversity", "ctfidf", "cluster_space", "sample_size", "outlier_threshold",
              "n_exemplars", "n_words", "vocabulary_size", "batch_size", "random_state", "verbose",
-             "n_concepts", "zeroshot_concepts", "zeroshot_threshold")
+             "n_concepts", "zeroshot_concepts", "zeroshot_threshold", "seed_concepts")
 
 
 def _pack(exemplars: dict[int, list[int]], k: int) -> tuple[np.ndarray, np.ndarray]:
@@ -169,6 +172,10 @@ class ConceptModel(ShapingMixin):
         image-image ones and differ from model to model.
     zeroshot_threshold: how far above the images that prefer other names an image's
         similarity to a name must be to match it, in robust SDs (higher: fewer, surer matches).
+    seed_concepts: lists of words of concepts you expect ([["beach", "sea"], ["cat", "kitten"]]):
+        images that match a list (calibrated as for zero-shot) are pulled together before the
+        ordinary clustering, and a concept holding most of a seed's matched images lists its
+        words first. Nothing is assigned directly (see `concept.seeding`).
     """
 
     def __init__(
@@ -193,6 +200,7 @@ class ConceptModel(ShapingMixin):
         n_concepts: int | None = None,
         zeroshot_concepts: Sequence[str] | None = None,
         zeroshot_threshold: float = 3.0,
+        seed_concepts: Sequence[Sequence[str]] | None = None,
     ) -> None:
         self.min_concept_size = min_concept_size
         self.diversity = diversity
@@ -214,6 +222,7 @@ class ConceptModel(ShapingMixin):
         self.n_concepts = n_concepts
         self.zeroshot_concepts = zeroshot_concepts
         self.zeroshot_threshold = zeroshot_threshold
+        self.seed_concepts = seed_concepts
 
     # ------------------------------------------------------------------ validation
     def _validate_params(self) -> None:
@@ -239,6 +248,8 @@ class ConceptModel(ShapingMixin):
                  and all(isinstance(t, str) and t.strip() for t in names) and len(set(names)) == len(names),
                  "zeroshot_concepts must be a list of distinct, non-empty names, e.g. ['cat', 'car']")
         check_number("zeroshot_threshold", self.zeroshot_threshold, 0.0, 100.0)
+        need(check_seed_concepts(self.seed_concepts) is None or not self.zeroshot_concepts,
+             "zeroshot_concepts and seed_concepts cannot be combined yet: pass one of them")
         need(self.umap_model is None or hasattr(self.umap_model, "fit_transform"),
              "umap_model must have a fit_transform method (e.g. umap.UMAP or sklearn PCA)")
         need(self.hdbscan_model is None or hasattr(self.hdbscan_model, "fit"),
@@ -367,8 +378,11 @@ class ConceptModel(ShapingMixin):
         min_size = self._effective_min_size(n)
         space = x if feats is None else feats
         with one_blas_thread():
+            self.seed_matches_ = None
             if self.zeroshot_concepts:
                 self.hierarchy_, zeroshot_names = self._zeroshot_cluster(x, space, min_size)
+            elif self.seed_concepts is not None:
+                (self.hierarchy_, self.seed_matches_), zeroshot_names = self._seeded_cluster(x, space, min_size), {}
             else:
                 self.hierarchy_, zeroshot_names = self._cluster(space, min_size), {}
         self.embeddings_ = x
@@ -440,6 +454,31 @@ class ConceptModel(ShapingMixin):
         k0 = len(h_rest.centres)
         h = dataclasses.replace(h, fine=fine, nearest=nearest, probabilities=probs)
         return h, {k0 + j: names[t] for j, t in enumerate(kept)}
+
+    def _seeded_cluster(self, x: np.ndarray, space: np.ndarray, min_size: int) -> tuple[Hierarchy, np.ndarray]:
+        """Seeded concepts (`concept.seeding`): match the images to the seed lists in the shared
+        space, pull the matched ones together in the clustering space, cluster, and measure the
+        concepts again on the unpulled vectors; the hierarchy and each image's seed (-1: none)."""
+        from concept.seeding import (
+            pull_towards_seeds,
+            reanchor,
+            seed_matches,
+            seed_vectors,
+        )
+
+        seeds = check_seed_concepts(self.seed_concepts)
+        texts = seed_vectors(self._require_embedder("Seeded concepts").embed_texts, seeds)
+        if texts.shape[1] != x.shape[1]:
+            raise EmbeddingError(f"The seed words were embedded in {texts.shape[1]} dimensions, the images in "
+                                 f"{x.shape[1]}: pass the embedding_model that made the image embeddings.")
+        match = seed_matches(x, texts)
+        counts = np.bincount(match[match >= 0], minlength=len(seeds))
+        logger.info("Seeded concepts: %d of %d images match %d of %d seeds (%s).", int((match >= 0).sum()), len(x),
+                    int((counts > 0).sum()), len(seeds),
+                    ", ".join(f"{ws[0]}: {int(c)}" for ws, c in zip(seeds, counts)))
+        if not (match >= 0).any():
+            return self._cluster(space, min_size), match
+        return reanchor(self._cluster(pull_towards_seeds(space, match), min_size), space), match
 
     def _effective_min_size(self, n: int) -> int:
         """`min_concept_size`, lowered for small collections (to half the square root of the
@@ -515,10 +554,13 @@ class ConceptModel(ShapingMixin):
         self.alignment_, self._aligned, self._aligned_default = None, None, None
         if captions is not None and words is not None:
             self._fit_alignment(captions)
-        weights = None
+        weights, self._caption_docs, self._captioned = None, None, None
         if terms is not None and words is not None:
-            weights = np.where([bool(t) for t in terms], 1.0, PREDICTED_WEIGHT)
+            self._captioned = np.asarray([bool(t) for t in terms])
+            weights = np.where(self._captioned, 1.0, PREDICTED_WEIGHT)
             terms = self._caption_documents(terms, words, analyzer)
+            # kept (and saved) so that edits describe concepts with the same caption terms
+            self._caption_docs = [list(dict.fromkeys(t)) if t else None for t in terms]
         self.layer_topics_ = [self._describe_in_words(words, labels, emb, terms, weights)
                               for labels, emb in zip(self.layers_, self.layer_embeddings_)]
         self._point_at_default_layer()
@@ -626,6 +668,8 @@ class ConceptModel(ShapingMixin):
                                  dtype=object).value_counts(sort=True)
             known = set(words)
             extra = [t for t in frequent.index[:MAX_CAPTION_TERMS] if t not in known]
+        seed_words = [w for ws in check_seed_concepts(self.seed_concepts) or [] for w in ws]
+        extra += [w for w in dict.fromkeys(seed_words) if w not in set(words) | set(extra)]  # always candidates
         if not words:
             logger.warning("docs holds no words: concepts get no words.")
             return None
@@ -677,6 +721,14 @@ class ConceptModel(ShapingMixin):
             from_captions = words_by_captions(labels, ids, terms, n_words, weights, CAPTION_CONCENTRATION)
             described = [(c + [(w, s) for w, s in v if w not in {x for x, _ in c}])[:n_words]
                          for c, v in zip(from_captions, described)]
+        seeded = seeded_concepts(labels, getattr(self, "seed_matches_", None), len(ids))
+        if seeded:  # the seed words first, scored by their similarity to the concept
+            concepts_c = (self._aligned_concepts(labels, len(ids)) if self.aligned_embeddings_ is not None
+                          else l2_normalize(concept_embeddings - self.image_center_))
+            row = {w: i for i, w in enumerate(words)}
+            described = favour_seed_words(described, seeded, check_seed_concepts(self.seed_concepts),
+                                          lambda c, ws: (words_c[[row[w] for w in ws]] @ concepts_c[c]).tolist(),
+                                          n_words)
         return {int(c): d for c, d in zip(ids, described)}
 
     @staticmethod
@@ -938,6 +990,12 @@ class ConceptModel(ShapingMixin):
             arrays["map_2d"] = self.map_2d_
         if self.word_center_ is not None:
             arrays["word_center"] = self.word_center_
+        if getattr(self, "seed_matches_", None) is not None:
+            arrays["seed_matches"] = self.seed_matches_
+        if getattr(self, "_caption_docs", None) is not None:
+            caption_terms, arrays["caption_term_indptr"], arrays["caption_term_indices"] = pack_documents(
+                self._caption_docs)
+            arrays["captioned"] = self._captioned.astype(np.uint8)
         if getattr(self, "alignment_", None) is not None:
             arrays["alignment_weights"] = self.alignment_.weights
             arrays["alignment_bias"] = self.alignment_.bias
@@ -953,6 +1011,8 @@ class ConceptModel(ShapingMixin):
         }
         if getattr(self, "_docs", "unknown") != "unknown":
             texts["docs"] = self._docs  # the candidate words, to describe edited concepts alike
+        if "captioned" in arrays:
+            texts["caption_terms"] = caption_terms
         images = {f"concept_{c}": img for c, img in self.collages_.items()}
         return save_model_state(ModelState(settings, arrays, texts, images), path)
 
@@ -983,6 +1043,12 @@ class ConceptModel(ShapingMixin):
                                          dict(saved.get("validation", {})))
         model.reference_rows_ = a["reference_rows"]
         model.image_indices_ = a["image_indices"]
+        model.seed_matches_ = a.get("seed_matches")
+        model._caption_docs, model._captioned = None, None
+        if "captioned" in a:
+            model._caption_docs = unpack_documents(state.texts["caption_terms"], a["caption_term_indptr"],
+                                                   a["caption_term_indices"])
+            model._captioned = a["captioned"].astype(bool)
         space = model.features_ if model.features_ is not None else model.embeddings_
         if "centres" in a:
             n_layers = int(s.get("n_layers", 1))

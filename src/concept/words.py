@@ -18,7 +18,7 @@ from scipy import sparse
 from concept.ctfidf import ctfidf, top_terms
 from concept.representation import nearest_words
 
-__all__ = ["caption_analyzer", "distinctive_words", "words_by_captions"]
+__all__ = ["caption_analyzer", "distinctive_words", "pack_documents", "unpack_documents", "words_by_captions"]
 
 #: Letters-only tokens of at least 3 characters: no numbers, no "s" of "king's".
 TOKEN_PATTERN = r"(?u)\b[^\W\d_]{3,}\b"
@@ -91,3 +91,19 @@ def distinctive_words(concept_vectors: np.ndarray, word_vectors: np.ndarray, wor
     top_n = min(top_n, len(words))
     order = np.argsort(-sims, axis=1, kind="stable")[:, :top_n]
     return [[(words[j], float(sims[i, j])) for j in row] for i, row in enumerate(order)]
+
+
+def pack_documents(documents: Sequence[Sequence[str] | None]) -> tuple[list[str], np.ndarray, np.ndarray]:
+    """Per-image term lists as a sparse row form for saving: the terms (in order of first use),
+    row pointers (n + 1) and term indices, each row's terms in their order (None: empty row)."""
+    vocabulary: dict[str, int] = {}
+    indptr, indices = [0], []
+    for terms in documents:
+        indices.extend(vocabulary.setdefault(t, len(vocabulary)) for t in (terms or ()))
+        indptr.append(len(indices))
+    return list(vocabulary), np.asarray(indptr, np.int64), np.asarray(indices, np.int64)
+
+
+def unpack_documents(terms: Sequence[str], indptr: np.ndarray, indices: np.ndarray) -> list[list[str] | None]:
+    """The inverse of `pack_documents` (an empty row is None)."""
+    return [[terms[j] for j in indices[a:b]] or None for a, b in zip(indptr[:-1].tolist(), indptr[1:].tolist())]
