@@ -106,15 +106,18 @@ def _across_borders(x: np.ndarray, cells: np.ndarray, cell_centres: np.ndarray, 
 
 
 def nearest_units(x: np.ndarray, cell_centres: np.ndarray, centres: np.ndarray, owner: np.ndarray,
-                  order: np.ndarray, bounds: np.ndarray, out: np.ndarray) -> np.ndarray:
+                  order: np.ndarray, bounds: np.ndarray, out: np.ndarray,
+                  cell_rows: np.ndarray | None = None) -> np.ndarray:
     """`_across_borders` given each micro-cluster's cell (`owner`) and the rows of `x` by
     cell (`order`, `bounds`): writes each row's micro-cluster into `out`. Any set of rows
-    will do (concept.distributed runs it shard by shard)."""
+    will do (concept.distributed runs it shard by shard, with each cell's rows in the whole
+    collection as `cell_rows`, so that each piece is scored as the whole cell would be)."""
     by_cell = [np.flatnonzero(owner == c) for c in range(len(cell_centres))]
     near = top_matches(cell_centres, cell_centres, NEIGHBOUR_CELLS + 1)[0]
     for cell in range(len(cell_centres)):
         rows = order[bounds[cell]:bounds[cell + 1]]
         candidates = np.concatenate([by_cell[c] for c in near[cell]])
         if len(rows) and len(candidates):
-            out[rows] = candidates[top_matches(x[rows], centres[candidates], exact=False)[0][:, 0]]
+            whole = None if cell_rows is None else int(cell_rows[cell])
+            out[rows] = candidates[top_matches(x[rows], centres[candidates], exact=False, rows=whole)[0][:, 0]]
     return out
