@@ -59,15 +59,21 @@ def _file_key(path: str) -> str:
         return f"{path}\0missing"
 
 
-def plan_shards(paths: Sequence[str | os.PathLike], model_name: str, shard_size: int) -> list[Shard]:
-    """The shards of `paths` in order, each named by a hash of its files and the model."""
-    paths = [os.path.abspath(os.fspath(p)) for p in paths]
+def plan_shards(paths: Sequence[str | os.PathLike], model_name: str, shard_size: int,
+                keys: Sequence[str] | None = None) -> list[Shard]:
+    """The shards of `paths` in order, each named by a hash of its files and the model.
+
+    keys: one string per path that changes when the file does (default: the local file's
+        path, size and modification time); with keys, the paths are kept as given (URIs)."""
+    if keys is None:
+        paths = [os.path.abspath(os.fspath(p)) for p in paths]
+        keys = [_file_key(p) for p in paths]
     shards = []
     for i, start in enumerate(range(0, len(paths), shard_size)):
-        chunk = paths[start:start + shard_size]
+        chunk = list(paths[start:start + shard_size])
         digest = hashlib.sha1(model_name.encode())
-        for p in chunk:
-            digest.update(_file_key(p).encode("utf-8", "surrogateescape"))
+        for key in keys[start:start + shard_size]:
+            digest.update(key.encode("utf-8", "surrogateescape"))
             digest.update(b"\n")
         shards.append(Shard(i, f"shard-{i:06d}-{digest.hexdigest()[:12]}.parquet", chunk))
     return shards
@@ -126,8 +132,10 @@ class _ShardEmbedder:
     """A Ray Data actor: loads the backend once, then embeds and writes whole shards."""
 
     def __init__(self, embedding_model: Any, folder: str, batch_size: int, device: str | None,
-                 decode_workers: int) -> None:
+                 decode_workers: int, filesystem: Any = None) -> None:
         from concept.embedding import load_embedding_model
+
+        self.filesystem = filesystem  # images under a URI: copied locally, then loaded as files
 
         self.backend = load_embedding_model(embedding_model, device=device, verbose=False)
         if hasattr(self.backend, "num_workers"):
@@ -142,7 +150,14 @@ class _ShardEmbedder:
         for name, paths in zip(batch["name"], batch["paths"]):
             start = time.perf_counter()
             paths = [str(p) for p in paths]
-            x, f, errors = embed_items(self.backend, paths, self.batch_size)
+            if self.filesystem is None:
+                x, f, errors = embed_items(self.backend, paths, self.batch_size)
+            else:
+                from concept.distributed.sources import LocalCopies
+
+                with LocalCopies(self.filesystem, paths) as (local, fetched):
+                    x, f, errors = embed_items(self.backend, local, self.batch_size)
+                errors = [fetch or e for fetch, e in zip(fetched, errors)]
             _write_atomically(_table(paths, x, f, errors), self.folder / str(name))
             n.append(len(paths))
             failed.append(sum(e is not None for e in errors))
@@ -225,6 +240,8 @@ class EmbeddedShards:
     reused: int
     seconds: float
     stats: list[dict] = field(default_factory=list)
+    #: The pyarrow filesystem the images were read from when they were given by URI.
+    filesystem: Any = None
 
     @property
     def files(self) -> list[Path]:
@@ -240,14 +257,16 @@ def _check_common(batch_size: int, concurrency: int, num_gpus: float, num_cpus: 
         raise ConceptError(f"num_cpus must be a number > 0 (CPUs per actor), got {num_cpus!r}")
 
 
-def embed_to_parquet(paths: Sequence[str | os.PathLike], folder: str | os.PathLike,
+def embed_to_parquet(paths: Sequence[str | os.PathLike] | str, folder: str | os.PathLike,
                      embedding_model: Any = "offline", *, shard_size: int = DEFAULT_SHARD_SIZE,
                      batch_size: int = 32, concurrency: int = 2, num_cpus: float = 1,
                      num_gpus: float = 0, decode_workers: int | None = None) -> EmbeddedShards:
     """Embed image files on the Ray cluster into Parquet shards in `folder`; resumable.
 
     paths: image files every worker node can read (a local folder on one machine, a shared
-        file system on a cluster), in the order the shards keep.
+        file system on a cluster), in the order the shards keep; or a URI of a folder or
+        bucket prefix (s3://bucket/photos, file:///data/photos: `sources.list_images`),
+        whose images the actors read through pyarrow's filesystem.
     embedding_model: as `ConceptModel`'s ("offline", a CLIP name or folder, ...), loaded once
         per actor; a custom object is pickled to each actor.
     concurrency: actors in the pool; num_cpus / num_gpus: resources per actor (num_gpus=1 puts
@@ -265,16 +284,22 @@ def embed_to_parquet(paths: Sequence[str | os.PathLike], folder: str | os.PathLi
     if decode_workers is None:
         decode_workers = max(0, int(num_cpus) - 1) if num_gpus else 0
     check_integer("decode_workers", decode_workers, minimum=0)
+    from concept.distributed.sources import RemoteImages, is_uri, list_images, shown
+
+    remote = list_images(paths) if is_uri(paths) else paths if isinstance(paths, RemoteImages) else None
+    if remote is not None:
+        paths = remote.paths
     if isinstance(paths, (str, os.PathLike)):
-        raise ConceptError("paths must be a list of image files; for a folder pass "
-                           "concept.images.list_image_files(folder).")
+        raise ConceptError("paths must be a list of image files or a URI (s3://bucket/prefix); for a "
+                           "folder pass concept.images.list_image_files(folder).")
     if len(paths) == 0:
-        raise ConceptError("No image paths to embed.")
+        raise ConceptError("No image paths to embed." if remote is None else
+                           f"No image files under {shown(remote.uri)}.")
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     start = time.perf_counter()
     model_name = _model_name(embedding_model)
-    shards = plan_shards(paths, model_name, shard_size)
+    shards = plan_shards(paths, model_name, shard_size, None if remote is None else remote.keys)
     todo = [s for s in shards if not (folder / s.name).is_file()]
     logger.info("%d shards of up to %d images: %d to embed, %d already in %s.",
                 len(shards), shard_size, len(todo), len(shards) - len(todo), folder)
@@ -287,12 +312,13 @@ def embed_to_parquet(paths: Sequence[str | os.PathLike], folder: str | os.PathLi
             fn_constructor_kwargs={"embedding_model": embedding_model, "folder": str(folder.resolve()),
                                    "batch_size": batch_size,
                                    "device": "cuda" if num_gpus else None,
-                                   "decode_workers": decode_workers},
+                                   "decode_workers": decode_workers,
+                                   "filesystem": None if remote is None else remote.filesystem},
             compute=ray.data.ActorPoolStrategy(size=min(concurrency, len(todo))),
             num_cpus=num_cpus, num_gpus=num_gpus)
         stats = ds.take_all()
     return EmbeddedShards(folder, model_name, shards, len(todo), len(shards) - len(todo),
-                          time.perf_counter() - start, stats)
+                          time.perf_counter() - start, stats, None if remote is None else remote.filesystem)
 
 
 def embed_dataset(ds: Any, embedding_model: Any = "offline", *, batch_size: int = 32,

@@ -168,6 +168,17 @@ def _fit_on_passes(model: Any, shards: EmbeddedShards, data: Any) -> Any:
     return dataclasses.replace(h, fine=h.fine[at], nearest=h.nearest[at], probabilities=h.probabilities[at]), rows
 
 
+def _collages_from_store(model: Any, filesystem: Any, images: list[str]) -> None:
+    """For images under a URI: their URIs are the sources, and the collages are made from
+    local copies of the exemplars alone."""
+    from concept.distributed.sources import LocalCopies
+
+    rows = sorted({int(r) for ex in model.exemplars_.values() for r in ex})
+    with LocalCopies(filesystem, [images[r] for r in rows]) as (local, _):
+        model.collages_ = model._make_collages(dict(zip(rows, local)), np.arange(len(images)))
+    model.image_sources_ = list(images)
+
+
 def fit(model: Any, shards: EmbeddedShards, labels: str | os.PathLike, *,
         docs: Sequence[str] | None = None, max_images: int | None = DEFAULT_MAX_IMAGES,
         concurrency: int = 2, num_cpus: float = 1, pieces: str = "auto") -> DistributedFit:
@@ -203,10 +214,14 @@ def fit(model: Any, shards: EmbeddedShards, labels: str | os.PathLike, *,
     if _use_pieces(pieces, model, len(data.paths) - len(data.failures), max_images):
         model._given_hierarchy, passes = _fit_on_passes(model, shards, data)
     images = [data.paths[i] for i in data.kept]
+    remote = shards.filesystem is not None  # URIs: the driver reads only the exemplars
     try:
-        model.fit(images, docs=docs, image_embeddings=data.embeddings, image_features=data.features)
+        model.fit(None if remote else images, docs=docs, image_embeddings=data.embeddings,
+                  image_features=data.features)
     finally:
         model.__dict__.pop("_given_hierarchy", None)
+    if remote:
+        _collages_from_store(model, shards.filesystem, images)
     # Positions in the whole list and its failures, as ConceptModel.fit(paths) records them.
     model.image_indices_ = data.kept
     model.failures_ = data.failures
