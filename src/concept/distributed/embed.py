@@ -355,14 +355,28 @@ def _vectors(column: Any) -> np.ndarray:
 
 @dataclass
 class Embeddings:
-    """Vectors of a run's shards on the driver: every path in plan order, the rows read
-    (`kept`, positions in `paths`), their vectors and features, and every failure."""
+    """Vectors of a run's shards on the driver: the rows read (`kept`, positions among all
+    `n_paths` images in plan order), their paths, vectors and features, and every failure.
+    `paths` (every image's path) is read from the shards when first asked for: the driver
+    otherwise holds no path but the sample's and the failures'."""
 
-    paths: list[str]
+    n_paths: int
     kept: np.ndarray
+    kept_paths: list[str]
     embeddings: np.ndarray
     features: np.ndarray | None
     failures: list[LoadFailure]
+    files: list[Path] = field(default_factory=list, repr=False)
+    _all: list[str] | None = field(default=None, repr=False)
+
+    @property
+    def paths(self) -> list[str]:
+        """Every image's path in plan order (read from the shards, once)."""
+        if self._all is None:
+            import pyarrow.parquet as pq
+
+            self._all = [p for f in self.files for p in pq.read_table(f, columns=["path"]).column("path").to_pylist()]
+        return self._all
 
 
 def _shard_files(shards: EmbeddedShards | Sequence[str | os.PathLike]) -> list[Path]:
@@ -383,31 +397,38 @@ def read_embeddings(shards: EmbeddedShards | Sequence[str | os.PathLike], *,
 
     max_images: read a random sample of this many of the images that loaded (seeded by
         `random_state`), shard by shard, so the driver holds the sample and one shard only;
-        None: every image.
+        None: every image. Paths are read only for the sample and the failures.
     """
+    import pyarrow.compute as pc
     import pyarrow.parquet as pq
 
     check_integer("max_images", max_images, minimum=1, allow_none=True)
     files = _shard_files(shards)
-    heads = [pq.read_table(f, columns=["path", "ok", "error"]) for f in files]
-    paths = [p for t in heads for p in t.column("path").to_pylist()]
-    errors = [e for t in heads for e in t.column("error").to_pylist()]
-    ok = np.concatenate([t.column("ok").to_numpy(zero_copy_only=False) for t in heads]).astype(bool)
+    oks = [pq.read_table(f, columns=["ok"]).column("ok").to_numpy(zero_copy_only=False).astype(bool)
+           for f in files]
+    ok = np.concatenate(oks)
     kept = np.flatnonzero(ok)
     if max_images is not None and len(kept) > max_images:
         kept = np.sort(np.random.default_rng(random_state).choice(kept, max_images, replace=False))
     has_features = "features" in pq.read_schema(files[0]).names
-    xs, fs, offset = [], [], 0
-    for file, head in zip(files, heads):
-        rows = kept[(kept >= offset) & (kept < offset + len(head))] - offset
-        offset += len(head)
-        if not len(rows):
-            continue
-        table = pq.read_table(file, columns=["embedding", "features"] if has_features else ["embedding"])
-        xs.append(_vectors(table.column("embedding"))[rows])
-        if has_features:
-            fs.append(_vectors(table.column("features"))[rows])
+    xs, fs, paths, failures, offset = [], [], [], [], 0
+    for file, part in zip(files, oks):
+        rows = kept[(kept >= offset) & (kept < offset + len(part))] - offset
+        bad = np.flatnonzero(~part)
+        if len(rows) or len(bad):
+            columns = ["path", "error"] + (["embedding", "features"] if has_features else ["embedding"])
+            table = pq.read_table(file, columns=columns if len(rows) else ["path", "error"])
+            if len(bad):
+                failed = table.select(["path", "error"]).take(bad)
+                failures += [LoadFailure(int(offset + i), p, e) for i, p, e in
+                             zip(bad, failed.column("path").to_pylist(), failed.column("error").to_pylist())]
+            if len(rows):
+                paths += pc.take(table.column("path"), rows).to_pylist()
+                xs.append(_vectors(table.column("embedding"))[rows])
+                if has_features:
+                    fs.append(_vectors(table.column("features"))[rows])
+        offset += len(part)
     if not xs:
-        raise ConceptError(f"None of the {len(paths)} images in the shards could be loaded.")
-    failures = [LoadFailure(int(i), paths[i], errors[i]) for i in np.flatnonzero(~ok)]
-    return Embeddings(paths, kept, np.concatenate(xs), np.concatenate(fs) if fs else None, failures)
+        raise ConceptError(f"None of the {len(ok)} images in the shards could be loaded.")
+    return Embeddings(len(ok), kept, paths, np.concatenate(xs), np.concatenate(fs) if fs else None,
+                      failures, files)

@@ -163,7 +163,7 @@ def _fit_on_passes(model: Any, shards: EmbeddedShards, data: Any) -> Any:
     h = find_hierarchy_on_shards(rows, model._effective_min_size(n), max_units=model.sample_size,
                                  threshold=float(model.outlier_threshold), random_state=model.random_state)
     failed = np.asarray([f.index for f in data.failures], np.int64)
-    loaded = np.setdiff1d(np.arange(len(data.paths)), failed)
+    loaded = np.setdiff1d(np.arange(data.n_paths), failed)
     at = np.searchsorted(loaded, data.kept)  # the driver's rows among the loaded images
     return dataclasses.replace(h, fine=h.fine[at], nearest=h.nearest[at], probabilities=h.probabilities[at]), rows
 
@@ -211,9 +211,9 @@ def fit(model: Any, shards: EmbeddedShards, labels: str | os.PathLike, *,
     read_s = time.perf_counter() - start
     start = time.perf_counter()
     passes = None
-    if _use_pieces(pieces, model, len(data.paths) - len(data.failures), max_images):
+    if _use_pieces(pieces, model, data.n_paths - len(data.failures), max_images):
         model._given_hierarchy, passes = _fit_on_passes(model, shards, data)
-    images = [data.paths[i] for i in data.kept]
+    images = data.kept_paths
     remote = shards.filesystem is not None  # URIs: the driver reads only the exemplars
     try:
         model.fit(None if remote else images, docs=docs, image_embeddings=data.embeddings,
@@ -229,7 +229,7 @@ def fit(model: Any, shards: EmbeddedShards, labels: str | os.PathLike, *,
     start = time.perf_counter()
     folder = assign_to_parquet(model, shards, labels, concurrency=concurrency, num_cpus=num_cpus)
     assign_s = time.perf_counter() - start
-    logger.info("Fitted on %d of %d images; every image labelled in %s.", len(images), len(data.paths), folder)
-    return DistributedFit(model, folder, len(data.paths), len(images),
+    logger.info("Fitted on %d of %d images; every image labelled in %s.", len(images), data.n_paths, folder)
+    return DistributedFit(model, folder, data.n_paths, len(images),
                           {"read": read_s, "fit": fit_s, "assign": assign_s},
                           [] if passes is None else passes.log)
