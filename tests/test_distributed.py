@@ -106,6 +106,8 @@ def test_rerun_reuses_shards_and_new_files_make_new_shards(cluster, shards, coll
     mtimes = {p: p.stat().st_mtime_ns for p in shards.files}
     again = embed_to_parquet(collection, shards.folder, "offline", shard_size=32)
     assert again.embedded == 0 and again.reused == 2
+    # The plan files (each shard's paths, read by its actor) are gone once the shards are written.
+    assert not list((shards.folder / ".plan").glob("*")) and [s.n for s in again.shards] == [32, 30]
     assert {p: p.stat().st_mtime_ns for p in again.files} == mtimes
 
 

@@ -43,7 +43,7 @@ def ray_embed(args: argparse.Namespace, paths: list | str) -> None:
     _start(args)
     shards = _embed(args, paths, Path(args.store))
     data = read_embeddings(shards, max_images=1)  # paths and failures only: one vector read
-    n_files = sum(len(s.paths) for s in shards.shards)  # paths may be a URI, listed by embed_to_parquet
+    n_files = sum(s.n for s in shards.shards)  # paths may be a URI, listed by embed_to_parquet
     print(f"{n_files:,} files in {shards.seconds:.1f} s on Ray: {len(shards.shards)} shards in {args.store} "
           f"({shards.embedded} embedded now, {shards.reused} already there), "
           f"{_failed(data.failures, args.store)}")

@@ -18,11 +18,12 @@ Shard schema: `path` (string), `ok` (bool), `error` (string, null when ok), `emb
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import logging
 import os
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -44,11 +45,18 @@ SHARD_GLOB = "shard-*.parquet"
 
 @dataclass
 class Shard:
-    """One planned piece of work: its position, its file name and its images."""
+    """One planned piece of work: its position, its file name, its images and their number.
+    `embed_to_parquet` keeps `paths` empty: a shard's paths are in its plan file, then in the
+    shard itself, not in the driver's memory."""
 
     index: int
     name: str
     paths: list[str]
+    n: int = -1
+
+    def __post_init__(self) -> None:
+        if self.n < 0:
+            self.n = len(self.paths)
 
 
 def _file_key(path: str) -> str:
@@ -65,18 +73,24 @@ def plan_shards(paths: Sequence[str | os.PathLike], model_name: str, shard_size:
 
     keys: one string per path that changes when the file does (default: the local file's
         path, size and modification time); with keys, the paths are kept as given (URIs)."""
-    if keys is None:
-        paths = [os.path.abspath(os.fspath(p)) for p in paths]
-        keys = [_file_key(p) for p in paths]
-    shards = []
+    return list(_iter_shards(paths, model_name, shard_size, keys))
+
+
+def _iter_shards(paths: Sequence[str | os.PathLike], model_name: str, shard_size: int,
+                 keys: Sequence[str] | None) -> Iterator[Shard]:
+    """`plan_shards` one shard at a time (only one shard's paths and keys made at once)."""
     for i, start in enumerate(range(0, len(paths), shard_size)):
-        chunk = list(paths[start:start + shard_size])
+        chunk = paths[start:start + shard_size]
+        if keys is None:
+            chunk = [os.path.abspath(os.fspath(p)) for p in chunk]
+            chunk_keys = [_file_key(p) for p in chunk]
+        else:
+            chunk, chunk_keys = list(chunk), keys[start:start + shard_size]
         digest = hashlib.sha1(model_name.encode())
-        for key in keys[start:start + shard_size]:
+        for key in chunk_keys:
             digest.update(key.encode("utf-8", "surrogateescape"))
             digest.update(b"\n")
-        shards.append(Shard(i, f"shard-{i:06d}-{digest.hexdigest()[:12]}.parquet", chunk))
-    return shards
+        yield Shard(i, f"shard-{i:06d}-{digest.hexdigest()[:12]}.parquet", chunk)
 
 
 def _vectors_column(x: np.ndarray):
@@ -146,10 +160,12 @@ class _ShardEmbedder:
         self.batch_size = batch_size
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        import pyarrow.parquet as pq
+
         n, failed, seconds = [], [], []
-        for name, paths in zip(batch["name"], batch["paths"]):
+        for name, plan in zip(batch["name"], batch["plan"]):
             start = time.perf_counter()
-            paths = [str(p) for p in paths]
+            paths = pq.read_table(str(plan), columns=["path"]).column("path").to_pylist()
             if self.filesystem is None:
                 x, f, errors = embed_items(self.backend, paths, self.batch_size)
             else:
@@ -159,6 +175,8 @@ class _ShardEmbedder:
                     x, f, errors = embed_items(self.backend, local, self.batch_size)
                 errors = [fetch or e for fetch, e in zip(fetched, errors)]
             _write_atomically(_table(paths, x, f, errors), self.folder / str(name))
+            with contextlib.suppress(OSError):  # another run may have removed it already
+                os.remove(str(plan))
             n.append(len(paths))
             failed.append(sum(e is not None for e in errors))
             seconds.append(time.perf_counter() - start)
@@ -299,14 +317,25 @@ def embed_to_parquet(paths: Sequence[str | os.PathLike] | str, folder: str | os.
     folder.mkdir(parents=True, exist_ok=True)
     start = time.perf_counter()
     model_name = _model_name(embedding_model)
-    shards = plan_shards(paths, model_name, shard_size, None if remote is None else remote.keys)
-    todo = [s for s in shards if not (folder / s.name).is_file()]
+    import pyarrow as pa
+
+    # The plan, a shard at a time: each shard still to embed gets a plan file with its paths
+    # (read by its actor), so the driver never holds a second copy of the whole list.
+    plans = folder / ".plan"
+    shards, todo = [], []
+    for shard in _iter_shards(paths, model_name, shard_size, None if remote is None else remote.keys):
+        if not (folder / shard.name).is_file():
+            plan = plans / f"{shard.name}.paths"
+            if not plan.is_file():
+                plans.mkdir(exist_ok=True)
+                _write_atomically(pa.table({"path": pa.array(shard.paths, pa.string())}), plan)
+            todo.append({"name": shard.name, "plan": str(plan.resolve())})
+        shards.append(Shard(shard.index, shard.name, [], len(shard.paths)))
     logger.info("%d shards of up to %d images: %d to embed, %d already in %s.",
                 len(shards), shard_size, len(todo), len(shards) - len(todo), folder)
     stats: list[dict] = []
     if todo:
-        ds = ray.data.from_items([{"name": s.name, "paths": s.paths} for s in todo],
-                                 override_num_blocks=len(todo))
+        ds = ray.data.from_items(todo, override_num_blocks=len(todo))
         ds = ds.map_batches(
             _ShardEmbedder, batch_size=1,
             fn_constructor_kwargs={"embedding_model": embedding_model, "folder": str(folder.resolve()),
