@@ -146,3 +146,26 @@ def test_pieces_choice_is_checked(cluster, collection, tmp_path):
     with pytest.raises(ConceptError, match="pieces must be"):
         fit(ConceptModel(embedding_model=None, verbose=False), EmbeddedShards(tmp_path, "x", [], 0, 0, 0.0),
             tmp_path / "l", pieces="tasks")
+
+
+def test_pieces_refuse_what_the_default_core_does_not_do():
+    """pieces="ray" is the default core: a user's own UMAP/HDBSCAN or zero-shot names are
+    refused in one line; "auto" then stays on the driver."""
+    from concept import ConceptError, ConceptModel
+    from concept.distributed.fit import _use_pieces
+
+    own = ConceptModel(zeroshot_concepts=["cat"], verbose=False)
+    with pytest.raises(ConceptError, match='pieces="driver"'):
+        _use_pieces("ray", own, 10_000, 1_000)
+    assert not _use_pieces("auto", own, 10_000, 1_000)
+    plain = ConceptModel(verbose=False)
+    assert _use_pieces("auto", plain, 10_000, 1_000) and not _use_pieces("auto", plain, 1_000, 1_000)
+    assert not _use_pieces("auto", plain, 10_000, None) and not _use_pieces("driver", plain, 10_000, 1_000)
+
+
+def test_cli_refuses_a_uri_without_ray(capsys):
+    from concept.cli import main
+
+    assert main(["embed", "s3://KEY:SECRET@bucket/photos", "--store", "x"]) == 2
+    err = capsys.readouterr().err
+    assert "add --ray" in err and "SECRET" not in err

@@ -174,7 +174,10 @@ def cmd_fit(args: argparse.Namespace) -> None:
     out = Path(args.out)  # refuse a folder save() would refuse, before minutes of fitting
     if out.exists() and not (out.is_dir() and (not any(out.iterdir()) or (out / "concept.json").is_file())):
         raise CLIError(f"--out {out} exists and is not a concept model folder; choose another path")
-    if args.ray and "://" in args.images_dir:  # a bucket or other URI: listed by concept.distributed
+    if "://" in args.images_dir:  # a bucket or other URI: listed by concept.distributed
+        if not args.ray:
+            raise CLIError(f"IMAGES_DIR is a {args.images_dir.split('://')[0]}:// URI: images in a bucket are "
+                           "read on Ray; add --ray")
         if args.captions:
             raise CLIError("--captions does not work with --ray yet; fit without --ray to use captions")
         from concept.distributed.cli import ray_fit
@@ -218,7 +221,10 @@ def cmd_embed(args: argparse.Namespace) -> None:
     from concept.images import LoadReport, list_image_files
     from concept.store import EmbeddingStore
 
-    if args.ray and "://" in args.images_dir:  # a bucket or other URI: listed by concept.distributed
+    if "://" in args.images_dir:  # a bucket or other URI: listed by concept.distributed
+        if not args.ray:
+            raise CLIError(f"IMAGES_DIR is a {args.images_dir.split('://')[0]}:// URI: images in a bucket are "
+                           "read on Ray; add --ray")
         from concept.distributed.cli import ray_embed
 
         return ray_embed(args, args.images_dir)
