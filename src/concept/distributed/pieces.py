@@ -8,19 +8,21 @@ centres, per-concept sums, and at the end each image's nearest concept and simil
 
 1. cells: `summary.coarse_cells` on a sample of rows fetched by tasks (as on one machine);
 2. micro-clusters: every row's cell (tasks), then Ray Data groups the rows by cell and each
-   cell's `summary.spherical_kmeans` runs in a task, with its own seed drawn from the run's
-   generator (one machine draws the cells from one generator in turn, so the micro-clusters,
-   and through them the concepts, differ slightly: see docs/DESIGN-NOTES.md);
-3. units: each row's nearest micro-cluster across cell borders (`summary.nearest_units`,
-   tasks), reduced to unit sums and sizes; UMAP and HDBSCAN on the units on the driver;
+   cell's `summary.spherical_kmeans` runs in a task, from the random state that cell starts
+   from on one machine (`_micro_clusters`);
+3. units: each row's nearest micro-cluster across cell borders (`summary.nearest_units`),
+   and Ray Data groups the rows by unit to add each unit's vectors in one machine's order
+   (`_unit_sum`); UMAP and HDBSCAN on the units on the driver;
 4. refinement: `hierarchy.refine_centres`, the very loop `refine` runs, over `ShardRows`,
    whose passes are tasks returning per-concept counts and sums (a map-reduce of
    `label_sums`);
 5. layers and confidence: `build_layers` and the core's `_finish` on the driver.
 
 Up to `max_units` images there is no summary (every image is its own unit, on the driver,
-as on one machine), and the result equals `find_hierarchy`'s but for the order in which
-float sums are added. Tasks are plain `ray.remote` functions, each over a group of shards;
+as on one machine). Pieces are scored as their whole pass would be (`top_matches(rows=)`)
+and BLAS runs on one thread, so the result is `find_hierarchy`'s: the same concepts for every
+image; only the refinement's sums are added shard by shard, so centres and confidences agree
+to float32 rounding. Tasks are plain `ray.remote` functions, each over a group of shards;
 results are summed as they arrive, so the driver holds one task's sums at a time beyond its
 own.
 """
