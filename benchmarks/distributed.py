@@ -14,6 +14,7 @@ embeddings and features from the one-process run, and whether the fitted labels 
 assigned labels are identical.
 
     python benchmarks/distributed.py --n 1024 --workers 1 2 4
+    python benchmarks/distributed.py --plan-memory 1000000
 """
 
 from __future__ import annotations
@@ -112,12 +113,43 @@ def run_ray(n: int, workers: int) -> dict:
             "concepts": model.n_concepts_, "peak_gib": _peak_gib()}
 
 
+def plan_memory(n: int) -> None:
+    """The driver's memory for the plan of `n` synthetic paths (tracemalloc): the listing, a
+    whole plan (`plan_shards`, every path copied into its shard) and the plan as
+    `embed_to_parquet` makes it, a shard at a time (`_iter_shards`)."""
+    import tracemalloc
+
+    from concept.distributed.embed import _iter_shards, plan_shards
+
+    tracemalloc.start()
+    paths = [f"/data/photos/2024/collection-{i // 10000:04d}/IMG_{i:08d}_holiday_trip.jpg" for i in range(n)]
+    listing = tracemalloc.get_traced_memory()[0]
+    shards = plan_shards(paths, "offline", 1024)
+    whole = tracemalloc.get_traced_memory()[0] - listing
+    del shards
+    tracemalloc.reset_peak()
+    base = tracemalloc.get_traced_memory()[0]
+    for _ in _iter_shards(paths, "offline", 1024, None):
+        pass
+    streamed = tracemalloc.get_traced_memory()[1] - base
+    tracemalloc.stop()
+    publish("distributed_plan", f"The driver's memory for the plan of {n:,} paths",
+            f"Synthetic paths of {len(paths[0])} characters (the files do not exist: one stat each).",
+            [{"listing MB": listing / 1e6, "whole plan MB": whole / 1e6, "a shard at a time, peak MB": streamed / 1e6,
+              "listing B/path": listing / n, "whole plan B/path": whole / n}],
+            ["listing MB", "whole plan MB", "a shard at a time, peak MB", "listing B/path", "whole plan B/path"])
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--n", type=int, default=1024, help="images (default: %(default)s)")
     parser.add_argument("--workers", type=int, nargs="+", default=[1, 2, 4])
+    parser.add_argument("--plan-memory", type=int, metavar="N",
+                        help="only measure the driver's memory for planning N synthetic paths")
     parser.add_argument("--mode", help=argparse.SUPPRESS)  # one run, in a child process
     args = parser.parse_args()
+    if args.plan_memory:
+        return plan_memory(args.plan_memory)
     WORK.mkdir(parents=True, exist_ok=True)
     if args.mode:
         if args.mode == "warm":  # the candidate words' embeddings, cached on disk for every mode

@@ -106,6 +106,8 @@ def test_rerun_reuses_shards_and_new_files_make_new_shards(cluster, shards, coll
     mtimes = {p: p.stat().st_mtime_ns for p in shards.files}
     again = embed_to_parquet(collection, shards.folder, "offline", shard_size=32)
     assert again.embedded == 0 and again.reused == 2
+    # The plan files (each shard's paths, read by its actor) are gone once the shards are written.
+    assert not list((shards.folder / ".plan").glob("*")) and [s.n for s in again.shards] == [32, 30]
     assert {p: p.stat().st_mtime_ns for p in again.files} == mtimes
 
 
@@ -183,6 +185,33 @@ def test_distributed_fit_and_assign_equal_concept_model_fit(shards, collection, 
     loaded = ConceptModel.load(tmp_path / "m")
     np.testing.assert_array_equal(loaded.labels_, model.labels_)
     assert result.n_images == len(collection) and result.n_fitted == len(collection) - 2
+
+
+def test_clustering_passes_as_tasks_equal_concept_model_fit(shards, collection, local_fit, local_vectors,
+                                                            tmp_path):
+    """pieces="ray": the core's passes over all 58 images run as tasks over the shards while the
+    driver holds a sample of 40 (for exemplars and words): the concepts are those of
+    ConceptModel.fit on all 58, and every image gets the label transform gives it."""
+    from concept import ConceptModel
+
+    result = fit(ConceptModel(**SETTINGS), shards, tmp_path / "labels", docs=WORDS, max_images=40,
+                 pieces="ray")
+    model = result.model
+    assert len(model.labels_) == result.n_fitted == 40
+    at = np.searchsorted(local_fit.image_indices_, model.image_indices_)
+    np.testing.assert_array_equal(model.labels_, local_fit.labels_[at])
+    np.testing.assert_allclose(model.probabilities_, local_fit.probabilities_[at], atol=1e-3)
+    assert model.layer_sizes_ == local_fit.layer_sizes_
+    labels = result.labels_dataset().to_pandas().set_index("path")
+    paths = [os.path.abspath(p) for p in collection]
+    np.testing.assert_array_equal(labels.label[paths].to_numpy(), _transform(local_fit, local_vectors, len(collection)))
+    assert {kind for kind, _ in result.passes} >= {"count", "take", "assign", "nearest"}
+    assert all(sorted(read) == sorted(str(f.resolve()) for f in shards.files) for _, read in result.passes)
+    model.save(tmp_path / "m")
+    loaded = ConceptModel.load(tmp_path / "m")
+    np.testing.assert_array_equal(loaded.labels_, model.labels_)
+    np.testing.assert_array_equal(_transform(loaded, local_vectors, len(collection)),
+                                  _transform(model, local_vectors, len(collection)))
 
 
 def test_assign_at_a_layer_and_checks(shards, collection, local_vectors, tmp_path):

@@ -194,6 +194,15 @@ def cmd_fit(args: argparse.Namespace) -> None:
     out = Path(args.out)  # refuse a folder save() would refuse, before minutes of fitting
     if out.exists() and not (out.is_dir() and (not any(out.iterdir()) or (out / "concept.json").is_file())):
         raise CLIError(f"--out {out} exists and is not a concept model folder; choose another path")
+    if "://" in args.images_dir:  # a bucket or other URI: listed by concept.distributed
+        if not args.ray:
+            raise CLIError(f"IMAGES_DIR is a {args.images_dir.split('://')[0]}:// URI: images in a bucket are "
+                           "read on Ray; add --ray")
+        if args.captions:
+            raise CLIError("--captions does not work with --ray yet; fit without --ray to use captions")
+        from concept.distributed.cli import ray_fit
+
+        return ray_fit(args, args.images_dir, _read_docs(args.docs) if args.docs else None)
     paths = list_image_files(args.images_dir)
     if not paths:
         raise _no_images(args.images_dir)
@@ -236,6 +245,13 @@ def cmd_embed(args: argparse.Namespace) -> None:
     from concept.images import LoadReport, list_image_files
     from concept.store import EmbeddingStore
 
+    if "://" in args.images_dir:  # a bucket or other URI: listed by concept.distributed
+        if not args.ray:
+            raise CLIError(f"IMAGES_DIR is a {args.images_dir.split('://')[0]}:// URI: images in a bucket are "
+                           "read on Ray; add --ray")
+        from concept.distributed.cli import ray_embed
+
+        return ray_embed(args, args.images_dir)
     paths = list_image_files(args.images_dir)
     if not paths:
         raise _no_images(args.images_dir)
@@ -499,7 +515,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = add("fit", "Find concepts in a folder of images and save the model.",
             "concept fit photos/ --docs words.txt --out photos.model --figure concepts.png", cmd_fit)
-    p.add_argument("images_dir", metavar="IMAGES_DIR", help="folder of images (searched recursively)")
+    p.add_argument("images_dir", metavar="IMAGES_DIR", help="folder of images (searched recursively); with --ray also a URI such as s3://bucket/prefix")
     p.add_argument("--out", required=True, metavar="MODEL_DIR", help="folder to save the model to")
     p.add_argument("--docs", metavar="FILE", help="UTF-8 text file of candidate words, one word or "
                    "phrase per line (default: the bundled English nouns)")
@@ -531,7 +547,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = add("embed", "Embed a folder of images into an on-disk store; rerun to resume or update.",
             "concept embed photos/ --store photos.store && concept fit photos/ --store photos.store --out m",
             cmd_embed)
-    p.add_argument("images_dir", metavar="IMAGES_DIR", help="folder of images (searched recursively)")
+    p.add_argument("images_dir", metavar="IMAGES_DIR", help="folder of images (searched recursively); with --ray also a URI such as s3://bucket/prefix")
     p.add_argument("--store", required=True, metavar="DIR", help="folder of the embedding store")
     p.add_argument("--embedding-model", default="auto", metavar="SPEC",
                    help="'auto', 'offline', a CLIP model name or a local folder (default: %(default)s)")

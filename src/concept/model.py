@@ -499,6 +499,8 @@ class ConceptModel(ShapingMixin):
     def _cluster(self, space: np.ndarray, min_size: int) -> Hierarchy:
         """The concept hierarchy of the clustering vectors: the default core, or one layer
         from the user's reducer/clusterer (fitted on a sample of `sample_size`, as before)."""
+        if getattr(self, "_given_hierarchy", None) is not None:  # found by concept.distributed's passes
+            return self._given_hierarchy
         threshold = float(self.outlier_threshold)
         own = self.umap_model is None and self.hdbscan_model is None
         if own and len(space) >= MIN_DISTINCT and distinct_rows(space) >= MIN_DISTINCT:

@@ -19,7 +19,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from concept.clustering.kernels import mean_directions, top_matches
+from concept.clustering.kernels import mean_directions
+from concept.clustering.passes import InMemory, Rows
 
 #: Lloyd's steps of the refinement at most, and the share of changed rows that ends it; above
 #: LARGE rows at most MAX_ITER_LARGE steps (each is a pass over every image).
@@ -60,25 +61,32 @@ def refine(x: np.ndarray, labels: np.ndarray, min_size: int, max_iter: int | Non
         remap = np.full(int(ids.max()) + 1, -1, np.int64)
         remap[ids] = np.arange(len(ids))
         centres, _ = mean_directions(x, np.where(labels >= 0, remap[np.maximum(labels, 0)], -1), len(ids))
+    return refine_centres(InMemory(x), centres, min_size, max_iter)
+
+
+def refine_centres(rows: Rows, centres: np.ndarray, min_size: int, max_iter: int
+                   ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """`refine`'s Lloyd's steps from `centres`, each a pass over `rows` (`passes.py`: in
+    memory, or tasks over shards in concept.distributed); returns what `refine` returns."""
     previous = None
     for _ in range(max_iter + len(centres)):  # dissolving small concepts takes extra steps
-        assigned = top_matches(x, centres, exact=False)[0][:, 0]
-        counts = np.bincount(assigned, minlength=len(centres))
+        step = rows.assign(centres, previous)
+        counts = step.counts
         small = counts < min_size
         if small.all():
             small[np.argmax(counts)] = False
         if small.any():  # dissolve, then let the next step reassign their images
             centres, previous = centres[~small], None
             continue
-        if previous is not None and np.mean(assigned != previous) < CONVERGED:
+        if previous is not None and step.changed < CONVERGED:
             break
         max_iter -= 1
         if max_iter < 0:
             break
-        previous = assigned
-        centres, _ = mean_directions(x, assigned, len(centres))
-    idx, sims = top_matches(x, centres)
-    return idx[:, 0], centres, sims[:, 0]
+        previous = step
+        centres = step.means()
+    nearest, sims = rows.nearest(centres)
+    return nearest, centres, sims
 
 
 def spread(labels: np.ndarray, sims: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:

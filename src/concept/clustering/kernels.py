@@ -33,17 +33,19 @@ def _torch():
 
 
 def top_matches(x: np.ndarray, centres: np.ndarray, k: int = 1, *, exact: bool = True,
-                chunk: int = CHUNK) -> tuple[np.ndarray, np.ndarray]:
+                chunk: int = CHUNK, rows: int | None = None) -> tuple[np.ndarray, np.ndarray]:
     """The `k` rows of `centres` with the largest dot product with each row of `x`, best first:
     indices (n, k) and their float32 similarities.
 
     Scores are computed in bfloat16; with `exact` the best `max(k, RESCORE)` candidates are
     rescored in float32 (ties and near-ties then resolve as float32 would). `exact=False` is
-    for the inner loops of k-means, where a rare near-tie flip does not matter.
+    for the inner loops of k-means, where a rare near-tie flip does not matter. `rows`: the
+    size of the whole pass `x` is a piece of (concept.distributed's shards), so that the
+    piece is scored as the whole would be (numpy's float32 or torch's bfloat16).
     """
     n, m = len(x), len(centres)
     k = max(1, min(k, m))
-    if n * m * x.shape[1] <= SMALL:
+    if (n if rows is None else rows) * m * x.shape[1] <= SMALL:
         return _top_matches_numpy(x, centres, k)
     torch = _torch()
     keep = min(m, k + RESCORE) if exact else k

@@ -15,6 +15,7 @@ micro-clusters. Each cell is an independent piece of work.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -60,9 +61,7 @@ def summarise(x: np.ndarray, n_units: int, rng: np.random.Generator) -> Summary:
     n = len(x)
     if n <= n_units:
         return Summary(x, np.arange(n), np.ones(n, dtype=np.float64))
-    n_cells = max(1, round(math.sqrt(n_units)))
-    sample = np.sort(rng.choice(n, min(n, 64 * n_cells), replace=False))
-    cell_centres, _ = spherical_kmeans(x[sample], n_cells, rng, iters=8)
+    cell_centres = coarse_cells(lambda rows: x[rows], n, n_units, rng)
     cells = top_matches(x, cell_centres, exact=False)[0][:, 0]
     order = np.argsort(cells, kind="stable")
     bounds = np.searchsorted(cells[order], np.arange(len(cell_centres) + 1))
@@ -72,8 +71,7 @@ def summarise(x: np.ndarray, n_units: int, rng: np.random.Generator) -> Summary:
         rows = order[bounds[cell]:bounds[cell + 1]]
         if len(rows) == 0:
             continue
-        k = max(1, round(len(rows) * n_units / n))
-        _, part = spherical_kmeans(x[rows], k, rng)
+        _, part = spherical_kmeans(x[rows], units_in_cell(len(rows), n, n_units), rng)
         labels[rows] = part + offset
         offset += int(part.max()) + 1
     centres, _ = mean_directions(x, labels, offset)
@@ -84,18 +82,42 @@ def summarise(x: np.ndarray, n_units: int, rng: np.random.Generator) -> Summary:
     return Summary(centres, remap[labels], counts.astype(np.float64))
 
 
+def coarse_cells(take: Callable[[np.ndarray], np.ndarray], n: int, n_units: int,
+                 rng: np.random.Generator) -> np.ndarray:
+    """The first level's cell centres: k-means into about sqrt(n_units) cells on a sample of
+    64 rows a cell; `take(positions)` gives those rows of the collection (of `n` rows)."""
+    n_cells = max(1, round(math.sqrt(n_units)))
+    sample = np.sort(rng.choice(n, min(n, 64 * n_cells), replace=False))
+    return spherical_kmeans(take(sample), n_cells, rng, iters=8)[0]
+
+
+def units_in_cell(rows: int, n: int, n_units: int) -> int:
+    """Micro-clusters for a cell of `rows` of the `n` rows: its share of `n_units`."""
+    return max(1, round(rows * n_units / n))
+
+
 def _across_borders(x: np.ndarray, cells: np.ndarray, cell_centres: np.ndarray, centres: np.ndarray,
                     labels: np.ndarray, order: np.ndarray, bounds: np.ndarray) -> np.ndarray:
     """Each row's nearest micro-cluster among those of its cell and the NEIGHBOUR_CELLS cells
     nearest to it: a row put in the wrong cell (near a border) finds its micro-cluster there."""
     owner = np.empty(len(centres), np.int64)
     owner[labels] = cells
+    return nearest_units(x, cell_centres, centres, owner, order, bounds, labels.copy())
+
+
+def nearest_units(x: np.ndarray, cell_centres: np.ndarray, centres: np.ndarray, owner: np.ndarray,
+                  order: np.ndarray, bounds: np.ndarray, out: np.ndarray,
+                  cell_rows: np.ndarray | None = None) -> np.ndarray:
+    """`_across_borders` given each micro-cluster's cell (`owner`) and the rows of `x` by
+    cell (`order`, `bounds`): writes each row's micro-cluster into `out`. Any set of rows
+    will do (concept.distributed runs it shard by shard, with each cell's rows in the whole
+    collection as `cell_rows`, so that each piece is scored as the whole cell would be)."""
     by_cell = [np.flatnonzero(owner == c) for c in range(len(cell_centres))]
     near = top_matches(cell_centres, cell_centres, NEIGHBOUR_CELLS + 1)[0]
-    out = labels.copy()
     for cell in range(len(cell_centres)):
         rows = order[bounds[cell]:bounds[cell + 1]]
         candidates = np.concatenate([by_cell[c] for c in near[cell]])
         if len(rows) and len(candidates):
-            out[rows] = candidates[top_matches(x[rows], centres[candidates], exact=False)[0][:, 0]]
+            whole = None if cell_rows is None else int(cell_rows[cell])
+            out[rows] = candidates[top_matches(x[rows], centres[candidates], exact=False, rows=whole)[0][:, 0]]
     return out

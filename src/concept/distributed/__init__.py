@@ -3,9 +3,12 @@
 The expensive stage, embedding, runs in Ray Data: an actor pool of embedders (each holds one
 backend, the offline model on CPUs or CLIP with `num_gpus` per actor) over shards of the
 image list; every actor writes its shards as Parquet files itself, so no image or vector
-passes through the driver, and a rerun skips the shards already written. Fitting pulls the
-vectors (or a sample of them) to the driver and runs the ordinary `ConceptModel.fit`; every
-image is then assigned in the actor pool with the fitted model's arrays broadcast once.
+passes through the driver, and a rerun skips the shards already written (images may also be
+under a URI, s3://bucket/prefix: `sources.py`). Fitting runs the ordinary `ConceptModel.fit`
+on a sample pulled to the driver; above that sample's size the clustering core's passes over
+every image run as Ray tasks over the shards (`pieces.py`), and the sample only describes the
+concepts. Every image is then assigned in the actor pool with the fitted model's arrays
+broadcast once.
 The pieces of work are the single-machine pipeline's own functions; Ray only schedules them.
 
 This package is the only one in `concept` that imports ray.

@@ -29,13 +29,13 @@ def _start(args: argparse.Namespace):
     return ray
 
 
-def _embed(args: argparse.Namespace, paths: list, folder: Path):
+def _embed(args: argparse.Namespace, paths: list | str, folder: Path):
     return embed_to_parquet(paths, folder, args.embedding_model, batch_size=getattr(args, "batch_size", 32),
                             concurrency=args.workers, num_cpus=args.cpus_per_worker,
                             num_gpus=args.gpus_per_worker)
 
 
-def ray_embed(args: argparse.Namespace, paths: list) -> None:
+def ray_embed(args: argparse.Namespace, paths: list | str) -> None:
     """`concept embed DIR --store SHARDS --ray [ADDRESS]`: Parquet shards, resumable."""
     from concept.cli import _failed
     from concept.distributed.embed import read_embeddings
@@ -43,12 +43,13 @@ def ray_embed(args: argparse.Namespace, paths: list) -> None:
     _start(args)
     shards = _embed(args, paths, Path(args.store))
     data = read_embeddings(shards, max_images=1)  # paths and failures only: one vector read
-    print(f"{len(paths):,} files in {shards.seconds:.1f} s on Ray: {len(shards.shards)} shards in {args.store} "
+    n_files = sum(s.n for s in shards.shards)  # paths may be a URI, listed by embed_to_parquet
+    print(f"{n_files:,} files in {shards.seconds:.1f} s on Ray: {len(shards.shards)} shards in {args.store} "
           f"({shards.embedded} embedded now, {shards.reused} already there), "
           f"{_failed(data.failures, args.store)}")
 
 
-def ray_fit(args: argparse.Namespace, paths: list, docs: list[str] | None) -> None:
+def ray_fit(args: argparse.Namespace, paths: list | str, docs: list[str] | None) -> None:
     """`concept fit DIR --out MODEL --ray [ADDRESS]`: embed into shards (resumable), fit on the
     driver, label every image on the cluster, save the model and the labels."""
     from concept.cli import _failed, _info_table, _save_figure
@@ -67,7 +68,9 @@ def ray_fit(args: argparse.Namespace, paths: list, docs: list[str] | None) -> No
     seconds = time.perf_counter() - start
     model.save(args.out)
     n_out = int((model.labels_ < 0).sum())
-    print(f"{result.n_images:,} images from {args.images_dir} in {seconds:.1f} s on Ray "
+    from concept.distributed.sources import shown
+
+    print(f"{result.n_images:,} images from {shown(args.images_dir)} in {seconds:.1f} s on Ray "
           f"(fitted on {result.n_fitted:,}): {model.n_concepts_} concepts, {n_out:,} outliers, "
           f"{_failed(model.failures_, args.out)}")
     print(f"Model saved to {args.out}; every image's concept in {labels} (Parquet: path, label, "

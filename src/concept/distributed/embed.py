@@ -18,11 +18,12 @@ Shard schema: `path` (string), `ok` (bool), `error` (string, null when ok), `emb
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import logging
 import os
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -44,11 +45,18 @@ SHARD_GLOB = "shard-*.parquet"
 
 @dataclass
 class Shard:
-    """One planned piece of work: its position, its file name and its images."""
+    """One planned piece of work: its position, its file name, its images and their number.
+    `embed_to_parquet` keeps `paths` empty: a shard's paths are in its plan file, then in the
+    shard itself, not in the driver's memory."""
 
     index: int
     name: str
     paths: list[str]
+    n: int = -1
+
+    def __post_init__(self) -> None:
+        if self.n < 0:
+            self.n = len(self.paths)
 
 
 def _file_key(path: str) -> str:
@@ -59,18 +67,30 @@ def _file_key(path: str) -> str:
         return f"{path}\0missing"
 
 
-def plan_shards(paths: Sequence[str | os.PathLike], model_name: str, shard_size: int) -> list[Shard]:
-    """The shards of `paths` in order, each named by a hash of its files and the model."""
-    paths = [os.path.abspath(os.fspath(p)) for p in paths]
-    shards = []
+def plan_shards(paths: Sequence[str | os.PathLike], model_name: str, shard_size: int,
+                keys: Sequence[str] | None = None) -> list[Shard]:
+    """The shards of `paths` in order, each named by a hash of its files and the model.
+
+    keys: one string per path that changes when the file does (default: the local file's
+        path, size and modification time); with keys, the paths are kept as given (URIs)."""
+    return list(_iter_shards(paths, model_name, shard_size, keys))
+
+
+def _iter_shards(paths: Sequence[str | os.PathLike], model_name: str, shard_size: int,
+                 keys: Sequence[str] | None) -> Iterator[Shard]:
+    """`plan_shards` one shard at a time (only one shard's paths and keys made at once)."""
     for i, start in enumerate(range(0, len(paths), shard_size)):
         chunk = paths[start:start + shard_size]
+        if keys is None:
+            chunk = [os.path.abspath(os.fspath(p)) for p in chunk]
+            chunk_keys = [_file_key(p) for p in chunk]
+        else:
+            chunk, chunk_keys = list(chunk), keys[start:start + shard_size]
         digest = hashlib.sha1(model_name.encode())
-        for p in chunk:
-            digest.update(_file_key(p).encode("utf-8", "surrogateescape"))
+        for key in chunk_keys:
+            digest.update(key.encode("utf-8", "surrogateescape"))
             digest.update(b"\n")
-        shards.append(Shard(i, f"shard-{i:06d}-{digest.hexdigest()[:12]}.parquet", chunk))
-    return shards
+        yield Shard(i, f"shard-{i:06d}-{digest.hexdigest()[:12]}.parquet", chunk)
 
 
 def _vectors_column(x: np.ndarray):
@@ -126,8 +146,10 @@ class _ShardEmbedder:
     """A Ray Data actor: loads the backend once, then embeds and writes whole shards."""
 
     def __init__(self, embedding_model: Any, folder: str, batch_size: int, device: str | None,
-                 decode_workers: int) -> None:
+                 decode_workers: int, filesystem: Any = None) -> None:
         from concept.embedding import load_embedding_model
+
+        self.filesystem = filesystem  # images under a URI: copied locally, then loaded as files
 
         self.backend = load_embedding_model(embedding_model, device=device, verbose=False)
         if hasattr(self.backend, "num_workers"):
@@ -138,12 +160,23 @@ class _ShardEmbedder:
         self.batch_size = batch_size
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        import pyarrow.parquet as pq
+
         n, failed, seconds = [], [], []
-        for name, paths in zip(batch["name"], batch["paths"]):
+        for name, plan in zip(batch["name"], batch["plan"]):
             start = time.perf_counter()
-            paths = [str(p) for p in paths]
-            x, f, errors = embed_items(self.backend, paths, self.batch_size)
+            paths = pq.read_table(str(plan), columns=["path"]).column("path").to_pylist()
+            if self.filesystem is None:
+                x, f, errors = embed_items(self.backend, paths, self.batch_size)
+            else:
+                from concept.distributed.sources import LocalCopies
+
+                with LocalCopies(self.filesystem, paths) as (local, fetched):
+                    x, f, errors = embed_items(self.backend, local, self.batch_size)
+                errors = [fetch or e for fetch, e in zip(fetched, errors)]
             _write_atomically(_table(paths, x, f, errors), self.folder / str(name))
+            with contextlib.suppress(OSError):  # another run may have removed it already
+                os.remove(str(plan))
             n.append(len(paths))
             failed.append(sum(e is not None for e in errors))
             seconds.append(time.perf_counter() - start)
@@ -225,6 +258,8 @@ class EmbeddedShards:
     reused: int
     seconds: float
     stats: list[dict] = field(default_factory=list)
+    #: The pyarrow filesystem the images were read from when they were given by URI.
+    filesystem: Any = None
 
     @property
     def files(self) -> list[Path]:
@@ -240,14 +275,16 @@ def _check_common(batch_size: int, concurrency: int, num_gpus: float, num_cpus: 
         raise ConceptError(f"num_cpus must be a number > 0 (CPUs per actor), got {num_cpus!r}")
 
 
-def embed_to_parquet(paths: Sequence[str | os.PathLike], folder: str | os.PathLike,
+def embed_to_parquet(paths: Sequence[str | os.PathLike] | str, folder: str | os.PathLike,
                      embedding_model: Any = "offline", *, shard_size: int = DEFAULT_SHARD_SIZE,
                      batch_size: int = 32, concurrency: int = 2, num_cpus: float = 1,
                      num_gpus: float = 0, decode_workers: int | None = None) -> EmbeddedShards:
     """Embed image files on the Ray cluster into Parquet shards in `folder`; resumable.
 
     paths: image files every worker node can read (a local folder on one machine, a shared
-        file system on a cluster), in the order the shards keep.
+        file system on a cluster), in the order the shards keep; or a URI of a folder or
+        bucket prefix (s3://bucket/photos, file:///data/photos: `sources.list_images`),
+        whose images the actors read through pyarrow's filesystem.
     embedding_model: as `ConceptModel`'s ("offline", a CLIP name or folder, ...), loaded once
         per actor; a custom object is pickled to each actor.
     concurrency: actors in the pool; num_cpus / num_gpus: resources per actor (num_gpus=1 puts
@@ -265,34 +302,52 @@ def embed_to_parquet(paths: Sequence[str | os.PathLike], folder: str | os.PathLi
     if decode_workers is None:
         decode_workers = max(0, int(num_cpus) - 1) if num_gpus else 0
     check_integer("decode_workers", decode_workers, minimum=0)
+    from concept.distributed.sources import RemoteImages, is_uri, list_images, shown
+
+    remote = list_images(paths) if is_uri(paths) else paths if isinstance(paths, RemoteImages) else None
+    if remote is not None:
+        paths = remote.paths
     if isinstance(paths, (str, os.PathLike)):
-        raise ConceptError("paths must be a list of image files; for a folder pass "
-                           "concept.images.list_image_files(folder).")
+        raise ConceptError("paths must be a list of image files or a URI (s3://bucket/prefix); for a "
+                           "folder pass concept.images.list_image_files(folder).")
     if len(paths) == 0:
-        raise ConceptError("No image paths to embed.")
+        raise ConceptError("No image paths to embed." if remote is None else
+                           f"No image files under {shown(remote.uri)}.")
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     start = time.perf_counter()
     model_name = _model_name(embedding_model)
-    shards = plan_shards(paths, model_name, shard_size)
-    todo = [s for s in shards if not (folder / s.name).is_file()]
+    import pyarrow as pa
+
+    # The plan, a shard at a time: each shard still to embed gets a plan file with its paths
+    # (read by its actor), so the driver never holds a second copy of the whole list.
+    plans = folder / ".plan"
+    shards, todo = [], []
+    for shard in _iter_shards(paths, model_name, shard_size, None if remote is None else remote.keys):
+        if not (folder / shard.name).is_file():
+            plan = plans / f"{shard.name}.paths"
+            if not plan.is_file():
+                plans.mkdir(exist_ok=True)
+                _write_atomically(pa.table({"path": pa.array(shard.paths, pa.string())}), plan)
+            todo.append({"name": shard.name, "plan": str(plan.resolve())})
+        shards.append(Shard(shard.index, shard.name, [], len(shard.paths)))
     logger.info("%d shards of up to %d images: %d to embed, %d already in %s.",
                 len(shards), shard_size, len(todo), len(shards) - len(todo), folder)
     stats: list[dict] = []
     if todo:
-        ds = ray.data.from_items([{"name": s.name, "paths": s.paths} for s in todo],
-                                 override_num_blocks=len(todo))
+        ds = ray.data.from_items(todo, override_num_blocks=len(todo))
         ds = ds.map_batches(
             _ShardEmbedder, batch_size=1,
             fn_constructor_kwargs={"embedding_model": embedding_model, "folder": str(folder.resolve()),
                                    "batch_size": batch_size,
                                    "device": "cuda" if num_gpus else None,
-                                   "decode_workers": decode_workers},
+                                   "decode_workers": decode_workers,
+                                   "filesystem": None if remote is None else remote.filesystem},
             compute=ray.data.ActorPoolStrategy(size=min(concurrency, len(todo))),
             num_cpus=num_cpus, num_gpus=num_gpus)
         stats = ds.take_all()
     return EmbeddedShards(folder, model_name, shards, len(todo), len(shards) - len(todo),
-                          time.perf_counter() - start, stats)
+                          time.perf_counter() - start, stats, None if remote is None else remote.filesystem)
 
 
 def embed_dataset(ds: Any, embedding_model: Any = "offline", *, batch_size: int = 32,
@@ -329,14 +384,28 @@ def _vectors(column: Any) -> np.ndarray:
 
 @dataclass
 class Embeddings:
-    """Vectors of a run's shards on the driver: every path in plan order, the rows read
-    (`kept`, positions in `paths`), their vectors and features, and every failure."""
+    """Vectors of a run's shards on the driver: the rows read (`kept`, positions among all
+    `n_paths` images in plan order), their paths, vectors and features, and every failure.
+    `paths` (every image's path) is read from the shards when first asked for: the driver
+    otherwise holds no path but the sample's and the failures'."""
 
-    paths: list[str]
+    n_paths: int
     kept: np.ndarray
+    kept_paths: list[str]
     embeddings: np.ndarray
     features: np.ndarray | None
     failures: list[LoadFailure]
+    files: list[Path] = field(default_factory=list, repr=False)
+    _all: list[str] | None = field(default=None, repr=False)
+
+    @property
+    def paths(self) -> list[str]:
+        """Every image's path in plan order (read from the shards, once)."""
+        if self._all is None:
+            import pyarrow.parquet as pq
+
+            self._all = [p for f in self.files for p in pq.read_table(f, columns=["path"]).column("path").to_pylist()]
+        return self._all
 
 
 def _shard_files(shards: EmbeddedShards | Sequence[str | os.PathLike]) -> list[Path]:
@@ -357,31 +426,38 @@ def read_embeddings(shards: EmbeddedShards | Sequence[str | os.PathLike], *,
 
     max_images: read a random sample of this many of the images that loaded (seeded by
         `random_state`), shard by shard, so the driver holds the sample and one shard only;
-        None: every image.
+        None: every image. Paths are read only for the sample and the failures.
     """
+    import pyarrow.compute as pc
     import pyarrow.parquet as pq
 
     check_integer("max_images", max_images, minimum=1, allow_none=True)
     files = _shard_files(shards)
-    heads = [pq.read_table(f, columns=["path", "ok", "error"]) for f in files]
-    paths = [p for t in heads for p in t.column("path").to_pylist()]
-    errors = [e for t in heads for e in t.column("error").to_pylist()]
-    ok = np.concatenate([t.column("ok").to_numpy(zero_copy_only=False) for t in heads]).astype(bool)
+    oks = [pq.read_table(f, columns=["ok"]).column("ok").to_numpy(zero_copy_only=False).astype(bool)
+           for f in files]
+    ok = np.concatenate(oks)
     kept = np.flatnonzero(ok)
     if max_images is not None and len(kept) > max_images:
         kept = np.sort(np.random.default_rng(random_state).choice(kept, max_images, replace=False))
     has_features = "features" in pq.read_schema(files[0]).names
-    xs, fs, offset = [], [], 0
-    for file, head in zip(files, heads):
-        rows = kept[(kept >= offset) & (kept < offset + len(head))] - offset
-        offset += len(head)
-        if not len(rows):
-            continue
-        table = pq.read_table(file, columns=["embedding", "features"] if has_features else ["embedding"])
-        xs.append(_vectors(table.column("embedding"))[rows])
-        if has_features:
-            fs.append(_vectors(table.column("features"))[rows])
+    xs, fs, paths, failures, offset = [], [], [], [], 0
+    for file, part in zip(files, oks):
+        rows = kept[(kept >= offset) & (kept < offset + len(part))] - offset
+        bad = np.flatnonzero(~part)
+        if len(rows) or len(bad):
+            columns = ["path", "error"] + (["embedding", "features"] if has_features else ["embedding"])
+            table = pq.read_table(file, columns=columns if len(rows) else ["path", "error"])
+            if len(bad):
+                failed = table.select(["path", "error"]).take(bad)
+                failures += [LoadFailure(int(offset + i), p, e) for i, p, e in
+                             zip(bad, failed.column("path").to_pylist(), failed.column("error").to_pylist())]
+            if len(rows):
+                paths += pc.take(table.column("path"), rows).to_pylist()
+                xs.append(_vectors(table.column("embedding"))[rows])
+                if has_features:
+                    fs.append(_vectors(table.column("features"))[rows])
+        offset += len(part)
     if not xs:
-        raise ConceptError(f"None of the {len(paths)} images in the shards could be loaded.")
-    failures = [LoadFailure(int(i), paths[i], errors[i]) for i in np.flatnonzero(~ok)]
-    return Embeddings(paths, kept, np.concatenate(xs), np.concatenate(fs) if fs else None, failures)
+        raise ConceptError(f"None of the {len(ok)} images in the shards could be loaded.")
+    return Embeddings(len(ok), kept, paths, np.concatenate(xs), np.concatenate(fs) if fs else None,
+                      failures, files)

@@ -56,6 +56,9 @@ class DistributedFit:
     n_images: int
     n_fitted: int
     seconds: dict[str, float]
+    #: With pieces="ray": each pass the clustering core made as Ray tasks, and the shard
+    #: files its tasks read (empty when the core ran on the driver).
+    passes: list[tuple[str, list[str]]] = dataclasses.field(default_factory=list)
 
     def labels_dataset(self) -> Any:
         """The labels as a `ray.data.Dataset` (path, label, probability, error)."""
@@ -136,18 +139,66 @@ def assign_to_parquet(model: Any, shards: EmbeddedShards | Sequence[str | os.Pat
     return folder
 
 
+def _use_pieces(pieces: str, model: Any, n_loaded: int, max_images: int | None) -> bool:
+    """Whether the clustering core's passes run as Ray tasks (see `fit`'s `pieces`)."""
+    own = model.umap_model is None and model.hdbscan_model is None and not model.zeroshot_concepts
+    if pieces == "ray" and not own:
+        raise ConceptError('pieces="ray" runs the default clustering core: it takes no umap_model, '
+                           'hdbscan_model or zeroshot_concepts. Use pieces="driver" for those.')
+    if pieces == "auto":
+        return own and max_images is not None and n_loaded > max_images
+    return pieces == "ray"
+
+
+def _fit_on_passes(model: Any, shards: EmbeddedShards, data: Any) -> Any:
+    """The model's hierarchy from every loaded image by Ray tasks over the shards
+    (`pieces.find_hierarchy_on_shards`), restricted to the rows `data` holds on the driver."""
+    from concept.distributed.pieces import ShardRows, find_hierarchy_on_shards
+
+    model._validate_params()
+    files = [str(f.resolve()) for f in _shard_files(shards)]
+    column = "features" if data.features is not None and model.cluster_space == "auto" else "embedding"
+    rows = ShardRows(files, column)
+    n = len(rows)
+    h = find_hierarchy_on_shards(rows, model._effective_min_size(n), max_units=model.sample_size,
+                                 threshold=float(model.outlier_threshold), random_state=model.random_state)
+    failed = np.asarray([f.index for f in data.failures], np.int64)
+    loaded = np.setdiff1d(np.arange(data.n_paths), failed)
+    at = np.searchsorted(loaded, data.kept)  # the driver's rows among the loaded images
+    return dataclasses.replace(h, fine=h.fine[at], nearest=h.nearest[at], probabilities=h.probabilities[at]), rows
+
+
+def _collages_from_store(model: Any, filesystem: Any, images: list[str]) -> None:
+    """For images under a URI: their URIs are the sources, and the collages are made from
+    local copies of the exemplars alone."""
+    from concept.distributed.sources import LocalCopies
+
+    rows = sorted({int(r) for ex in model.exemplars_.values() for r in ex})
+    with LocalCopies(filesystem, [images[r] for r in rows]) as (local, _):
+        model.collages_ = model._make_collages(dict(zip(rows, local)), np.arange(len(images)))
+    model.image_sources_ = list(images)
+
+
 def fit(model: Any, shards: EmbeddedShards, labels: str | os.PathLike, *,
         docs: Sequence[str] | None = None, max_images: int | None = DEFAULT_MAX_IMAGES,
-        concurrency: int = 2, num_cpus: float = 1) -> DistributedFit:
+        concurrency: int = 2, num_cpus: float = 1, pieces: str = "auto") -> DistributedFit:
     """Fit `model` (an unfitted `ConceptModel` with the shards' embedding_model) on the
     vectors in `shards`, then label every image on the cluster into the folder `labels`.
 
-    max_images: the model is fitted on at most this many images, a sample seeded by the
-        model's random_state (None: every image; the driver then holds all the vectors).
-        The labels dataset covers every image either way.
+    max_images: the driver holds the vectors of at most this many images, a sample seeded by
+        the model's random_state (None: every image), for the concepts' exemplars, words
+        and the map. The labels dataset covers every image either way.
+    pieces: where the clustering core's passes over the images run. "driver": on the
+        sample, in the driver (`ConceptModel.fit` on it); "ray": over every image, as Ray
+        tasks over the shards (`concept.distributed.pieces`: the driver holds only the
+        units and concept centres), the sample then only describes the concepts; "auto":
+        "ray" when there are more images than `max_images` and the model uses the default
+        clustering core, else "driver".
     """
     require_ray()
     check_integer("max_images", max_images, minimum=3, allow_none=True)
+    if pieces not in ("auto", "driver", "ray"):
+        raise ConceptError(f'pieces must be "auto", "driver" or "ray", got {pieces!r}')
     if not isinstance(shards, EmbeddedShards):
         raise ConceptError("shards must be the result of embed_to_parquet (it knows the files' order and model).")
     embedder = model.embedder_
@@ -159,8 +210,18 @@ def fit(model: Any, shards: EmbeddedShards, labels: str | os.PathLike, *,
     data = read_embeddings(shards, max_images=max_images, random_state=model.random_state)
     read_s = time.perf_counter() - start
     start = time.perf_counter()
-    images = [data.paths[i] for i in data.kept]
-    model.fit(images, docs=docs, image_embeddings=data.embeddings, image_features=data.features)
+    passes = None
+    if _use_pieces(pieces, model, data.n_paths - len(data.failures), max_images):
+        model._given_hierarchy, passes = _fit_on_passes(model, shards, data)
+    images = data.kept_paths
+    remote = shards.filesystem is not None  # URIs: the driver reads only the exemplars
+    try:
+        model.fit(None if remote else images, docs=docs, image_embeddings=data.embeddings,
+                  image_features=data.features)
+    finally:
+        model.__dict__.pop("_given_hierarchy", None)
+    if remote:
+        _collages_from_store(model, shards.filesystem, images)
     # Positions in the whole list and its failures, as ConceptModel.fit(paths) records them.
     model.image_indices_ = data.kept
     model.failures_ = data.failures
@@ -168,6 +229,7 @@ def fit(model: Any, shards: EmbeddedShards, labels: str | os.PathLike, *,
     start = time.perf_counter()
     folder = assign_to_parquet(model, shards, labels, concurrency=concurrency, num_cpus=num_cpus)
     assign_s = time.perf_counter() - start
-    logger.info("Fitted on %d of %d images; every image labelled in %s.", len(images), len(data.paths), folder)
-    return DistributedFit(model, folder, len(data.paths), len(images),
-                          {"read": read_s, "fit": fit_s, "assign": assign_s})
+    logger.info("Fitted on %d of %d images; every image labelled in %s.", len(images), data.n_paths, folder)
+    return DistributedFit(model, folder, data.n_paths, len(images),
+                          {"read": read_s, "fit": fit_s, "assign": assign_s},
+                          [] if passes is None else passes.log)
