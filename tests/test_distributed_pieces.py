@@ -43,25 +43,30 @@ def collection(tmp_path_factory):
     """7,000 rows in 7 shards, one of them a failed image (ok=False): 6,999 loaded rows, more
     than the 3,000 units the core sees, so the summary runs. 400 copies of one row make
     summary cells whose k-means restarts empty micro-clusters (ties between equal rows)."""
+    x = _mixture(7_000, 48, 10, 0)
+    x[1000:1400] = x[999]
+    ok = np.ones(len(x), bool)
+    ok[2500] = False
+    return _write_shards(x, ok, tmp_path_factory.mktemp("vectors")), x[ok]
+
+
+def _write_shards(x: np.ndarray, ok: np.ndarray, folder) -> list[str]:
+    """Shards of SHARD rows of `x` (rows not `ok` written as failed images)."""
     import pyarrow as pa
     import pyarrow.parquet as pq
 
     from concept.distributed.embed import _vectors_column
 
-    x = _mixture(7_000, 48, 10, 0)
-    x[1000:1400] = x[999]
-    ok = np.ones(len(x), bool)
-    ok[2500] = False
-    folder = tmp_path_factory.mktemp("vectors")
     files = []
     for i, start in enumerate(range(0, len(x), SHARD)):
         part = slice(start, start + SHARD)
-        table = pa.table({"path": pa.array([f"img-{j}" for j in range(start, start + SHARD)]),
-                          "ok": pa.array(ok[part]), "error": pa.array([None] * SHARD, pa.string()),
+        n = len(x[part])
+        table = pa.table({"path": pa.array([f"img-{j}" for j in range(start, start + n)]),
+                          "ok": pa.array(ok[part]), "error": pa.array([None] * n, pa.string()),
                           "embedding": _vectors_column(np.where(ok[part, None], x[part], 0))})
         files.append(str(folder / f"shard-{i:06d}.parquet"))
         pq.write_table(table, files[-1])
-    return files, x[ok]
+    return files
 
 
 def test_restarts_happen_in_the_collection(collection):
@@ -169,3 +174,23 @@ def test_cli_refuses_a_uri_without_ray(capsys):
     assert main(["embed", "s3://KEY:SECRET@bucket/photos", "--store", "x"]) == 2
     err = capsys.readouterr().err
     assert "add --ray" in err and "SECRET" not in err
+
+
+def test_the_steady_default_layer_runs_as_passes_over_shards(cluster, tmp_path):
+    """Broad, overlapping groups: no gap in the tree, so the default layer is stable.py's
+    k-means and redrawn finest concepts; over shards its passes are tasks too, with the same
+    concepts as on one array."""
+    from conftest import blobs
+
+    from concept.distributed import pieces
+
+    x, _ = blobs(n_per=300, centers=10, dim=16, spread=0.35, seed=1)
+    rows = pieces.ShardRows(_write_shards(x, np.ones(len(x), bool), tmp_path), "embedding")
+    got = pieces.find_hierarchy_on_shards(rows, 10, random_state=0)
+    want = find_hierarchy(x, 10, random_state=0)
+    assert 0 < want.default < len(want.parents)  # the steady path: layers on both sides
+    np.testing.assert_array_equal(got.fine, want.fine)
+    assert got.default == want.default and len(got.parents) == len(want.parents)
+    for a, b in zip(got.parents, want.parents, strict=True):
+        np.testing.assert_array_equal(a, b)
+    assert sum(kind == "assign" for kind, _ in rows.log) > 10  # the k-means steps were tasks

@@ -24,22 +24,15 @@ from concept.clustering.hierarchy import (
     OUTLIER_THRESHOLD,
     build_layers,
     confidence,
-    cut_tree,
     default_count,
-    fill_counts,
     gap_counts,
-    parents_of,
     refine,
     spread,
     weighted_ward,
 )
-from concept.clustering.kernels import mean_directions, top_matches
-from concept.clustering.stable import (
-    coarse_partition,
-    forest_cuts,
-    group_means,
-    nested_pieces,
-)
+from concept.clustering.kernels import label_sums, mean_directions, top_matches
+from concept.clustering.passes import InMemory, Rows
+from concept.clustering.stable import steady_layers
 from concept.clustering.summary import summarise
 
 logger = logging.getLogger(__name__)
@@ -141,37 +134,25 @@ def find_hierarchy(x: np.ndarray, min_size: int, *, max_units: int | None = 20_0
     coords = embed_units(summary.centres, random_state)
     groups = dense_groups(coords, summary.weights, min_size, "leaf")
     nearest, centres, sims = refine(x, groups[summary.labels], min_size)
-    means, sizes = group_means(x, nearest, len(centres))
+    sums, _ = label_sums(x, nearest, len(centres))
+    return layers_from_finest(InMemory(x), nearest, centres, sims, sums, min_size, threshold, units)
+
+
+def layers_from_finest(rows: Rows, nearest: np.ndarray, centres: np.ndarray, sims: np.ndarray,
+                       sums: np.ndarray, min_size: int, threshold: float, units: int) -> Hierarchy:
+    """The hierarchy over the finest concepts (each row's `nearest`, its similarity, the
+    concepts' centres and sums): Ward layers, with the default on the tree's first clear gap;
+    without a gap the steady default layer of `stable.py`, whose passes go over `rows`."""
     k0 = len(centres)
+    sizes = np.bincount(nearest, minlength=k0)
+    means = sums / np.maximum(sizes, 1)[:, None]
     tree = weighted_ward(means, sizes) if k0 > 2 else None
     count = default_count(tree) if tree is not None else k0
     if tree is None or gap_counts(tree, k0) or not 2 <= count < k0:
         layers = build_layers(means, sizes, count, tree)
         return _finish(nearest, sims, centres, layers.parents, layers.default, threshold, units)
-    nearest, centres, sims, parents, default = _stable_default(x, nearest, tree, count, min_size)
+    nearest, centres, sims, parents, default = steady_layers(rows, nearest, centres, sums, tree, count, min_size)
     return _finish(nearest, sims, centres, parents, default, threshold, units)
-
-
-def _stable_default(x: np.ndarray, fine: np.ndarray, tree: np.ndarray, count: int, min_size: int):
-    """No gap in the tree: the default layer is k-means at `count` concepts from the tree's cut,
-    the finest concepts redrawn inside it, layers between from Ward inside each default concept
-    and coarser ones from Ward over them (see stable.py). Returns the finest rows, centres and
-    similarities, the parent maps and the default layer's index."""
-    k0 = int(fine.max()) + 1
-    coarse = coarse_partition(x, cut_tree(tree, k0, count)[fine])
-    nearest, centres, sims, parent = nested_pieces(x, coarse, fine, min_size)
-    parent = np.unique(parent, return_inverse=True)[1].astype(np.int64)  # ids of the used ones
-    k0, k = len(centres), int(parent.max()) + 1
-    if k < 2 or k >= k0:  # nothing left between: the finest layer under ordinary layers
-        layers = build_layers(*group_means(x, nearest, k0))
-        return nearest, centres, sims, layers.parents, 0
-    means, sizes = group_means(x, nearest, k0)
-    between = fill_counts(k0, k, {k0, k})
-    cuts = [np.arange(k0), *forest_cuts(means, sizes, parent, between), parent]
-    below = parents_of(cuts)
-    default = len(below)
-    above = build_layers(*group_means(x, parent[nearest], k)).parents
-    return nearest, centres, sims, below + above, default
 
 
 def from_labels(x: np.ndarray, labels: np.ndarray, probabilities: np.ndarray | None = None,

@@ -5,6 +5,10 @@ each row to its nearest centre and reduce to per-concept counts and sums, and fi
 row's nearest centre and similarity. `InMemory` makes them over one array, as `refine` always
 did; `concept.distributed` makes the same passes as Ray tasks over Parquet shards, so the
 loop that decides when to dissolve a concept or stop is one piece of code for both.
+
+A pass may be restricted (`within`: coarse centres and each centre's coarse concept): a row
+then joins the nearest of the centres whose coarse concept is the row's nearest coarse centre,
+the k-means inside each default concept of `clustering/stable.py` (`Within`).
 """
 
 from __future__ import annotations
@@ -14,7 +18,7 @@ from typing import Protocol
 
 import numpy as np
 
-from concept.clustering.kernels import mean_directions, top_matches
+from concept.clustering.kernels import label_sums, mean_directions, top_matches
 
 
 class Step(Protocol):
@@ -27,16 +31,65 @@ class Step(Protocol):
     def means(self) -> np.ndarray: ...
 
 
+#: A restriction of a pass: (coarse centres (m, d), each centre's coarse concept (k,)).
+Within = tuple[np.ndarray, np.ndarray]
+
+
 class Rows(Protocol):
-    """The rows of a collection, for the refinement's passes."""
+    """The rows of a collection, for the refinement's passes. `nearest` also leaves the
+    concepts' sums (k, d) over its answer in `final_sums`."""
+
+    final_sums: np.ndarray | None
 
     def __len__(self) -> int: ...
 
-    def assign(self, centres: np.ndarray, previous: Step | None) -> Step:
+    def assign(self, centres: np.ndarray, previous: Step | None, within: Within | None = None) -> Step:
         """Every row's nearest centre (fast scores, as k-means' inner loop)."""
 
-    def nearest(self, centres: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def nearest(self, centres: np.ndarray, within: Within | None = None) -> tuple[np.ndarray, np.ndarray]:
         """Every row's nearest centre (exact) and its similarity, in row order."""
+
+
+def matches(x: np.ndarray, centres: np.ndarray, within: Within | None = None, *, exact: bool = True,
+            rows: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Each row's nearest centre and similarity (`top_matches`; `rows` as there), or with
+    `within` the nearest among the centres of the row's nearest coarse centre (-1 and -inf
+    where that coarse concept has no centre)."""
+    if within is None:
+        idx, sims = top_matches(x, centres, exact=exact, rows=rows)
+        return idx[:, 0], sims[:, 0]
+    coarse_centres, home = within
+    coarse = top_matches(x, coarse_centres, rows=rows)[0][:, 0]
+    labels = np.full(len(x), -1, np.int64)
+    sims = np.full(len(x), -np.inf, np.float32)
+    for c in np.unique(coarse):
+        own = np.flatnonzero(home == c)
+        if len(own) == 0:
+            continue
+        part = np.flatnonzero(coarse == c)
+        idx, s = top_matches(x[part], centres[own], exact=exact, rows=rows)
+        labels[part], sims[part] = own[idx[:, 0]], s[:, 0]
+    return labels, sims
+
+
+class Restricted:
+    """`rows` whose every pass is restricted to `within` (see `matches`)."""
+
+    def __init__(self, rows: Rows, within: Within) -> None:
+        self.rows, self.within = rows, within
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    @property
+    def final_sums(self) -> np.ndarray | None:
+        return self.rows.final_sums
+
+    def assign(self, centres: np.ndarray, previous: Step | None, within: Within | None = None) -> Step:
+        return self.rows.assign(centres, previous, self.within)
+
+    def nearest(self, centres: np.ndarray, within: Within | None = None) -> tuple[np.ndarray, np.ndarray]:
+        return self.rows.nearest(centres, self.within)
 
 
 @dataclass
@@ -55,15 +108,19 @@ class InMemory:
 
     def __init__(self, x: np.ndarray) -> None:
         self.x = x
+        self.final_sums: np.ndarray | None = None
 
     def __len__(self) -> int:
         return len(self.x)
 
-    def assign(self, centres: np.ndarray, previous: InMemoryStep | None) -> InMemoryStep:
-        labels = top_matches(self.x, centres, exact=False)[0][:, 0]
+    def assign(self, centres: np.ndarray, previous: InMemoryStep | None,
+               within: Within | None = None) -> InMemoryStep:
+        labels = matches(self.x, centres, within, exact=False)[0]
         changed = None if previous is None else float(np.mean(labels != previous.labels))
-        return InMemoryStep(self.x, labels, np.bincount(labels, minlength=len(centres)), changed)
+        counts = np.bincount(labels[labels >= 0], minlength=len(centres))
+        return InMemoryStep(self.x, labels, counts, changed)
 
-    def nearest(self, centres: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        idx, sims = top_matches(self.x, centres)
-        return idx[:, 0], sims[:, 0]
+    def nearest(self, centres: np.ndarray, within: Within | None = None) -> tuple[np.ndarray, np.ndarray]:
+        labels, sims = matches(self.x, centres, within)
+        self.final_sums = label_sums(self.x, labels, len(centres))[0]
+        return labels, sims

@@ -8,65 +8,85 @@ concepts happened to fall: Ward cuts at a fixed count agreed from seed to seed o
 whatever the seed (ARI 0.98-0.99 at 11 concepts), so the default layer is that k-means
 partition, and the finest concepts are redrawn inside it:
 
-1. `coarse_partition`: spherical k-means (the refinement's Lloyd's steps, `refine`) over every
-   image from the Ward cut.
-2. `nested_pieces`: inside each coarse concept, k-means on its members started from the finest
-   concepts that lie mostly in it; then one nearest-centre pass over every image
-   (concepts under `min_size` dissolved), so that `transform` assigns as the fit does. About 5%
-   of the images then sit in a finest concept of a neighbouring coarse concept; each finest
-   concept's parent is the coarse concept of most of its images.
+1. Spherical k-means (the refinement's Lloyd's steps, `refine_centres`) over every image from
+   the Ward cut's concepts.
+2. Inside each coarse concept, k-means of its images started from the finest concepts that lie
+   mostly in it (the same steps, each row restricted to its coarse concept's centres:
+   `passes.Restricted`); then one nearest-centre pass over every image (concepts under
+   `min_size` dissolved), so that `transform` assigns as the fit does. About 5% of the images
+   then sit in a finest concept of a neighbouring coarse concept; each finest concept's parent
+   is the coarse concept of most of its images.
 3. `forest_cuts`: layers between the finest and the default from Ward trees grown inside each
-   coarse concept, so that every layer nests in the one above.
+   coarse concept, so that every layer nests in the one above; coarser ones by Ward over the
+   default concepts.
+
+Each step is a pass over the rows (`passes.Rows`), so concept.distributed runs the same code
+with every pass a Ray task over shards.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-from concept.clustering.hierarchy import refine, weighted_ward
-from concept.clustering.kernels import label_sums
+from concept.clustering.hierarchy import (
+    build_layers,
+    cut_tree,
+    fill_counts,
+    parents_of,
+    refine_centres,
+    weighted_ward,
+)
+from concept.clustering.passes import Restricted, Rows
 
 #: Lloyd's steps of the default layer's k-means at most (each a pass over every image; on
 #: Fashion-MNIST it settled in 6-26).
 MAX_ITER = 30
 
 
-def coarse_partition(x: np.ndarray, labels: np.ndarray) -> np.ndarray:
-    """Spherical k-means labels (n,) of every row, started from `labels` (every row labelled):
-    Lloyd's steps to convergence (at most MAX_ITER)."""
-    return refine(x, labels, 1, max_iter=MAX_ITER)[0]
+def steady_layers(rows: Rows, fine: np.ndarray, fine_centres: np.ndarray, fine_sums: np.ndarray,
+                  tree: np.ndarray, count: int, min_size: int
+                  ) -> tuple[np.ndarray, np.ndarray, np.ndarray, list[np.ndarray], int]:
+    """The layers over `rows` when the tree of the finest concepts (`fine` per row, their
+    centres and sums) has no gap: the default layer from k-means at `count` concepts, the
+    finest concepts redrawn inside it. Returns each row's finest concept, the centres, each
+    row's similarity, the parent maps (finest first) and the default layer's index.
+    Every step is a pass over `rows` (in memory, or tasks over shards: `passes.py`)."""
+    k0 = len(fine_centres)
+    cut = cut_tree(tree, k0, count)
+    start = np.zeros((int(cut.max()) + 1, fine_sums.shape[1]))
+    np.add.at(start, cut, fine_sums)
+    coarse, coarse_centres, _ = refine_centres(rows, _unit(start), 1, MAX_ITER)
+    home = _majority(fine, coarse, k0, len(coarse_centres))
+    pieces, piece_centres, _ = refine_centres(Restricted(rows, (coarse_centres, home)), fine_centres, 0, MAX_ITER)
+    used = np.bincount(pieces[pieces >= 0], minlength=len(piece_centres)) > 0
+    nearest, centres, sims = refine_centres(rows, piece_centres[used], min_size, 0)
+    sums = np.asarray(rows.final_sums, np.float64)
+    parent = np.unique(_majority(nearest, coarse, len(centres), len(coarse_centres)),
+                       return_inverse=True)[1].astype(np.int64)  # ids of the used ones
+    k0, k = len(centres), int(parent.max()) + 1
+    sizes = np.bincount(nearest, minlength=k0)
+    means = sums / np.maximum(sizes, 1)[:, None]
+    if k < 2 or k >= k0:  # nothing left between: the finest layer under ordinary layers
+        return nearest, centres, sims, build_layers(means, sizes).parents, 0
+    cuts = [np.arange(k0), *forest_cuts(means, sizes, parent, fill_counts(k0, k, {k0, k})), parent]
+    below = parents_of(cuts)
+    coarse_sums = np.zeros((k, sums.shape[1]))
+    np.add.at(coarse_sums, parent, sums)
+    coarse_sizes = np.bincount(parent, weights=sizes, minlength=k)
+    above = build_layers(coarse_sums / np.maximum(coarse_sizes, 1)[:, None], coarse_sizes).parents
+    return nearest, centres, sims, below + above, len(below)
 
 
-def nested_pieces(x: np.ndarray, coarse: np.ndarray, fine: np.ndarray, min_size: int
-                  ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """The finest concepts redrawn inside the `coarse` partition, starting from `fine`.
+def _majority(labels: np.ndarray, coarse: np.ndarray, k: int, m: int) -> np.ndarray:
+    """For each label 0..k-1, the coarse label most of its rows have."""
+    votes = np.zeros((k, m), np.int64)
+    ok = labels >= 0
+    np.add.at(votes, (labels[ok], coarse[ok]), 1)
+    return votes.argmax(axis=1)
 
-    Returns each row's finest concept (nearest centre), the centres, each row's similarity to
-    its centre, and each finest concept's parent (the coarse concept most of its rows are in).
-    """
-    k, k0 = int(coarse.max()) + 1, int(fine.max()) + 1
-    votes = np.zeros((k0, k), np.int64)
-    np.add.at(votes, (fine, coarse), 1)
-    home = votes.argmax(axis=1)
-    labels = np.empty(len(x), np.int64)
-    offset = 0
-    for c in range(k):
-        rows = np.flatnonzero(coarse == c)
-        if len(rows) == 0:
-            continue
-        own = [f for f in np.flatnonzero(home == c) if np.any(fine[rows] == f)]
-        if len(own) <= 1:
-            labels[rows] = offset
-            offset += 1
-            continue
-        local = np.full(k0, -1, np.int64)
-        local[own] = np.arange(len(own))
-        labels[rows] = offset + refine(x[rows], local[fine[rows]], 1)[0]
-        offset += len(own)
-    nearest, centres, sims = refine(x, labels, min_size, max_iter=0)
-    votes = np.zeros((len(centres), k), np.int64)
-    np.add.at(votes, (nearest, coarse), 1)
-    return nearest, centres, sims, votes.argmax(axis=1)
+
+def _unit(v: np.ndarray) -> np.ndarray:
+    return (v / np.maximum(np.linalg.norm(v, axis=1, keepdims=True), 1e-12)).astype(np.float32)
 
 
 def forest_cuts(means: np.ndarray, sizes: np.ndarray, group: np.ndarray, counts: list[int]
@@ -101,7 +121,3 @@ def _root(root: np.ndarray, i: int) -> int:
     return i
 
 
-def group_means(x: np.ndarray, labels: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-    """Unnormalised means (k, d) and sizes of the rows of each label (for Ward)."""
-    sums, sizes = label_sums(x, labels, k)
-    return sums / np.maximum(sizes, 1)[:, None], sizes

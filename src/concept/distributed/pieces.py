@@ -16,7 +16,8 @@ centres, per-concept sums, and at the end each image's nearest concept and simil
 4. refinement: `hierarchy.refine_centres`, the very loop `refine` runs, over `ShardRows`,
    whose passes are tasks returning per-concept counts and sums (a map-reduce of
    `label_sums`);
-5. layers and confidence: `build_layers` and the core's `_finish` on the driver.
+5. layers and confidence: the core's `layers_from_finest` on the driver (its passes, where the tree
+   has no gap, again tasks).
 
 Up to `max_units` images there is no summary (every image is its own unit, on the driver,
 as on one machine). Pieces are scored as their whole pass would be (`top_matches(rows=)`)
@@ -90,6 +91,7 @@ def _task(kind: str, files: list[str], starts: list[int], column: str, args: dic
     """One task of a pass over a group of shards; returns only small, reducible results."""
     from concept.clustering import one_blas_thread
     from concept.clustering.kernels import label_sums, top_matches
+    from concept.clustering.passes import matches
 
     out: dict[str, Any] = {"files": list(files)}
     with one_blas_thread():
@@ -107,15 +109,15 @@ def _task(kind: str, files: list[str], starts: list[int], column: str, args: dic
             elif kind == "sums":  # units, or the refinement's starting concepts
                 labels = _unit_labels(x, start, args)
             elif kind == "assign":
-                labels = top_matches(x, args["centres"], exact=False, rows=args["n_rows"])[0][:, 0]
+                within = args.get("within")
+                labels = matches(x, args["centres"], within, exact=False, rows=args["n_rows"])[0]
                 if args.get("previous") is not None:
-                    before = top_matches(x, args["previous"], exact=False, rows=args["n_rows"])[0][:, 0]
+                    before = matches(x, args["previous"], within, exact=False, rows=args["n_rows"])[0]
                     out["changed"] = out.get("changed", 0) + int(np.sum(labels != before))
             elif kind == "nearest":
-                idx, sims = top_matches(x, args["centres"], rows=args["n_rows"])
-                labels = idx[:, 0]
+                labels, sims = matches(x, args["centres"], args.get("within"), rows=args["n_rows"])
                 out.setdefault("nearest", []).append(labels)
-                out.setdefault("sims", []).append(sims[:, 0])
+                out.setdefault("sims", []).append(sims)
             else:
                 raise ValueError(kind)
             sums, counts = label_sums(x, labels, args["k"])
@@ -209,17 +211,17 @@ class ShardRows:
         total = self._pass(kind, {**plan, "k": k}, ordered=False)[0]
         return total["sums"], total["n"]
 
-    def assign(self, centres: np.ndarray, previous: ShardStep | None) -> ShardStep:
-        args = {"centres": centres, "k": len(centres),
+    def assign(self, centres: np.ndarray, previous: ShardStep | None, within=None) -> ShardStep:
+        args = {"centres": centres, "k": len(centres), "within": within,
                 "previous": None if previous is None else previous.centres}
         total = self._pass("assign", args, ordered=False)[0]
         changed = None if previous is None else total.get("changed", 0) / max(len(self), 1)
         return ShardStep(centres, total["n"], changed, total["sums"])
 
-    def nearest(self, centres: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def nearest(self, centres: np.ndarray, within=None) -> tuple[np.ndarray, np.ndarray]:
         """Every image's nearest centre and similarity (exact), in plan order; the concepts'
         sums over them are kept in `final_sums` (for the layers)."""
-        parts = self._pass("nearest", {"centres": centres, "k": len(centres)})
+        parts = self._pass("nearest", {"centres": centres, "k": len(centres), "within": within})
         self.final_sums = sum(p["sums"] for p in parts if "sums" in p)
         return (np.concatenate([a for p in parts for a in p.get("nearest", [])]),
                 np.concatenate([a for p in parts for a in p.get("sims", [])]))
@@ -420,14 +422,13 @@ def find_hierarchy_on_shards(rows: ShardRows, min_size: int, *, max_units: int |
 
 def _find_hierarchy_on_shards(rows: ShardRows, min_size: int, max_units: int | None,
                               threshold: float | None, random_state: int | None):
-    from concept.clustering.core import MAX_SHARE, _finish, n_units
+    from concept.clustering.core import layers_from_finest, n_units
     from concept.clustering.density import dense_groups, embed_units
     from concept.clustering.hierarchy import (
         LARGE,
         MAX_ITER,
         MAX_ITER_LARGE,
         OUTLIER_THRESHOLD,
-        build_layers,
         refine_centres,
     )
 
@@ -439,8 +440,6 @@ def _find_hierarchy_on_shards(rows: ShardRows, min_size: int, max_units: int | N
     logger.info("Clustering %d images as %d units, every pass over the images as Ray tasks.", n, units)
     coords = embed_units(summary.centres, random_state)
     groups = dense_groups(coords, summary.weights, min_size, "leaf")
-    preferred_groups = dense_groups(coords, summary.weights, min_size, "eom", max_share=MAX_SHARE)
-    preferred = len(np.unique(preferred_groups[preferred_groups >= 0]))
     # refine's starting centres: the mean direction of each dense group's images.
     ids = np.unique(groups[groups >= 0])
     if len(ids) == 0:
@@ -453,6 +452,4 @@ def _find_hierarchy_on_shards(rows: ShardRows, min_size: int, max_units: int | N
     sums, _ = rows.sums(k, {**summary.plan, "groups": start})
     max_iter = MAX_ITER if n <= LARGE else MAX_ITER_LARGE
     nearest, centres, sims = refine_centres(rows, _directions(sums), min_size, max_iter)
-    sizes = np.bincount(nearest, minlength=len(centres))
-    layers = build_layers(rows.final_sums / np.maximum(sizes, 1)[:, None], sizes, preferred)
-    return _finish(nearest, sims, centres, layers.parents, layers.default, threshold, units)
+    return layers_from_finest(rows, nearest, centres, sims, rows.final_sums, min_size, threshold, units)
