@@ -140,6 +140,25 @@ def nested_blobs(groups: int = 6, subs: int = 5, per: int = 40, dim: int = 64, s
     return x.astype(np.float32), sub // subs, sub
 
 
+@pytest.fixture(scope="module")
+def cluster():
+    """A fresh local Ray cluster of 2 CPUs for a test module of concept.distributed (no
+    dashboard, a small object store, quiet; workers inherit PYTHONPATH and the test session's
+    private cache), shut down after the module."""
+    import ray
+    import ray.data
+
+    from concept.distributed import connect
+
+    if ray.is_initialized():
+        ray.shutdown()
+    connect("local", num_cpus=2, include_dashboard=False, object_store_memory=150 * 2**20,
+            log_to_driver=False, configure_logging=False)
+    ray.data.DataContext.get_current().enable_progress_bars = False
+    yield ray
+    ray.shutdown()
+
+
 @contextmanager
 def serving(server):
     """Run an HTTP server in a daemon thread for the duration of the block."""

@@ -20,7 +20,6 @@ pytest.importorskip("ray.data")
 
 from concept.distributed import (  # noqa: E402
     assign_to_parquet,
-    connect,
     embed_dataset,
     embed_to_parquet,
     fit,
@@ -29,19 +28,6 @@ from concept.distributed import (  # noqa: E402
 
 OPENCLIPART = Path("/usr/share/openclipart/png")
 pytestmark = pytest.mark.slow
-
-
-@pytest.fixture(scope="module")
-def cluster():
-    """A local Ray cluster of 2 CPUs for this module (workers inherit PYTHONPATH and the
-    test session's private cache)."""
-    if ray.is_initialized():
-        ray.shutdown()
-    connect("local", num_cpus=2, include_dashboard=False, object_store_memory=150 * 2**20,
-            log_to_driver=False, configure_logging=False)
-    ray.data.DataContext.get_current().enable_progress_bars = False
-    yield ray
-    ray.shutdown()
 
 
 @pytest.fixture(scope="module")

@@ -14,21 +14,9 @@ ray = pytest.importorskip("ray")
 pytest.importorskip("ray.data")
 
 from concept.clustering import find_hierarchy  # noqa: E402
-from concept.distributed import connect  # noqa: E402
 
 pytestmark = pytest.mark.slow
 SHARD = 1000
-
-
-@pytest.fixture(scope="module")
-def cluster():
-    if ray.is_initialized():
-        ray.shutdown()
-    connect("local", num_cpus=2, include_dashboard=False, object_store_memory=150 * 2**20,
-            log_to_driver=False, configure_logging=False)
-    ray.data.DataContext.get_current().enable_progress_bars = False
-    yield ray
-    ray.shutdown()
 
 
 def _mixture(n: int, d: int, k: int, seed: int) -> np.ndarray:

@@ -17,22 +17,12 @@ pytest.importorskip("ray.data")
 moto_server = pytest.importorskip("moto.server")
 boto3 = pytest.importorskip("boto3")
 
-from concept.distributed import connect, embed_to_parquet, fit, read_embeddings  # noqa: E402
+from concept.distributed import embed_to_parquet, fit, read_embeddings  # noqa: E402
 
 OPENCLIPART = Path("/usr/share/openclipart/png")
+
 pytestmark = pytest.mark.slow
 WORDS = ["dog", "cat", "bird", "apple", "bread", "cake", "car", "train", "boat", "animal", "food", "vehicle"]
-
-
-@pytest.fixture(scope="module")
-def cluster():
-    if ray.is_initialized():
-        ray.shutdown()
-    connect("local", num_cpus=2, include_dashboard=False, object_store_memory=150 * 2**20,
-            log_to_driver=False, configure_logging=False)
-    ray.data.DataContext.get_current().enable_progress_bars = False
-    yield ray
-    ray.shutdown()
 
 
 @pytest.fixture(scope="module")
