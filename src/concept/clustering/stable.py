@@ -45,12 +45,13 @@ MAX_ITER = 30
 
 def steady_layers(rows: Rows, fine: np.ndarray, fine_centres: np.ndarray, fine_sums: np.ndarray,
                   tree: np.ndarray, count: int, min_size: int
-                  ) -> tuple[np.ndarray, np.ndarray, np.ndarray, list[np.ndarray], int]:
+                  ) -> tuple[np.ndarray, np.ndarray, np.ndarray, list[np.ndarray], int, np.ndarray]:
     """The layers over `rows` when the tree of the finest concepts (`fine` per row, their
     centres and sums) has no gap: the default layer from k-means at `count` concepts, the
     finest concepts redrawn inside it. Returns each row's finest concept, the centres, each
-    row's similarity, the parent maps (finest first) and the default layer's index.
-    Every step is a pass over `rows` (in memory, or tasks over shards: `passes.py`)."""
+    row's similarity, the parent maps (finest first), the default layer's index and the
+    finest concepts' sums. Every step is a pass over `rows` (in memory, or tasks over shards:
+    `passes.py`)."""
     k0 = len(fine_centres)
     cut = cut_tree(tree, k0, count)
     start = np.zeros((int(cut.max()) + 1, fine_sums.shape[1]))
@@ -67,14 +68,14 @@ def steady_layers(rows: Rows, fine: np.ndarray, fine_centres: np.ndarray, fine_s
     sizes = np.bincount(nearest, minlength=k0)
     means = sums / np.maximum(sizes, 1)[:, None]
     if k < 2 or k >= k0:  # nothing left between: the finest layer under ordinary layers
-        return nearest, centres, sims, build_layers(means, sizes).parents, 0
+        return nearest, centres, sims, build_layers(means, sizes).parents, 0, sums
     cuts = [np.arange(k0), *forest_cuts(means, sizes, parent, fill_counts(k0, k, {k0, k})), parent]
     below = parents_of(cuts)
     coarse_sums = np.zeros((k, sums.shape[1]))
     np.add.at(coarse_sums, parent, sums)
     coarse_sizes = np.bincount(parent, weights=sizes, minlength=k)
     above = build_layers(coarse_sums / np.maximum(coarse_sizes, 1)[:, None], coarse_sizes).parents
-    return nearest, centres, sims, below + above, len(below)
+    return nearest, centres, sims, below + above, len(below), sums
 
 
 def _majority(labels: np.ndarray, coarse: np.ndarray, k: int, m: int) -> np.ndarray:
