@@ -54,22 +54,32 @@ def matches(x: np.ndarray, centres: np.ndarray, within: Within | None = None, *,
             rows: int | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Each row's nearest centre and similarity (`top_matches`; `rows` as there), or with
     `within` the nearest among the centres of the row's nearest coarse centre (-1 and -inf
-    where that coarse concept has no centre)."""
+    where that coarse concept has no centre), always by the fast scores: restricted passes
+    only shape the finest concepts, whose labels come from an unrestricted, exact pass (exact
+    scores were 70% of their time)."""
     if within is None:
         idx, sims = top_matches(x, centres, exact=exact, rows=rows)
         return idx[:, 0], sims[:, 0]
     coarse_centres, home = within
-    coarse = top_matches(x, coarse_centres, rows=rows)[0][:, 0]
+    m = len(coarse_centres)
+    coarse = top_matches(x, coarse_centres, exact=False, rows=rows)[0][:, 0]
     labels = np.full(len(x), -1, np.int64)
     sims = np.full(len(x), -np.inf, np.float32)
-    for c in np.unique(coarse):
-        own = np.flatnonzero(home == c)
-        if len(own) == 0:
+    order, bounds = _groups(coarse, m)
+    owners, owner_bounds = _groups(np.asarray(home, np.int64), m)
+    for c in range(m):
+        part, own = order[bounds[c]:bounds[c + 1]], owners[owner_bounds[c]:owner_bounds[c + 1]]
+        if len(part) == 0 or len(own) == 0:
             continue
-        part = np.flatnonzero(coarse == c)
-        idx, s = top_matches(x[part], centres[own], exact=exact, rows=rows)
+        idx, s = top_matches(x[part], centres[own], exact=False, rows=rows)
         labels[part], sims[part] = own[idx[:, 0]], s[:, 0]
     return labels, sims
+
+
+def _groups(labels: np.ndarray, m: int) -> tuple[np.ndarray, np.ndarray]:
+    """Positions sorted by label (stable) and where each label 0..m-1 starts among them."""
+    order = np.argsort(labels, kind="stable")
+    return order, np.searchsorted(labels[order], np.arange(m + 1))
 
 
 class Restricted:
