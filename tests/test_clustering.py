@@ -229,6 +229,9 @@ def test_without_a_gap_the_default_layer_is_nested_exact_and_steadier_than_the_f
     # has no clear gap, so the default layer is the k-means partition of stable.py.
     from sklearn.metrics import adjusted_rand_score
 
+    from concept.clustering.hierarchy import default_count, weighted_ward
+    from concept.clustering.kernels import label_sums
+
     x, y = blobs(n_per=300, centers=10, dim=16, spread=0.35, seed=1)
     hs = [find_hierarchy(x, 10, random_state=seed) for seed in range(3)]
     for h in hs:
@@ -241,6 +244,11 @@ def test_without_a_gap_the_default_layer_is_nested_exact_and_steadier_than_the_f
         for k, layer in enumerate(layers):
             np.testing.assert_array_equal(assign(x, h, k)[0], layer)
         assert normalized_mutual_info_score(y, layers[h.default]) > 0.65
+        # The count agrees with the tree of the finest concepts it ended with (stable.py's
+        # second round: the count read again off the redrawn concepts).
+        sums, sizes = label_sums(x, h.nearest, len(h.centres))
+        tree = weighted_ward(sums / np.maximum(sizes, 1)[:, None], sizes)
+        assert default_count(tree) == int(layers[h.default].max()) + 1
     pairs = list(itertools.combinations(hs, 2))
     default = np.mean([adjusted_rand_score(a.layers[a.default], b.layers[b.default]) for a, b in pairs])
     finest = np.mean([adjusted_rand_score(a.layers[0], b.layers[0]) for a, b in pairs])
