@@ -58,3 +58,15 @@ def test_words_by_similarity_and_ctfidf_are_sorted_and_bounded():
     by_tfidf = words_by_ctfidf(x, y, concepts.ids, w, words, 3, words_per_image=2, random_state=0)
     assert all(1 <= len(ws) <= 3 for ws in by_tfidf)
     assert nearest_words(x[:5], w, 2).shape == (5, 2)
+
+
+def test_top_words_by_partition_equal_a_stable_full_sort_even_on_ties():
+    from concept.words import _top_columns
+
+    rng = np.random.default_rng(0)
+    for _ in range(30):
+        scores = np.round(rng.normal(size=(7, 300)), 1)  # many equal scores
+        n = int(rng.integers(1, 301))
+        want = np.argsort(-scores, axis=1, kind="stable")[:, :n]
+        for a, b in zip(_top_columns(scores, n), want, strict=True):
+            np.testing.assert_array_equal(a, b)
