@@ -146,12 +146,8 @@ def layers_from_finest(rows: Rows, nearest: np.ndarray, centres: np.ndarray, sim
     """The hierarchy over the finest concepts (each row's `nearest`, its similarity, the
     concepts' centres and sums): Ward layers, with the default on the tree's first clear gap;
     without a gap the steady default layer of `stable.py`, whose passes go over `rows`."""
-    k0 = len(centres)
-    sizes = np.bincount(nearest, minlength=k0)
-    means = sums / np.maximum(sizes, 1)[:, None]
-    tree = weighted_ward(means, sizes) if k0 > 2 else None
-    count = default_count(tree) if tree is not None else k0
-    if tree is None or gap_counts(tree, k0) or not 2 <= count < k0:
+    means, sizes, tree, count, steady = _plan(nearest, sums, len(centres))
+    if not steady:
         layers = build_layers(means, sizes, count, tree)
         return _finish(nearest, sims, centres, layers.parents, layers.default, threshold, units)
     for _ in range(STEADY_ROUNDS):
@@ -160,14 +156,23 @@ def layers_from_finest(rows: Rows, nearest: np.ndarray, centres: np.ndarray, sim
         # The count again, from the tree of the redrawn concepts: they lie inside a partition
         # that does not change with the seed, so their tree does not either (HDBSCAN's finest
         # groups do: Fashion-MNIST's gave 11 or 12 by seed, the redrawn ones 11 for 6 seeds).
-        k0 = len(centres)
-        sizes = np.bincount(nearest, minlength=k0)
-        tree = weighted_ward(sums / np.maximum(sizes, 1)[:, None], sizes) if k0 > 2 else None
-        again = default_count(tree) if tree is not None else count
-        if again == count or tree is None or gap_counts(tree, k0) or not 2 <= again < k0:
+        _, _, again_tree, again, steady = _plan(nearest, sums, len(centres))
+        if again == count or not steady:
             break
-        count = again
+        tree, count = again_tree, again
     return _finish(nearest, sims, centres, parents, default, threshold, units)
+
+
+def _plan(nearest: np.ndarray, sums: np.ndarray, k0: int):
+    """The finest concepts' means and sizes, their Ward tree (None for 2 or fewer), the
+    default count read off it, and whether the steady default layer applies (no gap, and a
+    count between 2 and k0)."""
+    sizes = np.bincount(nearest, minlength=k0)
+    means = sums / np.maximum(sizes, 1)[:, None]
+    tree = weighted_ward(means, sizes) if k0 > 2 else None
+    count = default_count(tree) if tree is not None else k0
+    steady = tree is not None and not gap_counts(tree, k0) and 2 <= count < k0
+    return means, sizes, tree, count, steady
 
 
 def from_labels(x: np.ndarray, labels: np.ndarray, probabilities: np.ndarray | None = None,

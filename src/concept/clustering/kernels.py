@@ -90,8 +90,13 @@ def mean_directions(x: np.ndarray, labels: np.ndarray, k: int, chunk: int = 262_
     """Unit mean direction (k, d) of the rows of each label 0..k-1 (labels < 0 ignored), and
     the counts; an empty label gets a zero row."""
     sums, counts = label_sums(x, labels, k, chunk)
+    return directions(sums), counts
+
+
+def directions(sums: np.ndarray) -> np.ndarray:
+    """Unit rows (float32) of per-concept sums; a zero row stays zero."""
     norms = np.linalg.norm(sums, axis=1, keepdims=True)
-    return (sums / np.maximum(norms, 1e-12)).astype(np.float32), counts
+    return (sums / np.maximum(norms, 1e-12)).astype(np.float32)
 
 
 def label_sums(x: np.ndarray, labels: np.ndarray, k: int, chunk: int = 262_144

@@ -118,7 +118,17 @@ class InMemory:
 
     def __init__(self, x: np.ndarray) -> None:
         self.x = x
-        self.final_sums: np.ndarray | None = None
+        self._labels: np.ndarray | None = None  # the last `nearest` answer and its concepts
+        self._k = 0
+        self._sums: np.ndarray | None = None
+
+    @property
+    def final_sums(self) -> np.ndarray | None:
+        """The concepts' sums over the last `nearest` answer, computed when first asked for
+        (most refinements never ask)."""
+        if self._sums is None and self._labels is not None:
+            self._sums = label_sums(self.x, self._labels, self._k)[0]
+        return self._sums
 
     def __len__(self) -> int:
         return len(self.x)
@@ -132,5 +142,5 @@ class InMemory:
 
     def nearest(self, centres: np.ndarray, within: Within | None = None) -> tuple[np.ndarray, np.ndarray]:
         labels, sims = matches(self.x, centres, within)
-        self.final_sums = label_sums(self.x, labels, len(centres))[0]
+        self._labels, self._k, self._sums = labels, len(centres), None
         return labels, sims

@@ -38,6 +38,7 @@ from concept.clustering.hierarchy import (
     refine_centres,
     weighted_ward,
 )
+from concept.clustering.kernels import directions
 from concept.clustering.passes import Restricted, Rows
 
 #: Lloyd's steps of the default layer's k-means at most (each a pass over every image; on
@@ -60,7 +61,7 @@ def steady_layers(rows: Rows, fine: np.ndarray, fine_centres: np.ndarray, fine_s
     cut = cut_tree(tree, k0, count)
     start = np.zeros((int(cut.max()) + 1, fine_sums.shape[1]))
     np.add.at(start, cut, fine_sums)
-    coarse, coarse_centres, _ = refine_centres(rows, _unit(start), 1, steps)
+    coarse, coarse_centres, _ = refine_centres(rows, directions(start), 1, steps)
     home = _majority(fine, coarse, k0, len(coarse_centres))
     pieces, piece_centres, _ = refine_centres(Restricted(rows, (coarse_centres, home)), fine_centres, 0, steps)
     used = np.bincount(pieces[pieces >= 0], minlength=len(piece_centres)) > 0
@@ -88,10 +89,6 @@ def _majority(labels: np.ndarray, coarse: np.ndarray, k: int, m: int) -> np.ndar
     ok = labels >= 0
     np.add.at(votes, (labels[ok], coarse[ok]), 1)
     return votes.argmax(axis=1)
-
-
-def _unit(v: np.ndarray) -> np.ndarray:
-    return (v / np.maximum(np.linalg.norm(v, axis=1, keepdims=True), 1e-12)).astype(np.float32)
 
 
 def forest_cuts(means: np.ndarray, sizes: np.ndarray, group: np.ndarray, counts: list[int]

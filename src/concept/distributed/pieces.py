@@ -38,6 +38,7 @@ from typing import Any
 
 import numpy as np
 
+from concept.clustering.kernels import directions
 from concept.distributed._cluster import require_ray
 
 logger = logging.getLogger(__name__)
@@ -55,12 +56,6 @@ def _read(file: str, column: str) -> np.ndarray:
     table = pq.read_table(file, columns=["ok", column])
     ok = table.column("ok").to_numpy(zero_copy_only=False).astype(bool)
     return _vectors(table.column(column))[ok]
-
-
-def _directions(sums: np.ndarray) -> np.ndarray:
-    """Unit rows of per-concept sums, as `mean_directions` normalises them."""
-    norms = np.linalg.norm(sums, axis=1, keepdims=True)
-    return (sums / np.maximum(norms, 1e-12)).astype(np.float32)
 
 
 # ---------------------------------------------------------------- what the tasks run
@@ -138,7 +133,7 @@ class ShardStep:
     sums: np.ndarray
 
     def means(self) -> np.ndarray:
-        return _directions(self.sums)
+        return directions(self.sums)
 
 
 @dataclass
@@ -403,7 +398,7 @@ def summarise_shards(rows: ShardRows, n_units: int, rng: np.random.Generator) ->
     sums, counts = _unit_sums(rows, plan, len(micro))
     keep = counts > 0
     plan["remap"] = np.cumsum(keep) - 1
-    return ShardSummary(_directions(sums[keep]), counts[keep].astype(np.float64), plan)
+    return ShardSummary(directions(sums[keep]), counts[keep].astype(np.float64), plan)
 
 
 def find_hierarchy_on_shards(rows: ShardRows, min_size: int, *, max_units: int | None = 20_000,
@@ -451,5 +446,5 @@ def _find_hierarchy_on_shards(rows: ShardRows, min_size: int, max_units: int | N
         start, k = np.where(groups >= 0, remap[np.maximum(groups, 0)], -1), len(ids)
     sums, _ = rows.sums(k, {**summary.plan, "groups": start})
     max_iter = MAX_ITER if n <= LARGE else MAX_ITER_LARGE
-    nearest, centres, sims = refine_centres(rows, _directions(sums), min_size, max_iter)
+    nearest, centres, sims = refine_centres(rows, directions(sums), min_size, max_iter)
     return layers_from_finest(rows, nearest, centres, sims, rows.final_sums, min_size, threshold, units)
