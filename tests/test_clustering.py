@@ -253,3 +253,47 @@ def test_without_a_gap_the_default_layer_is_nested_exact_and_steadier_than_the_f
     default = np.mean([adjusted_rand_score(a.layers[a.default], b.layers[b.default]) for a, b in pairs])
     finest = np.mean([adjusted_rand_score(a.layers[0], b.layers[0]) for a, b in pairs])
     assert default > 0.8 and default > finest + 0.05  # Ward cuts of the finest: 0.76 here
+
+
+def test_sized_cut_gives_the_count_and_leaves_out_what_splits_off_too_small():
+    from sklearn.metrics import adjusted_rand_score
+
+    from concept.clustering.exact import image_tree, sized_cut
+
+    x, y = blobs(n_per=40, centers=3, dim=8, spread=0.05, seed=2)
+    far = l2_normalize(np.random.default_rng(3).normal(size=(3, 8))).astype(np.float32)
+    x = np.concatenate([x, far])
+    tree = image_tree(x)
+    labels = sized_cut(tree, 3, 10)
+    # The three blobs, whatever far rows join them on the way down; none a concept of its own.
+    assert adjusted_rand_score(y, labels[:120]) == 1.0 and set(labels[:120]) == {0, 1, 2}
+    assert set(labels[120:]) <= {-1, 0, 1, 2}
+    for count in (1, 2, 5):
+        cut = sized_cut(tree, count, 10)
+        sizes = np.bincount(cut[cut >= 0])
+        assert len(sizes) == count and sizes.min() >= 10
+    # A count the tree cannot give in parts of 10 stops where every part is final.
+    cut = sized_cut(tree, 60, 10)
+    assert 5 < int(cut.max()) + 1 < 60 and np.bincount(cut[cut >= 0]).min() >= 10
+    # Nothing splits into two parts of 40: at most the three blobs, each kept whole.
+    assert adjusted_rand_score(y, sized_cut(tree, 10, 40)[:120]) == 1.0
+
+
+def test_small_collections_are_cut_from_the_exact_tree_and_agree_from_seed_to_seed():
+    # Broad, overlapping groups clustered image by image: HDBSCAN's groups on one UMAP layout
+    # differed by seed (ARI 0.70-0.78 before); now HDBSCAN only counts them, so seeds that count
+    # alike give the same concepts, and the others differ by the splits between their counts.
+    from sklearn.metrics import adjusted_rand_score
+
+    x, y = blobs(n_per=100, centers=12, dim=16, spread=0.45, seed=1)
+    hs = [find_hierarchy(x, 10, random_state=seed) for seed in range(3)]
+    counts = [int(h.layers[0].max()) + 1 for h in hs]
+    for h in hs:
+        np.testing.assert_array_equal(assign(x, h, 0)[0], h.layers[0])
+        assert normalized_mutual_info_score(y, h.layers[h.default]) > 0.35
+    pairs = list(itertools.combinations(range(3), 2))
+    agree = [adjusted_rand_score(hs[a].layers[0], hs[b].layers[0]) for a, b in pairs]
+    assert np.mean(agree) > 0.85
+    for (a, b), score in zip(pairs, agree):
+        if counts[a] == counts[b]:
+            assert score == 1.0

@@ -105,7 +105,10 @@ def test_a_small_collection_gets_concepts_with_a_lowered_min_size(caplog):
     with caplog.at_level("INFO", logger="concept.model"):
         model = ConceptModel(min_concept_size=30, embedding_model=None, random_state=0).fit(image_embeddings=x)
     assert "min_concept_size 30 lowered to 4" in caplog.text
-    assert model.n_concepts_ == 3 and normalized_mutual_info_score(y, model.labels_) > 0.95
+    # The three blobs exactly; the outlier fence (3 robust SDs) may leave out an edge image or two.
+    kept = model.labels_ >= 0
+    assert model.n_concepts_ == 3 and kept.mean() >= 0.95
+    assert normalized_mutual_info_score(y[kept], model.labels_[kept]) == pytest.approx(1.0)
     with pytest.raises(ConceptError, match="at least 3"):
         ConceptModel(embedding_model=None).fit(image_embeddings=x[:2])
 

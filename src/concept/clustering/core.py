@@ -3,7 +3,8 @@
 1. Summarise: above MIN_UNITS images, every image joins one of up to `max_units`
    micro-clusters (`summary.py`); smaller collections use the images themselves.
 2. Dense groups: an exact neighbour graph of the units, UMAP, and HDBSCAN's finest ("leaf")
-   groups weighted by images per unit (`density.py`).
+   groups weighted by images per unit (`density.py`). When the units are the images, the
+   groups are cut from the exact Ward tree of the images at HDBSCAN's count (`exact.py`).
 3. Refine on every image, measure confidence, build coarser layers (`hierarchy.py`); where the
    tree of concepts has no clear gap, the layer shown first is a k-means partition that does
    not change with the seed, with the finest concepts redrawn inside it (`stable.py`).
@@ -20,6 +21,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from concept.clustering.density import dense_groups, embed_units
+from concept.clustering.exact import MAX_IMAGES, image_tree, sized_cut
 from concept.clustering.hierarchy import (
     OUTLIER_THRESHOLD,
     build_layers,
@@ -134,11 +136,29 @@ def find_hierarchy(x: np.ndarray, min_size: int, *, max_units: int | None = 20_0
     summary = summarise(x, n_units(len(x), max_units), rng)
     units = len(summary.centres)
     logger.info("Clustering %d images as %d units.", len(x), units)
-    coords = embed_units(summary.centres, random_state)
-    groups = dense_groups(coords, summary.weights, min_size, "leaf")
-    nearest, centres, sims = refine(x, groups[summary.labels], min_size)
+    groups, max_iter = unit_groups(summary.centres, summary.weights, len(x), min_size, random_state)
+    nearest, centres, sims = refine(x, groups[summary.labels], min_size, max_iter)
     sums, _ = label_sums(x, nearest, len(centres))
     return layers_from_finest(InMemory(x), nearest, centres, sims, sums, min_size, threshold, units)
+
+
+def unit_groups(centres: np.ndarray, weights: np.ndarray, n_images: int, min_size: int,
+                random_state: int | None = None) -> tuple[np.ndarray, int | None]:
+    """Each unit's (each row of `centres`, `weights` images) finest group (-1: none) and the Lloyd's steps `refine` takes from them
+    (None: its default).
+
+    HDBSCAN's finest groups on a UMAP layout of the units. When the units are the images (a
+    collection of at most MIN_UNITS), HDBSCAN gives only their number: the groups are the
+    exact Ward tree of the images cut there (`exact.py`, the same for every seed), and refine
+    just moves each image to its nearest concept, since Lloyd's steps to convergence gave
+    back a third of the seed agreement won (OpenClipart ARI 0.93 -> 0.89).
+    """
+    coords = embed_units(centres, random_state)
+    groups = dense_groups(coords, weights, min_size, "leaf")
+    count = int(groups.max(initial=-1)) + 1
+    if count < 2 or len(centres) != n_images or n_images > MAX_IMAGES:
+        return groups, None
+    return sized_cut(image_tree(centres), count, min_size), 0
 
 
 def layers_from_finest(rows: Rows, nearest: np.ndarray, centres: np.ndarray, sims: np.ndarray,

@@ -17,27 +17,22 @@ from concept.clustering.kernels import top_matches
 
 #: Neighbours per unit in the graph UMAP embeds.
 N_NEIGHBORS = 15
-#: UMAP epochs up to SMALL_UNITS units, and beyond. Over 3 seeds, 200 epochs on OpenClipart's
-#: 2,262 images scored NMI 0.232 where 30 scored 0.207; on Fashion-MNIST's 5,000 units 30, 60
-#: and 200 epochs scored alike (0.652-0.666, seed-to-seed ARI 0.65-0.70), and 200 cost 2.8 s of
-#: the 3.9 s a 25,000-image fit then took.
-EPOCHS_SMALL, EPOCHS_LARGE, SMALL_UNITS = 200, 30, 2_500
-#: UMAP runs side by side up to SMALL_UNITS units (see embed_units).
-REPEATS = 3
+#: UMAP epochs up to SMALL_UNITS units, and beyond. Up to there the layout only counts the
+#: concepts (`exact.py` cuts the image tree at HDBSCAN's count): on OpenClipart's 2,262 images
+#: (6 seeds) 60 epochs gave 17-20 concepts for 17 folders, NMI 0.248 and seed ARI 0.95 in 0.45 s;
+#: 100 epochs 20-23, 0.253 and 0.95 in 0.65 s. On Fashion-MNIST's 3,000-unit summaries 30, 60
+#: and 200 epochs scored alike (0.652-0.666), and 200 cost 2.8 s of the 3.9 s a 25,000-image
+#: fit then took.
+EPOCHS_SMALL, EPOCHS_LARGE, SMALL_UNITS = 60, 30, 2_500
 
 
 def embed_units(units: np.ndarray, random_state: int | None = None,
                 n_neighbors: int = N_NEIGHBORS) -> np.ndarray:
-    """UMAP coordinates of the unit vectors from their exact cosine neighbour graph: (m, 5),
-    or (m, 5 x REPEATS) up to SMALL_UNITS units, where UMAP runs REPEATS times with different
-    seeds and HDBSCAN sees the runs side by side.
+    """UMAP coordinates (m, 5) of the unit vectors from their exact cosine neighbour graph.
 
-    One UMAP run is one random layout: on OpenClipart's 2,262 images two seeds' concepts agreed
-    only to ARI 0.73. Side by side, what one run made up the others do not share, and three
-    seeds agreed to ARI 0.95 (NMI 0.229 against 0.232). It costs REPEATS x UMAP, about a second
-    at 2,500 units, so larger collections get one run (Fashion-MNIST's 3,000 units: 0.73 -> 0.74,
-    not worth its 3x). The graph is exact, so UMAP searches no neighbours; its epochs are most
-    of its time.
+    The graph is exact, so UMAP searches no neighbours; its epochs are most of its time. (Three
+    runs side by side, tried for seed stability, agreed over 6 seeds no better than one run:
+    OpenClipart ARI 0.780 against 0.781, at 3x the time; `exact.py` is what steadied it.)
     """
     import umap
 
@@ -46,19 +41,15 @@ def embed_units(units: np.ndarray, random_state: int | None = None,
     idx, sims = top_matches(units, units, k + 1)
     # Each unit first: UMAP expects itself as its own nearest neighbour.
     idx[:, 0], sims[:, 0] = np.arange(m), 1.0
-    small = m <= SMALL_UNITS
-    runs = []
-    for repeat in range(REPEATS if small else 1):
-        seed = None if random_state is None else int(random_state) * REPEATS + repeat
-        reducer = umap.UMAP(n_neighbors=k + 1, n_components=5, min_dist=0.0, metric="cosine",
-                            n_epochs=EPOCHS_SMALL if small else EPOCHS_LARGE, init="pca", random_state=seed,
-                            n_jobs=1 if seed is not None else -1,
-                            precomputed_knn=(idx, np.clip(1.0 - sims, 0.0, 2.0)))
-        with warnings.catch_warnings():
-            warnings.filterwarnings("ignore", message=".*n_jobs.*")
-            warnings.filterwarnings("ignore", message=".*precomputed_knn.*")
-            runs.append(np.asarray(reducer.fit_transform(units), dtype=np.float32))
-    return np.concatenate(runs, axis=1)
+    seed = None if random_state is None else int(random_state)
+    reducer = umap.UMAP(n_neighbors=k + 1, n_components=5, min_dist=0.0, metric="cosine",
+                        n_epochs=EPOCHS_SMALL if m <= SMALL_UNITS else EPOCHS_LARGE, init="pca",
+                        random_state=seed, n_jobs=1 if seed is not None else -1,
+                        precomputed_knn=(idx, np.clip(1.0 - sims, 0.0, 2.0)))
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*n_jobs.*")
+        warnings.filterwarnings("ignore", message=".*precomputed_knn.*")
+        return np.asarray(reducer.fit_transform(units), dtype=np.float32)
 
 
 @contextmanager

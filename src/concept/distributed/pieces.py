@@ -417,8 +417,7 @@ def find_hierarchy_on_shards(rows: ShardRows, min_size: int, *, max_units: int |
 
 def _find_hierarchy_on_shards(rows: ShardRows, min_size: int, max_units: int | None,
                               threshold: float | None, random_state: int | None):
-    from concept.clustering.core import layers_from_finest, n_units
-    from concept.clustering.density import dense_groups, embed_units
+    from concept.clustering.core import layers_from_finest, n_units, unit_groups
     from concept.clustering.hierarchy import (
         LARGE,
         MAX_ITER,
@@ -433,8 +432,7 @@ def _find_hierarchy_on_shards(rows: ShardRows, min_size: int, max_units: int | N
     summary = summarise_shards(rows, n_units(n, max_units), rng)
     units = len(summary.centres)
     logger.info("Clustering %d images as %d units, every pass over the images as Ray tasks.", n, units)
-    coords = embed_units(summary.centres, random_state)
-    groups = dense_groups(coords, summary.weights, min_size, "leaf")
+    groups, steps = unit_groups(summary.centres, summary.weights, n, min_size, random_state)
     # refine's starting centres: the mean direction of each dense group's images.
     ids = np.unique(groups[groups >= 0])
     if len(ids) == 0:
@@ -445,6 +443,6 @@ def _find_hierarchy_on_shards(rows: ShardRows, min_size: int, max_units: int | N
         remap[ids] = np.arange(len(ids))
         start, k = np.where(groups >= 0, remap[np.maximum(groups, 0)], -1), len(ids)
     sums, _ = rows.sums(k, {**summary.plan, "groups": start})
-    max_iter = MAX_ITER if n <= LARGE else MAX_ITER_LARGE
+    max_iter = steps if steps is not None else MAX_ITER if n <= LARGE else MAX_ITER_LARGE
     nearest, centres, sims = refine_centres(rows, directions(sums), min_size, max_iter)
     return layers_from_finest(rows, nearest, centres, sims, rows.final_sums, min_size, threshold, units)
