@@ -13,7 +13,7 @@ from contextlib import contextmanager
 
 import numpy as np
 
-from concept.clustering.kernels import top_matches
+from concept.clustering.kernels import top_matches, top_of_scores
 
 #: Neighbours per unit in the graph UMAP embeds.
 N_NEIGHBORS = 15
@@ -27,8 +27,9 @@ EPOCHS_SMALL, EPOCHS_LARGE, SMALL_UNITS = 60, 30, 2_500
 
 
 def embed_units(units: np.ndarray, random_state: int | None = None,
-                n_neighbors: int = N_NEIGHBORS) -> np.ndarray:
-    """UMAP coordinates (m, 5) of the unit vectors from their exact cosine neighbour graph.
+                n_neighbors: int = N_NEIGHBORS, scores: np.ndarray | None = None) -> np.ndarray:
+    """UMAP coordinates (m, 5) of the unit vectors from their exact cosine neighbour graph
+    (read off `scores`, the units' (m, m) similarities, when the caller has them).
 
     The graph is exact, so UMAP searches no neighbours; its epochs are most of its time. (Three
     runs side by side, tried for seed stability, agreed over 6 seeds no better than one run:
@@ -38,7 +39,7 @@ def embed_units(units: np.ndarray, random_state: int | None = None,
 
     m = len(units)
     k = max(2, min(n_neighbors, m - 1))
-    idx, sims = top_matches(units, units, k + 1)
+    idx, sims = top_matches(units, units, k + 1) if scores is None else top_of_scores(scores, k + 1)
     # Each unit first: UMAP expects itself as its own nearest neighbour.
     idx[:, 0], sims[:, 0] = np.arange(m), 1.0
     seed = None if random_state is None else int(random_state)

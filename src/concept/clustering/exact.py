@@ -22,20 +22,27 @@ import numpy as np
 MAX_IMAGES = 3_000
 
 
-def image_tree(x: np.ndarray) -> np.ndarray:
+def similarities(x: np.ndarray) -> np.ndarray:
+    """The rows' (n, n) float32 dot products: the neighbour graph and the tree both read them."""
+    n = len(x)
+    if n > MAX_IMAGES:
+        raise ValueError(f"the exact tree is for collections of at most {MAX_IMAGES} rows, got {n}")
+    rows = np.asarray(x, np.float32)
+    return rows @ rows.T
+
+
+def image_tree(x: np.ndarray, scores: np.ndarray | None = None) -> np.ndarray:
     """Ward's agglomeration of the unit rows of `x` (scipy linkage matrix) on their chord
-    distances, sqrt(2 - 2 cos), from one product: for unit vectors these are the Euclidean
-    distances Ward minimises the within-concept sum of squares of."""
+    distances, sqrt(2 - 2 cos), from one product (or `scores`, `similarities(x)`): for unit
+    vectors these are the Euclidean distances Ward minimises the within-concept sum of
+    squares of."""
     from scipy.cluster.hierarchy import linkage
     from scipy.spatial.distance import squareform
 
-    n = len(x)
-    if n > MAX_IMAGES:
-        raise ValueError(f"image_tree is for collections of at most {MAX_IMAGES} rows, got {n}")
-    rows = np.asarray(x, np.float32)
-    dist = np.sqrt(np.maximum(2.0 - 2.0 * (rows @ rows.T).astype(np.float64), 0.0))
+    scores = similarities(x) if scores is None else scores
+    dist = np.sqrt(np.maximum(2.0 - 2.0 * np.asarray(scores, np.float32), 0.0))
     np.fill_diagonal(dist, 0.0)
-    return linkage(squareform(dist, checks=False), method="ward")
+    return linkage(squareform(dist, checks=False).astype(np.float64), method="ward")
 
 
 def sized_cut(tree: np.ndarray, count: int, min_size: int) -> np.ndarray:

@@ -75,7 +75,13 @@ def top_matches(x: np.ndarray, centres: np.ndarray, k: int = 1, *, exact: bool =
 
 def _top_matches_numpy(x: np.ndarray, centres: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
     """`top_matches` for small problems: exact float32 products in numpy, no thread pools."""
-    scores = np.asarray(x, np.float32) @ np.asarray(centres, np.float32).T
+    return top_of_scores(np.asarray(x, np.float32) @ np.asarray(centres, np.float32).T, k)
+
+
+def top_of_scores(scores: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """`top_matches` from a full score matrix (n, m) already computed: the k best columns of
+    each row, best first (ties by column), and their scores."""
+    k = max(1, min(k, scores.shape[1]))
     if k == 1:
         idx = scores.argmax(axis=1)[:, None]
     else:

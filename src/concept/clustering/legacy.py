@@ -109,10 +109,16 @@ def sort_by_size(labels: np.ndarray) -> np.ndarray:
 
 
 def distinct_rows(x: np.ndarray, sample: int = 2000) -> int:
-    """Number of distinct rows in a fixed random sample (a cheap degeneracy check)."""
+    """Number of distinct rows (equal to 5 decimals counts as equal) in a fixed random sample: a
+    cheap degeneracy check. Each rounded row is reduced to its product with a fixed random
+    float64 direction, equal for equal rows and, for different ones, equal only by a chance
+    too small to matter; sorting 2,000 numbers instead of 2,000 rows of 1,280 took it from
+    58 ms to a few."""
+    rng = np.random.default_rng(0)
     if len(x) > sample:
-        x = x[np.random.default_rng(0).choice(len(x), sample, replace=False)]
-    return len(np.unique(np.round(x, 5), axis=0))
+        x = x[rng.choice(len(x), sample, replace=False)]
+    rounded = np.round(np.asarray(x, np.float64), 5)
+    return len(np.unique(rounded @ rng.standard_normal(rounded.shape[1])))
 
 
 #: Collections with fewer distinct images than this are grouped by identical image instead.
