@@ -671,7 +671,9 @@ class ConceptModel(ShapingMixin):
             known = set(words)
             extra = [t for t in frequent.index[:MAX_CAPTION_TERMS] if t not in known]
         seed_words = [w for ws in check_seed_concepts(self.seed_concepts) or [] for w in ws]
-        extra += [w for w in dict.fromkeys(seed_words) if w not in set(words) | set(extra)]  # always candidates
+        if seed_words:  # always candidates
+            taken = set(words).union(extra)
+            extra += [w for w in dict.fromkeys(seed_words) if w not in taken]
         if not words:
             logger.warning("docs holds no words: concepts get no words.")
             return None

@@ -35,8 +35,7 @@ from typing import Any
 import numpy as np
 
 from concept._errors import ConceptError
-from concept.clustering.core import Hierarchy, by_size, layer_labels
-from concept.clustering.hierarchy import confidence, spread
+from concept.clustering.core import Hierarchy, finish_hierarchy
 from concept.clustering.kernels import mean_directions, top_matches
 from concept.embedding.base import l2_normalize
 
@@ -150,21 +149,8 @@ def reanchor(h: Hierarchy, space: np.ndarray) -> Hierarchy:
         if not empty.any():
             break
         fine, parents = _compact_layers(fine, parents, ~empty)
-    medians, sds = spread(nearest, s, k)
-    conf = confidence(s, medians[nearest], sds[nearest], h.threshold)
-    fine = np.where(conf > 0, nearest, -1)
-    sizes = [k] + [int(p.max(initial=-1)) + 1 for p in parents]
-    perms = [by_size(labels, m) for labels, m in zip(layer_labels(fine, parents), sizes)]
-    new_parents = []
-    for i, parent in enumerate(parents):
-        p = np.empty_like(parent)
-        p[perms[i]] = np.where(parent >= 0, perms[i + 1][np.maximum(parent, 0)], -1)
-        new_parents.append(p)
-    inv = np.argsort(perms[0])
-    return Hierarchy(np.where(fine >= 0, perms[0][np.maximum(fine, 0)], -1), perms[0][nearest],
-                     np.where(fine >= 0, conf, 0.0).astype(np.float64), centres[inv].astype(h.centres.dtype),
-                     medians[inv], sds[inv], new_parents, min(h.default, len(new_parents)), float(h.threshold),
-                     h.n_units)
+    return finish_hierarchy(nearest, s, centres.astype(h.centres.dtype), parents, min(h.default, len(parents)),
+                            float(h.threshold), h.n_units)
 
 
 def seeded_concepts(labels: np.ndarray, match: np.ndarray | None, k: int) -> dict[int, list[int]]:
@@ -192,5 +178,6 @@ def favour_seed_words(described: list[list[tuple[str, float]]], seeded: dict[int
     for c, ids in seeded.items():
         words = list(dict.fromkeys(w for j in ids for w in seeds[j]))
         first = sorted(zip(words, score(c, words)), key=lambda p: -p[1])
-        out[c] = (first + [(w, s) for w, s in described[c] if w not in set(words)])[:n_words]
+        taken = set(words)
+        out[c] = (first + [(w, s) for w, s in described[c] if w not in taken])[:n_words]
     return out

@@ -98,10 +98,11 @@ def by_size(labels: np.ndarray, k: int) -> np.ndarray:
     return perm
 
 
-def _finish(nearest: np.ndarray, sims: np.ndarray, centres: np.ndarray,
+def finish_hierarchy(nearest: np.ndarray, sims: np.ndarray, centres: np.ndarray,
             parents: list[np.ndarray], default: int, threshold: float, units: int,
             inlier: np.ndarray | None = None, probabilities: np.ndarray | None = None) -> Hierarchy:
-    """Confidence, outliers and size order for every layer."""
+    """Confidence, outliers and size order for every layer (a parent of -1, a concept mapped to
+    no coarser one, stays -1)."""
     k0 = len(centres)
     members = nearest if inlier is None else np.where(inlier, nearest, -1)
     medians, sds = spread(members, sims, k0)
@@ -115,12 +116,12 @@ def _finish(nearest: np.ndarray, sims: np.ndarray, centres: np.ndarray,
     fine = np.where(keep, nearest, -1)
     probs = np.where(keep, conf if probabilities is None else probabilities, 0.0)
     # Renumber every layer by size; parents follow.
-    sizes = [k0] + [int(parent.max()) + 1 for parent in parents]
+    sizes = [k0] + [int(parent.max(initial=-1)) + 1 for parent in parents]
     perms = [by_size(labels, k) for labels, k in zip(layer_labels(fine, parents), sizes)]
     new_parents = []
     for i, parent in enumerate(parents):
         p = np.empty_like(parent)
-        p[perms[i]] = perms[i + 1][parent]
+        p[perms[i]] = np.where(parent >= 0, perms[i + 1][np.maximum(parent, 0)], -1)
         new_parents.append(p)
     inv = np.argsort(perms[0])
     return Hierarchy(np.where(fine >= 0, perms[0][np.maximum(fine, 0)], -1), perms[0][nearest],
@@ -170,7 +171,7 @@ def layers_from_finest(rows: Rows, nearest: np.ndarray, centres: np.ndarray, sim
     means, sizes, tree, count, steady = _plan(nearest, sums, len(centres))
     if not steady:
         layers = build_layers(means, sizes, count, tree)
-        return _finish(nearest, sims, centres, layers.parents, layers.default, threshold, units)
+        return finish_hierarchy(nearest, sims, centres, layers.parents, layers.default, threshold, units)
     for _ in range(STEADY_ROUNDS):
         nearest, centres, sims, parents, default, sums = steady_layers(rows, nearest, centres, sums, tree, count,
                                                                        min_size)
@@ -181,7 +182,7 @@ def layers_from_finest(rows: Rows, nearest: np.ndarray, centres: np.ndarray, sim
         if again == count or not steady:
             break
         tree, count = again_tree, again
-    return _finish(nearest, sims, centres, parents, default, threshold, units)
+    return finish_hierarchy(nearest, sims, centres, parents, default, threshold, units)
 
 
 def _plan(nearest: np.ndarray, sums: np.ndarray, k0: int):
@@ -211,7 +212,7 @@ def from_labels(x: np.ndarray, labels: np.ndarray, probabilities: np.ndarray | N
     idx, _ = top_matches(x, centres)
     nearest = np.where(labels >= 0, labels, idx[:, 0])
     own = np.einsum("nd,nd->n", x, centres[nearest])
-    return _finish(nearest, own.astype(np.float32), centres, [], 0, threshold, len(x),
+    return finish_hierarchy(nearest, own.astype(np.float32), centres, [], 0, threshold, len(x),
                    inlier=labels >= 0, probabilities=probabilities)
 
 

@@ -57,10 +57,8 @@ def sized_cut(tree: np.ndarray, count: int, min_size: int) -> np.ndarray:
     n = len(tree) + 1
     size = np.concatenate([np.ones(n), tree[:, 3]])
     children = tree[:, :2].astype(np.int64)
-    final: list[int] = []
-    open_nodes = [(-tree[-1, 2], 2 * n - 2)] if n > 1 else []
-    if n == 1:
-        final = [0]
+    # The root: the last merge, or the one row of a tree without merges.
+    final, open_nodes = ([], [(-tree[-1, 2], 2 * n - 2)]) if n > 1 else ([0], [])
     while open_nodes and len(open_nodes) + len(final) < count:
         _, node = heapq.heappop(open_nodes)
         big = [c for c in children[node - n] if size[c] >= min_size]

@@ -29,11 +29,10 @@ from __future__ import annotations
 import numpy as np
 
 from concept.clustering.hierarchy import (
-    LARGE,
-    MAX_ITER_LARGE,
     build_layers,
     cut_tree,
     fill_counts,
+    lloyd_steps,
     parents_of,
     refine_centres,
     weighted_ward,
@@ -57,7 +56,7 @@ def steady_layers(rows: Rows, fine: np.ndarray, fine_centres: np.ndarray, fine_s
     finest concepts' sums. Every step is a pass over `rows` (in memory, or tasks over shards:
     `passes.py`)."""
     k0 = len(fine_centres)
-    steps = MAX_ITER if len(rows) <= LARGE else MAX_ITER_LARGE
+    steps = lloyd_steps(len(rows), MAX_ITER)
     cut = cut_tree(tree, k0, count)
     start = np.zeros((int(cut.max()) + 1, fine_sums.shape[1]))
     np.add.at(start, cut, fine_sums)

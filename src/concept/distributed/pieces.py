@@ -419,11 +419,9 @@ def _find_hierarchy_on_shards(rows: ShardRows, min_size: int, max_units: int | N
                               threshold: float | None, random_state: int | None):
     from concept.clustering.core import layers_from_finest, n_units, unit_groups
     from concept.clustering.hierarchy import (
-        LARGE,
-        MAX_ITER,
-        MAX_ITER_LARGE,
         OUTLIER_THRESHOLD,
         refine_centres,
+        starting_groups,
     )
 
     threshold = OUTLIER_THRESHOLD if threshold is None else threshold
@@ -434,15 +432,7 @@ def _find_hierarchy_on_shards(rows: ShardRows, min_size: int, max_units: int | N
     logger.info("Clustering %d images as %d units, every pass over the images as Ray tasks.", n, units)
     groups, steps = unit_groups(summary.centres, summary.weights, n, min_size, random_state)
     # refine's starting centres: the mean direction of each dense group's images.
-    ids = np.unique(groups[groups >= 0])
-    if len(ids) == 0:
-        start = np.zeros(units, np.int64)
-        k = 1
-    else:
-        remap = np.full(int(ids.max()) + 1, -1, np.int64)
-        remap[ids] = np.arange(len(ids))
-        start, k = np.where(groups >= 0, remap[np.maximum(groups, 0)], -1), len(ids)
+    start, k = starting_groups(groups)
     sums, _ = rows.sums(k, {**summary.plan, "groups": start})
-    max_iter = steps if steps is not None else MAX_ITER if n <= LARGE else MAX_ITER_LARGE
-    nearest, centres, sims = refine_centres(rows, directions(sums), min_size, max_iter)
+    nearest, centres, sims = refine_centres(rows, directions(sums), min_size, steps)
     return layers_from_finest(rows, nearest, centres, sims, rows.final_sums, min_size, threshold, units)
