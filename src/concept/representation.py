@@ -47,9 +47,10 @@ def describe_concepts(embeddings: np.ndarray, labels: np.ndarray, *, n_exemplars
     exemplars = []
     for row in range(len(ids)):
         members = order[bounds[row]:bounds[row + 1]]
-        centroid = l2_normalize(embeddings[members].mean(axis=0))
+        rows = embeddings[members]  # one gather: at 1,000,000 images every layer moves 1.5 GB
+        centroid = l2_normalize(rows.mean(axis=0))
         centroids[row] = centroid
-        sims = embeddings[members] @ centroid
+        sims = rows @ centroid
         closest = members[np.argsort(-sims, kind="stable")[:n_candidates]]
         chosen = mmr(centroid, embeddings[closest], n_exemplars, diversity)
         exemplars.append(closest[chosen])

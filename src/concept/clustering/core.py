@@ -16,6 +16,8 @@ independent pieces of work.
 from __future__ import annotations
 
 import logging
+import time
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -25,15 +27,18 @@ from concept.clustering.exact import MAX_IMAGES, image_tree, similarities, sized
 from concept.clustering.hierarchy import (
     OUTLIER_THRESHOLD,
     build_layers,
+    candidates,
     confidence,
     default_count,
+    exact_nearest,
     gap_counts,
     refine,
     spread,
     weighted_ward,
 )
-from concept.clustering.kernels import label_sums, mean_directions, top_matches
+from concept.clustering.kernels import directions, label_sums, mean_directions, top_matches
 from concept.clustering.passes import InMemory, Rows
+from concept.clustering.separation import clearly_apart, merge_inseparable
 from concept.clustering.stable import steady_layers
 from concept.clustering.summary import summarise
 
@@ -46,6 +51,14 @@ MIN_UNITS = 3_000
 STEADY_ROUNDS = 2
 #: Images per micro-cluster aimed at between MIN_UNITS and `max_units` units.
 IMAGES_PER_UNIT = 40
+
+
+@contextmanager
+def phase(name: str):
+    """Log how long a phase of the fit took (INFO), so a slow fit says where its time went."""
+    start = time.perf_counter()
+    yield
+    logger.info("%s: %.2f s", name, time.perf_counter() - start)
 
 
 def n_units(n: int, max_units: int | None) -> int:
@@ -134,13 +147,20 @@ def find_hierarchy(x: np.ndarray, min_size: int, *, max_units: int | None = 20_0
                    ) -> Hierarchy:
     """Concepts of at least `min_size` images in the unit rows of `x`, in layers."""
     rng = np.random.default_rng(random_state)
-    summary = summarise(x, n_units(len(x), max_units), rng)
+    with phase("summary"):
+        summary = summarise(x, n_units(len(x), max_units), rng)
     units = len(summary.centres)
     logger.info("Clustering %d images as %d units.", len(x), units)
-    groups, max_iter = unit_groups(summary.centres, summary.weights, len(x), min_size, random_state)
-    nearest, centres, sims = refine(x, groups[summary.labels], min_size, max_iter)
-    sums, _ = label_sums(x, nearest, len(centres))
-    return layers_from_finest(InMemory(x), nearest, centres, sims, sums, min_size, threshold, units)
+    with phase("unit groups (graph, UMAP, HDBSCAN)"):
+        groups, max_iter = unit_groups(summary.centres, summary.weights, len(x), min_size, random_state)
+    with phase("refinement"):
+        units_of = (summary.centres, summary.labels)
+        nearest, centres, sims = refine(x, groups[summary.labels], min_size, max_iter, units_of)
+        exact = candidates(units_of, centres) is None  # else refine's labels are among candidates
+        sums, _ = label_sums(x, nearest, len(centres))
+    with phase("layers"):
+        return layers_from_finest(InMemory(x), nearest, centres, sims, sums, min_size, threshold, units,
+                                  exact)
 
 
 def unit_groups(centres: np.ndarray, weights: np.ndarray, n_images: int, min_size: int,
@@ -164,13 +184,18 @@ def unit_groups(centres: np.ndarray, weights: np.ndarray, n_images: int, min_siz
 
 
 def layers_from_finest(rows: Rows, nearest: np.ndarray, centres: np.ndarray, sims: np.ndarray,
-                       sums: np.ndarray, min_size: int, threshold: float, units: int) -> Hierarchy:
+                       sums: np.ndarray, min_size: int, threshold: float, units: int,
+                       exact: bool = True) -> Hierarchy:
     """The hierarchy over the finest concepts (each row's `nearest`, its similarity, the
-    concepts' centres and sums): Ward layers, with the default on the tree's first clear gap;
-    without a gap the steady default layer of `stable.py`, whose passes go over `rows`."""
+    concepts' centres and sums; `exact`: whether `nearest` searched every centre): Ward layers,
+    with the default on the tree's first clear gap; without a gap the steady default layer of
+    `stable.py`, whose passes go over `rows`."""
+    with phase("halves joined"):
+        nearest, centres, sims, sums, clear = merge_halves(rows, nearest, centres, sims, sums, min_size,
+                                                           exact)
     means, sizes, tree, count, steady = _plan(nearest, sums, len(centres))
-    if not steady:
-        layers = build_layers(means, sizes, count, tree)
+    if clear or not steady:
+        layers = build_layers(means, sizes, count, tree, finest_clear=clear)
         return finish_hierarchy(nearest, sims, centres, layers.parents, layers.default, threshold, units)
     for _ in range(STEADY_ROUNDS):
         nearest, centres, sims, parents, default, sums = steady_layers(rows, nearest, centres, sums, tree, count,
@@ -183,6 +208,34 @@ def layers_from_finest(rows: Rows, nearest: np.ndarray, centres: np.ndarray, sim
             break
         tree, count = again_tree, again
     return finish_hierarchy(nearest, sims, centres, parents, default, threshold, units)
+
+
+def merge_halves(rows: Rows, nearest: np.ndarray, centres: np.ndarray, sims: np.ndarray,
+                 sums: np.ndarray, min_size: int, exact: bool = True):
+    """The finest concepts with those that are one concept cut in two joined
+    (`separation.merge_inseparable`), every row moved to its nearest joined concept (an exact
+    pass, concepts under `min_size` dissolved: `exact_nearest`; none when nothing was joined
+    and `nearest` is `exact` already), and whether the joined concepts are clearly apart
+    (`separation.clearly_apart`). Returns nearest, centres, sims, sums, clear."""
+    k0 = len(centres)
+    group, clear = np.arange(k0), False
+    if k0 >= 3:
+        sizes = np.bincount(nearest, minlength=k0)
+        tree = weighted_ward(sums / np.maximum(sizes, 1)[:, None], sizes)
+        group, kept = merge_inseparable(rows, nearest, sums, tree)
+        clear = clearly_apart(kept)
+    k = int(group.max()) + 1
+    if k == k0 and exact:
+        return nearest, centres, sims, sums, clear
+    joined = np.zeros((k, sums.shape[1]))
+    np.add.at(joined, group, sums)
+    if k < k0:
+        logger.info("Joined %d finest concepts into %d (one concept cut in two).", k0, k)
+    # Concepts already under min_size dissolve before the exact pass, not in a second one.
+    count = np.bincount(group, weights=np.bincount(nearest, minlength=k0), minlength=k)
+    keep = count >= min_size if (count >= min_size).any() else count == count.max()
+    nearest, joined_centres, sims, sums = exact_nearest(rows, directions(joined[keep]), min_size)
+    return nearest, joined_centres, sims, sums, clear
 
 
 def _plan(nearest: np.ndarray, sums: np.ndarray, k0: int):

@@ -1,13 +1,18 @@
 """Numerical kernels shared by the clustering stages: exact and fast nearest-row searches,
 unit mean directions, the linear pre-reduction, and the BLAS thread limit.
 
-Every product runs in torch. `top_matches` scores in bfloat16 (about 4.5x float32's speed on
-CPUs with AMX/AVX512-BF16: 460 vs 100 GFLOP/s on this project's 2-core machine) and then
-rescores its few candidates in float32, so the answer is the float32 answer and is the same
-whatever the chunking, which keeps `transform` after `load` exact.
+Every product runs in torch. `top_matches` scores in bfloat16 where the CPU multiplies it
+natively (AMX or AVX512-BF16: 460 vs 100 GFLOP/s for float32 on one 2-core machine of this
+project), else in float32 (an AVX512 CPU without BF16 ran bfloat16 at 25 GFLOP/s, float32 at 85:
+the 1,000,000-image fit spent 50 s a pass there), and then rescores its few candidates in
+float32, so the answer is the float32 answer and is the same whatever the chunking or the CPU,
+which keeps `transform` after `load` exact.
 """
 
 from __future__ import annotations
+
+import functools
+import platform
 
 import numpy as np
 
@@ -15,15 +20,20 @@ import numpy as np
 PROJECTION_DIM = 64
 #: Rows scored at once: bounds the scores buffer to CHUNK x len(candidates) floats.
 CHUNK = 16_384
+#: Rows scored at once in float32 (a 4,096-row buffer ran 8% faster than 16,384 rows).
+F32_CHUNK = 4_096
 #: Candidates kept from the bfloat16 scores beyond the k asked for, rescored in float32.
 RESCORE = 8
+#: The same from float32 scores, which differ from the rescored ones by rounding only.
+RESCORE_F32 = 2
 #: Problems up to this many multiply-adds (rows x centres x dims) skip torch: its thread pool
 #: and bfloat16 conversions cost milliseconds per call when another process holds the cores,
 #: which the k-means of each cell pays hundreds of times (4,000 cells x 70 centres x 384 dims
 #: took 8 ms in torch, 3 ms in numpy's single-threaded float32 product).
 SMALL = 2**28
-#: Floats gathered at once for the float32 rescoring (bounds its memory to 32 MB).
-RESCORE_FLOATS = 2**23
+#: Floats gathered at once for the float32 rescoring (bounds its memory to 8 MB: below glibc's
+#: largest mmap threshold, so the gathers reuse heap memory instead of faulting in fresh pages).
+RESCORE_FLOATS = 2**21
 
 
 def _torch():
@@ -32,12 +42,28 @@ def _torch():
     return torch
 
 
+@functools.cache
+def native_bfloat16() -> bool:
+    """Whether this CPU multiplies bfloat16 in hardware (x86 AMX or AVX512-BF16, Arm BF16), read
+    from /proc/cpuinfo; False where that cannot be read. Without it torch emulates bfloat16 at a
+    quarter of float32's speed."""
+    try:
+        with open("/proc/cpuinfo", encoding="ascii", errors="replace") as f:
+            words = set(f.read(1 << 20).split())
+    except OSError:
+        return False
+    if platform.machine().lower() in ("aarch64", "arm64"):
+        return "bf16" in words
+    return bool(words & {"amx_bf16", "avx512_bf16"})
+
+
 def top_matches(x: np.ndarray, centres: np.ndarray, k: int = 1, *, exact: bool = True,
                 chunk: int = CHUNK, rows: int | None = None) -> tuple[np.ndarray, np.ndarray]:
     """The `k` rows of `centres` with the largest dot product with each row of `x`, best first:
     indices (n, k) and their float32 similarities.
 
-    Scores are computed in bfloat16; with `exact` the best `max(k, RESCORE)` candidates are
+    Scores are computed in bfloat16 (float32 on CPUs without native bfloat16:
+    `native_bfloat16`); with `exact` the best `k + RESCORE` candidates are
     rescored in float32 (ties and near-ties then resolve as float32 would). `exact=False` is
     for the inner loops of k-means, where a rare near-tie flip does not matter. `rows`: the
     size of the whole pass `x` is a piece of (concept.distributed's shards), so that the
@@ -48,28 +74,39 @@ def top_matches(x: np.ndarray, centres: np.ndarray, k: int = 1, *, exact: bool =
     if (n if rows is None else rows) * m * x.shape[1] <= SMALL:
         return _top_matches_numpy(x, centres, k)
     torch = _torch()
-    keep = min(m, k + RESCORE) if exact else k
+    low = torch.bfloat16 if native_bfloat16() else torch.float32
+    if low == torch.float32:
+        chunk = min(chunk, F32_CHUNK)
+    keep = min(m, k + (RESCORE if low == torch.bfloat16 else RESCORE_F32)) if exact else k
     piece = max(16, RESCORE_FLOATS // (keep * max(1, x.shape[1])))
     idx = np.empty((n, k), dtype=np.int64)
     sims = np.empty((n, k), dtype=np.float32)
     with torch.inference_mode():
         c32 = torch.from_numpy(np.ascontiguousarray(centres, dtype=np.float32))
-        cb = c32.to(torch.bfloat16).T.contiguous()
+        cb = c32.to(low).T.contiguous()
+        # Buffers reused by every chunk: a fresh (chunk x m) score matrix per chunk is an mmap
+        # of 100 MB at m = 3,000, and its page faults cost more system time than the product.
+        rows_b = torch.empty((min(chunk, n), x.shape[1]), dtype=low)
+        scores_b = torch.empty((min(chunk, n), m), dtype=low)
         for start in range(0, n, chunk):
             part = torch.from_numpy(np.ascontiguousarray(x[start:start + chunk], dtype=np.float32))
-            scores = torch.mm(part.to(torch.bfloat16), cb)
+            size = len(part)
+            pb = rows_b[:size] if low == torch.bfloat16 else part
+            if low == torch.bfloat16:
+                pb.copy_(part)
+            scores = torch.mm(pb, cb, out=scores_b[:size])
             if keep == 1:  # max is 3x faster than argmax on bfloat16 rows (torch 2.13, CPU)
                 cand = scores.max(dim=1).indices[:, None]
             else:
                 cand = torch.topk(scores, keep, dim=1, sorted=False).indices
             if exact:  # float32 rescoring of the candidates, a piece at a time
                 s = torch.cat([torch.einsum("nd,nkd->nk", part[i:i + piece], c32[cand[i:i + piece]])
-                               for i in range(0, len(part), piece)])
+                               for i in range(0, size, piece)])
             else:
                 s = torch.gather(scores, 1, cand).float()
             order = torch.argsort(s, dim=1, descending=True, stable=True)[:, :k]
-            idx[start:start + len(part)] = torch.gather(cand, 1, order).numpy()
-            sims[start:start + len(part)] = torch.gather(s, 1, order).numpy()
+            idx[start:start + size] = torch.gather(cand, 1, order).numpy()
+            sims[start:start + size] = torch.gather(s, 1, order).numpy()
     return idx, sims
 
 
@@ -210,3 +247,15 @@ def nearest(queries: np.ndarray, base: np.ndarray, k: int, chunk: int = 512, *, 
     return indices, sims
 
 
+def best_of_candidates(x: np.ndarray, centres: np.ndarray, group: np.ndarray, lists: np.ndarray
+                       ) -> tuple[np.ndarray, np.ndarray]:
+    """Each row's best centre among its group's candidates (`lists[group[i]]`, -1 padded) by
+    dot product, and that score (float32 sums; -1 and -inf where a row has no candidate).
+
+    A few candidates a row instead of every centre: a numba loop over the rows reads each row
+    once and the candidates from cache, where a gathered (rows x candidates x d) product would
+    move gigabytes."""
+    from concept.clustering._candidates import best_of_candidates as kernel
+
+    return kernel(np.ascontiguousarray(x, np.float32), np.ascontiguousarray(centres, np.float32),
+                  np.ascontiguousarray(group, np.int64), np.ascontiguousarray(lists, np.int64))

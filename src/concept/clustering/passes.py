@@ -8,7 +8,8 @@ loop that decides when to dissolve a concept or stop is one piece of code for bo
 
 A pass may be restricted (`within`: coarse centres and each centre's coarse concept): a row
 then joins the nearest of the centres whose coarse concept is the row's nearest coarse centre,
-the k-means inside each default concept of `clustering/stable.py` (`Within`).
+the k-means inside each default concept of `clustering/stable.py` (`Within`). Or it may give
+each row a few candidate centres (`Near`: the refinement's Lloyd's steps at scale).
 """
 
 from __future__ import annotations
@@ -18,7 +19,8 @@ from typing import Protocol
 
 import numpy as np
 
-from concept.clustering.kernels import label_sums, mean_directions, top_matches
+from concept.clustering.kernels import best_of_candidates, label_sums, mean_directions, top_matches
+from concept.clustering.separation import side_moments
 
 
 class Step(Protocol):
@@ -31,8 +33,21 @@ class Step(Protocol):
     def means(self) -> np.ndarray: ...
 
 
-#: A restriction of a pass: (coarse centres (m, d), each centre's coarse concept (k,)).
-Within = tuple[np.ndarray, np.ndarray]
+@dataclass
+class Near:
+    """A pass in which each row searches only its group's candidate centres: `group` (n,),
+    each row's group in row order; `lists` (g, c), each group's candidate centre ids (-1: none)."""
+
+    group: np.ndarray
+    lists: np.ndarray
+
+    def part(self, start: int, size: int) -> Near:
+        """The restriction of rows start..start+size (a shard's)."""
+        return Near(self.group[start:start + size], self.lists)
+
+
+#: A restriction of a pass: (coarse centres (m, d), each centre's coarse concept (k,)), or Near.
+Within = tuple[np.ndarray, np.ndarray] | Near
 
 
 class Rows(Protocol):
@@ -49,6 +64,16 @@ class Rows(Protocol):
     def nearest(self, centres: np.ndarray, within: Within | None = None) -> tuple[np.ndarray, np.ndarray]:
         """Every row's nearest centre (exact) and its similarity, in row order."""
 
+    def nearest_at(self, positions: np.ndarray, centres: np.ndarray
+                   ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """The rows at `positions` (sorted) against `centres` (exact): their nearest, its
+        similarity and the concepts' sums over those rows (k, d), for dissolving a few
+        concepts after `nearest` without another pass over every row."""
+
+    def side_moments(self, leaf: np.ndarray, pair: np.ndarray, side: np.ndarray, ends: np.ndarray,
+                     counts: np.ndarray) -> np.ndarray:
+        """`separation.side_moments` over every row (`leaf`: each row's concept, row order)."""
+
 
 def matches(x: np.ndarray, centres: np.ndarray, within: Within | None = None, *, exact: bool = True,
             rows: int | None = None) -> tuple[np.ndarray, np.ndarray]:
@@ -60,6 +85,8 @@ def matches(x: np.ndarray, centres: np.ndarray, within: Within | None = None, *,
     if within is None:
         idx, sims = top_matches(x, centres, exact=exact, rows=rows)
         return idx[:, 0], sims[:, 0]
+    if isinstance(within, Near):
+        return best_of_candidates(x, centres, within.group, within.lists)
     coarse_centres, home = within
     m = len(coarse_centres)
     coarse = top_matches(x, coarse_centres, exact=False, rows=rows)[0][:, 0]
@@ -100,6 +127,13 @@ class Restricted:
 
     def nearest(self, centres: np.ndarray, within: Within | None = None) -> tuple[np.ndarray, np.ndarray]:
         return self.rows.nearest(centres, self.within)
+
+    def nearest_at(self, positions: np.ndarray, centres: np.ndarray
+                   ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        return self.rows.nearest_at(positions, centres)
+
+    def side_moments(self, *args) -> np.ndarray:
+        return self.rows.side_moments(*args)
 
 
 @dataclass
@@ -144,3 +178,13 @@ class InMemory:
         labels, sims = matches(self.x, centres, within)
         self._labels, self._k, self._sums = labels, len(centres), None
         return labels, sims
+
+    def nearest_at(self, positions: np.ndarray, centres: np.ndarray
+                   ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        x = self.x[positions]
+        labels, sims = matches(x, centres, rows=len(self.x))
+        return labels, sims, label_sums(x, labels, len(centres))[0]
+
+    def side_moments(self, leaf: np.ndarray, pair: np.ndarray, side: np.ndarray, ends: np.ndarray,
+                     counts: np.ndarray) -> np.ndarray:
+        return side_moments(self.x, leaf, pair, side, ends, counts)

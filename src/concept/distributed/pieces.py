@@ -86,7 +86,8 @@ def _task(kind: str, files: list[str], starts: list[int], column: str, args: dic
     """One task of a pass over a group of shards; returns only small, reducible results."""
     from concept.clustering import one_blas_thread
     from concept.clustering.kernels import label_sums, top_matches
-    from concept.clustering.passes import matches
+    from concept.clustering.passes import Near, matches
+    from concept.clustering.separation import side_moments
 
     out: dict[str, Any] = {"files": list(files)}
     with one_blas_thread():
@@ -105,10 +106,17 @@ def _task(kind: str, files: list[str], starts: list[int], column: str, args: dic
                 labels = _unit_labels(x, start, args)
             elif kind == "assign":
                 within = args.get("within")
+                if isinstance(within, Near):  # the candidates of this shard's rows
+                    within = within.part(start, len(x))
                 labels = matches(x, args["centres"], within, exact=False, rows=args["n_rows"])[0]
                 if args.get("previous") is not None:
                     before = matches(x, args["previous"], within, exact=False, rows=args["n_rows"])[0]
                     out["changed"] = out.get("changed", 0) + int(np.sum(labels != before))
+            elif kind == "moments":  # separation.side_moments of this shard's rows
+                leaf = args["leaf"][start:start + len(x)]
+                part = side_moments(x, leaf, args["pair"], args["side"], args["ends"], args["counts"])
+                out["moments"] = part if "moments" not in out else out["moments"] + part
+                continue
             elif kind == "nearest":
                 labels, sims = matches(x, args["centres"], args.get("within"), rows=args["n_rows"])
                 out.setdefault("nearest", []).append(labels)
@@ -190,7 +198,7 @@ class ShardRows:
             done, refs = ray.wait(refs, num_returns=1)
             part = ray.get(done[0])
             read += part["files"]
-            for key in ("sums", "n", "changed"):
+            for key in ("sums", "n", "changed", "moments"):
                 if key in part:
                     total[key] = part[key] if key not in total else total[key] + part[key]
         self.log.append((kind, read))
@@ -213,6 +221,13 @@ class ShardRows:
         changed = None if previous is None else total.get("changed", 0) / max(len(self), 1)
         return ShardStep(centres, total["n"], changed, total["sums"])
 
+    def side_moments(self, leaf: np.ndarray, pair: np.ndarray, side: np.ndarray, ends: np.ndarray,
+                     counts: np.ndarray) -> np.ndarray:
+        """`separation.side_moments` summed over the shards (`leaf` in plan order)."""
+        args = {"leaf": np.asarray(leaf, np.int64), "pair": pair, "side": side, "ends": ends, "counts": counts}
+        total = self._pass("moments", args, ordered=False)[0]
+        return total.get("moments", np.zeros((len(ends), 2, 3)))
+
     def nearest(self, centres: np.ndarray, within=None) -> tuple[np.ndarray, np.ndarray]:
         """Every image's nearest centre and similarity (exact), in plan order; the concepts'
         sums over them are kept in `final_sums` (for the layers)."""
@@ -220,6 +235,17 @@ class ShardRows:
         self.final_sums = sum(p["sums"] for p in parts if "sums" in p)
         return (np.concatenate([a for p in parts for a in p.get("nearest", [])]),
                 np.concatenate([a for p in parts for a in p.get("sims", [])]))
+
+    def nearest_at(self, positions: np.ndarray, centres: np.ndarray
+                   ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """`passes.Rows.nearest_at`: the rows fetched by tasks (`take`), scored on the driver
+        as a pass over every row would score them."""
+        from concept.clustering.kernels import label_sums
+        from concept.clustering.passes import matches
+
+        x = self.take(positions)
+        labels, sims = matches(x, centres, rows=len(self))
+        return labels, sims, label_sums(x, labels, len(centres))[0]
 
 
 def _cell_rows(batch: dict, column: str, cell_centres: np.ndarray, cells: np.ndarray, n: int) -> dict:
