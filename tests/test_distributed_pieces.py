@@ -168,18 +168,13 @@ def test_cli_refuses_a_uri_without_ray(capsys):
     assert "add --ray" in err and "SECRET" not in err
 
 
-def test_the_steady_default_layer_runs_as_passes_over_shards(cluster, tmp_path, monkeypatch):
+def test_the_steady_default_layer_runs_as_passes_over_shards(cluster, tmp_path):
     """Broad, overlapping groups: no gap in the tree, so the default layer is stable.py's
     k-means and redrawn finest concepts; over shards its passes are tasks too, with the same
-    concepts as on one array. (Joining halves is turned off: here it joins the finest concepts
-    into the ten groups, and the steady layer is not needed.)"""
+    concepts as on one array."""
     from conftest import blobs
 
-    from concept.clustering import core
     from concept.distributed import pieces
-
-    join = core.merge_inseparable
-    monkeypatch.setattr(core, "merge_inseparable", lambda *args: join(*args, below=0.0))
 
     x, _ = blobs(n_per=300, centers=10, dim=16, spread=0.35, seed=1)
     rows = pieces.ShardRows(_write_shards(x, np.ones(len(x), bool), tmp_path), "embedding")

@@ -160,7 +160,7 @@ def find_hierarchy(x: np.ndarray, min_size: int, *, max_units: int | None = 20_0
         sums, _ = label_sums(x, nearest, len(centres))
     with phase("layers"):
         return layers_from_finest(InMemory(x), nearest, centres, sims, sums, min_size, threshold, units,
-                                  exact)
+                                  exact, join=units < len(x))
 
 
 def unit_groups(centres: np.ndarray, weights: np.ndarray, n_images: int, min_size: int,
@@ -185,14 +185,15 @@ def unit_groups(centres: np.ndarray, weights: np.ndarray, n_images: int, min_siz
 
 def layers_from_finest(rows: Rows, nearest: np.ndarray, centres: np.ndarray, sims: np.ndarray,
                        sums: np.ndarray, min_size: int, threshold: float, units: int,
-                       exact: bool = True) -> Hierarchy:
+                       exact: bool = True, join: bool = True) -> Hierarchy:
     """The hierarchy over the finest concepts (each row's `nearest`, its similarity, the
-    concepts' centres and sums; `exact`: whether `nearest` searched every centre): Ward layers,
-    with the default on the tree's first clear gap; without a gap the steady default layer of
-    `stable.py`, whose passes go over `rows`."""
+    concepts' centres and sums; `exact`: whether `nearest` searched every centre): halves of one
+    concept joined (`join`: for summarised collections, whose finest groups over micro-clusters
+    over-split), then Ward layers, with the default on the tree's first clear gap; without a gap
+    the steady default layer of `stable.py`, whose passes go over `rows`."""
     with phase("halves joined"):
         nearest, centres, sims, sums, clear = merge_halves(rows, nearest, centres, sims, sums, min_size,
-                                                           exact)
+                                                           exact, join)
     means, sizes, tree, count, steady = _plan(nearest, sums, len(centres))
     if clear or not steady:
         layers = build_layers(means, sizes, count, tree, finest_clear=clear)
@@ -211,15 +212,20 @@ def layers_from_finest(rows: Rows, nearest: np.ndarray, centres: np.ndarray, sim
 
 
 def merge_halves(rows: Rows, nearest: np.ndarray, centres: np.ndarray, sims: np.ndarray,
-                 sums: np.ndarray, min_size: int, exact: bool = True):
-    """The finest concepts with those that are one concept cut in two joined
-    (`separation.merge_inseparable`), every row moved to its nearest joined concept (an exact
+                 sums: np.ndarray, min_size: int, exact: bool = True, join: bool = True):
+    """The finest concepts with those that are one concept cut in two joined (with `join`:
+    `separation.merge_inseparable`), every row moved to its nearest joined concept (an exact
     pass, concepts under `min_size` dissolved: `exact_nearest`; none when nothing was joined
     and `nearest` is `exact` already), and whether the joined concepts are clearly apart
-    (`separation.clearly_apart`). Returns nearest, centres, sims, sums, clear."""
+    (`separation.clearly_apart`). Returns nearest, centres, sims, sums, clear.
+
+    Not for collections clustered image by image (at most MIN_UNITS): their concepts of a few
+    dozen images in hundreds of dimensions project too noisily (24 clip-art images of three
+    folders were joined into 2), and their groups come from the exact tree, not from HDBSCAN
+    over micro-clusters, which is what cuts concepts in two."""
     k0 = len(centres)
     group, clear = np.arange(k0), False
-    if k0 >= 3:
+    if k0 >= 3 and join:
         sizes = np.bincount(nearest, minlength=k0)
         tree = weighted_ward(sums / np.maximum(sizes, 1)[:, None], sizes)
         group, kept = merge_inseparable(rows, nearest, sums, tree)

@@ -461,4 +461,5 @@ def _find_hierarchy_on_shards(rows: ShardRows, min_size: int, max_units: int | N
     start, k = starting_groups(groups)
     sums, _ = rows.sums(k, {**summary.plan, "groups": start})
     nearest, centres, sims = refine_centres(rows, directions(sums), min_size, steps)
-    return layers_from_finest(rows, nearest, centres, sims, rows.final_sums, min_size, threshold, units)
+    return layers_from_finest(rows, nearest, centres, sims, rows.final_sums, min_size, threshold, units,
+                              join=units < n)
