@@ -27,11 +27,11 @@ from concept.clustering.exact import MAX_IMAGES, image_tree, similarities, sized
 from concept.clustering.hierarchy import (
     OUTLIER_THRESHOLD,
     build_layers,
-    candidates,
     confidence,
     default_count,
     exact_nearest,
     gap_counts,
+    narrowing,
     refine,
     spread,
     weighted_ward,
@@ -154,13 +154,13 @@ def find_hierarchy(x: np.ndarray, min_size: int, *, max_units: int | None = 20_0
     with phase("unit groups (graph, UMAP, HDBSCAN)"):
         groups, max_iter = unit_groups(summary.centres, summary.weights, len(x), min_size, random_state)
     with phase("refinement"):
-        units_of = (summary.centres, summary.labels)
-        nearest, centres, sims = refine(x, groups[summary.labels], min_size, max_iter, units_of)
-        exact = candidates(units_of, centres) is None  # else refine's labels are among candidates
+        narrow = narrowing(x, groups[summary.labels], (summary.centres, summary.labels))
+        nearest, centres, sims = refine(x, groups[summary.labels], min_size, max_iter, narrow)
         sums, _ = label_sums(x, nearest, len(centres))
     with phase("layers"):
+        # With `narrow`, refine's last labels were among candidates: merge_halves ends exactly.
         return layers_from_finest(InMemory(x), nearest, centres, sims, sums, min_size, threshold, units,
-                                  exact, join=units < len(x))
+                                  exact=narrow is None, join=units < len(x))
 
 
 def unit_groups(centres: np.ndarray, weights: np.ndarray, n_images: int, min_size: int,

@@ -15,12 +15,15 @@ typical each image is of its concept, and merge concepts into coarser layers.
 from __future__ import annotations
 
 import itertools
+import logging
 from dataclasses import dataclass
 
 import numpy as np
 
-from concept.clustering.kernels import mean_directions, top_matches
+from concept.clustering.kernels import SMALL, best_of_candidates, mean_directions, top_matches
 from concept.clustering.passes import InMemory, Near, Rows
+
+logger = logging.getLogger(__name__)
 
 #: Lloyd's steps of the refinement at most, and the share of changed rows that ends it; above
 #: LARGE rows at most MAX_ITER_LARGE steps (each is a pass over every image).
@@ -29,6 +32,8 @@ LARGE, MAX_ITER_LARGE = 100_000, 4
 #: Centres from which refinement's Lloyd's steps search only a few candidates a row
 #: (`candidates`), and how many.
 RESTRICT_CENTRES, CANDIDATES = 512, 8
+#: Share of sampled rows whose best centre must be among their candidates (`narrowing`).
+MIN_RECALL = 0.75
 #: Default outlier fence, in robust standard deviations below a concept's median similarity.
 OUTLIER_THRESHOLD = 3.0
 #: A merge-height gap is a layer boundary when it is at least this share of the height above
@@ -61,6 +66,28 @@ def refine(x: np.ndarray, labels: np.ndarray, min_size: int, max_iter: int | Non
     start, k = starting_groups(labels)
     centres, _ = mean_directions(x, start, k)
     return refine_centres(InMemory(x), centres, min_size, max_iter, units)
+
+
+def narrowing(x: np.ndarray, labels: np.ndarray, units: tuple[np.ndarray, np.ndarray],
+              sample: int = 4_096) -> tuple[np.ndarray, np.ndarray] | None:
+    """`units` if `refine` from `labels` should narrow its steps to `candidates`, else None:
+    when there are enough centres, and the units are pure enough: on `sample` rows spread over
+    `x`, the candidates of the starting centres hold a row's best centre at least MIN_RECALL of
+    the time (0.97 and 0.81 on the mixtures at noise 1.5, 200,000 and 1,000,000 images, where
+    narrowing kept every concept; 0.58 at noise 3.0, where it lost half of them, NMI 0.94 -> 0.66)."""
+    start, k = starting_groups(labels)
+    if k < RESTRICT_CENTRES or len(x) * k * x.shape[1] <= SMALL:
+        return None
+    centres, _ = mean_directions(x, start, k)
+    rows = np.unique(np.linspace(0, len(x) - 1, min(sample, len(x))).astype(np.int64))
+    part = np.asarray(x[rows], np.float32)
+    full = top_matches(part, centres, exact=False)[0][:, 0]
+    narrow = candidates((units[0], units[1][rows]), centres)
+    got = best_of_candidates(part, centres, narrow.group, narrow.lists)[0]
+    if float(np.mean(got == full)) >= MIN_RECALL:
+        return units
+    logger.info("Summary units too mixed to narrow refinement's search: every step scores every centre.")
+    return None
 
 
 def starting_groups(labels: np.ndarray) -> tuple[np.ndarray, int]:
@@ -145,7 +172,7 @@ def candidates(units: tuple[np.ndarray, np.ndarray] | None, centres: np.ndarray)
     the CANDIDATES centres nearest its summary unit's centre (`units`: the unit centres and each
     row's unit), not every centre: 3,400 centres over 1,000,000 images took 13 s a step, 0.9 s
     so. A unit of ~50 alike images lies inside one concept, so its nearest centres hold its
-    rows' nearest. The final assignment (`Rows.nearest`) still searches every centre."""
+    rows' nearest. An exact pass over every centre follows (`core.merge_halves`)."""
     if units is None or len(centres) < RESTRICT_CENTRES:
         return None
     unit_centres, unit_of_row = units
