@@ -312,3 +312,30 @@ def test_small_collections_are_cut_from_the_exact_tree_and_agree_from_seed_to_se
     for (a, b), score in zip(pairs, agree):
         if counts[a] == counts[b]:
             assert score == 1.0
+
+
+def test_narrowed_steps_search_only_each_units_candidates_and_need_pure_units():
+    # The candidate kernel is the best of each row's candidates; narrowing is refused when the
+    # units do not hold the rows' best centres (here: random units).
+    from concept.clustering.hierarchy import CANDIDATES, candidates, narrowing
+    from concept.clustering.kernels import best_of_candidates
+
+    rng = np.random.default_rng(0)
+    x = l2_normalize(rng.normal(size=(3000, 16)).astype(np.float32))
+    c = l2_normalize(rng.normal(size=(600, 16)).astype(np.float32))
+    group = rng.integers(0, 50, len(x))
+    lists = np.full((50, 4), -1)
+    lists[:, :3] = rng.integers(0, 600, (50, 3))
+    labels, sims = best_of_candidates(x, c, group, lists)
+    scores = x @ c.T
+    for i in range(0, 3000, 97):
+        own = lists[group[i]][lists[group[i]] >= 0]
+        assert labels[i] == own[np.argmax(scores[i, own])]
+        assert abs(sims[i] - scores[i, own].max()) < 1e-5
+    units = (l2_normalize(rng.normal(size=(50, 16)).astype(np.float32)), group)
+    assert candidates(units, c).lists.shape == (50, CANDIDATES)
+    big = np.repeat(x, 200, axis=0)  # enough rows x centres x dims to be worth narrowing
+    assert narrowing(big, np.arange(len(big)) % 600, (units[0], np.repeat(group, 200))) is None
+    lab = np.arange(30_000) % 600  # pure units: each row near its unit's own centre
+    pure = l2_normalize((c[lab] + 0.01 * rng.normal(size=(len(lab), 16))).astype(np.float32))
+    assert narrowing(pure, lab, (c, lab)) is not None

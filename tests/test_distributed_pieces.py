@@ -186,3 +186,26 @@ def test_the_steady_default_layer_runs_as_passes_over_shards(cluster, tmp_path):
     for a, b in zip(got.parents, want.parents, strict=True):
         np.testing.assert_array_equal(a, b)
     assert sum(kind == "assign" for kind, _ in rows.log) > 10  # the k-means steps were tasks
+
+
+def test_dissolving_after_the_exact_pass_moves_only_their_rows_on_shards_as_in_memory(cluster, collection):
+    """`hierarchy.exact_nearest` with concepts under the minimum: over shards (`nearest_at`
+    fetches the dissolved concepts' rows) as on one array, and as a second full pass would give."""
+    from concept.clustering.hierarchy import exact_nearest
+    from concept.clustering.kernels import label_sums, mean_directions
+    from concept.clustering.passes import InMemory, matches
+    from concept.distributed.pieces import ShardRows
+
+    files, x = collection
+    centres = mean_directions(x, np.random.default_rng(2).integers(0, 40, len(x)), 40)[0]
+    first = matches(x, centres)[0]
+    min_size = int(np.sort(np.bincount(first, minlength=40))[5]) + 1  # the 6 smallest dissolve
+    nearest, kept, sims, sums = exact_nearest(InMemory(x), centres, min_size)
+    assert len(kept) < 40 and np.bincount(nearest).min() >= min_size
+    again, again_sims = matches(x, kept)  # a full pass over the kept centres
+    np.testing.assert_array_equal(nearest, again)
+    np.testing.assert_allclose(sims, again_sims, atol=1e-6)
+    np.testing.assert_allclose(sums, label_sums(x, nearest, len(kept))[0], rtol=1e-5, atol=1e-3)  # float32 sums
+    got = exact_nearest(ShardRows(files, "embedding", files_per_task=3), centres, min_size)
+    np.testing.assert_array_equal(got[0], nearest)
+    np.testing.assert_allclose(got[3], sums, rtol=1e-5, atol=1e-3)
