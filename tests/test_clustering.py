@@ -318,7 +318,7 @@ def test_narrowed_steps_search_only_each_units_candidates_and_need_pure_units():
     # The candidate kernel is the best of each row's candidates; narrowing is refused when the
     # units do not hold the rows' best centres (here: random units).
     from concept.clustering.hierarchy import CANDIDATES, candidates, narrowing
-    from concept.clustering.kernels import best_of_candidates
+    from concept.clustering.kernels import best_of_candidates, mean_directions
 
     rng = np.random.default_rng(0)
     x = l2_normalize(rng.normal(size=(3000, 16)).astype(np.float32))
@@ -335,7 +335,8 @@ def test_narrowed_steps_search_only_each_units_candidates_and_need_pure_units():
     units = (l2_normalize(rng.normal(size=(50, 16)).astype(np.float32)), group)
     assert candidates(units, c).lists.shape == (50, CANDIDATES)
     big = np.repeat(x, 200, axis=0)  # enough rows x centres x dims to be worth narrowing
-    assert narrowing(big, np.arange(len(big)) % 600, (units[0], np.repeat(group, 200))) is None
+    start = mean_directions(big, np.arange(len(big)) % 600, 600)[0]
+    assert narrowing(big, start, (units[0], np.repeat(group, 200))) is None
     lab = np.arange(30_000) % 600  # pure units: each row near its unit's own centre
     pure = l2_normalize((c[lab] + 0.01 * rng.normal(size=(len(lab), 16))).astype(np.float32))
-    assert narrowing(pure, lab, (c, lab)) is not None
+    assert narrowing(pure, mean_directions(pure, lab, 600)[0], (c, lab)) is not None

@@ -32,8 +32,9 @@ from concept.clustering.hierarchy import (
     exact_nearest,
     gap_counts,
     narrowing,
-    refine,
+    refine_centres,
     spread,
+    starting_groups,
     weighted_ward,
 )
 from concept.clustering.kernels import directions, label_sums, mean_directions, top_matches
@@ -154,8 +155,10 @@ def find_hierarchy(x: np.ndarray, min_size: int, *, max_units: int | None = 20_0
     with phase("unit groups (graph, UMAP, HDBSCAN)"):
         groups, max_iter = unit_groups(summary.centres, summary.weights, len(x), min_size, random_state)
     with phase("refinement"):
-        narrow = narrowing(x, groups[summary.labels], (summary.centres, summary.labels))
-        nearest, centres, sims = refine(x, groups[summary.labels], min_size, max_iter, narrow)
+        start, k = starting_groups(groups[summary.labels])  # `refine`, with narrowed steps at scale
+        centres, _ = mean_directions(x, start, k)
+        narrow = narrowing(x, centres, (summary.centres, summary.labels))
+        nearest, centres, sims = refine_centres(InMemory(x), centres, min_size, max_iter, narrow)
         sums, _ = label_sums(x, nearest, len(centres))
     with phase("layers"):
         # With `narrow`, refine's last labels were among candidates: merge_halves ends exactly.
@@ -225,8 +228,8 @@ def merge_halves(rows: Rows, nearest: np.ndarray, centres: np.ndarray, sims: np.
     over micro-clusters, which is what cuts concepts in two."""
     k0 = len(centres)
     group, clear = np.arange(k0), False
+    sizes = np.bincount(nearest, minlength=k0)
     if k0 >= 3 and join:
-        sizes = np.bincount(nearest, minlength=k0)
         tree = weighted_ward(sums / np.maximum(sizes, 1)[:, None], sizes)
         group, kept = merge_inseparable(rows, nearest, sums, tree)
         clear = clearly_apart(kept)
@@ -238,7 +241,7 @@ def merge_halves(rows: Rows, nearest: np.ndarray, centres: np.ndarray, sims: np.
     if k < k0:
         logger.info("Joined %d finest concepts into %d (one concept cut in two).", k0, k)
     # Concepts already under min_size dissolve before the exact pass, not in a second one.
-    count = np.bincount(group, weights=np.bincount(nearest, minlength=k0), minlength=k)
+    count = np.bincount(group, weights=sizes, minlength=k)
     keep = count >= min_size if (count >= min_size).any() else count == count.max()
     nearest, joined_centres, sims, sums = exact_nearest(rows, directions(joined[keep]), min_size)
     return nearest, joined_centres, sims, sums, clear

@@ -51,34 +51,31 @@ COARSEST = 3
 LAYER_FACTOR = 3.0
 
 
-def refine(x: np.ndarray, labels: np.ndarray, min_size: int, max_iter: int | None = None,
-           units: tuple[np.ndarray, np.ndarray] | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def refine(x: np.ndarray, labels: np.ndarray, min_size: int, max_iter: int | None = None
+           ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Every row assigned to its nearest concept centre, starting from `labels` (-1 rows
     unassigned), by Lloyd's steps until fewer than CONVERGED of the rows change concept (at
     most `max_iter`); returns labels (all >= 0), centres (k, d) and each row's similarity.
-    `units` (the summary's unit centres and each row's unit) narrows each step's search at
-    scale (`candidates`), the final assignment's too: the caller then ends with
-    `exact_nearest` (the clustering core does, after joining halves).
 
     Running to convergence rather than 2 steps made Fashion-MNIST's concepts more alike from
     seed to seed (ARI 0.70-0.83 -> 0.78-0.84): each run settles near the same optimum.
     """
     start, k = starting_groups(labels)
     centres, _ = mean_directions(x, start, k)
-    return refine_centres(InMemory(x), centres, min_size, max_iter, units)
+    return refine_centres(InMemory(x), centres, min_size, max_iter)
 
 
-def narrowing(x: np.ndarray, labels: np.ndarray, units: tuple[np.ndarray, np.ndarray],
+def narrowing(x: np.ndarray, centres: np.ndarray, units: tuple[np.ndarray, np.ndarray],
               sample: int = 4_096) -> tuple[np.ndarray, np.ndarray] | None:
-    """`units` if `refine` from `labels` should narrow its steps to `candidates`, else None:
+    """`units` (the summary's unit centres and each row's unit) if Lloyd's steps over `x` from
+    `centres` should narrow their search to `candidates` (`refine_centres`' `units`), else None:
     when there are enough centres, and the units are pure enough: on `sample` rows spread over
-    `x`, the candidates of the starting centres hold a row's best centre at least MIN_RECALL of
-    the time (0.97 and 0.81 on the mixtures at noise 1.5, 200,000 and 1,000,000 images, where
-    narrowing kept every concept; 0.58 at noise 3.0, where it lost half of them, NMI 0.94 -> 0.66)."""
-    start, k = starting_groups(labels)
-    if k < RESTRICT_CENTRES or len(x) * k * x.shape[1] <= SMALL:
+    `x`, the candidates hold a row's best centre at least MIN_RECALL of the time (0.97 and 0.81
+    on the mixtures at noise 1.5, 200,000 and 1,000,000 images, where narrowing kept every
+    concept; 0.58 at noise 3.0, where it lost half of them, NMI 0.94 -> 0.66). Narrowed steps
+    end on labels among candidates: the caller then ends with `exact_nearest`."""
+    if len(centres) < RESTRICT_CENTRES or len(x) * len(centres) * x.shape[1] <= SMALL:
         return None
-    centres, _ = mean_directions(x, start, k)
     rows = np.unique(np.linspace(0, len(x) - 1, min(sample, len(x))).astype(np.int64))
     part = np.asarray(x[rows], np.float32)
     full = top_matches(part, centres, exact=False)[0][:, 0]
@@ -118,10 +115,7 @@ def refine_centres(rows: Rows, centres: np.ndarray, min_size: int, max_iter: int
     for _ in range(max_iter + len(centres)):  # dissolving small concepts takes extra steps
         within = candidates(units, centres)
         step = rows.assign(centres, previous, within)
-        counts = step.counts
-        small = counts < min_size
-        if small.all():
-            small[np.argmax(counts)] = False
+        small = to_dissolve(step.counts, min_size)
         if small.any():  # dissolve, then let the next step reassign their images
             previous = None
             if within is None:
@@ -145,6 +139,15 @@ def refine_centres(rows: Rows, centres: np.ndarray, min_size: int, max_iter: int
     return nearest, centres, sims
 
 
+def to_dissolve(counts: np.ndarray, min_size: int) -> np.ndarray:
+    """The concepts with fewer than `min_size` images, which dissolve into their neighbours;
+    never all of them: the largest stays."""
+    small = counts < min_size
+    if small.all():
+        small[np.argmax(counts)] = False
+    return small
+
+
 def exact_nearest(rows: Rows, centres: np.ndarray, min_size: int
                   ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Every row's nearest of all `centres` (one exact pass), then concepts under `min_size`
@@ -153,10 +156,7 @@ def exact_nearest(rows: Rows, centres: np.ndarray, min_size: int
     nearest, sims = rows.nearest(centres)
     sums = np.asarray(rows.final_sums, np.float64)
     while True:
-        counts = np.bincount(nearest, minlength=len(centres))
-        small = counts < min_size
-        if small.all():
-            small[np.argmax(counts)] = False
+        small = to_dissolve(np.bincount(nearest, minlength=len(centres)), min_size)
         if not small.any():
             return nearest, centres, sims, sums
         keep = ~small

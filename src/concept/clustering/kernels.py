@@ -86,15 +86,13 @@ def top_matches(x: np.ndarray, centres: np.ndarray, k: int = 1, *, exact: bool =
         cb = c32.to(low).T.contiguous()
         # Buffers reused by every chunk: a fresh (chunk x m) score matrix per chunk is an mmap
         # of 100 MB at m = 3,000, and its page faults cost more system time than the product.
-        rows_b = torch.empty((min(chunk, n), x.shape[1]), dtype=low)
+        rows_b = torch.empty((min(chunk, n), x.shape[1]), dtype=low) if low != torch.float32 else None
         scores_b = torch.empty((min(chunk, n), m), dtype=low)
         for start in range(0, n, chunk):
             part = torch.from_numpy(np.ascontiguousarray(x[start:start + chunk], dtype=np.float32))
             size = len(part)
-            pb = rows_b[:size] if low == torch.bfloat16 else part
-            if low == torch.bfloat16:
-                pb.copy_(part)
-            scores = torch.mm(pb, cb, out=scores_b[:size])
+            low_part = part if rows_b is None else rows_b[:size].copy_(part)
+            scores = torch.mm(low_part, cb, out=scores_b[:size])
             if keep == 1:  # max is 3x faster than argmax on bfloat16 rows (torch 2.13, CPU)
                 cand = scores.max(dim=1).indices[:, None]
             else:

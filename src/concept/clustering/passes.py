@@ -36,14 +36,11 @@ class Step(Protocol):
 @dataclass
 class Near:
     """A pass in which each row searches only its group's candidate centres: `group` (n,),
-    each row's group in row order; `lists` (g, c), each group's candidate centre ids (-1: none)."""
+    each row's group in row order; `lists` (g, c), each group's candidate centre ids (-1: none).
+    One array's passes only: the Ray core has no per-row units and keeps full passes."""
 
     group: np.ndarray
     lists: np.ndarray
-
-    def part(self, start: int, size: int) -> Near:
-        """The restriction of rows start..start+size (a shard's)."""
-        return Near(self.group[start:start + size], self.lists)
 
 
 #: A restriction of a pass: (coarse centres (m, d), each centre's coarse concept (k,)), or Near.

@@ -86,7 +86,7 @@ def _task(kind: str, files: list[str], starts: list[int], column: str, args: dic
     """One task of a pass over a group of shards; returns only small, reducible results."""
     from concept.clustering import one_blas_thread
     from concept.clustering.kernels import label_sums, top_matches
-    from concept.clustering.passes import Near, matches
+    from concept.clustering.passes import matches
     from concept.clustering.separation import side_moments
 
     out: dict[str, Any] = {"files": list(files)}
@@ -106,8 +106,6 @@ def _task(kind: str, files: list[str], starts: list[int], column: str, args: dic
                 labels = _unit_labels(x, start, args)
             elif kind == "assign":
                 within = args.get("within")
-                if isinstance(within, Near):  # the candidates of this shard's rows
-                    within = within.part(start, len(x))
                 labels = matches(x, args["centres"], within, exact=False, rows=args["n_rows"])[0]
                 if args.get("previous") is not None:
                     before = matches(x, args["previous"], within, exact=False, rows=args["n_rows"])[0]
