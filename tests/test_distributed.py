@@ -139,6 +139,59 @@ def test_killed_job_resumes_without_redoing_finished_shards(cluster, collection,
     assert len(read_embeddings(again).kept) == len(files) - 1
 
 
+class _CountingModel:
+    """A tiny backend that counts the images it embedded (to see what an actor redid)."""
+
+    name = "counting"
+    dim = 4
+
+    def __init__(self) -> None:
+        self.embedded = 0
+
+    def embed_images(self, images, batch_size=32, *, report=None):
+        self.embedded += len(images)
+        if report is not None:
+            report.loaded.extend(range(len(images)))
+        return np.ones((len(images), self.dim), np.float32) / 2
+
+    def embed_texts(self, texts, batch_size=64):
+        return np.ones((len(texts), self.dim), np.float32) / 2
+
+
+def test_an_actor_skips_a_shard_another_run_wrote_after_its_plan_was_made(collection, tmp_path):
+    """The race a busy machine hit on resume: a killed job's actor finished a shard (and, before
+    the fix, removed its plan file) after the rerun had planned it; the rerun's actor then raised
+    FileNotFoundError reading the plan. Now it finds the shard written and leaves it as it is."""
+    import pyarrow as pa
+
+    from concept.distributed.embed import _ShardEmbedder, _table, _write_atomically, plan_shards
+
+    (shard,) = plan_shards(collection[:4], "counting", 4)
+    plans = tmp_path / ".plan"
+    plans.mkdir()
+    plan = plans / f"{shard.name}.paths"
+    _write_atomically(pa.table({"path": pa.array(shard.paths, pa.string())}), plan)
+    actor = _ShardEmbedder(_CountingModel(), str(tmp_path), 32, None, 0)
+    # The other run's actor: writes the shard and its plan file goes away.
+    other = np.zeros((4, 4), np.float32)
+    _write_atomically(_table(shard.paths, other, None, [None, None, None, "unreadable"]), tmp_path / shard.name)
+    mtime = (tmp_path / shard.name).stat().st_mtime_ns
+    plan.unlink()
+    out = actor({"name": np.asarray([shard.name]), "plan": np.asarray([str(plan)])})
+    assert list(out["n"]) == [4] and list(out["failed"]) == [1] and actor.backend.embedded == 0
+    assert (tmp_path / shard.name).stat().st_mtime_ns == mtime
+    # A plan missing with no shard written is a clear error, not a FileNotFoundError from pyarrow.
+    (tmp_path / shard.name).unlink()
+    from concept._errors import ConceptError
+
+    with pytest.raises(ConceptError, match="plan of shard .* is missing"):
+        actor({"name": np.asarray([shard.name]), "plan": np.asarray([str(plan)])})
+    # An actor no longer removes its plan (a concurrent run may be about to read it): the driver does.
+    _write_atomically(pa.table({"path": pa.array(shard.paths, pa.string())}), plan)
+    out = actor({"name": np.asarray([shard.name]), "plan": np.asarray([str(plan)])})
+    assert list(out["n"]) == [4] and actor.backend.embedded == 4 and plan.is_file()
+
+
 def _transform(model, local_vectors, n, layer=None):
     """What model.transform(paths) gives, from the vectors already computed (no re-embedding)."""
     x, f, kept, _ = local_vectors

@@ -160,28 +160,55 @@ class _ShardEmbedder:
         self.batch_size = batch_size
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        import pyarrow.parquet as pq
-
         n, failed, seconds = [], [], []
         for name, plan in zip(batch["name"], batch["plan"]):
             start = time.perf_counter()
-            paths = pq.read_table(str(plan), columns=["path"]).column("path").to_pylist()
-            if self.filesystem is None:
-                x, f, errors = embed_items(self.backend, paths, self.batch_size)
+            target = self.folder / str(name)
+            # A shard may have been written since the driver planned it: by a killed job's actor
+            # that finished it as this run started, or by a run beside this one. Not redone.
+            paths = None if target.is_file() else _plan_paths(target, Path(str(plan)))
+            if paths is None:
+                count, bad = _finished(target)
             else:
-                from concept.distributed.sources import LocalCopies
-
-                with LocalCopies(self.filesystem, paths) as (local, fetched):
-                    x, f, errors = embed_items(self.backend, local, self.batch_size)
-                errors = [fetch or e for fetch, e in zip(fetched, errors)]
-            _write_atomically(_table(paths, x, f, errors), self.folder / str(name))
-            with contextlib.suppress(OSError):  # another run may have removed it already
-                os.remove(str(plan))
-            n.append(len(paths))
-            failed.append(sum(e is not None for e in errors))
+                x, f, errors = self._embed(paths)
+                _write_atomically(_table(paths, x, f, errors), target)
+                count, bad = len(paths), sum(e is not None for e in errors)
+            n.append(count)
+            failed.append(bad)
             seconds.append(time.perf_counter() - start)
         return {"name": batch["name"], "n": np.asarray(n), "failed": np.asarray(failed),
                 "seconds": np.asarray(seconds)}
+
+    def _embed(self, paths: list[str]) -> tuple[np.ndarray, np.ndarray | None, list[str | None]]:
+        if self.filesystem is None:
+            return embed_items(self.backend, paths, self.batch_size)
+        from concept.distributed.sources import LocalCopies
+
+        with LocalCopies(self.filesystem, paths) as (local, fetched):
+            x, f, errors = embed_items(self.backend, local, self.batch_size)
+        return x, f, [fetch or e for fetch, e in zip(fetched, errors)]
+
+
+def _finished(target: Path) -> tuple[int, int]:
+    """(images, failures) of a shard already written."""
+    import pyarrow.parquet as pq
+
+    ok = pq.read_table(target, columns=["ok"]).column("ok").to_numpy(zero_copy_only=False).astype(bool)
+    return len(ok), int((~ok).sum())
+
+
+def _plan_paths(target: Path, plan: Path) -> list[str] | None:
+    """The shard's paths from its plan file; None when the plan is gone because the shard was
+    written meanwhile. Plans are removed by the driver once its run has every shard."""
+    import pyarrow.parquet as pq
+
+    try:
+        return pq.read_table(plan, columns=["path"]).column("path").to_pylist()
+    except FileNotFoundError:
+        if target.is_file():
+            return None
+        raise ConceptError(f"The plan of shard {target.name} ({plan}) is missing and the shard was "
+                           "not written: run embed_to_parquet again to plan it anew.") from None
 
 
 class _RowEmbedder:
@@ -346,8 +373,19 @@ def embed_to_parquet(paths: Sequence[str | os.PathLike] | str, folder: str | os.
             compute=ray.data.ActorPoolStrategy(size=min(concurrency, len(todo))),
             num_cpus=num_cpus, num_gpus=num_gpus)
         stats = ds.take_all()
+        _remove_plans(plans, [s.name for s in shards])
     return EmbeddedShards(folder, model_name, shards, len(todo), len(shards) - len(todo),
                           time.perf_counter() - start, stats, None if remote is None else remote.filesystem)
+
+
+def _remove_plans(plans: Path, names: list[str]) -> None:
+    """Remove the plan files of a finished run (actors leave them: a concurrent run, such as a
+    killed job's actors still finishing, may be about to read one), then the folder if empty."""
+    for name in names:
+        with contextlib.suppress(OSError):
+            os.remove(plans / f"{name}.paths")
+    with contextlib.suppress(OSError):  # not empty: another run's plans are in it
+        plans.rmdir()
 
 
 def embed_dataset(ds: Any, embedding_model: Any = "offline", *, batch_size: int = 32,
