@@ -390,6 +390,64 @@ def test_names_on_the_map_are_coarse_zoomed_out_finer_zoomed_in_and_never_overla
         tab.close()
 
 
+# What the page says about the view: every image's position in it and every layer's labels.
+IN_VIEW = """() => {
+  const ex = window.conceptExplorer, d = ex.data, r = document.getElementById('map-canvas').getBoundingClientRect();
+  const inView = d.points.x.map((_, i) => { const [x, y] = ex.screenPosition(i, false);
+    return x >= 0 && y >= 0 && x <= r.width && y <= r.height; });
+  const labels = d.layers.map((l, li) => (li === d.default_layer ? d.points.concept : l.labels));
+  const concepts = d.layers.map((l, li) => (li === d.default_layer ? d.concepts : l.concepts));
+  return { inView, labels, anchors: concepts.map((cs) => cs.map((c) => c.anchor)) };
+}"""
+
+
+def check_names_are_of_concepts_in_view(page) -> list[dict]:
+    """Names are drawn, none overlapping, each of a concept with an image in view; returns the boxes."""
+    texts, boxes = label_state(page)
+    view = page.evaluate(IN_VIEW)
+    assert any(view["inView"]), "no image in view"
+    assert texts, "images are in view but no concept is named"
+    for b in boxes:
+        labels = view["labels"][b["layer"]]
+        assert any(v and labels[i] == b["concept"] for i, v in enumerate(view["inView"])), b
+    return boxes
+
+
+def test_zoomed_far_in_the_concepts_in_view_are_named(browser, clipart_model, tmp_path):
+    """Zoomed in so far that no concept's anchor image (where its name sits zoomed out) is in
+    view, the concepts whose images are in view are still named, finest layer first, at a
+    point of theirs in view: never no names while images show."""
+    model, _, _ = clipart_model
+    report = write_report(model, tmp_path / "near.html", verbose=False)
+    tab = Page(browser, report.as_uri())
+    page = tab.page
+    try:
+        check_names_are_of_concepts_in_view(page)  # zoomed out: the anchors are in view
+        view = page.evaluate(IN_VIEW)
+        anchors = {a for layer in view["anchors"] for a in layer if a >= 0}
+        xy = np.array(page.evaluate("[window.conceptExplorer.data.points.x, window.conceptExplorer.data.points.y]")).T
+        # the image farthest (Chebyshev) from every anchor, and a view around it smaller than that gap
+        gap = np.array([min(np.abs(xy[i] - xy[a]).max() for a in anchors) for i in range(len(xy))])
+        target = int(np.argmax(np.where(np.array(view["labels"][0]) >= 0, gap, -1)))
+        assert target not in anchors and gap[target] > 0
+        page.evaluate("""([x, y, d]) => window.conceptExplorer.scatterplot.zoomToLocation([x, y], d)
+            .then(window.conceptExplorer.redraw)""", [*xy[target].tolist(), float(gap[target]) / 3])
+        view = page.evaluate(IN_VIEW)
+        assert view["inView"][target] and not any(view["inView"][a] for a in anchors)  # the case of the issue
+        page.click("#mode")  # images show
+        page.wait_for_function("window.conceptExplorer.visibleThumbnails().length > 0")
+        boxes = check_names_are_of_concepts_in_view(page)
+        assert boxes[0]["layer"] == 0, boxes  # the finest layer leads zoomed in
+        named = {b["concept"] for b in boxes if b["layer"] == 0}
+        finest = np.array(view["labels"][0])[np.array(view["inView"])]
+        counts = np.bincount(finest[finest >= 0])
+        assert named & set(np.flatnonzero(counts == counts.max()).tolist())  # the one most in view is named
+        page.screenshot(path=str(tmp_path / "labels_zoomed_far_in.png"))
+        assert not tab.errors, tab.errors
+    finally:
+        tab.close()
+
+
 def test_a_hierarchy_click_filters_the_map_and_shows_sub_concepts(browser, tmp_path):
     model = LayeredMapModel(failures=["/gone/broken.jpg"])
     report = write_report(model, tmp_path / "tree.html", verbose=False)

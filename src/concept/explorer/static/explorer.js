@@ -177,6 +177,7 @@
   const thumbCanvas = $("thumb-canvas");
   const LABEL_OPEN_PX = 38;  // a layer's names show once its typical concept is this wide on screen
   const LABEL_MAX_CHARS = 40;
+  const LABEL_PAD = 3;  // px of air around a name
   const MAX_THUMBS = 1500;
   const ALL_IMAGES_ZOOM = 2.5;  // zoomed in this far, every image may show, not only exemplars
   let mode = "points";
@@ -209,14 +210,96 @@
     }
     return [i0, i1, i2];
   })();
+  // point(i): image i's screen px; affine: the map's six numbers (x' = a x + b y + c, y' = d x +
+  // e y + f), to project many images without an array each; toData: screen px -> data.
   function projector() {
-    const f = refs && ML.affineFrom(refs.map((i) => [P.x[i], P.y[i]]), refs.map((i) => scatterplot.getScreenPosition(i)));
+    const data = refs && refs.map((i) => [P.x[i], P.y[i]]), screen = refs && refs.map((i) => scatterplot.getScreenPosition(i));
+    const f = refs && ML.affineFrom(data, screen);
     if (f) {
-      const [ox] = f(0, 0), [ux] = f(1, 0), [, oy] = f(0, 0), [, uy] = f(0, 1);
-      return { point: (i) => f(P.x[i], P.y[i]), pxPerUnit: Math.max(Math.abs(ux - ox), Math.abs(uy - oy)) };
+      const o = f(0, 0), u = f(1, 0), v = f(0, 1);
+      return { point: (i) => f(P.x[i], P.y[i]), toData: ML.affineFrom(screen, data),
+        affine: [u[0] - o[0], v[0] - o[0], o[0], u[1] - o[1], v[1] - o[1], o[1]],
+        pxPerUnit: Math.max(Math.abs(u[0] - o[0]), Math.abs(v[1] - o[1])) };
     }
     const r = mapBox.getBoundingClientRect();
-    return { point: (i) => scatterplot.getScreenPosition(i), pxPerUnit: Math.min(r.width, r.height) / 2 / scatterplot.get("cameraDistance") };
+    return { point: (i) => scatterplot.getScreenPosition(i), toData: null, affine: null,
+      pxPerUnit: Math.min(r.width, r.height) / 2 / scatterplot.get("cameraDistance") };
+  }
+
+  // The images in view, found through a grid over the map (each cell's images listed once), so
+  // that a frame visits only the cells the view covers; at most VIEW_SAMPLE of them, evenly
+  // spread (every k-th in cell order), when more are in view. They say where a concept whose
+  // anchor image is out of view can be named.
+  const VIEW_SAMPLE = 6000;
+  const grid = (() => {
+    let x0 = Infinity, x1 = -Infinity, y0 = Infinity, y1 = -Infinity;
+    for (let i = 0; i < N; i++) {
+      x0 = Math.min(x0, P.x[i]); x1 = Math.max(x1, P.x[i]); y0 = Math.min(y0, P.y[i]); y1 = Math.max(y1, P.y[i]);
+    }
+    if (!N) x0 = x1 = y0 = y1 = 0;
+    const G = Math.max(1, Math.min(256, Math.round(Math.sqrt(N / 16))));  // ~16 images a cell on average
+    const sx = G / Math.max(x1 - x0, 1e-9), sy = G / Math.max(y1 - y0, 1e-9);
+    const col = (x) => Math.min(G - 1, Math.max(0, Math.floor((x - x0) * sx))) || 0;
+    const row = (y) => Math.min(G - 1, Math.max(0, Math.floor((y - y0) * sy))) || 0;
+    const start = new Int32Array(G * G + 1), items = new Int32Array(N);
+    const cellOf = new Int32Array(N);
+    for (let i = 0; i < N; i++) { cellOf[i] = row(P.y[i]) * G + col(P.x[i]); start[cellOf[i] + 1]++; }
+    for (let c = 0; c < G * G; c++) start[c + 1] += start[c];
+    const next = start.slice(0, G * G);
+    for (let i = 0; i < N; i++) items[next[cellOf[i]]++] = i;
+    return { G, col, row, start, items };
+  })();
+  const sample = { n: 0, index: new Int32Array(VIEW_SAMPLE), x: new Float32Array(VIEW_SAMPLE), y: new Float32Array(VIEW_SAMPLE) };
+  function sampleInView(proj, width, height) {
+    const { G, start, items } = grid;
+    let c0 = 0, c1 = G - 1, r0 = 0, r1 = G - 1;
+    if (proj.toData) {  // the cells under the view's corners, and those between
+      const corners = [[0, 0], [width, 0], [0, height], [width, height]].map(([x, y]) => proj.toData(x, y));
+      c0 = grid.col(Math.min(...corners.map((p) => p[0]))); c1 = grid.col(Math.max(...corners.map((p) => p[0])));
+      r0 = grid.row(Math.min(...corners.map((p) => p[1]))); r1 = grid.row(Math.max(...corners.map((p) => p[1])));
+    }
+    let total = 0;  // a row of cells is one run of `items`
+    for (let r = r0; r <= r1; r++) total += start[r * G + c1 + 1] - start[r * G + c0];
+    const step = Math.max(1, Math.ceil(total / VIEW_SAMPLE));  // so at most VIEW_SAMPLE are visited
+    const m = proj.affine;  // no array per image
+    let n = 0, carry = 0;
+    for (let r = r0; r <= r1; r++) {
+      const end = start[r * G + c1 + 1];
+      let j = start[r * G + c0] + carry;
+      for (; j < end; j += step) {
+        const i = items[j];
+        if (filteredSet && !filteredSet.has(i)) continue;
+        let x, y;
+        if (m) { x = m[0] * P.x[i] + m[1] * P.y[i] + m[2]; y = m[3] * P.x[i] + m[4] * P.y[i] + m[5]; }
+        else [x, y] = proj.point(i);
+        if (!(x >= 0 && y >= 0 && x <= width && y <= height)) continue;
+        sample.index[n] = i; sample.x[n] = x; sample.y[n] = y; n++;
+      }
+      carry = j - end;
+    }
+    sample.n = n;
+  }
+  // Per layer and concept: how many sampled images are in view, and the one nearest their centroid.
+  const inView = LAYERS.map((layer) => {
+    const k = (layer.concepts || []).length;
+    return { count: new Float64Array(k), sx: new Float64Array(k), sy: new Float64Array(k),
+      best: new Int32Array(k), bestD: new Float64Array(k) };
+  });
+  function tallyInView(li) {
+    const labels = LAYERS[li].labels, t = inView[li], n = sample.n;
+    t.count.fill(0); t.sx.fill(0); t.sy.fill(0); t.bestD.fill(Infinity);
+    for (let s = 0; s < n; s++) {
+      const c = labels[sample.index[s]];
+      if (c < 0) continue;
+      t.count[c]++; t.sx[c] += sample.x[s]; t.sy[c] += sample.y[s];
+    }
+    for (let s = 0; s < n; s++) {
+      const c = labels[sample.index[s]];
+      if (c < 0) continue;
+      const d = (sample.x[s] - t.sx[c] / t.count[c]) ** 2 + (sample.y[s] - t.sy[c] / t.count[c]) ** 2;
+      if (d < t.bestD[c]) { t.bestD[c] = d; t.best[c] = s; }
+    }
+    return t;
   }
 
   function inFilter(li, c) {  // is concept (li, c) inside the concept the map is filtered to?
@@ -247,22 +330,35 @@
     // The finest layer whose concepts are wide enough on screen leads; coarser ones add context.
     let active = NL - 1;
     for (let li = 0; li < NL; li++) if (layerRadius[li] * proj.pxPerUnit * 2 >= LABEL_OPEN_PX) { active = li; break; }
+    // A concept is named when images of it are in view: on its anchor image if that is in view
+    // (where it sits zoomed out), else on its image in view nearest their centroid; names go in
+    // the order of how many of their images are in view (then size), nudged inside the view.
+    sampleInView(proj, width, height);
     const candidates = [];
     for (let li = active; li < NL; li++) {
+      if (filterNode && li > filterNode[0]) continue;
       const context = li > active;
       const weight = context ? 700 : 600;
       const px = fontPx(li - active, context);
+      const tally = tallyInView(li), named = [];
       for (const info of bySize[li]) {
         if (info.anchor < 0 || !info.size || !inFilter(li, info.id)) continue;
-        if (filterNode && li > filterNode[0]) continue;
-        const [x, y] = scatterplot.getScreenPosition(info.anchor);
-        if (!(x >= 0 && y >= 0 && x <= width && y <= height)) continue;
+        let [x, y] = scatterplot.getScreenPosition(info.anchor);
+        if (!(x >= 0 && y >= 0 && x <= width && y <= height)) {
+          if (!tally.count[info.id]) continue;
+          const s = tally.best[info.id];
+          x = sample.x[s]; y = sample.y[s];
+        }
         const text = shortLabel(labelOf(li, info.id));
-        candidates.push({ layer: li, concept: info.id, text, context, px, weight, x, y,
-          w: textWidth(text, px, weight), h: px * 1.15 });
+        const w = textWidth(text, px, weight), h = px * 1.15;
+        x = Math.min(Math.max(x, w / 2 + LABEL_PAD), width - w / 2 - LABEL_PAD);
+        y = Math.min(Math.max(y, h / 2 + LABEL_PAD), height - h / 2 - LABEL_PAD);
+        named.push({ layer: li, concept: info.id, text, context, px, weight, x, y, w, h, seen: tally.count[info.id] });
       }
+      named.sort((a, b) => b.seen - a.seen);  // stable: equal counts keep the size order
+      candidates.push(...named);
     }
-    const kept = ML.placeLabels(candidates, width, height, 3);
+    const kept = ML.placeLabels(candidates, width, height, LABEL_PAD);
     const shown = new Set();
     for (const c of kept) {
       const node = labelNode(c.layer, c.concept);
