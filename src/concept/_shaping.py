@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
-from concept._errors import ConceptError, EmbeddingError, ImageLoadError
+from concept._errors import ConceptError, EmbeddingError
 from concept._validation import check_inputs, check_integer, check_number
 from concept.clustering import (
     Hierarchy,
@@ -27,8 +27,8 @@ from concept.clustering import (
     mean_directions,
     one_blas_thread,
 )
-from concept.collage import make_collage
-from concept.images import ImageInput, load_image
+from concept.collage import exemplar_collage
+from concept.images import ImageInput
 
 if TYPE_CHECKING:
     from concept.model import ConceptModel
@@ -109,17 +109,10 @@ class ShapingMixin:
         sources = self.image_sources_
         collages, missing = {}, 0
         for concept, rows in self.exemplars_.items():
-            tiles = []
-            for row in rows:
-                image = given.get(row, sources[row] if sources is not None else None)
-                if image is None:
-                    continue
-                try:
-                    tiles.append(load_image(image))
-                except ImageLoadError as exc:  # changed on disk since it was embedded
-                    logger.warning("Exemplar left out of the collage: %s", exc)
-            if tiles:
-                collages[concept] = make_collage(tiles)
+            images = [given.get(row, sources[row] if sources is not None else None) for row in rows]
+            collage = exemplar_collage([image for image in images if image is not None])
+            if collage is not None:
+                collages[concept] = collage
                 continue
             members = self.labels_[:len(old_labels)] == concept
             before = np.unique(old_labels[members])

@@ -13,14 +13,15 @@ from collections.abc import Sequence
 
 from PIL import Image
 
-from concept._errors import ConceptError
+from concept._errors import ConceptError, ImageLoadError
 from concept.images import ImageInput, load_image
 
-__all__ = ["MIN_TILE", "make_collage"]
+__all__ = ["DEFAULT_TILE", "MIN_TILE", "exemplar_collage", "make_collage"]
 
 logger = logging.getLogger(__name__)
 
 MIN_TILE = 8  # pixels; below this a tile shows nothing recognisable
+DEFAULT_TILE = 160  # pixels: a concept's collage in figures, saved models and the explorer
 
 # From this upscaling factor on, pixels are repeated (NEAREST) rather than interpolated: a
 # 28x28 image blown up 5x with LANCZOS is a blur with ringing, with NEAREST it is a sharp icon.
@@ -48,7 +49,7 @@ def _grid_shape(n: int, columns: int | None) -> tuple[int, int]:
     return cols, math.ceil(n / cols)
 
 
-def make_collage(images: Sequence[ImageInput], *, tile: int = 160, columns: int | None = None,
+def make_collage(images: Sequence[ImageInput], *, tile: int = DEFAULT_TILE, columns: int | None = None,
                  padding: int = 4, background: Color = (255, 255, 255)) -> Image.Image:
     """A grid of `images`, each scaled whole (never cropped or stretched) into a square tile.
 
@@ -87,3 +88,21 @@ def make_collage(images: Sequence[ImageInput], *, tile: int = 160, columns: int 
         canvas.paste(fitted, (x, y))
     logger.debug("Collage of %d images: %d x %d tiles of %d px", len(images), cols, rows, tile)
     return canvas
+
+
+def exemplar_collage(items: Sequence[ImageInput], tile: int = DEFAULT_TILE) -> Image.Image | None:
+    """A concept's collage from its exemplars, or None when none of them loads.
+
+    Each exemplar is decoded small (`draft_size`: JPEG draft, other formats box-reduced right
+    after decoding) and scaled to its tile before the next is read, so only one image is ever
+    held at full size: OpenClipart's largest PNGs are 100 million pixels, and holding a
+    concept's nine at full size took 5 GiB. One that cannot be read (changed on disk since it
+    was embedded) is left out with a warning.
+    """
+    tiles = []
+    for item in items:
+        try:
+            tiles.append(_fit(load_image(item, draft_size=(tile, tile)), tile))
+        except ImageLoadError as exc:
+            logger.warning("Exemplar left out of the collage: %s", exc)
+    return make_collage(tiles, tile=tile) if tiles else None

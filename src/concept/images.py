@@ -147,6 +147,10 @@ def _array_to_image(a: np.ndarray) -> Image.Image:
 _REDUCIBLE = {"L", "LA", "RGB", "RGBA", "I", "F"}
 
 
+#: Rows of output a strip of `_shrink` makes at once (a strip of the input is `factor` times taller).
+_STRIP_ROWS = 64
+
+
 def _shrink(im: Image.Image, size: tuple[int, int]) -> Image.Image:
     """Decode `im` and box-average it by the largest integer factor that keeps it at least
     twice `size` (the model's input), before the full-size RGB conversion and compositing.
@@ -154,14 +158,26 @@ def _shrink(im: Image.Image, size: tuple[int, int]) -> Image.Image:
     What JPEG draft mode does for JPEGs, for every other format: on OpenClipart's PNGs,
     converting and compositing the full-size image on white took more time than decoding it.
     Twice the input size keeps the final bicubic resize as sharp as from the original.
+    The reduction runs over strips of rows: reducing (or converting) the whole image at once
+    makes a second full-size copy (Pillow premultiplies RGBA into a new image), 1.35 GB next to
+    the 0.68 GB of a 10,562 x 16,000 RGBA PNG; a strip's copy is a few MB. Same pixels: strips
+    start at multiples of the factor, so each box is averaged as in one pass.
     """
     im.load()
     factor = min(im.width // size[0], im.height // size[1]) // 2
     if factor < 2:
         return im
-    if im.mode == "P":
-        im = im.convert("RGBA" if im.has_transparency_data else "RGB")
-    return im.reduce(factor) if im.mode in _REDUCIBLE else im
+    mode = ("RGBA" if im.has_transparency_data else "RGB") if im.mode == "P" else im.mode
+    if mode not in _REDUCIBLE:
+        return im
+    out = Image.new(mode, (-(-im.width // factor), -(-im.height // factor)))
+    step = _STRIP_ROWS * factor
+    for top in range(0, im.height, step):
+        strip = im.crop((0, top, im.width, min(im.height, top + step)))
+        if strip.mode != mode:
+            strip = strip.convert(mode)
+        out.paste(strip.reduce(factor), (0, top // factor))
+    return out
 
 
 def _finish(im: Image.Image) -> Image.Image:

@@ -44,10 +44,10 @@ from concept.clustering import (
 )
 from concept.clustering.hierarchy import OUTLIER_THRESHOLD, spread
 from concept.clustering.legacy import MIN_DISTINCT, distinct_rows
-from concept.collage import make_collage
+from concept.collage import exemplar_collage
 from concept.embedding import load_embedding_model, stored_embedding_model
 from concept.embedding.base import l2_normalize
-from concept.images import ImageInput, LoadFailure, LoadReport, load_image
+from concept.images import ImageInput, LoadFailure, LoadReport
 from concept.representation import (
     describe_concepts,
     words_by_ctfidf,
@@ -745,14 +745,9 @@ class ConceptModel(ShapingMixin):
     def _make_collages(self, images: Sequence[ImageInput], kept: np.ndarray) -> dict[int, Image.Image]:
         collages = {}
         for concept, rows in self.exemplars_.items():
-            tiles = []
-            for row in rows:
-                try:
-                    tiles.append(load_image(images[kept[row]]))
-                except ImageLoadError as exc:  # changed on disk since it was embedded
-                    logger.warning("Exemplar left out of the collage: %s", exc)
-            if tiles:
-                collages[concept] = make_collage(tiles)
+            collage = exemplar_collage([images[kept[row]] for row in rows])
+            if collage is not None:
+                collages[concept] = collage
         return collages
 
     # ------------------------------------------------------------------ results
