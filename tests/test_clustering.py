@@ -340,3 +340,39 @@ def test_narrowed_steps_search_only_each_units_candidates_and_need_pure_units():
     lab = np.arange(30_000) % 600  # pure units: each row near its unit's own centre
     pure = l2_normalize((c[lab] + 0.01 * rng.normal(size=(len(lab), 16))).astype(np.float32))
     assert narrowing(pure, mean_directions(pure, lab, 600)[0], (c, lab)) is not None
+
+
+_COUNT_COMPILES = """
+import numpy as np
+from numba.core import event
+from concept import ConceptModel
+
+compiled = []
+class Compiles(event.Listener):
+    def on_start(self, ev):
+        module = ev.data["dispatcher"].py_func.__module__
+        if module.split(".")[0] in ("umap", "pynndescent"):
+            compiled.append(module + "." + ev.data["dispatcher"].py_func.__qualname__)
+    def on_end(self, ev):
+        pass
+event.register("numba:compile", Compiles())
+import umap  # its eagerly typed functions (tau_rand) compile as it is imported: not counted
+compiled.clear()
+rng = np.random.default_rng(0)
+x = (rng.standard_normal((6, 32)).repeat(100, axis=0) + 0.3 * rng.standard_normal((600, 32))).astype(np.float32)
+ConceptModel(embedding_model=None, min_concept_size=20, random_state=0, verbose=False).fit(image_embeddings=x)
+print(len(compiled), sorted(set(compiled)))
+"""
+
+
+def test_a_second_process_does_not_compile_umap_again():
+    """umap-learn's numba functions have no disk cache: each new process compiled them again
+    (about 8 s on 2 cores before its first fit). `clustering._jit` turns numba's cache on.
+    (The few umap compiles eagerly as it is imported, 0.4 s, are not cacheable from outside.)"""
+    import subprocess
+    import sys
+
+    runs = [subprocess.run([sys.executable, "-c", _COUNT_COMPILES], capture_output=True, text=True, check=True)
+            for _ in range(2)]
+    first, second = (r.stdout.strip().splitlines()[-1] for r in runs)
+    assert second.startswith("0 "), (first, second)

@@ -13,7 +13,9 @@ def layout_2d(vectors: np.ndarray, fitted_rows: np.ndarray, random_state: int | 
               k: int = 10) -> np.ndarray:
     """A 2-D map of every row for display: UMAP on the clustered rows, and each other row at
     the similarity-weighted mean position of its `k` nearest clustered rows."""
-    import umap
+    from concept.clustering._jit import import_umap
+
+    umap = import_umap()
 
     base = vectors[fitted_rows]
     coords = np.zeros((len(vectors), 2), dtype=np.float32)

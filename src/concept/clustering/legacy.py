@@ -54,7 +54,9 @@ def default_reducer(n_samples: int, random_state: int | None = None):
     neighbours with 50. PCA initialisation scored as well as the spectral one (OpenClipart:
     NMI 0.221 vs 0.211 over 5 seeds) and costs nothing, where the spectral one took 0.4 s of 1.7.
     """
-    import umap
+    from concept.clustering._jit import import_umap
+
+    umap = import_umap()
 
     model = umap.UMAP(n_neighbors=max(2, min(30, n_samples - 1)), n_components=5, min_dist=0.0,
                       metric="cosine", n_epochs=100 if n_samples <= 2500 else 30, init="pca",
