@@ -78,12 +78,51 @@ def test_openvino_runtime_gives_pytorchs_vectors(offline_embedder, sample_photos
     shared_slow, feats_slow = slow.embed_images_and_features(images, batch_size=3)
     assert fast.runtime_ == "openvino" and slow.runtime_ == "torch"
     assert fast.name == slow.name  # equal vectors may share caches and stores
+    # A batch is split over the network's streams (one per core or so), run at once.
+    assert len(fast._infer_requests) == max(1, int(fast._openvino_model.get_property("NUM_STREAMS")))
     np.testing.assert_allclose(shared_fast, shared_slow, atol=1e-4)
     np.testing.assert_allclose(feats_fast, feats_slow, atol=1e-4)
     # The converted network was cached, and a new embedder reads it back instead of converting.
     assert list(tmp_path.glob("openvino/*/model.xml"))
     again = OfflineEmbedder(runtime="openvino", verbose=False)
     np.testing.assert_allclose(again.embed_images(images[:2]), shared_fast[:2], atol=1e-5)
+
+
+WORDS = ["dog", "hot dog stand", "a photo of a cat on a red sofa", "bicycle", "énorme maison", "x",
+         "the quick brown fox jumps over the lazy dog", "tree"] * 5
+
+
+def test_words_embed_in_openvino_with_pytorchs_vectors(tmp_path, monkeypatch):
+    """The text network runs in OpenVINO beside the image network (batched by token count, over
+    the streams); tokenising and pooling stay the SentenceTransformer's: the same vectors."""
+    pytest.importorskip("openvino")
+    monkeypatch.setenv("CONCEPT_CACHE", str(tmp_path))
+    fast = OfflineEmbedder(runtime="openvino", verbose=False)
+    slow = OfflineEmbedder(runtime="torch", verbose=False)
+    got = fast.embed_texts(WORDS, batch_size=4)
+    assert fast._openvino_text is not None and slow._openvino_text is None
+    np.testing.assert_allclose(got, slow.embed_texts(WORDS), atol=1e-5)
+    assert list(tmp_path.glob("openvino/minilm-*/model.xml"))  # converted once, then read back
+    np.testing.assert_allclose(OfflineEmbedder(verbose=False).embed_texts(WORDS[:3]), got[:3], atol=1e-6)
+
+
+def test_int8_is_close_to_f32_built_once_and_named_apart(offline_embedder, sample_photos, clipart_paths,
+                                                         tmp_path, monkeypatch):
+    """The opt-in int8 networks (NNCF, calibrated on fixed inputs): near float32's vectors, a
+    name of their own (caches and stores keep them apart), built once into the cache folder."""
+    pytest.importorskip("nncf")
+    pytest.importorskip("skimage")
+    monkeypatch.setenv("CONCEPT_CACHE", str(tmp_path))
+    quick = load_embedding_model("offline-int8", verbose=False)
+    assert quick.precision == "int8" and quick.spec == "offline-lite0-int8" and quick.name != offline_embedder.name
+    images = list(sample_photos.values()) + list(clipart_paths[:10])
+    shared, feats = quick.embed_images_and_features(images)
+    ref_shared, ref_feats = offline_embedder.embed_images_and_features(images)
+    assert np.sum(feats * ref_feats, axis=1).mean() > 0.97 and np.sum(shared * ref_shared, axis=1).mean() > 0.9
+    assert np.sum(quick.embed_texts(WORDS) * offline_embedder.embed_texts(WORDS), axis=1).mean() > 0.98
+    assert len(list(tmp_path.glob("openvino/*-int8-nncf*/model.xml"))) == 2
+    with pytest.raises(EmbeddingError, match="OpenVINO only"):
+        OfflineEmbedder(precision="int8", runtime="torch")
 
 
 def test_bf16_is_close_to_f32_and_named_apart(offline_embedder, sample_photos, tmp_path, monkeypatch):

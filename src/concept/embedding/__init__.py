@@ -50,7 +50,7 @@ def __getattr__(name: str):
 DEFAULT_CLIP = "sentence-transformers/clip-ViT-B-32"
 #: Names a saved model may load by itself: the bundled models and the CLIP models of
 #: sentence-transformers (read from the user's own Hugging Face cache, never from a path).
-_OFFLINE_NAME = re.compile(r"offline(-lite[012])?(-bf16)?")
+_OFFLINE_NAME = re.compile(r"offline(-lite[012])?(-bf16|-int8)?")
 _KNOWN_CLIP = frozenset(f"{org}clip-ViT-{arch}" for org in ("", "sentence-transformers/")
                         for arch in ("B-32", "B-16", "L-14", "B-32-multilingual-v1"))
 
@@ -125,7 +125,7 @@ def load_embedding_model(
 
     - an object with `embed_images` and `embed_texts`: used as it is;
     - ``"offline"`` (or ``"offline-lite1"``, ``"offline-lite2"``, and ``-bf16`` for bfloat16
-      arithmetic, e.g. ``"offline-bf16"``): the bundled model;
+      arithmetic or ``-int8`` for int8, e.g. ``"offline-int8"``): the bundled model;
     - ``"auto"`` / ``None``: CLIP ViT-B/32 if it is in the local cache (or, with
       `allow_download=True`, if the hub answers within 2 s), else the offline model, with a
       warning naming the backend used;
@@ -144,10 +144,12 @@ def load_embedding_model(
     spec = spec or "auto"
     if spec == "offline" or spec.startswith("offline-"):
         options = spec.split("-")[1:]
-        precision = "bf16" if "bf16" in options else "f32"
-        variants = [o for o in options if o != "bf16"] or ["lite0"]
-        if len(variants) > 1:
-            raise EmbeddingError(f"Unknown offline model {spec!r}; e.g. 'offline', 'offline-lite1', 'offline-bf16'")
+        precisions = [o for o in options if o in ("bf16", "int8")]
+        variants = [o for o in options if o not in precisions] or ["lite0"]
+        if len(variants) > 1 or len(precisions) > 1:
+            raise EmbeddingError(f"Unknown offline model {spec!r}; e.g. 'offline', 'offline-lite1', "
+                                 "'offline-bf16', 'offline-int8'")
+        precision = precisions[0] if precisions else "f32"
         return OfflineEmbedder(variants[0], precision=precision, device=device, verbose=verbose)
     if spec == "auto":
         if _clip_in_local_cache() or (allow_download and _hub_reachable()):

@@ -10,6 +10,7 @@ import functools
 import logging
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable, Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import closing, contextmanager
 from pathlib import Path
 from typing import Protocol, runtime_checkable
@@ -97,6 +98,10 @@ def center_crop_resize(image: Image.Image, size: int) -> np.ndarray:
     left, top = (new_w - size) // 2, (new_h - size) // 2
     resized = image.resize((new_w, new_h), Image.Resampling.BICUBIC, reducing_gap=3.0)
     return np.asarray(resized.crop((left, top, left + size, top + size)), dtype=np.uint8)
+
+
+def _as_float32(fn: Callable[[np.ndarray], np.ndarray], pixels: np.ndarray) -> np.ndarray:
+    return np.asarray(fn(pixels), dtype=np.float32)
 
 
 class BaseEmbedder(ABC):
@@ -252,13 +257,20 @@ class BaseEmbedder(ABC):
                 draft_size=(self.image_size, self.image_size))
         chunks: list[np.ndarray] = []
         done = 0
+        # The network runs in a thread of its own, one batch at a time, while this thread
+        # collects (and the workers decode) the next: OpenVINO and torch release the GIL.
         with tqdm(total=total, disable=not self.verbose, unit="img", desc="Embedding images") as bar, \
-                closing(batches):  # stops the workers (and the GPU decode thread) on an error
+                closing(batches), ThreadPoolExecutor(1, thread_name_prefix="concept-embed") as network:
+            running: Future | None = None
             for _, pixels in batches:
-                chunks.append(np.asarray(fn(pixels), dtype=np.float32))
+                if running is not None:
+                    chunks.append(running.result())
+                running = network.submit(_as_float32, fn, pixels)
                 seen = len(report.loaded) + len(report.failures)
                 bar.update(seen - done)
                 done = seen
+            if running is not None:
+                chunks.append(running.result())
             bar.update(len(report.loaded) + len(report.failures) - done)
         self.last_report_ = report  # each failure was logged once as it happened: no second list
         return np.concatenate(chunks) if chunks else np.zeros((0, 0), dtype=np.float32)

@@ -1,0 +1,154 @@
+"""OpenVINO networks kept in the cache folder, and int8 versions of the bundled ones.
+
+`load_or_build` reads a converted network from the cache folder or builds and saves it there
+(in one rename). The int8 networks come from NNCF's post-training quantization (`pip install
+concept[int8]`), calibrated on fixed inputs, so every machine builds the same network:
+- the image network on 300 crops of the photos bundled in scikit-image's wheel plus 150 drawn
+  clip-art-like pictures (flat shapes with outlines on white: calibrating on photos alone moved
+  OpenClipart's vectors most); its first convolution and its classifier stay float32 (they moved
+  the vectors most when quantized: mean cosine 0.947 -> 0.987 on OpenClipart);
+- the text network on 3,000 words of the bundled vocabulary.
+int8 runs 2-3x faster where the CPU has VNNI instructions, at a measured cost in agreement
+(benchmarks/RESULTS.md), so it is opt-in: `embedding_model="offline-int8"`.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from concept._errors import EmbeddingError
+
+logger = logging.getLogger(__name__)
+
+#: Photos in scikit-image's wheel (read from the package, never downloaded).
+CALIBRATION_PHOTOS = ("astronaut", "brick", "camera", "cell", "chelsea", "clock", "coffee", "coins",
+                      "colorwheel", "grass", "gravel", "horse", "hubble_deep_field",
+                      "immunohistochemistry", "logo", "moon", "page", "retina", "rocket", "text")
+
+
+def load_or_build(folder: Path, build: Callable[[], Any]):
+    """The OpenVINO network saved in `folder`, or `build()`'s, saved there for next time."""
+    import openvino as ov
+
+    xml = folder / "model.xml"
+    if xml.exists():
+        try:
+            return ov.Core().read_model(xml)
+        except Exception as exc:  # noqa: BLE001 - a damaged cache entry is rebuilt
+            logger.warning("Ignoring a damaged OpenVINO cache %s (%s)", folder, exc)
+    network = build()
+    save_atomically(network, folder)
+    return network
+
+
+def save_atomically(network: Any, folder: Path) -> None:
+    """Write an OpenVINO network (xml + bin) to `folder` in one rename; failures only logged."""
+    import openvino as ov
+
+    try:
+        folder.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(dir=folder.parent, prefix=".tmp-"))
+        ov.save_model(network, tmp / "model.xml", compress_to_fp16=False)
+        try:
+            os.replace(tmp, folder)
+        except OSError:  # another process saved it first
+            shutil.rmtree(tmp, ignore_errors=True)
+    except OSError as exc:  # a read-only home must not stop embedding
+        logger.info("Could not cache the OpenVINO model in %s (%s)", folder, exc)
+
+
+def _nncf():
+    try:
+        import nncf
+    except ImportError as exc:
+        raise EmbeddingError("The int8 offline model needs NNCF and scikit-image to build it: "
+                             "pip install 'concept[int8]'") from exc
+    return nncf
+
+
+def nncf_version() -> str:
+    return _nncf().__version__
+
+
+def _clip_art(rng: np.random.Generator):
+    """A picture of 2-11 flat shapes with black outlines on white, of random size."""
+    from PIL import Image, ImageDraw
+
+    w, h = int(rng.integers(200, 800)), int(rng.integers(200, 800))
+    image = Image.new("RGB", (w, h), (255, 255, 255))
+    draw = ImageDraw.Draw(image)
+    for _ in range(int(rng.integers(2, 12))):
+        x0, y0 = int(rng.integers(0, w)), int(rng.integers(0, h))
+        x1, y1 = x0 + int(rng.integers(20, w)), y0 + int(rng.integers(20, h))
+        box = (min(x0, x1), min(y0, y1), max(x0, x1), max(y0, y1))
+        colour = tuple(int(c) for c in rng.integers(0, 256, 3))
+        kind = int(rng.integers(0, 3))
+        if kind == 0:
+            draw.ellipse(box, fill=colour, outline=(0, 0, 0), width=int(rng.integers(1, 6)))
+        elif kind == 1:
+            draw.rectangle(box, fill=colour, outline=(0, 0, 0), width=int(rng.integers(1, 6)))
+        else:
+            points = [(int(rng.integers(0, w)), int(rng.integers(0, h))) for _ in range(int(rng.integers(3, 7)))]
+            draw.polygon(points, fill=colour, outline=(0, 0, 0))
+    return image
+
+
+def image_calibration(preprocess: Callable, n_crops: int = 300, n_drawn: int = 150) -> list[np.ndarray]:
+    """Fixed calibration batches (1, H, W, 3) uint8: crops and flips of scikit-image's photos,
+    and drawn clip art, each through `preprocess` (the backend's)."""
+    try:
+        import skimage.data
+    except ImportError as exc:
+        raise EmbeddingError("The int8 offline model needs scikit-image's photos to calibrate: "
+                             "pip install 'concept[int8]'") from exc
+    from PIL import Image
+
+    from concept.images import load_image
+
+    photos = [load_image(np.asarray(getattr(skimage.data, name)())) for name in CALIBRATION_PHOTOS]
+    rng = np.random.default_rng(0)
+    batches = []
+    for i in range(n_crops):
+        photo = photos[i % len(photos)]
+        w, h = photo.size
+        scale = rng.uniform(0.4, 1.0)
+        cw, ch = int(w * scale), int(h * scale)
+        x0, y0 = int(rng.integers(0, w - cw + 1)), int(rng.integers(0, h - ch + 1))
+        crop = photo.crop((x0, y0, x0 + cw, y0 + ch))
+        if rng.random() < 0.5:
+            crop = crop.transpose(Image.Transpose.FLIP_LEFT_RIGHT)
+        batches.append(np.asarray(preprocess(crop), np.uint8)[None])
+    batches += [np.asarray(preprocess(_clip_art(rng)), np.uint8)[None] for _ in range(n_drawn)]
+    return batches
+
+
+def quantize_image_network(network: Any, preprocess: Callable) -> Any:
+    """int8 image network: all convolutions but the first, the classifier kept float32."""
+    nncf = _nncf()
+    layers = [op.get_friendly_name() for op in network.get_ordered_ops()
+              if op.get_type_name() in ("Convolution", "GroupConvolution", "MatMul")]
+    kept = nncf.IgnoredScope(names=[layers[0], layers[-1]]) if len(layers) >= 2 else None
+    data = image_calibration(preprocess)
+    logger.info("Quantizing the offline image network to int8 (once, about 20 s; cached).")
+    return nncf.quantize(network, nncf.Dataset(data), subset_size=len(data), ignored_scope=kept,
+                         preset=nncf.QuantizationPreset.MIXED, fast_bias_correction=True)
+
+
+def quantize_text_network(network: Any, features: Callable[[list[str]], dict[str, np.ndarray]]) -> Any:
+    """int8 text network calibrated on batches of 30 words of the bundled vocabulary."""
+    nncf = _nncf()
+    from concept.vocabulary import load_vocabulary
+
+    words = load_vocabulary(20000)[::5][:3000]
+    data = [features(words[i:i + 30]) for i in range(0, len(words), 30)]
+    logger.info("Quantizing the offline text network to int8 (once; cached).")
+    return nncf.quantize(network, nncf.Dataset(data), subset_size=len(data),
+                         model_type=nncf.ModelType.TRANSFORMER)
