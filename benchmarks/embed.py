@@ -7,7 +7,11 @@ On the same files and model, in one process:
 - ours: `embed_images` with its defaults (worker decode; on a GPU also bf16, large batches and
   JPEG decode on the GPU when torchvision can);
 - ours, CPU decode (GPU only): the same with `gpu_decode=False`;
-- model only (the ceiling): random uint8 pixels already in place (on the GPU), batches of ours.
+- model only (the ceiling): random uint8 pixels already in place (on the GPU), batches of ours;
+- ours in int8 (offline model, CPU): `embedding_model="offline-int8"`, against the same reference;
+- words (offline model): 4,000 vocabulary words by PyTorch's `encode` (the reference), by ours
+  (OpenVINO) and by ours in int8, words/s and cosine to the reference.
+The targets of issue 23 (2 CPU cores) are checked at the end of the table.
 For each: images/s, speed-up over the reference, CPU utilisation (process + children CPU time /
 wall / cores), GPU utilisation (NVML) and peak RSS; and the cosine agreement of ours with the
 reference, image by image. One batch of each path runs first, untimed.
@@ -324,7 +328,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--batch-size", type=int, default=None,
                     help="ours: images per batch (default: the backend's, grown on a GPU)")
     ap.add_argument("--device", default=None, help="cpu | cuda (default: cuda when available)")
-    ap.add_argument("--paths", default="reference,ours,model-only,ours-cpu-decode",
+    ap.add_argument("--paths", default="reference,ours,model-only,ours-cpu-decode,ours-int8,words",
                     help="comma-separated subset, in this order of running")
     ap.add_argument("--repeat", type=int, default=1, help="timed runs of the fast paths (median kept)")
     ap.add_argument("--reference-limit", type=int, default=None, help="reference path on the first N only")
@@ -385,8 +389,9 @@ def main(argv: list[str] | None = None) -> int:
         write()
 
     def write() -> None:
-        ref = next((r for r in rows if r["path"] == "reference"), None)
-        for r in rows:
+        refs = {r["path"]: r for r in rows if r["path"] in ("reference", "words-reference")}
+        for r in rows:  # words against words, images against images
+            ref = refs.get("words-reference" if r["path"].startswith("words") else "reference")
             if ref is not None:
                 r["speedup"] = round(r["images_per_s"] / ref["images_per_s"], 1)
         out_path.parent.mkdir(parents=True, exist_ok=True)
@@ -451,8 +456,45 @@ def main(argv: list[str] | None = None) -> int:
         record("model-only", n_batches * effective, runs,
                f"{describe(ours)}, batch {effective}, random pixels {'on the GPU' if cuda else 'in memory'}")
 
+    def int8_path() -> None:
+        nonlocal ours
+        if args.model != "offline" or cuda:
+            return
+        default, ours = ours, ours_model("offline-int8", device)
+        try:
+            ours.embed_images(paths[:effective])  # builds the int8 network once (cached), untimed
+            ours_path("ours-int8")
+        finally:
+            ours = default
+
+    def words() -> None:
+        """Words per second: PyTorch's encode (the reference), ours (OpenVINO), ours in int8."""
+        if args.model != "offline":
+            return
+        from concept.embedding import OfflineEmbedder
+        from concept.vocabulary import load_vocabulary
+
+        texts = load_vocabulary(20000)[::5][:4000]
+        ref = None
+        for name, model in [("words-reference", OfflineEmbedder(runtime="torch", verbose=False)),
+                            ("words", ours_model("offline", device)),
+                            ("words-int8", ours_model("offline-int8", device))]:
+            model.embed_texts(texts[:300])  # loads (and converts) the network, untimed
+            holder = {}
+            runs = timed(lambda: holder.__setitem__("v", model.embed_texts(texts)), args.repeat)
+            extra = {}
+            if ref is None:
+                ref = holder["v"]
+            else:
+                cos = np.sum(holder["v"] * ref, axis=1)
+                extra = {"cosine_vs_reference_min": round(float(cos.min()), 5),
+                         "cosine_vs_reference_mean": round(float(cos.mean()), 5)}
+            record(name, len(texts), runs, f"{len(texts):,} vocabulary words, runtime="
+                   f"{getattr(model, 'runtime_', '?')}, precision={model.precision} (rate: words/s)", **extra)
+
     steps = {"reference": reference, "ours": lambda: ours_path("ours"), "model-only": model_only,
-             "ours-cpu-decode": lambda: ours_path("ours-cpu-decode") if cuda else None}
+             "ours-cpu-decode": lambda: ours_path("ours-cpu-decode") if cuda else None,
+             "ours-int8": int8_path, "words": words}
     for name in wanted:
         if name not in steps:
             raise SystemExit(f"unknown path {name!r}; choose from {', '.join(steps)}")
@@ -468,6 +510,32 @@ def main(argv: list[str] | None = None) -> int:
     print(markdown(result))
     print(f"\nJSON: {out_path}")
     return 1 if result.get("errors") else 0
+
+
+#: Issue 23's targets on 2 CPU cores: images/s end to end by image set, CPU use, agreement.
+TARGETS = {"synthetic": 120.0, "openclipart": 45.0}
+
+
+def targets(result: dict) -> str:
+    """One line per target: the figure, the target, met or not."""
+    rows = {r["path"]: r for r in result["rows"]}
+    out = []
+    ours = rows.get("ours")
+    goal = TARGETS.get(str(result["images"]).split(":")[0])
+    if ours and goal and result["device"] == "cpu":
+        out.append(f"ours {ours['images_per_s']:.0f} images/s (target >= {goal:.0f}): "
+                   f"{'met' if ours['images_per_s'] >= goal else 'NOT met'}")
+        out.append(f"ours CPU use {ours['cpu_util']:.0%} (target >= 90%): {'met' if ours['cpu_util'] >= 0.9 else 'NOT met'}")
+        if "cosine_vs_reference_mean" in ours:
+            c = ours["cosine_vs_reference_mean"]
+            out.append(f"ours mean cosine to the reference {c:.4f} (target >= 0.995): {'met' if c >= 0.995 else 'NOT met'}")
+    if "words" in rows:
+        w = rows["words"]["images_per_s"]
+        out.append(f"words {w:,.0f}/s in OpenVINO (target >= 2,000): {'met' if w >= 2000 else 'NOT met'}")
+    if "words-int8" in rows:
+        w = rows["words-int8"]["images_per_s"]
+        out.append(f"words in int8 {w:,.0f}/s (target >= 2,000): {'met' if w >= 2000 else 'NOT met'}")
+    return "\n".join(out)
 
 
 def markdown(result: dict) -> str:
@@ -488,6 +556,7 @@ def markdown(result: dict) -> str:
                      f"{cos} | {r['note']} |")
     for name, error in result.get("errors", {}).items():
         lines.append(f"| {name} | failed: {error} |")
+    lines += ["", targets(result)]
     ceiling = next((r for r in result["rows"] if r["path"] == "model-only"), None)
     ours = next((r for r in result["rows"] if r["path"] == "ours"), None)
     if ceiling and ours:

@@ -497,3 +497,50 @@ def test_a_pil_warning_names_the_file_once(tmp_path: Path, caplog: pytest.LogCap
     assert [str(w.message) for w in escaped] == []
     records = [r.getMessage() for r in caplog.records if "EXIF" in r.getMessage()]
     assert len(records) == 1 and str(path) in records[0] and "Corrupt EXIF data" in records[0], records
+
+
+class _Gate:
+    """A lock stand-in that records when it was held."""
+
+    def __init__(self) -> None:
+        self.held = 0
+
+    def __enter__(self):
+        self.held += 1
+
+    def __exit__(self, *exc):
+        return False
+
+
+def test_large_images_decode_under_the_gate_small_ones_do_not(tmp_path, monkeypatch):
+    """Decoders side by side each held a whole large image at once (two 0.68 GB OpenClipart
+    PNGs); with a gate, one large decode runs at a time, and small images never wait."""
+    import concept.images as images
+
+    small, large = tmp_path / "small.png", tmp_path / "large.png"
+    Image.new("RGBA", (300, 200), (1, 2, 3, 4)).save(small)
+    Image.new("RGBA", (1000, 900), (1, 2, 3, 4)).save(large)
+    monkeypatch.setattr(images, "LARGE_DECODE_PIXELS", 500_000)
+    gate = _Gate()
+    images._load(str(small), None, (224, 224), gate)
+    assert gate.held == 0
+    images._load(str(large), None, (224, 224), gate)
+    assert gate.held == 1
+
+
+def _gate_is_set(image):
+    """A picklable preprocess that reports (as its pixels) whether its process has the gate."""
+    from concept.embedding import pipeline
+
+    return np.full((4, 4, 3), int(pipeline._LARGE_DECODE_GATE is not None), np.uint8)
+
+
+def test_decode_workers_get_the_pools_gate(tmp_path):
+    from concept.embedding.pipeline import iter_pixel_batches
+
+    paths = []
+    for i in range(4):
+        paths.append(str(tmp_path / f"{i}.png"))
+        Image.new("RGB", (20, 20), (i, i, i)).save(paths[-1])
+    got = list(iter_pixel_batches(paths, 2, _gate_is_set, num_workers=2))
+    assert len(got) == 2 and all((pixels == 1).all() for _, pixels in got)
