@@ -7,7 +7,6 @@ read becomes a `LoadFailure` with a one-line reason instead of an exception from
 
 from __future__ import annotations
 
-import contextlib
 import itertools
 import logging
 import os
@@ -214,14 +213,44 @@ def _check_regular_file(path: str | os.PathLike) -> None:
         raise _Unreadable(f"not a regular file ({kind}); not opened")
 
 
-#: Images of at least this many pixels are decoded under `gate` when one is given: decoding
-#: holds the whole image (0.68 GB for OpenClipart's 10,562 x 16,000 RGBA PNGs), and decoders
-#: running side by side must not each hold one.
+#: After decoding an image of at least this many pixels, freed memory is handed back to the
+#: system (`_return_freed_memory`): decoding holds the whole image (0.68 GB for OpenClipart's
+#: 10,562 x 16,000 RGBA PNGs), and a decode worker otherwise kept that much for the whole run.
 LARGE_DECODE_PIXELS = 40_000_000
 
 
+def _return_freed_memory() -> None:
+    """Hand memory freed by a large decode back to the system (glibc's `malloc_trim`).
+
+    glibc raises its mmap threshold after freeing a large block, so a decoder process that
+    decoded one 0.68 GB image kept that much resident for the rest of the run; elsewhere a no-op.
+    """
+    global _TRIM
+    if _TRIM is None:
+        try:
+            import ctypes
+
+            _TRIM = ctypes.CDLL("libc.so.6").malloc_trim
+        except (OSError, AttributeError):
+            _TRIM = False
+    if _TRIM:
+        _TRIM(0)
+
+
+_TRIM: Any = None
+
+
 def _open_path(path: str | os.PathLike, max_pixels: int | None,
-               draft_size: tuple[int, int] | None, gate: Any = None) -> Image.Image:
+               draft_size: tuple[int, int] | None) -> Image.Image:
+    image, large = _decode_path(path, max_pixels, draft_size)
+    if large:  # the full-size pixels are freed by now
+        _return_freed_memory()
+    return image
+
+
+def _decode_path(path: str | os.PathLike, max_pixels: int | None,
+                 draft_size: tuple[int, int] | None) -> tuple[Image.Image, bool]:
+    """The image at `path` as RGB, and whether it was large (`LARGE_DECODE_PIXELS`)."""
     _check_regular_file(path)
     try:
         # Our own max_pixels check supersedes PIL's bomb warning. PIL's DecompressionBombError
@@ -230,13 +259,12 @@ def _open_path(path: str | os.PathLike, max_pixels: int | None,
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
             with Image.open(path) as im:  # opening reads only the header
                 _check_size(im.width, im.height, max_pixels)
-                large = gate is not None and im.width * im.height >= LARGE_DECODE_PIXELS
-                with gate if large else contextlib.nullcontext():
-                    if draft_size is not None and im.format in ("JPEG", "MPO"):
-                        im.draft("RGB", draft_size)
-                    elif draft_size is not None:
-                        return _finish(_shrink(im, draft_size))
-                    return _finish(im)
+                large = im.width * im.height >= LARGE_DECODE_PIXELS
+                if draft_size is not None and im.format in ("JPEG", "MPO"):
+                    im.draft("RGB", draft_size)
+                elif draft_size is not None:
+                    return _finish(_shrink(im, draft_size)), large
+                return _finish(im), large
     except (_Unreadable, MemoryError):
         raise
     except FileNotFoundError as exc:
@@ -255,8 +283,7 @@ def _open_path(path: str | os.PathLike, max_pixels: int | None,
         raise _Unreadable(f"truncated or corrupt image data: {exc}") from exc
 
 
-def _load(item: object, max_pixels: int | None, draft_size: tuple[int, int] | None,
-          gate: Any = None) -> Image.Image:
+def _load(item: object, max_pixels: int | None, draft_size: tuple[int, int] | None) -> Image.Image:
     """Load one input as RGB or raise `_Unreadable` with the reason.
 
     Warnings raised while loading (PIL's "Corrupt EXIF data", ...) are logged once each, with
@@ -265,17 +292,15 @@ def _load(item: object, max_pixels: int | None, draft_size: tuple[int, int] | No
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         try:
-            return _load_quietly(item, max_pixels, draft_size, gate)
+            return _load_quietly(item, max_pixels, draft_size)
         finally:
             for message in dict.fromkeys(" ".join(str(w.message).split()) for w in caught):
                 logger.warning("%s: %s", _describe(item), message)
 
 
-def _load_quietly(item: object, max_pixels: int | None, draft_size: tuple[int, int] | None,
-                  gate: Any = None) -> Image.Image:
-    """`_load` without the warning capture; `gate`: a lock held while a large file decodes."""
+def _load_quietly(item: object, max_pixels: int | None, draft_size: tuple[int, int] | None) -> Image.Image:
     if isinstance(item, (str, os.PathLike)):
-        return _open_path(item, max_pixels, draft_size, gate)
+        return _open_path(item, max_pixels, draft_size)
     if isinstance(item, Image.Image):
         _check_size(item.width, item.height, max_pixels)
         try:

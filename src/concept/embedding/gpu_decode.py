@@ -38,7 +38,7 @@ from PIL import Image
 
 from concept.embedding.pipeline import (
     _BATCHES_AHEAD,
-    _init_worker,
+    _exit_with_parent,
     _is_path,
     _load_items,
     _mp_context,
@@ -310,9 +310,8 @@ class _DeviceBatches:
 
     def _pool(self) -> ProcessPoolExecutor:
         if self.pool is None:
-            context = _mp_context()
-            self.pool = ProcessPoolExecutor(self.num_workers, mp_context=context, initializer=_init_worker,
-                                            initargs=(os.getpid(), context.Lock()))
+            self.pool = ProcessPoolExecutor(self.num_workers, mp_context=_mp_context(),
+                                            initializer=_exit_with_parent, initargs=(os.getpid(),))
         return self.pool
 
     def _submit_cpu(self, items: list[tuple[int, ImageInput]]) -> list[Future]:

@@ -90,20 +90,8 @@ def _mp_context() -> multiprocessing.context.BaseContext:
     return multiprocessing.get_context("fork" if "fork" in methods else "spawn")
 
 
-#: In a worker process: the lock its pool's workers hold while decoding a large image
-#: (`images.LARGE_DECODE_PIXELS`), so that only one of them holds such an image at a time.
-_LARGE_DECODE_GATE = None
-
-
-def _init_worker(parent: int, gate) -> None:
-    """Worker initializer: keep the pool's large-decode lock, and exit with the parent."""
-    global _LARGE_DECODE_GATE
-    _LARGE_DECODE_GATE = gate
-    _exit_with_parent(parent)
-
-
 def _exit_with_parent(parent: int) -> None:
-    """Exit when the main process is gone (e.g. killed with SIGKILL).
+    """Worker initializer: exit when the main process is gone (e.g. killed with SIGKILL).
 
     A pool's workers otherwise outlive a killed parent, blocked forever on their task queue.
     """
@@ -121,7 +109,7 @@ def _load_items(items: list[tuple[int, ImageInput]], preprocess: Preprocess, max
     out: list[_Outcome] = []
     for index, item in items:
         try:
-            image = _load(item, max_pixels, draft_size, _LARGE_DECODE_GATE)
+            image = _load(item, max_pixels, draft_size)
         except _Unreadable as exc:
             out.append((index, None, str(exc)))
             continue
@@ -211,9 +199,8 @@ def _pixel_batches(items: Iterator[ImageInput], batch_size: int, preprocess: Pre
             paths = [(i, item) for i, item in chunk.items if _is_path(item)]
             if num_workers and paths:
                 if pool is None:
-                    context = _mp_context()
-                    pool = ProcessPoolExecutor(num_workers, mp_context=context, initializer=_init_worker,
-                                               initargs=(os.getpid(), context.Lock()))
+                    pool = ProcessPoolExecutor(num_workers, mp_context=_mp_context(),
+                                               initializer=_exit_with_parent, initargs=(os.getpid(),))
                 chunk.future = pool.submit(_load_items, paths, preprocess, max_pixels, draft_size)
             batch.append(chunk)
         pending.append(batch)
