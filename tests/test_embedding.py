@@ -79,7 +79,8 @@ def test_openvino_runtime_gives_pytorchs_vectors(offline_embedder, sample_photos
     assert fast.runtime_ == "openvino" and slow.runtime_ == "torch"
     assert fast.name == slow.name  # equal vectors may share caches and stores
     # A batch is split over the network's streams (one per core or so), run at once.
-    assert len(fast._infer_requests) == max(1, int(fast._openvino_model.get_property("NUM_STREAMS")))
+    compiled = fast._infer_requests[0].get_compiled_model()
+    assert len(fast._infer_requests) == max(1, int(compiled.get_property("NUM_STREAMS")))
     np.testing.assert_allclose(shared_fast, shared_slow, atol=1e-4)
     np.testing.assert_allclose(feats_fast, feats_slow, atol=1e-4)
     # The converted network was cached, and a new embedder reads it back instead of converting.

@@ -23,13 +23,12 @@ import importlib
 import importlib.util
 import io
 import logging
-import re
 from functools import cached_property
 
 import numpy as np
 import torch
 
-from concept._cache import cache_dir, cached_text_embeddings
+from concept._cache import cached_text_embeddings
 from concept._errors import EmbeddingError
 from concept.embedding.base import (
     BaseEmbedder,
@@ -179,7 +178,7 @@ class OfflineEmbedder(BaseEmbedder):
                 raise EmbeddingError("OpenVINO is needed here: pip install openvino")
             return "torch"
         try:
-            _ = self._openvino_model  # compile now, so that a failure falls back here
+            _ = self._infer_requests  # convert and compile now, so that a failure falls back here
         except EmbeddingError:
             raise
         except Exception as exc:  # any conversion failure: PyTorch still works
@@ -195,50 +194,38 @@ class OfflineEmbedder(BaseEmbedder):
 
     @cached_property
     def _openvino_model(self):
-        """The image network compiled by OpenVINO for this CPU, at `precision`.
+        """The image network as OpenVINO reads it, at `precision` (float, or quantized to int8).
 
         Converting from PyTorch takes seconds (quantizing to int8 about 20), so the network is
         kept in the cache folder (per variant and OpenVINO version) and read from there afterwards.
         """
         import openvino as ov
 
-        from concept.embedding.quantize import load_or_build
+        from concept.embedding.quantize import cache_folder, load_or_build
 
-        version = re.sub(r"[^0-9A-Za-z.]+", "_", ov.__version__)  # it may hold slashes
-        folder = cache_dir() / "openvino" / f"efficientnet-{self.variant}-ov{version}"
+        folder = cache_folder(f"efficientnet-{self.variant}")
         example = torch.zeros((2, self.image_size, self.image_size, 3), dtype=torch.uint8)
         network = load_or_build(folder, lambda: ov.convert_model(self._torch_net, example_input=example))
-        config = {"PERFORMANCE_HINT": "THROUGHPUT"}
         if self.precision == "int8":
             from concept.embedding.quantize import nncf_version, quantize_image_network
 
             network = load_or_build(folder.with_name(f"{folder.name}-int8-nncf{nncf_version()}"),
                                     lambda: quantize_image_network(network, self.preprocess_fn))
-        else:
-            # Set explicitly: OpenVINO's own default on CPUs with bfloat16 instructions is bf16.
-            config["INFERENCE_PRECISION_HINT"] = self.precision
-        # THROUGHPUT: one stream per core or so, each on its own thread(s): a batch is split
-        # over the streams (`forward`), so no thread waits on another inside a layer, which is
-        # what kept the cores partly idle (or spinning) while decoders ran beside the network.
-        return core_compile(network, config)
+        return network
 
     @cached_property
     def _infer_requests(self) -> list:
-        """One OpenVINO infer request per stream of the compiled network."""
-        model = self._openvino_model
-        return [model.create_infer_request() for _ in range(max(1, int(model.get_property("NUM_STREAMS"))))]
+        """The image network compiled for this CPU, one infer request per stream."""
+        from concept.embedding.quantize import compile_streams
+
+        return compile_streams(self._openvino_model, self.precision)
 
     def _openvino_forward(self, pixels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """The batch split over the network's streams, run at once, outputs in order."""
-        requests = self._infer_requests
-        parts = [part for part in np.array_split(pixels, min(len(requests), len(pixels))) if len(part)]
-        for request, part in zip(requests, parts):
-            request.start_async({0: part})
-        outputs = []
-        for request, _ in zip(requests, parts):
-            request.wait()
-            outputs.append([np.array(request.get_output_tensor(i).data, np.float32) for i in range(2)])
-        return np.concatenate([o[0] for o in outputs]), np.concatenate([o[1] for o in outputs])
+        from concept.embedding.quantize import infer_over_streams
+
+        pooled, probs = infer_over_streams(self._infer_requests, {0: pixels}, 2)
+        return pooled, probs
 
     # -- images ---------------------------------------------------------------------------
     def forward(self, pixels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -306,10 +293,3 @@ class OfflineEmbedder(BaseEmbedder):
         return self.text_model.encode(
             texts, batch_size=batch_size, convert_to_numpy=True, show_progress_bar=False
         )
-
-
-def core_compile(network, config: dict):
-    """`network` compiled for the CPU with `config`."""
-    import openvino as ov
-
-    return ov.Core().compile_model(network, "CPU", config)

@@ -11,15 +11,13 @@ On the development machine's two cores: about 1.4x PyTorch's `encode` in float32
 from __future__ import annotations
 
 import logging
-import re
 import warnings
 from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
 
-from concept._cache import cache_dir
-from concept.embedding.quantize import load_or_build
+from concept.embedding.quantize import cache_folder, compile_streams, infer_over_streams, load_or_build
 
 logger = logging.getLogger(__name__)
 
@@ -43,12 +41,9 @@ class OpenVINOTextEncoder:
     """
 
     def __init__(self, model: Any, name: str, precision: str = "f32") -> None:
-        import openvino as ov
-
         self.model = model
         self.precision = precision
-        version = re.sub(r"[^0-9A-Za-z.]+", "_", ov.__version__)
-        folder = cache_dir() / "openvino" / f"{name}-ov{version}"
+        folder = cache_folder(name)
         network = load_or_build(folder, self._convert)
         if precision == "int8":
             from concept.embedding.quantize import nncf_version, quantize_text_network
@@ -56,12 +51,7 @@ class OpenVINOTextEncoder:
             network = load_or_build(folder.with_name(f"{folder.name}-int8-nncf{nncf_version()}"),
                                     lambda: quantize_text_network(network, self._features))
         self.inputs = [port.get_any_name() for port in network.inputs]
-        config = {"PERFORMANCE_HINT": "THROUGHPUT"}
-        if precision == "f32":
-            config["INFERENCE_PRECISION_HINT"] = "f32"
-        compiled = ov.Core().compile_model(network, "CPU", config)
-        self.requests = [compiled.create_infer_request()
-                         for _ in range(max(1, int(compiled.get_property("NUM_STREAMS"))))]
+        self.requests = compile_streams(network, precision)
 
     def _features(self, texts: Sequence[str]) -> dict[str, np.ndarray]:
         """The network's inputs for `texts`, as the SentenceTransformer tokenises them."""
@@ -90,15 +80,9 @@ class OpenVINOTextEncoder:
         for start in range(0, len(texts), batch_size):
             rows = order[start:start + batch_size]
             features = self._features([texts[i] for i in rows])
-            parts = [p for p in np.array_split(np.arange(len(rows)), len(self.requests)) if len(p)]
-            for request, part in zip(self.requests, parts):
-                request.start_async({k: np.ascontiguousarray(features[k][part]) for k in self.inputs})
-            hidden = []
-            for request, _ in zip(self.requests, parts):
-                request.wait()
-                hidden.append(np.array(request.get_output_tensor(0).data, np.float32))
+            (hidden,) = infer_over_streams(self.requests, {k: features[k] for k in self.inputs}, 1)
             pooled = {"attention_mask": torch.from_numpy(features["attention_mask"]),
-                      "token_embeddings": torch.from_numpy(np.concatenate(hidden))}
+                      "token_embeddings": torch.from_numpy(hidden)}
             with torch.inference_mode():
                 for module in list(self.model)[1:]:  # the model's own pooling (and normalising)
                     pooled = module(pooled)

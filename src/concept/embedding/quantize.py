@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import shutil
 import tempfile
 from collections.abc import Callable
@@ -32,6 +33,48 @@ logger = logging.getLogger(__name__)
 CALIBRATION_PHOTOS = ("astronaut", "brick", "camera", "cell", "chelsea", "clock", "coffee", "coins",
                       "colorwheel", "grass", "gravel", "horse", "hubble_deep_field",
                       "immunohistochemistry", "logo", "moon", "page", "retina", "rocket", "text")
+
+
+def cache_folder(name: str) -> Path:
+    """Where the network `name` is kept, per OpenVINO version (converted networks differ)."""
+    import openvino as ov
+
+    from concept._cache import cache_dir
+
+    version = re.sub(r"[^0-9A-Za-z.]+", "_", ov.__version__)  # it may hold slashes
+    return cache_dir() / "openvino" / f"{name}-ov{version}"
+
+
+def compile_streams(network: Any, precision: str) -> list:
+    """`network` compiled for the CPU, one infer request per stream.
+
+    THROUGHPUT: one stream per core or so, each on its own thread(s); a batch split over the
+    streams (`infer_over_streams`) keeps every core busy with no thread waiting on another inside
+    a layer, which is what kept the cores partly idle (or spinning) while decoders ran beside it.
+    The precision hint is set explicitly for float networks: OpenVINO's own default on CPUs with
+    bfloat16 instructions is bf16.
+    """
+    import openvino as ov
+
+    config = {"PERFORMANCE_HINT": "THROUGHPUT"}
+    if precision != "int8":
+        config["INFERENCE_PRECISION_HINT"] = precision
+    compiled = ov.Core().compile_model(network, "CPU", config)
+    return [compiled.create_infer_request() for _ in range(max(1, int(compiled.get_property("NUM_STREAMS"))))]
+
+
+def infer_over_streams(requests: list, inputs: dict, n_outputs: int) -> list[np.ndarray]:
+    """Run `inputs` (arrays of one batch, by input name or index) split by rows over `requests`
+    at once; the first `n_outputs` outputs, float32, rows in order."""
+    n = len(next(iter(inputs.values())))
+    parts = [p for p in np.array_split(np.arange(n), min(len(requests), max(n, 1))) if len(p)]
+    for request, part in zip(requests, parts):
+        request.start_async({k: np.ascontiguousarray(v[part]) for k, v in inputs.items()})
+    outputs = []
+    for request, _ in zip(requests, parts):
+        request.wait()
+        outputs.append([np.array(request.get_output_tensor(i).data, np.float32) for i in range(n_outputs)])
+    return [np.concatenate([o[i] for o in outputs]) for i in range(n_outputs)]
 
 
 def load_or_build(folder: Path, build: Callable[[], Any]):
