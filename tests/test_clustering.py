@@ -309,9 +309,8 @@ def test_small_collections_are_cut_from_the_exact_tree_and_agree_from_seed_to_se
     pairs = list(itertools.combinations(range(3), 2))
     agree = [adjusted_rand_score(hs[a].layers[0], hs[b].layers[0]) for a, b in pairs]
     assert np.mean(agree) > 0.85
-    for (a, b), score in zip(pairs, agree):
-        if counts[a] == counts[b]:
-            assert score == 1.0
+    alike = [score for (a, b), score in zip(pairs, agree, strict=True) if counts[a] == counts[b]]
+    assert alike and all(score == 1.0 for score in alike)  # seeds that count alike: same concepts
 
 
 def test_narrowed_steps_search_only_each_units_candidates_and_need_pure_units():

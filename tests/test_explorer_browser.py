@@ -1,8 +1,8 @@
 """The explorer in a real browser: Debian's chromium, headless, driven by Playwright's Python package.
 
-A model fitted on 60 OpenClipart images (with a tiny random CLIP, so the concepts are arbitrary
-but real) is opened as a static report (file://) and through `concept serve` (127.0.0.1 only).
-The tests count the concept cards, hover a point and see its thumbnail, search, click a card and
+A model fitted on 60 OpenClipart images on three backgrounds (with a tiny random CLIP, so the
+concepts are arbitrary but real) is opened as a static report (file://) and through `concept
+serve` (127.0.0.1 only). The tests count the concept cards, hover a point and see its thumbnail, search, click a card and
 see its members, upload images, and check that the page fetched nothing from the network. A
 third test opens a 70,000-point map. Screenshots go to each test's tmp_path.
 
@@ -53,17 +53,31 @@ def browser():
         chromium.close()
 
 
+#: Each folder's drawings on a background of its own: a random CLIP hardly tells animals from
+#: food, but it does tell these backgrounds apart, so the model has several concepts every time.
+BACKGROUNDS = {"animals": (255, 255, 255), "food": (230, 30, 30), "transportation": (30, 200, 60)}
+
+
 @pytest.fixture(scope="module")
 def clipart_model(tiny_clip, tmp_path_factory):
-    """60 OpenClipart PNGs (3 folders) fitted with a tiny random CLIP, saved with its map."""
+    """60 OpenClipart PNGs (3 folders, 3 backgrounds) fitted with a tiny random CLIP, saved
+    with its map."""
     if not OPENCLIPART.is_dir():
         pytest.skip("Debian package openclipart-png is not installed")
+    images = tmp_path_factory.mktemp("clipart_images")
     paths = []
-    for category in ("animals", "food", "transportation"):
-        paths += sorted((OPENCLIPART / category).rglob("*.png"))[:20]
+    for category, background in BACKGROUNDS.items():
+        (images / category).mkdir()
+        for source in sorted((OPENCLIPART / category).rglob("*.png"))[:20]:
+            with Image.open(source) as drawing:
+                drawing = drawing.convert("RGBA")
+                canvas = Image.new("RGBA", drawing.size, (*background, 255))
+            canvas.alpha_composite(drawing)
+            paths.append(images / category / source.name)
+            canvas.convert("RGB").save(paths[-1])
     model = ConceptModel(min_concept_size=5, embedding_model=str(tiny_clip), random_state=0, verbose=False)
     model.fit([str(p) for p in paths], docs=WORDS)
-    assert model.n_concepts_ >= 1, "the test model needs at least one concept"
+    assert model.n_concepts_ >= 2, "the test model needs two concepts (to merge them, among others)"
     model.map_2d()
     folder = tmp_path_factory.mktemp("clipart") / "clipart.model"
     model.save(folder)
@@ -385,6 +399,13 @@ def test_names_on_the_map_are_coarse_zoomed_out_finer_zoomed_in_and_never_overla
         assert label_state(page)[0] == far  # and zooming back out brings the coarse names back
         # A name is text from the model, drawn as text: a label that looks like HTML stays text.
         assert page.evaluate("document.querySelectorAll('.map-label b, .map-label script').length") == 0
+        # A name pushed against the view's edges stays (12px text: boxes 12 * 1.15 px high, whose
+        # edge lands a rounding error outside the view; such names at the top were dropped).
+        kept = page.evaluate("""() => { const h = 12 * 1.15;
+            return window.conceptMapLayers.placeLabels([{x: 40 / 2 + 3, y: h / 2 + 3, w: 40, h},
+                {x: 500 - 40.3 / 2 - 3, y: 300 - h / 2 - 3, w: 40.3, h},
+                {x: 250, y: h / 2 + 2, w: 40, h}], 500, 300, 3).length; }""")
+        assert kept == 2  # the third really reaches 1px past the top
         assert not tab.errors, tab.errors
     finally:
         tab.close()
@@ -614,8 +635,7 @@ def test_served_gallery_shows_full_resolution_files_from_the_server(browser, cli
 
 def test_a_rename_and_a_merge_in_serve_mode_persist_after_reload(browser, clipart_model, tiny_clip, tmp_path):
     model, folder, _ = clipart_model
-    if model.n_concepts_ < 2:
-        pytest.skip("needs two concepts")
+    assert model.n_concepts_ >= 2  # the fixture's backgrounds make sure of it
     # a folder of its own: the shared fixture's stays as it is
     copy = ConceptModel.load(folder, embedding_model=str(tiny_clip)).save(tmp_path / "edited.model")
     with serving(make_server(copy, port=0, prepare_thumbnails=False, embedding_model=str(tiny_clip))) as server:

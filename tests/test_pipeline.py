@@ -45,7 +45,7 @@ def test_workers_give_exactly_the_in_process_batches(mixed_inputs, workers):
     expected, expected_report = run(mixed_inputs, 4, 0)
     got, report = run(mixed_inputs, 4, workers)
     assert [i for i, _ in got] == [i for i, _ in expected]
-    for (_, a), (_, b) in zip(got, expected):
+    for (_, a), (_, b) in zip(got, expected, strict=True):
         assert a.dtype == np.uint8 and a.shape[1:] == (24, 24, 3)
         np.testing.assert_array_equal(a, b)
     assert report == expected_report
@@ -109,7 +109,8 @@ def test_validation_and_the_worker_count():
 def test_an_unpicklable_preprocess_falls_back_to_the_main_process(clipart_paths):
     expected, _ = run(clipart_paths[:5], 2, 0)
     got = list(iter_pixel_batches(clipart_paths[:5], 2, lambda im: PREPROCESS(im), num_workers=2))
-    for (_, a), (_, b) in zip(got, expected):
+    assert [list(i) for i, _ in got] == [list(i) for i, _ in expected] == [[0, 1], [2, 3], [4]]
+    for (_, a), (_, b) in zip(got, expected, strict=True):
         np.testing.assert_array_equal(a, b)
 
 

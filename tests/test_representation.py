@@ -36,7 +36,7 @@ def test_describe_concepts_exemplars_are_members_and_concepts_are_unit_norm():
     concepts = describe_concepts(x, y, n_exemplars=5, diversity=0.3)
     np.testing.assert_array_equal(concepts.ids, [0, 1, 2])
     np.testing.assert_allclose(np.linalg.norm(concepts.embeddings, axis=1), 1, atol=1e-5)
-    for c, ex in zip(concepts.ids, concepts.exemplars):
+    for c, ex in zip(concepts.ids, concepts.exemplars, strict=True):
         assert len(ex) == 5 and (y[ex] == c).all() and len(set(ex.tolist())) == 5
 
 

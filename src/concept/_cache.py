@@ -5,7 +5,6 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
-import tempfile
 import time
 import weakref
 from collections.abc import Callable, Sequence
@@ -14,6 +13,8 @@ from typing import Any
 
 import numpy as np
 from tqdm.auto import tqdm
+
+from concept._atomic import atomic_file
 
 logger = logging.getLogger(__name__)
 
@@ -61,9 +62,8 @@ def cached_array(kind: str, model_name: str, texts: Sequence[str],
     vectors = np.asarray(compute())
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        with tempfile.NamedTemporaryFile(dir=path.parent, suffix=".tmp", delete=False) as f:
+        with atomic_file(path) as f:
             np.save(f, vectors, allow_pickle=False)
-        os.replace(f.name, path)
     except OSError as exc:  # a read-only home must not break fitting
         logger.info("Could not write the embedding cache %s (%s)", path, exc)
     return vectors

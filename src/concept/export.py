@@ -15,13 +15,13 @@ import logging
 import os
 import re
 import shutil
-import tempfile
 import unicodedata
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from concept._atomic import atomic_folder
 from concept._errors import ConceptError
 
 __all__ = ["CSV_NAME", "export_concepts", "safe_name"]
@@ -101,16 +101,8 @@ def export_concepts(model: Any, out: str | os.PathLike, *, copy: bool = False, l
     if out.is_symlink() or (out.exists() and (not out.is_dir() or any(out.iterdir()))):
         raise ConceptError(f"{out} already exists and is not an empty folder: choose a new folder "
                            "(export never writes into or over existing files).")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent))
-    try:
+    with atomic_folder(out, replace=_empty_folder) as tmp:
         counts = _write(model, tmp, sources, labels, probs, words, layer, copy, include_outliers)
-        if out.exists():
-            out.rmdir()  # empty (checked above); replaced by the finished folder
-        os.rename(tmp, out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     # Links point at absolute paths, so they stay right wherever OUT is moved.
     logger.info("%s %d images into %d concept folders in %s.", "Copied" if copy else "Linked",
                 counts["images"], counts["concepts"], out)
@@ -118,6 +110,14 @@ def export_concepts(model: Any, out: str | os.PathLike, *, copy: bool = False, l
         logger.warning("%d images are no longer on disk (moved or deleted since fitting?); they are "
                        "listed in %s with status 'missing'.", counts["missing"], out / CSV_NAME)
     return counts
+
+
+def _empty_folder(out: Path) -> bool:
+    """May the finished export replace `out`? Only an empty folder (not made meanwhile by another)."""
+    if out.is_symlink() or not out.is_dir() or any(out.iterdir()):
+        raise ConceptError(f"{out} was written to while exporting; the export was not put there: "
+                           "choose a new folder.")
+    return True
 
 
 def _write(model: Any, root: Path, sources: list[str], labels: np.ndarray, probs: np.ndarray,

@@ -43,6 +43,7 @@ from typing import Any
 import numpy as np
 from tqdm.auto import tqdm
 
+from concept._atomic import atomic_write_bytes
 from concept._errors import EmbeddingError
 from concept.images import LoadFailure, LoadReport
 
@@ -104,25 +105,6 @@ def _row_crcs(arrays: list[np.ndarray]) -> list[int]:
 def _index_line(key: Key, row: int, crc: int) -> str:
     path, size, mtime_ns = key
     return json.dumps({"path": path, "size": size, "mtime_ns": mtime_ns, "row": row, "crc": crc}) + "\n"
-
-
-def _write_replace(file: Path, data: bytes) -> None:
-    """Replace `file` by `data` in one rename, flushed first (a crash leaves the old or the new)."""
-    tmp = file.with_name(file.name + ".tmp")
-    with open(tmp, "wb") as f:
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, file)
-
-
-def _fsync_dir(folder: Path) -> None:
-    with contextlib.suppress(OSError):  # not possible on every platform / file system
-        fd = os.open(folder, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
 
 
 class EmbeddingStore:
@@ -292,8 +274,7 @@ class EmbeddingStore:
 
     def _create(self, dim: int, feature_dim: int | None) -> dict[str, Any]:
         meta = {"format": FORMAT_VERSION, "model": self.model_name, "dim": dim, "feature_dim": feature_dim}
-        _write_replace(self.path / "meta.json", json.dumps(meta).encode())
-        _fsync_dir(self.path)
+        atomic_write_bytes(self.path / "meta.json", json.dumps(meta).encode())
         return meta
 
     def _check_width(self, backend: Any, meta: dict[str, Any]) -> None:
@@ -329,8 +310,7 @@ class EmbeddingStore:
             lines = [_index_line(key, index[key][0], crc) for key, crc in zip(keys, crcs)]
             dropped = "" if not dirty else " (dropping torn, damaged or dangling lines)"
             logger.info("Rewriting the index of %s%s", self.path, dropped)
-            _write_replace(self.path / "index.jsonl", "".join(lines).encode())
-            _fsync_dir(self.path)
+            atomic_write_bytes(self.path / "index.jsonl", "".join(lines).encode())
             if upgrade:
                 meta = self._create(meta["dim"], meta["feature_dim"])
         return meta, n

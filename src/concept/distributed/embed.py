@@ -30,6 +30,7 @@ from typing import Any
 
 import numpy as np
 
+from concept._atomic import atomic_file
 from concept._errors import ConceptError
 from concept._validation import check_integer
 from concept.distributed._cluster import require_ray
@@ -135,11 +136,11 @@ def _table(paths: Sequence[str], x: np.ndarray, f: np.ndarray | None, errors: li
 
 
 def _write_atomically(table: Any, target: Path) -> None:
+    """Write a Parquet file in one rename: a shard file is complete or absent (resuming trusts it)."""
     import pyarrow.parquet as pq
 
-    tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
-    pq.write_table(table, tmp)
-    os.replace(tmp, target)
+    with atomic_file(target) as f:
+        pq.write_table(table, f)
 
 
 class _ShardEmbedder:

@@ -15,16 +15,14 @@ int8 runs 2-3x faster where the CPU has VNNI instructions, at a measured cost in
 from __future__ import annotations
 
 import logging
-import os
 import re
-import shutil
-import tempfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from concept._atomic import atomic_folder
 from concept._errors import EmbeddingError
 
 logger = logging.getLogger(__name__)
@@ -82,28 +80,31 @@ def load_or_build(folder: Path, build: Callable[[], Any]):
     import openvino as ov
 
     xml = folder / "model.xml"
+    damaged = False
     if xml.exists():
         try:
             return ov.Core().read_model(xml)
         except Exception as exc:  # noqa: BLE001 - a damaged cache entry is rebuilt
             logger.warning("Ignoring a damaged OpenVINO cache %s (%s)", folder, exc)
+            damaged = True
     network = build()
-    save_atomically(network, folder)
+    save_atomically(network, folder, replace=damaged)
     return network
 
 
-def save_atomically(network: Any, folder: Path) -> None:
-    """Write an OpenVINO network (xml + bin) to `folder` in one rename; failures only logged."""
+def save_atomically(network: Any, folder: Path, replace: bool = False) -> None:
+    """Write an OpenVINO network (xml + bin) to `folder` in one rename; failures only logged.
+
+    An existing `folder` is kept unless `replace` (it is damaged): processes racing to build the
+    same cache entry keep the first one.
+    """
     import openvino as ov
 
     try:
-        folder.parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(dir=folder.parent, prefix=".tmp-"))
-        ov.save_model(network, tmp / "model.xml", compress_to_fp16=False)
-        try:
-            os.replace(tmp, folder)
-        except OSError:  # another process saved it first
-            shutil.rmtree(tmp, ignore_errors=True)
+        with atomic_folder(folder, replace=replace) as tmp:
+            ov.save_model(network, tmp / "model.xml", compress_to_fp16=False)
+    except FileExistsError:
+        logger.debug("Another process cached the OpenVINO model in %s first", folder)
     except OSError as exc:  # a read-only home must not stop embedding
         logger.info("Could not cache the OpenVINO model in %s (%s)", folder, exc)
 

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
+from concept._atomic import atomic_write_text
 from concept._errors import ConceptError
 from concept.explorer.data import page_data
 from concept.explorer.page import render_page
@@ -75,9 +76,7 @@ def write_report(model: Any, path: str | os.PathLike, *, images: Sequence[ImageI
     data = page_data(model, title=title or f"concept explorer: {path.stem}", mode="report",
                      sheets=sheets_urls, tile=sheets.tile if sheets else 0,
                      per_row=sheets.per_row if sheets else 0, collages=collages)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(render_page(data), encoding="utf-8")
-    os.replace(tmp, path)
+    atomic_write_text(path, render_page(data))  # an open report is replaced only when complete
     return path
 
 

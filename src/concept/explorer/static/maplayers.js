@@ -10,6 +10,8 @@
 (function () {
   "use strict";
 
+  const EDGE = 1e-6;  // px: how far past the view's edge a kept box may reach (rounding only)
+
   function overlaps(a, b) {
     return a[0] < b[2] && b[0] < a[2] && a[1] < b[3] && b[1] < a[3];
   }
@@ -21,7 +23,9 @@
     const kept = [], boxes = [];
     for (const c of candidates) {
       const box = [c.x - c.w / 2 - pad, c.y - c.h / 2 - pad, c.x + c.w / 2 + pad, c.y + c.h / 2 + pad];
-      if (box[0] < 0 || box[1] < 0 || box[2] > width || box[3] > height) continue;
+      // A box the caller clamped to an edge may cross it by a rounding error (13.8 / 2 + 3 - 3 -
+      // 13.8 / 2 < 0): that is inside the view.
+      if (box[0] < -EDGE || box[1] < -EDGE || box[2] > width + EDGE || box[3] > height + EDGE) continue;
       let free = true;
       for (const b of boxes) if (overlaps(box, b)) { free = false; break; }
       if (!free) continue;
