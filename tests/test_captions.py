@@ -253,7 +253,7 @@ def test_saved_caption_terms_are_checked(tmp_path):
     import safetensors.numpy
 
     from concept._errors import ModelFileError
-    from concept._state_check import check_fitted_state
+    from concept.model_folder import check_fitted_state
     from concept.persistence import ModelState
 
     x, _y, captions = _three_blobs_with_captions(every=9)

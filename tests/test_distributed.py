@@ -312,3 +312,61 @@ def test_cli_embed_and_fit_on_ray(cluster, collection, tmp_path, capsys):
                  "--quiet"]) == 2
     assert "--max-images" in capsys.readouterr().err
     assert not (tmp_path / "m2.shards").exists()  # refused before any work
+
+
+@pytest.fixture(scope="module")
+def cli_folder(cluster, collection, tmp_path_factory) -> Path:
+    """Every other image of the collection (three categories and text.png) copied to
+    FOLDER/images and embedded by `concept embed --ray` into FOLDER/shards, with the words in
+    FOLDER/words.txt: what the CLI's Ray fits below start from."""
+    import shutil
+
+    from concept.cli import main
+
+    root = tmp_path_factory.mktemp("cli")
+    (root / "images").mkdir()
+    for i, p in enumerate(collection[::2]):
+        shutil.copy(p, root / "images" / f"{i:03d}-{Path(p).name}")
+    (root / "words.txt").write_text("\n".join(WORDS))
+    assert main(["embed", str(root / "images"), "--store", str(root / "shards"), "--ray",
+                 "--embedding-model", "offline", "--quiet"]) == 0
+    return root
+
+
+def _cli_fit(folder: Path, out: Path, *options: str, ray: bool = True) -> int:
+    from concept.cli import main
+
+    return main(["fit", str(folder / "images"), "--out", str(out), "--embedding-model", "offline",
+                 "--docs", str(folder / "words.txt"), "--min-concept-size", "3", "--quiet", *options,
+                 *(["--ray", "--store", str(folder / "shards")] if ray else [])])
+
+
+def test_cli_fit_on_ray_merges_to_n_concepts(cli_folder, tmp_path):
+    """`concept fit --ray --n-concepts N` (N was dropped on Ray): the saved model and every
+    image's label in the labels shards have N concepts."""
+    import pandas as pd
+
+    from concept import ConceptModel
+
+    assert _cli_fit(cli_folder, tmp_path / "m", "--n-concepts", "2") == 0
+    model = ConceptModel.load(tmp_path / "m")
+    assert model.n_concepts == 2 and model.n_concepts_ == 2
+    labels = pd.concat([pd.read_parquet(f) for f in (tmp_path / "m.labels").glob("shard-*.parquet")])
+    assert len(labels) == len(model.labels_) + 1  # text.png is in the shards, not in the model
+    assert set(labels.label) <= {-1, 0, 1} and set(labels.label) >= {0, 1}
+
+
+def test_cli_fit_on_ray_takes_seed_concepts(cli_folder, tmp_path):
+    """`concept fit --ray --seed-concepts` (refused before): the seeds steer the fit on the
+    driver, which finds the concepts the same command finds without Ray."""
+    from concept import ConceptModel
+
+    seeds = ("--seed-concepts", "apple,fruit;car,truck")
+    assert _cli_fit(cli_folder, tmp_path / "ray", *seeds) == 0
+    assert _cli_fit(cli_folder, tmp_path / "local", *seeds, ray=False) == 0
+    model, local = ConceptModel.load(tmp_path / "ray"), ConceptModel.load(tmp_path / "local")
+    assert model.seed_concepts == [["apple", "fruit"], ["car", "truck"]]
+    assert model.seed_matches_ is not None and (model.seed_matches_ >= 0).any()
+    np.testing.assert_array_equal(model.seed_matches_, local.seed_matches_)
+    np.testing.assert_array_equal(model.labels_, local.labels_)
+    assert model.topics == local.topics

@@ -146,15 +146,17 @@ def test_pieces_choice_is_checked(cluster, collection, tmp_path):
 
 
 def test_pieces_refuse_what_the_default_core_does_not_do():
-    """pieces="ray" is the default core: a user's own UMAP/HDBSCAN or zero-shot names are
-    refused in one line; "auto" then stays on the driver."""
+    """pieces="ray" is the default core: a user's own UMAP/HDBSCAN, zero-shot names or seed
+    concepts (which the tasks do not know) are refused in one line; "auto" then stays on the
+    driver."""
     from concept import ConceptError, ConceptModel
     from concept.distributed.fit import _use_pieces
 
-    own = ConceptModel(zeroshot_concepts=["cat"], verbose=False)
-    with pytest.raises(ConceptError, match='pieces="driver"'):
-        _use_pieces("ray", own, 10_000, 1_000)
-    assert not _use_pieces("auto", own, 10_000, 1_000)
+    for own in (ConceptModel(zeroshot_concepts=["cat"], verbose=False),
+                ConceptModel(seed_concepts=[["cat", "kitten"]], verbose=False)):
+        with pytest.raises(ConceptError, match='pieces="driver"'):
+            _use_pieces("ray", own, 10_000, 1_000)
+        assert not _use_pieces("auto", own, 10_000, 1_000)
     plain = ConceptModel(verbose=False)
     assert _use_pieces("auto", plain, 10_000, 1_000) and not _use_pieces("auto", plain, 1_000, 1_000)
     assert not _use_pieces("auto", plain, 10_000, None) and not _use_pieces("driver", plain, 10_000, 1_000)

@@ -115,3 +115,20 @@ def test_file_uri_reads_through_pyarrow(cluster, folder, tmp_path):
     uri = read_embeddings(embed_to_parquet(f"file://{folder}", tmp_path / "b", "offline"))
     assert uri.paths == [f"file://{p}" for p in local.paths]
     np.testing.assert_array_equal(uri.embeddings, local.embeddings)
+
+
+def test_bucket_fit_takes_seed_concepts_and_n_concepts(cluster, bucket, tmp_path):
+    """`concept fit s3://... --ray` gives the model --seed-concepts and --n-concepts (the URI
+    path dropped both without a word)."""
+    from concept import ConceptModel
+    from concept.cli import main
+
+    (tmp_path / "words.txt").write_text("\n".join(WORDS))
+    assert main(["fit", bucket, "--out", str(tmp_path / "m"), "--ray", "--embedding-model", "offline",
+                 "--docs", str(tmp_path / "words.txt"), "--min-concept-size", "4", "--seed", "2",
+                 "--seed-concepts", "apple,fruit;car,truck", "--n-concepts", "2", "--quiet"]) == 0
+    model = ConceptModel.load(tmp_path / "m")
+    assert model.seed_concepts == [["apple", "fruit"], ["car", "truck"]]
+    assert model.seed_matches_ is not None and len(model.seed_matches_) == len(model.labels_)
+    assert model.n_concepts == 2 and model.n_concepts_ == 2
+    assert model.image_sources_[0].startswith("s3://photos/set/") and model.collages_

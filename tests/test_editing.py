@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import itertools
 
 import numpy as np
@@ -12,6 +14,7 @@ from test_model import WORDS, HashTexts
 
 from concept import ConceptError, ConceptModel, evaluate
 from concept.editing import calibrated_matches, merge_mapping
+from concept.shaping import Edit
 
 
 def nested(seed: int = 0, **kwargs) -> tuple[ConceptModel, np.ndarray, np.ndarray, np.ndarray]:
@@ -111,9 +114,8 @@ def test_merge_at_the_finest_layer_adds_a_layer_and_keeps_the_finest(tmp_path):
     model = ConceptModel(min_concept_size=15, embedding_model=HashTexts(32), random_state=0, verbose=False)
     model.fit(image_embeddings=x, docs=WORDS)
     finest = model.layers_[0].copy()
-    model.hierarchy_.default = 0  # labels_ the finest layer, as on data with no clear gap
-    model._set_layers()
-    model._describe_from(0)
+    # labels_ the finest layer, as on data with no clear gap (an edit that changes nothing else)
+    model._apply(Edit(dataclasses.replace(model.hierarchy_, default=0), 0, None), "default layer 0")
     model.merge_concepts([[0, 1]])
     assert model.layer_ == 1 and model.n_concepts_ == 19
     np.testing.assert_array_equal(model.layers_[0], finest)

@@ -162,11 +162,22 @@ def test_bad_parameters_are_reported_at_fit():
 
 
 def test_search_by_text_and_by_image():
-    model, _ = fitted()
-    best_text = model.find_concepts("red", top_n=1)[0][0]
-    best_image = model.find_concepts(Image.new("RGB", (10, 10), (255, 0, 0)), top_n=1)[0][0]
-    assert best_text == best_image
-    assert model.topics[best_text][0] == "red" or True  # colours of blobs are random; same answer is the point
+    # Images of three colours (a little noise in each), so the concept a search should find is known.
+    rng = np.random.default_rng(0)
+    colours = [(230, 20, 20), (20, 200, 30), (20, 30, 220)]
+    y = np.repeat(np.arange(3), 20)
+    images = [Image.fromarray(np.clip(np.array(colours[c]) + rng.integers(-15, 16, (8, 8, 3)), 0, 255)
+                              .astype(np.uint8)) for c in y]
+    model = ConceptModel(min_concept_size=5, embedding_model=ColorEmbedder(), random_state=0,
+                         verbose=False).fit(images, docs=DOCS)
+    assert model.n_concepts_ == 3
+    for c, word in enumerate(["red", "green", "blue"]):
+        labels = model.labels_[y == c]
+        concept = int(np.bincount(labels[labels >= 0]).argmax())  # the concept of that colour
+        best_text = model.find_concepts(word, top_n=1)[0][0]
+        best_image = model.find_concepts(Image.new("RGB", (10, 10), ColorEmbedder.COLORS[word]), top_n=1)[0][0]
+        assert best_text == best_image == concept
+        assert model.topics[concept][0] == word
 
 
 def test_ctfidf_words_are_sorted_and_vectorizer_is_used():
@@ -523,7 +534,8 @@ def test_layers_nest_and_every_layer_is_described():
         assert all(len(np.unique(coarse[fine == c])) == 1 for c in range(int(fine.max()) + 1))
     assert max(normalized_mutual_info_score(subs, layer) for layer in layers) > 0.9
     assert max(normalized_mutual_info_score(groups, layer) for layer in layers) > 0.9
-    for k, emb, ex, topics in zip(sizes, model.layer_embeddings_, model.layer_exemplars_, model.layer_topics_):
+    for k, emb, ex, topics in zip(sizes, model.layer_embeddings_, model.layer_exemplars_, model.layer_topics_,
+                                  strict=True):
         assert emb.shape == (k, 32) and sorted(ex) == list(range(k)) and sorted(topics) == list(range(k))
         assert all(len(words) == 10 for words in topics.values())
     assert model.topics_ is model.layer_topics_[model.layer_]
@@ -573,3 +585,28 @@ def test_features_feed_the_layers_and_transform_at_each_layer():
     for k in range(len(model.layers_)):
         np.testing.assert_array_equal(model.transform(image_embeddings=shared, image_features=x, layer=k),
                                       model.layers_[k])
+
+
+def test_scikit_learn_conventions_hold():
+    """get_params/set_params/clone work, nothing ending in `_` exists before fit, fit returns self,
+    and set_params(embedding_model=...) is honoured by the next call (issue 24)."""
+    from sklearn.base import clone
+
+    model = ConceptModel(min_concept_size=15, embedding_model=HashTexts(32), random_state=3, verbose=False,
+                         n_words=4)
+    params = model.get_params()
+    assert params["min_concept_size"] == 15 and params["n_words"] == 4 and params["random_state"] == 3
+    assert [a for a in dir(model) if a.endswith("_") and not a.startswith("_") and hasattr(model, a)] == []
+    with pytest.raises(NotFittedError):
+        model.embedder_  # noqa: B018
+    twin = clone(model)
+    assert twin is not model and twin.get_params()["n_words"] == 4
+    x, _, _ = nested_blobs(groups=5, subs=4, per=40, dim=32)
+    assert model.fit(image_embeddings=x, docs=WORDS) is model
+    assert all(len(ws) == 4 for ws in model.topics_.values())
+    np.testing.assert_array_equal(twin.fit(image_embeddings=x, docs=WORDS).labels_, model.labels_)
+    other = HashTexts(32)
+    other.name = "other-hash-texts"
+    model.set_params(embedding_model=other)
+    assert model.embedder_ is other  # not the backend loaded for the first embedding_model
+    assert "hierarchy" not in params  # fit's concepts found elsewhere are an argument of fit, not a setting

@@ -117,7 +117,8 @@ def test_seed_concepts_are_checked():
             ConceptModel(seed_concepts=bad, embedding_model=None, verbose=False).fit(
                 image_embeddings=np.eye(8, dtype=np.float32)[np.arange(40) % 8])
     with pytest.raises(ConceptError, match="cannot be combined"):
-        ConceptModel(seed_concepts=[["a"]], zeroshot_concepts=["b"], verbose=False)._validate_params()
+        ConceptModel(seed_concepts=[["a"]], zeroshot_concepts=["b"], embedding_model=None, verbose=False).fit(
+            image_embeddings=np.eye(8, dtype=np.float32)[np.arange(40) % 8])
 
 
 def test_seeds_need_an_embedding_model_in_the_same_space():
@@ -143,7 +144,7 @@ def test_saved_seed_state_is_checked(tmp_path):
     (path / "concept.json").write_text(json.dumps(manifest))
     with pytest.raises(ModelFileError):  # the checksum or the check: either way a clear error
         ConceptModel.load(path, embedding_model=embedder)
-    from concept._state_check import check_fitted_state
+    from concept.model_folder import check_fitted_state
     from concept.persistence import ModelState
 
     arrays = safetensors.numpy.load_file(str(model.save(tmp_path / "n") / "arrays.safetensors"))

@@ -11,8 +11,7 @@ from concept._errors import (
     ModelFileError,
     NotFittedError,
 )
-
-__version__ = "0.3.0.dev0"
+from concept._version import __version__
 
 if TYPE_CHECKING:
     from concept.editing import evaluate

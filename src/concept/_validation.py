@@ -122,3 +122,49 @@ def check_inputs(images: Any, image_embeddings: Any, image_features: Any,
         raise ConceptError(f"Got {len(images)} images but {len(image_embeddings)} image_embeddings; "
                            "they must match one to one.")
     return images, image_embeddings, image_features
+
+
+def check_model_params(p: Mapping[str, Any]) -> None:
+    """Check a ConceptModel's hyper-parameters (`get_params()`), before any work."""
+    from collections.abc import Sequence
+
+    from concept.seeding import check_seed_concepts
+
+    def need(ok: bool, message: str) -> None:
+        if not ok:
+            raise ConceptError(message)
+
+    check_integer("min_concept_size", p["min_concept_size"], minimum=2)
+    check_number("diversity", p["diversity"], 0.0, 1.0)
+    need(p["cluster_space"] in ("auto", "embeddings"),
+         f"cluster_space must be 'auto' or 'embeddings', got {p['cluster_space']!r}")
+    check_integer("sample_size (at least 2 * min_concept_size)", p["sample_size"],
+                  minimum=2 * p["min_concept_size"], allow_none=True)
+    check_number("outlier_threshold", p["outlier_threshold"], 0.0, 1000.0)
+    need(float(p["outlier_threshold"]) > 0, f"outlier_threshold must be > 0, got {p['outlier_threshold']!r}")
+    for name in ("n_exemplars", "n_words", "vocabulary_size", "batch_size"):
+        check_integer(name, p[name], minimum=1)
+    check_random_state(p["random_state"])
+    check_integer("n_concepts", p["n_concepts"], minimum=1, allow_none=True)
+    names = p["zeroshot_concepts"]
+    if names is not None:
+        need(not isinstance(names, (str, bytes)) and isinstance(names, Sequence)
+             and all(isinstance(t, str) and t.strip() for t in names) and len(set(names)) == len(names),
+             "zeroshot_concepts must be a list of distinct, non-empty names, e.g. ['cat', 'car']")
+    check_number("zeroshot_threshold", p["zeroshot_threshold"], 0.0, 100.0)
+    need(check_seed_concepts(p["seed_concepts"]) is None or not names,
+         "zeroshot_concepts and seed_concepts cannot be combined yet: pass one of them")
+    need(p["umap_model"] is None or hasattr(p["umap_model"], "fit_transform"),
+         "umap_model must have a fit_transform method (e.g. umap.UMAP or sklearn PCA)")
+    need(p["hdbscan_model"] is None or hasattr(p["hdbscan_model"], "fit"),
+         "hdbscan_model must have a fit method and a labels_ attribute (e.g. hdbscan.HDBSCAN)")
+
+
+def check_layer(layer: Any, n_layers: int, default: int) -> int:
+    """`layer` as an index into a model's `n_layers` layers (None: `default`)."""
+    if layer is None:
+        return default
+    if not isinstance(layer, (int, np.integer)) or isinstance(layer, bool) or not 0 <= int(layer) < n_layers:
+        raise ConceptError(f"layer must be an integer in 0..{n_layers - 1} "
+                           f"(this model has {n_layers} layers, finest first), got {layer!r}")
+    return int(layer)

@@ -9,14 +9,15 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
+import numpy as np
 from PIL import Image
 
 from concept._errors import ConceptError, ImageLoadError
 from concept.images import ImageInput, load_image
 
-__all__ = ["DEFAULT_TILE", "MIN_TILE", "exemplar_collage", "make_collage"]
+__all__ = ["DEFAULT_TILE", "MIN_TILE", "concept_collages", "exemplar_collage", "make_collage", "remade_collages"]
 
 logger = logging.getLogger(__name__)
 
@@ -106,3 +107,47 @@ def exemplar_collage(items: Sequence[ImageInput], tile: int = DEFAULT_TILE) -> I
         except ImageLoadError as exc:
             logger.warning("Exemplar left out of the collage: %s", exc)
     return make_collage(tiles, tile=tile) if tiles else None
+
+
+def concept_collages(exemplars: dict[int, list[int]],
+                     image_of: Callable[[int], ImageInput | None]) -> dict[int, Image.Image]:
+    """{concept: collage} of each concept's exemplar rows; `image_of(row)` gives a row's image
+    (None: not available). A concept none of whose exemplars loads has no collage."""
+    collages = {}
+    for concept, rows in exemplars.items():
+        images = [image_of(row) for row in rows]
+        collage = exemplar_collage([image for image in images if image is not None])
+        if collage is not None:
+            collages[concept] = collage
+    return collages
+
+
+def remade_collages(exemplars: dict[int, list[int]], labels: np.ndarray, old: dict[int, Image.Image],
+                    old_labels: np.ndarray, image_of: Callable[[int], ImageInput | None] | None,
+                    sources: Sequence[str] | None) -> dict[int, Image.Image]:
+    """Collages after an edit, made again from the exemplars' images: `image_of(row)` (the
+    running call's images), else the fitted files `sources`. A concept none of whose
+    exemplars can be loaded keeps its collage if it has the same members (or, after rows were
+    added, the same id) as before; the others are counted in a warning."""
+    def image(row: int) -> ImageInput | None:
+        given = image_of(row) if image_of is not None else None
+        return given if given is not None else sources[row] if sources is not None else None
+
+    collages, missing = {}, 0
+    made = concept_collages(exemplars, image)
+    for concept in exemplars:
+        if concept in made:
+            collages[concept] = made[concept]
+            continue
+        members = labels[:len(old_labels)] == concept
+        before = np.unique(old_labels[members])
+        if len(before) == 1 and int(before[0]) in old and np.array_equal(old_labels == before[0], members):
+            collages[concept] = old[int(before[0])]  # the same members
+        elif len(old_labels) < len(labels) and int(concept) in old:
+            collages[concept] = old[int(concept)]  # new rows: the same concept, grown
+        elif old:
+            missing += 1
+    if missing:
+        logger.warning("%d changed concepts have no collage: their images were not files, so they "
+                       "cannot be loaded again.", missing)
+    return collages

@@ -28,6 +28,7 @@ from concept.clustering.kernels import label_sums, top_matches
 
 __all__ = [
     "add_concepts",
+    "named_concepts",
     "calibrated_matches",
     "delete_mapping",
     "edit_base",
@@ -262,7 +263,10 @@ def evaluate(model_or_labels, true_labels: Sequence | None = None, *, space: np.
 
     model = None if isinstance(model_or_labels, (np.ndarray, list, tuple)) else model_or_labels
     if model is not None:
-        model._check_fitted()
+        if not hasattr(model, "labels_"):
+            from concept._errors import NotFittedError
+
+            raise NotFittedError("This ConceptModel is not fitted yet: call fit() or load() first.")
         labels = np.asarray(model.labels_, np.int64)
         if space is None:
             space = model.features_ if model.features_ is not None else model.embeddings_
@@ -299,6 +303,32 @@ def evaluate(model_or_labels, true_labels: Sequence | None = None, *, space: np.
             refit = other.cluster_images(space)
             aris.append(adjusted_rand_score(labels, refit))
         out["seed_stability_ari"] = float(np.mean(aris))
+    return out
+
+
+# -- names --------------------------------------------------------------------------------------
+def named_concepts(names: dict[int, str], labels: dict[int, str] | Sequence[str], k: int) -> dict[int, str]:
+    """`names` ({concept: name}) with `labels` ({id: name}, or a list of one name per concept
+    0..k-1) set; an empty name removes one."""
+    if isinstance(labels, dict):
+        items = list(labels.items())
+    elif isinstance(labels, Sequence) and not isinstance(labels, (str, bytes)):
+        if len(labels) != k:
+            raise ConceptError(f"A list of names needs one per concept ({k}), got {len(labels)}; "
+                               "or pass {id: name}.")
+        items = list(enumerate(labels))
+    else:
+        raise ConceptError("set_concept_labels takes {concept id: name} or a list of names.")
+    out = dict(names)
+    for c, name in items:
+        if not isinstance(c, (int, np.integer)) or isinstance(c, bool) or not 0 <= int(c) < k:
+            raise ConceptError(f"{c!r} is not a concept id; labels_ has concepts 0..{k - 1}.")
+        if not isinstance(name, str):
+            raise ConceptError(f"The name of concept {c} must be a string, not {type(name).__name__}.")
+        if name.strip():
+            out[int(c)] = name.strip()
+        else:
+            out.pop(int(c), None)
     return out
 
 

@@ -2,11 +2,11 @@
 
 Layout: `path/concept.json` (format, versions, settings, texts, file list, sha256 checksums),
 `path/arrays.safetensors` (every array, dtype and shape exact), `path/images/<name>.png`.
-Saving is atomic: the folder is written and flushed next to `path`, then swapped in by renames,
-so `path` holds the old or the new complete model, never a mix. The folder's mode follows the
-umask like any folder the user creates; a symlinked `path` is saved into its target. A save that
-was killed leaves `.NAME.tmp-HOST-PID-TOKEN`; the next save removes it once its writer is gone.
-Loading executes nothing.
+Saving is atomic (`concept._atomic.atomic_folder`): the folder is written and flushed next to
+`path`, then swapped in by renames, so `path` holds the old or the new complete model, never a
+mix. The folder's mode follows the umask like any folder the user creates; a symlinked `path` is
+saved into its target. A save that was killed leaves `.NAME.tmp-HOST-PID-TOKEN`; the next save
+removes it once its writer is gone. Loading executes nothing.
 """
 
 from __future__ import annotations
@@ -19,9 +19,7 @@ import json
 import logging
 import os
 import re
-import secrets
 import shutil
-import socket
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -31,8 +29,12 @@ import numpy as np
 import safetensors.numpy
 from PIL import Image
 
-import concept
+from concept._atomic import atomic_folder
+from concept._atomic import fsync_dir as _fsync_dir
+from concept._atomic import host_tag as _host_tag
+from concept._atomic import old_siblings as _old_siblings
 from concept._errors import ModelFileError
+from concept._version import __version__
 
 __all__ = ["FORMAT_NAME", "FORMAT_VERSION", "ModelState", "load_model_state", "save_model_state"]
 
@@ -91,14 +93,8 @@ def save_model_state(state: ModelState, path: str | os.PathLike, *,
                                  f"{_MANIFEST}); refusing to replace it: choose another path.")
     path.parent.mkdir(parents=True, exist_ok=True)
     _remove_stale_tmps(path)
-    tmp = path.parent / f".{path.name}.tmp-{_host_tag()}-{os.getpid()}-{secrets.token_hex(4)}"
-    os.mkdir(tmp)  # mode 0o777 minus the umask, like any folder the user makes (not mkdtemp's 0700)
-    try:
+    with atomic_folder(path) as tmp:  # replaces only what the checks above allowed
         _write_folder(tmp, state, arrays, images)
-        _swap_into_place(tmp, path)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     for stale in _old_siblings(path):  # left by an interrupted save, superseded now
         shutil.rmtree(stale, ignore_errors=True)
     logger.debug("saved model state to %s", path)
@@ -200,27 +196,11 @@ def _write_folder(folder: Path, state: ModelState, arrays: dict[str, np.ndarray]
         checksums[file] = _write(folder / file, buffer.getvalue())
     _fsync_dir(folder / _IMAGES)
     doc = {"format": FORMAT_NAME, "format_version": FORMAT_VERSION,
-           "concept_version": concept.__version__, "settings": state.settings,
+           "concept_version": __version__, "settings": state.settings,
            "texts": state.texts, "arrays": list(arrays),
            "images": [f"{name}.png" for name in images], "checksums": checksums}
     _write(folder / _MANIFEST, json.dumps(doc, ensure_ascii=False, indent=1).encode("utf-8"))
     _fsync_dir(folder)
-
-
-def _swap_into_place(tmp: Path, path: Path) -> None:
-    """Rename `tmp` to `path`; an existing `path` is moved aside first and deleted last."""
-    if not (path.exists() or path.is_symlink()):
-        os.rename(tmp, path)
-    else:
-        old = path.parent / f".{path.name}.old-{secrets.token_hex(4)}"
-        os.rename(path, old)
-        try:
-            os.rename(tmp, path)
-        except BaseException:
-            os.rename(old, path)  # put the previous model back
-            raise
-        shutil.rmtree(old, ignore_errors=True)
-    _fsync_dir(path.parent)
 
 
 def _interrupted_save(path: Path) -> Path:
@@ -232,11 +212,6 @@ def _interrupted_save(path: Path) -> Path:
     logger.warning("%s is missing: a save was interrupted. Loading the previous model from "
                    "%s; save again to repair the folder.", path, old)
     return old
-
-
-def _host_tag() -> str:
-    """A short tag of this host, so a save's temporary folder names the machine writing it."""
-    return hashlib.sha1(socket.gethostname().encode()).hexdigest()[:8]
 
 
 def _pid_alive(pid: int) -> bool | None:
@@ -288,11 +263,6 @@ def _remove_stale_tmps(path: Path) -> None:
         if stale:
             logger.info("Removing %s, left by an interrupted save.", tmp)
             shutil.rmtree(tmp, ignore_errors=True)
-
-
-def _old_siblings(path: Path) -> list[Path]:
-    """The folders a save moved `path` to before swapping in the new model."""
-    return list(path.parent.glob(f".{glob.escape(path.name)}.old-*"))
 
 
 def _read_manifest(path: Path) -> dict[str, Any]:
@@ -357,13 +327,3 @@ def _write(file: Path, data: bytes) -> str:
         f.flush()
         os.fsync(f.fileno())
     return hashlib.sha256(data).hexdigest()
-
-
-def _fsync_dir(folder: Path) -> None:
-    """Flush a folder's entries (new names, renames) to disk where the OS allows it."""
-    with contextlib.suppress(OSError):  # Windows cannot open folders; NTFS journals renames
-        fd = os.open(folder, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)

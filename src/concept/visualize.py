@@ -138,3 +138,59 @@ def hierarchy_figure(parents: Sequence[np.ndarray], sizes: Sequence[Sequence[int
                     fontsize=fontsize, zorder=3)
     ax.set_aspect("auto")
     return fig
+
+
+def model_hierarchy_figure(model, first_layer: int | None = None, max_leaves: int = 40) -> Figure:
+    """The concept tree of a fitted model (`ConceptModel.visualize_hierarchy`): a row per layer
+    from `first_layer` (default: the layer of `labels_`, or a coarser one with at most
+    `max_leaves` concepts) to the coarsest, each concept with a small collage of its exemplars
+    (when the images are files, or for `labels_`'s concepts) and its words (custom labels first)."""
+    from concept._validation import check_layer
+    from concept.collage import make_collage
+
+    sizes_per_layer = model.layer_sizes_
+    layers, default = model.layers_, model.layer_
+    if first_layer is not None:
+        first_layer = check_layer(first_layer, len(layers), default)
+    else:
+        first_layer = next((i for i in range(default, len(layers)) if sizes_per_layer[i] <= max_leaves),
+                           len(layers) - 1)
+    if sizes_per_layer[first_layer] > max_leaves:
+        raise ConceptError(f"Layer {first_layer} has {sizes_per_layer[first_layer]} concepts, more than "
+                           f"max_leaves={max_leaves}: start at a coarser layer or raise max_leaves.")
+    names = model.custom_labels_
+    sizes, words, collages = [], [], []
+    for i, labels in enumerate(layers):
+        sizes.append(np.bincount(labels[labels >= 0], minlength=sizes_per_layer[i]).tolist())
+        words.append({c: ((names[c] + ": ") if i == default and c in names else "")
+                      + ", ".join(w for w, _ in ws[:4]) for c, ws in model.layer_topics_[i].items()})
+        if i < first_layer:
+            collages.append({})
+        elif i == default and model.collages_:
+            collages.append(model.collages_)
+        elif model.image_sources_ is not None:
+            collages.append({c: make_collage([model.image_sources_[r] for r in rows[:4]], tile=64)
+                             for c, rows in model.layer_exemplars_[i].items() if rows})
+        else:
+            collages.append({})
+    return hierarchy_figure(model.hierarchy_.parents, sizes, words, collages, first=first_layer)
+
+
+def model_concepts_figure(model, top_n: int = 9, concepts: Sequence[int] | None = None,
+                          columns: int = 3) -> Figure:
+    """Each concept's collage titled with its size and words (`ConceptModel.visualize_concepts`):
+    the `top_n` largest concepts of a fitted model, or the given `concepts`."""
+    if not model.collages_:
+        raise ConceptError("No collages: the model was fitted on embeddings without images. "
+                           "Fit with images to see concepts.")
+    chosen = (list(concepts) if concepts is not None
+              else list(model.frequency.Concept[lambda c: c >= 0])[:top_n])
+    missing = [c for c in chosen if c not in model.collages_]
+    if missing:
+        raise ConceptError(f"Unknown concepts {missing}; this model has concepts 0..{model.n_concepts_ - 1}.")
+    sizes = dict(zip(*np.unique(model.labels_, return_counts=True)))
+    names = model.custom_labels_
+    return concepts_figure({c: model.collages_[c] for c in chosen},
+                           {c: (f"{names[c]}: " if c in names else "") + ", ".join(model.topics[c][:6])
+                            for c in chosen},
+                           sizes={c: int(sizes.get(c, 0)) for c in chosen}, columns=columns)

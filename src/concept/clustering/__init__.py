@@ -23,7 +23,7 @@ from concept.clustering.kernels import (
     project,
     top_matches,
 )
-from concept.clustering.layout import layout_2d
+from concept.clustering.layout import layout_2d, reference_rows
 from concept.clustering.legacy import (
     Clustering,
     cluster,
@@ -38,5 +38,5 @@ __all__ = [
     "PROJECTION_DIM", "Clustering", "Hierarchy", "assign", "cluster", "default_clusterer",
     "default_reducer", "find_hierarchy", "fit_projection", "from_labels", "layer_labels",
     "layout_2d", "mean_directions", "n_units", "nearest", "one_blas_thread", "project",
-    "sampled_min_size", "sort_by_size", "top_matches", "vote",
+    "reference_rows", "sampled_min_size", "sort_by_size", "top_matches", "vote",
 ]

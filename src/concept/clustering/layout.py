@@ -35,3 +35,11 @@ def layout_2d(vectors: np.ndarray, fitted_rows: np.ndarray, random_state: int | 
     return coords
 
 
+
+
+def reference_rows(n: int, sample: int, random_state: int | None = None) -> np.ndarray:
+    """The rows the 2-D map's UMAP is fitted on: every row up to `sample`, else a seeded
+    sample of `sample` rows (sorted); `layout_2d` places the others by their nearest."""
+    if n <= sample:
+        return np.arange(n)
+    return np.sort(np.random.default_rng(random_state).choice(n, sample, replace=False))

@@ -28,7 +28,8 @@ from typing import Any
 import numpy as np
 
 from concept._errors import ConceptError
-from concept._validation import check_integer
+from concept._validation import check_integer, check_model_params
+from concept.collage import concept_collages
 from concept.distributed._cluster import require_ray
 from concept.distributed.embed import (
     EmbeddedShards,
@@ -37,6 +38,8 @@ from concept.distributed.embed import (
     _write_atomically,
     read_embeddings,
 )
+from concept.embedding import load_embedding_model
+from concept.finding import effective_min_size
 
 logger = logging.getLogger(__name__)
 
@@ -110,9 +113,10 @@ def assign_to_parquet(model: Any, shards: EmbeddedShards | Sequence[str | os.Pat
     Gives what `model.transform` gives for the same images, without their vectors ever
     reaching the driver.
     """
+    from concept._validation import check_layer
+
     ray = require_ray()
-    model._check_fitted()
-    layer = model._check_layer(layer)
+    layer = check_layer(layer, len(model.layer_sizes_), model.layer_)  # layer_sizes_: NotFittedError first
     check_integer("concurrency", concurrency, minimum=1)
     files = _shard_files(shards)
     import pyarrow.parquet as pq
@@ -141,10 +145,12 @@ def assign_to_parquet(model: Any, shards: EmbeddedShards | Sequence[str | os.Pat
 
 def _use_pieces(pieces: str, model: Any, n_loaded: int, max_images: int | None) -> bool:
     """Whether the clustering core's passes run as Ray tasks (see `fit`'s `pieces`)."""
-    own = model.umap_model is None and model.hdbscan_model is None and not model.zeroshot_concepts
+    # Zero-shot names and seeds steer the clustering of the driver's vectors; the tasks know neither.
+    own = (model.umap_model is None and model.hdbscan_model is None and not model.zeroshot_concepts
+           and model.seed_concepts is None)
     if pieces == "ray" and not own:
         raise ConceptError('pieces="ray" runs the default clustering core: it takes no umap_model, '
-                           'hdbscan_model or zeroshot_concepts. Use pieces="driver" for those.')
+                           'hdbscan_model, zeroshot_concepts or seed_concepts. Use pieces="driver" for those.')
     if pieces == "auto":
         return own and max_images is not None and n_loaded > max_images
     return pieces == "ray"
@@ -155,12 +161,12 @@ def _fit_on_passes(model: Any, shards: EmbeddedShards, data: Any) -> Any:
     (`pieces.find_hierarchy_on_shards`), restricted to the rows `data` holds on the driver."""
     from concept.distributed.pieces import ShardRows, find_hierarchy_on_shards
 
-    model._validate_params()
+    check_model_params(model.get_params())
     files = [str(f.resolve()) for f in _shard_files(shards)]
     column = "features" if data.features is not None and model.cluster_space == "auto" else "embedding"
     rows = ShardRows(files, column)
     n = len(rows)
-    h = find_hierarchy_on_shards(rows, model._effective_min_size(n), max_units=model.sample_size,
+    h = find_hierarchy_on_shards(rows, effective_min_size(n, model.min_concept_size), max_units=model.sample_size,
                                  threshold=float(model.outlier_threshold), random_state=model.random_state)
     failed = np.asarray([f.index for f in data.failures], np.int64)
     loaded = np.setdiff1d(np.arange(data.n_paths), failed)
@@ -175,7 +181,7 @@ def _collages_from_store(model: Any, filesystem: Any, images: list[str]) -> None
 
     rows = sorted({int(r) for ex in model.exemplars_.values() for r in ex})
     with LocalCopies(filesystem, [images[r] for r in rows]) as (local, _):
-        model.collages_ = model._make_collages(dict(zip(rows, local)), np.arange(len(images)))
+        model.collages_ = concept_collages(model.exemplars_, dict(zip(rows, local)).get)
     model.image_sources_ = list(images)
 
 
@@ -201,7 +207,10 @@ def fit(model: Any, shards: EmbeddedShards, labels: str | os.PathLike, *,
         raise ConceptError(f'pieces must be "auto", "driver" or "ray", got {pieces!r}')
     if not isinstance(shards, EmbeddedShards):
         raise ConceptError("shards must be the result of embed_to_parquet (it knows the files' order and model).")
-    embedder = model.embedder_
+    embedder = None
+    if model.embedding_model is not None:  # loaded once: the fit below reuses it
+        embedder = load_embedding_model(model.embedding_model, verbose=model.verbose)
+        model.set_params(embedding_model=embedder)
     if embedder is None or getattr(embedder, "name", None) != shards.model_name:
         raise ConceptError(f"The shards were embedded by {shards.model_name!r} but the model's embedding_model "
                            f"is {getattr(embedder, 'name', None)!r}: create the ConceptModel with the same one "
@@ -210,16 +219,13 @@ def fit(model: Any, shards: EmbeddedShards, labels: str | os.PathLike, *,
     data = read_embeddings(shards, max_images=max_images, random_state=model.random_state)
     read_s = time.perf_counter() - start
     start = time.perf_counter()
-    passes = None
+    passes, hierarchy = None, None
     if _use_pieces(pieces, model, data.n_paths - len(data.failures), max_images):
-        model._given_hierarchy, passes = _fit_on_passes(model, shards, data)
+        hierarchy, passes = _fit_on_passes(model, shards, data)
     images = data.kept_paths
     remote = shards.filesystem is not None  # URIs: the driver reads only the exemplars
-    try:
-        model.fit(None if remote else images, docs=docs, image_embeddings=data.embeddings,
-                  image_features=data.features)
-    finally:
-        model.__dict__.pop("_given_hierarchy", None)
+    model.fit(None if remote else images, docs=docs, image_embeddings=data.embeddings,
+              image_features=data.features, hierarchy=hierarchy)
     if remote:
         _collages_from_store(model, shards.filesystem, images)
     # Positions in the whole list and its failures, as ConceptModel.fit(paths) records them.

@@ -274,7 +274,7 @@ class OfflineEmbedder(BaseEmbedder):
     @cached_property
     def _openvino_text(self):
         """The text network in OpenVINO when the image network runs there, else None."""
-        from concept.embedding import openvino_text
+        import concept.embedding.openvino_text as openvino_text
 
         if self.runtime_ != "openvino" or not openvino_text.supported(self.text_model):
             return None

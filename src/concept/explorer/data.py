@@ -51,18 +51,19 @@ def ensure_saved_map(model: Any, model_dir: str | os.PathLike) -> None:
     if getattr(model, "map_2d_", None) is not None or not hasattr(model, "map_2d"):
         return
     from concept._errors import ConceptError
+    from concept.model_folder.schema import MAP_2D
     from concept.persistence import load_model_state, save_model_state
 
     logger.info("The model folder holds no 2-D map; computing it once and saving it to %s.", model_dir)
     xy = model.map_2d()
     try:
         state = load_model_state(model_dir)
-        if "map_2d" in state.arrays:
+        if MAP_2D in state.arrays:
             return  # another run saved one meanwhile
         if not np.array_equal(state.arrays.get("labels"), model.labels_):
             logger.warning("%s no longer holds this model; the 2-D map was not saved there.", model_dir)
             return
-        state.arrays["map_2d"] = np.asarray(xy)
+        state.arrays[MAP_2D] = np.asarray(xy)
         save_model_state(state, Path(model_dir))
     except (OSError, ConceptError) as exc:
         logger.warning("Could not save the 2-D map to %s (%s); it will be computed again next time.",

@@ -1,4 +1,4 @@
-"""Check a loaded model state before `ConceptModel.load` uses it: one clear ModelFileError.
+"""Check a loaded model folder's state before `ConceptModel.load` uses it: one clear ModelFileError.
 
 The checksums in a model folder prove that its files are the ones saved, not that what was saved
 (or written by hand, or by a hostile tool that recomputed the checksums) is a fitted model. This
@@ -17,13 +17,13 @@ from typing import Any
 import numpy as np
 
 from concept._errors import ModelFileError
+from concept.model_folder.schema import COLLAGE, MAP_2D, layer_key, parents_key
 from concept.persistence import ModelState
 
 __all__ = ["check_fitted_state"]
 
 #: Integers in settings are bounded: a huge one passes JSON but overflows numpy and friends.
 _MAX_INT = 2**62
-_COLLAGE = re.compile(r"concept_(\d+)")
 _NUMBERED = re.compile(r".*_\d+")  # what ConceptModel.load parses a collage's concept from
 
 
@@ -164,7 +164,7 @@ def _check_arrays(arrays: dict[str, np.ndarray]) -> tuple[int, int]:
         raise _Bad(f"the array 'projection' has shape {projection.shape}, expected ({space}, 1..{space})")
     _array(arrays, "image_center", "f", (d,))
     _array(arrays, "word_center", "f", (d,), optional=True)
-    _array(arrays, "map_2d", "f", (n, 2), optional=True)
+    _array(arrays, MAP_2D, "f", (n, 2), optional=True)
     _check_alignment(arrays, space, d)
     return n, k
 
@@ -205,9 +205,9 @@ def _check_layers(settings: dict[str, Any], arrays: dict[str, np.ndarray], texts
     _in_range(_array(arrays, "nearest", "i", (n,)), "nearest", 0, k0)
     labels, sizes = fine, [k0]
     for i in range(n_layers - 1):
-        parent = _array(arrays, f"parents_{i}", "i", (sizes[-1],))
+        parent = _array(arrays, parents_key(i), "i", (sizes[-1],))
         upper = int(parent.max()) + 1 if parent.size else 0
-        _in_range(parent, f"parents_{i}", -1, max(upper, 1))  # -1: deleted to outliers
+        _in_range(parent, parents_key(i), -1, max(upper, 1))  # -1: deleted to outliers
         labels = np.where(labels >= 0, parent[np.maximum(labels, 0)], -1)
         sizes.append(upper)
         if i + 1 == default and not np.array_equal(labels, arrays["labels"]):
@@ -221,13 +221,13 @@ def _check_layers(settings: dict[str, Any], arrays: dict[str, np.ndarray], texts
     if not isinstance(layer_topics, list) or len(layer_topics) != n_layers:
         raise _Bad(f"texts must have 'layer_topics', a list of {n_layers} dictionaries")
     for i, size in enumerate(sizes):
-        _array(arrays, f"layer_{i}_embeddings", "f", (size, d))
-        counts = _array(arrays, f"layer_{i}_exemplar_counts", "i", (size,))
-        exemplars = _array(arrays, f"layer_{i}_exemplars", "i", (None,))
-        _in_range(counts, f"layer_{i}_exemplar_counts", 0, n + 1)
+        _array(arrays, layer_key(i, "embeddings"), "f", (size, d))
+        counts = _array(arrays, layer_key(i, "exemplar_counts"), "i", (size,))
+        exemplars = _array(arrays, layer_key(i, "exemplars"), "i", (None,))
+        _in_range(counts, layer_key(i, "exemplar_counts"), 0, n + 1)
         if int(counts.sum()) != len(exemplars):
             raise _Bad(f"'layer_{i}_exemplar_counts' do not add up to the {len(exemplars)} exemplars")
-        _in_range(exemplars, f"layer_{i}_exemplars", 0, n)
+        _in_range(exemplars, layer_key(i, "exemplars"), 0, n)
         topics = layer_topics[i]
         if not isinstance(topics, dict) or set(topics) != {str(c) for c in range(size)}:
             raise _Bad(f"layer_topics[{i}] must have one entry per concept 0..{size - 1}")
@@ -299,7 +299,7 @@ def _check_texts(texts: dict[str, Any], n: int, k: int) -> None:
 
 def _check_images(images: dict[str, Any], k: int) -> None:
     for name in images:
-        match = _COLLAGE.fullmatch(name)
+        match = COLLAGE.fullmatch(name)
         if _NUMBERED.fullmatch(name) is None or match is not None and int(match.group(1)) >= k:
             raise _Bad(f"the image {name!r} is not the collage of one of the {k} concepts "
                        "(concept_0 ...)")

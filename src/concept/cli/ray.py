@@ -1,17 +1,19 @@
-"""`concept embed|fit IMAGES_DIR --ray [ADDRESS]`: the commands' Ray paths (see concept/cli.py)."""
+"""`concept embed|fit IMAGES_DIR --ray [ADDRESS]`: the commands' Ray paths.
+
+Imported by `concept.cli.fit` only when --ray is given (or IMAGES_DIR is a URI), since
+`concept.distributed` needs the optional extra (pip install "concept[ray]").
+"""
 
 from __future__ import annotations
 
 import argparse
-import logging
 import time
 from pathlib import Path
 
 from concept._errors import ConceptError
+from concept.cli._output import _failed, _figure_and_table
 from concept.distributed._cluster import connect
 from concept.distributed.embed import embed_to_parquet
-
-logger = logging.getLogger("concept")
 
 
 def _start(args: argparse.Namespace):
@@ -37,7 +39,6 @@ def _embed(args: argparse.Namespace, paths: list | str, folder: Path):
 
 def ray_embed(args: argparse.Namespace, paths: list | str) -> None:
     """`concept embed DIR --store SHARDS --ray [ADDRESS]`: Parquet shards, resumable."""
-    from concept.cli import _failed
     from concept.distributed.embed import read_embeddings
 
     _start(args)
@@ -49,11 +50,17 @@ def ray_embed(args: argparse.Namespace, paths: list | str) -> None:
           f"{_failed(data.failures, args.store)}")
 
 
-def ray_fit(args: argparse.Namespace, paths: list | str, docs: list[str] | None) -> None:
+def ray_fit(args: argparse.Namespace, paths: list | str, docs: list[str] | None,
+            seeds: list[list[str]] | None) -> None:
     """`concept fit DIR --out MODEL --ray [ADDRESS]`: embed into shards (resumable), fit on the
-    driver, label every image on the cluster, save the model and the labels."""
-    from concept.cli import _failed, _info_table, _save_figure
+    driver, label every image on the cluster, save the model and the labels.
+
+    The model takes every option that `concept fit` gives it without Ray, but --store (here
+    the folder of Parquet shards); `docs` and `seeds` are --docs and --seed-concepts as read by
+    `concept.cli.fit`. With seeds the clustering runs on the driver (`concept.distributed.fit`).
+    """
     from concept.distributed.fit import fit
+    from concept.distributed.sources import shown
     from concept.model import ConceptModel
 
     _start(args)
@@ -63,20 +70,14 @@ def ray_fit(args: argparse.Namespace, paths: list | str, docs: list[str] | None)
     shards = _embed(args, paths, store)
     model = ConceptModel(min_concept_size=args.min_concept_size, embedding_model=args.embedding_model,
                          ctfidf=args.ctfidf, n_words=args.n_words, random_state=args.seed,
-                         verbose=not args.quiet)
+                         verbose=not args.quiet, n_concepts=args.n_concepts, seed_concepts=seeds)
     result = fit(model, shards, labels, docs=docs, max_images=args.max_images, concurrency=args.workers)
     seconds = time.perf_counter() - start
     model.save(args.out)
     n_out = int((model.labels_ < 0).sum())
-    from concept.distributed.sources import shown
-
     print(f"{result.n_images:,} images from {shown(args.images_dir)} in {seconds:.1f} s on Ray "
           f"(fitted on {result.n_fitted:,}): {model.n_concepts_} concepts, {n_out:,} outliers, "
           f"{_failed(model.failures_, args.out)}")
     print(f"Model saved to {args.out}; every image's concept in {labels} (Parquet: path, label, "
           f"probability, error); embeddings in {store}")
-    if args.figure and model.n_concepts_:
-        _save_figure(model, args.figure, top_n=9)
-        print(f"Figure saved to {args.figure}")
-    print()
-    print(_info_table(model))
+    _figure_and_table(model, args.figure)

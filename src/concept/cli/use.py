@@ -1,0 +1,99 @@
+"""The commands that use a saved model without changing it: `concept info`, `search`,
+`assign`, `visualize` and `export`."""
+
+from __future__ import annotations
+
+import argparse
+import os
+from pathlib import Path
+
+from concept.cli._output import (
+    CLIError,
+    _info_table,
+    _layer,
+    _load,
+    _save_figure,
+    logger,
+)
+
+
+def cmd_info(args: argparse.Namespace) -> None:
+    """Print the layers' sizes and the concept table of one layer."""
+    model = _load(args)
+    layer = _layer(model, args.layer)
+    sizes = " / ".join(f"{k}" for k in model.layer_sizes_)
+    print(f"Layers (finest first): {sizes} concepts; showing layer {layer}"
+          f"{' (the default)' if layer == model.layer_ else ''}")
+    print(_info_table(model, layer))
+
+
+def _is_file(path: str) -> bool:
+    try:
+        return Path(path).is_file()
+    except (OSError, ValueError):  # a name too long to be a file, an embedded NUL
+        return False
+
+
+def cmd_search(args: argparse.Namespace) -> None:
+    """Print the concepts closest to a text or an image, with their similarity and words."""
+    from concept.images import IMAGE_EXTENSIONS
+
+    query = args.query
+    if not query.strip():
+        raise CLIError("the query is empty: give a text to search for, or the path of an image file")
+    kind = args.kind or "auto"
+    if kind == "image" and not _is_file(query):
+        raise CLIError(f"query image {query} does not exist")
+    if kind == "auto" and Path(query).suffix.lower() in IMAGE_EXTENSIONS and not _is_file(query):
+        raise CLIError(f"query image {query} does not exist (to search it as text, pass --text)")
+    model = _load(args)
+    if model.n_concepts_ == 0:
+        logger.warning("The model has no concepts; nothing to search.")
+    topics = model.topics
+    for concept, similarity in model.find_concepts(query, top_n=args.top_n, kind=kind):
+        print(f"{concept}\t{similarity:.4f}\t{', '.join(topics.get(concept, [])[:5])}")
+
+
+def cmd_assign(args: argparse.Namespace) -> None:
+    """Print each image's concept (and its membership with --probabilities)."""
+    from concept.images import list_image_files
+
+    paths: list[str] = []
+    for item in args.images:
+        if Path(item).is_dir():
+            paths += [os.fspath(p) for p in list_image_files(item)]
+        elif os.path.lexists(item):  # dangling links and FIFOs too: reported per image below
+            paths.append(item)
+        else:
+            raise CLIError(f"image {item} does not exist")
+    if not paths:
+        raise CLIError(f"no image files in {', '.join(args.images)}")
+    model = _load(args)
+    labels, probs = model.transform(paths, return_probabilities=True, layer=_layer(model, args.layer))
+    for i, (path, label) in enumerate(zip(paths, labels)):
+        line = f"{path}\t{int(label)}"
+        if args.probabilities:
+            line += f"\t{float(probs[i].max()) if probs.shape[1] else 0.0:.4f}"
+        print(line)
+
+
+def cmd_visualize(args: argparse.Namespace) -> None:
+    """Write the figure of the largest concepts."""
+    model = _load(args)
+    if model.n_concepts_ == 0:
+        raise CLIError(f"the model in {args.model_dir} has no concepts to show")
+    _save_figure(model, args.out, top_n=args.top_n)
+    print(f"Figure of {min(args.top_n, model.n_concepts_)} concepts saved to {args.out}")
+
+
+def cmd_export(args: argparse.Namespace) -> None:
+    """Write a folder per concept and the CSV of every image's concept (concept.export)."""
+    from concept.export import CSV_NAME, export_concepts
+
+    model = _load(args)
+    counts = export_concepts(model, args.out, copy=args.copy, layer=_layer(model, args.layer),
+                             include_outliers=not args.no_outliers)
+    done = counts.get("copied", counts.get("linked", 0))
+    print(f"{done:,} images {'copied' if args.copy else 'linked'} into {counts['concepts']} concept folders "
+          f"in {args.out}; every image's concept and confidence in {Path(args.out) / CSV_NAME}"
+          + (f"; {counts['missing']:,} files missing" if counts["missing"] else ""))
