@@ -25,9 +25,12 @@ from concept.representation import describe_concepts, words_by_ctfidf
 from concept.seeding import favour_seed_words, seeded_concepts
 from concept.vocabulary import load_vocabulary
 from concept.words import (
+    COMPARED_WORDS,
+    MAX_SHARED_WORDS,
     caption_analyzer,
     distinctive_words,
     predicted_terms,
+    tell_apart,
     words_by_captions,
 )
 
@@ -201,6 +204,11 @@ def layer_words(vocabulary: Vocabulary | None, labels: np.ndarray, concept_embed
         from_captions = words_by_captions(labels, ids, terms, n_words, weights, CAPTION_CONCENTRATION)
         described = [(c + [(w, s) for w, s in v if w not in {x for x, _ in c}])[:n_words]
                      for c, v in zip(from_captions, described)]
+    if len(ids) > 1:  # concepts that read the same are told apart by their words
+        concepts_c = _centred_concepts(images, labels, concept_embeddings)
+        offset = DISTINCTIVENESS * concepts_c.mean(axis=0)  # as in distinctive_words, for the group only
+        described = tell_apart(described, lambda members: (concepts_c[members] - offset) @ words_c.T, words,
+                               n_words, MAX_SHARED_WORDS, COMPARED_WORDS)
     seeded = seeded_concepts(labels, seed_matches, len(ids))
     if seeded:  # the seed words first, scored by their similarity to the concept
         concepts_c = _centred_concepts(images, labels, concept_embeddings)

@@ -30,6 +30,7 @@ __all__ = [
     "add_concepts",
     "named_concepts",
     "calibrated_matches",
+    "concept_distinctness",
     "delete_mapping",
     "edit_base",
     "evaluate",
@@ -252,8 +253,14 @@ def evaluate(model_or_labels, true_labels: Sequence | None = None, *, space: np.
     With `true_labels`: NMI and ARI over all images (outliers count as one more concept), the
     same over clustered images only, and the fraction clustered. Without labels: the silhouette
     (cosine) in the clustering space on a sample of `silhouette_sample` clustered images, and,
-    for a model and `seeds`, the seed stability: the mean ARI between the concepts and those of
-    a refit with each seed on the same vectors.
+    for a model and `seeds`, the seed stability: the mean and the lowest ARI between the
+    concepts and those of a refit with each seed on the same vectors.
+
+    For a model, how distinct the concepts of `labels_` are: `max_shared_words`, the most of
+    their first 5 words two concepts share; `alike_concepts`, how many concepts share more than 2
+    with another (the words then tell them apart, `concept.words.tell_apart`, so 0 unless the
+    model was saved before that); `closest_concepts`, the highest cosine between two concept
+    embeddings (near 1: two concepts look alike in the shared space).
     """
     from sklearn.metrics import (
         adjusted_rand_score,
@@ -303,6 +310,32 @@ def evaluate(model_or_labels, true_labels: Sequence | None = None, *, space: np.
             refit = other.cluster_images(space)
             aris.append(adjusted_rand_score(labels, refit))
         out["seed_stability_ari"] = float(np.mean(aris))
+        out["seed_stability_min_ari"] = float(np.min(aris))
+    if model is not None:
+        out.update(concept_distinctness(model.topics_, model.concept_embeddings_))
+    return out
+
+
+def concept_distinctness(topics: dict[int, list[tuple[str, float]]], embeddings: np.ndarray) -> dict[str, float]:
+    """How distinct a layer's concepts are (see `evaluate`): top-5 words shared at most, concepts
+    sharing more than 2 with another, and the highest cosine between two concept embeddings."""
+    from concept.words import (
+        COMPARED_WORDS,
+        MAX_SHARED_WORDS,
+        alike_groups,
+        shared_words,
+    )
+
+    tops = [[w for w, _ in topics.get(c, [])[:COMPARED_WORDS]] for c in range(len(embeddings))]
+    out: dict[str, float] = {"max_shared_words": max(shared_words(tops).values(), default=0),
+                             "alike_concepts": sum(len(g) for g in alike_groups(tops, MAX_SHARED_WORDS))}
+    norms = np.linalg.norm(embeddings, axis=1)
+    live = np.flatnonzero(norms > 0)  # an emptied concept has a zero row
+    if len(live) >= 2:
+        unit = embeddings[live] / norms[live, None]
+        sims = unit @ unit.T
+        np.fill_diagonal(sims, -np.inf)
+        out["closest_concepts"] = float(sims.max())
     return out
 
 

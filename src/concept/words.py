@@ -18,8 +18,14 @@ from scipy import sparse
 from concept.ctfidf import ctfidf, top_terms
 from concept.representation import nearest_words
 
-__all__ = ["caption_analyzer", "distinctive_words", "pack_documents", "unpack_documents", "words_by_captions"]
+__all__ = ["alike_groups", "caption_analyzer", "distinctive_words", "pack_documents", "shared_words", "tell_apart",
+           "unpack_documents", "words_by_captions"]
 
+#: Two concepts of a layer whose first COMPARED_WORDS words share more than MAX_SHARED_WORDS are
+#: told apart (`tell_apart`): they keep at most MAX_SHARED_WORDS common words, then the words that
+#: fit each best against the others (issue 25: four "card" concepts with the same five words).
+MAX_SHARED_WORDS = 2
+COMPARED_WORDS = 5
 #: Letters-only tokens of at least 3 characters: no numbers, no "s" of "king's".
 TOKEN_PATTERN = r"(?u)\b[^\W\d_]{3,}\b"
 
@@ -90,6 +96,98 @@ def distinctive_words(concept_vectors: np.ndarray, word_vectors: np.ndarray, wor
         sims = sims - weight * sims.mean(axis=0, keepdims=True)
     top_n = min(top_n, len(words))
     return [[(words[j], float(sims[i, j])) for j in row] for i, row in enumerate(_top_columns(sims, top_n))]
+
+
+def shared_words(tops: Sequence[Sequence[str]]) -> dict[tuple[int, int], int]:
+    """{(a, b): how many words concepts a < b share} for the pairs that share any, counted
+    through each word's holders rather than over all k^2 pairs."""
+    holders: dict[str, list[int]] = {}
+    for c, words in enumerate(tops):
+        for w in dict.fromkeys(words):
+            holders.setdefault(w, []).append(c)
+    shared: dict[tuple[int, int], int] = {}
+    for concepts in holders.values():
+        for i, a in enumerate(concepts):
+            for b in concepts[i + 1:]:
+                shared[a, b] = shared.get((a, b), 0) + 1
+    return shared
+
+
+def alike_groups(tops: Sequence[Sequence[str]], max_shared: int) -> list[list[int]]:
+    """Groups of concepts (indices into `tops`, each concept's top words) linked by pairs that
+    share more than `max_shared` words; only groups of two or more, each sorted."""
+    parent = list(range(len(tops)))
+
+    def root(a: int) -> int:
+        while parent[a] != a:
+            parent[a] = parent[parent[a]]
+            a = parent[a]
+        return a
+
+    for (a, b), n in shared_words(tops).items():
+        if n > max_shared:
+            parent[root(a)] = root(b)
+    groups: dict[int, list[int]] = {}
+    for c in range(len(tops)):
+        groups.setdefault(root(c), []).append(c)
+    return [sorted(g) for g in groups.values() if len(g) > 1]
+
+
+def tell_apart(described: list[list[tuple[str, float]]], scores: Callable[[list[int]], np.ndarray],
+               words: Sequence[str], top_n: int, max_shared: int = 2, compared: int = 5,
+               pool_size: int = 20) -> list[list[tuple[str, float]]]:
+    """Concepts that read the same told apart by their words.
+
+    Concepts whose first `compared` words share more than `max_shared` with another's (a group,
+    linked by such pairs) keep, first, at most `max_shared` words that every member of the group
+    has (their common kind: "card"), then each gets the words that fit it best *against the
+    others of its group* among its `pool_size` best-fitting words (its score minus the best
+    score among the others, so "queen" for the queens, "joker" for the jokers), a word to one
+    member only and none that another concept already shows (so no new pair reads alike). `scores(members)` gives the
+    members' scores of every candidate word (rows in the order of `members`, columns `words`).
+    Concepts in no such group keep their words.
+    """
+    tops = [[w for w, _ in d[:compared]] for d in described]
+    out = list(described)
+    for members in alike_groups(tops, max_shared):
+        others = set(range(len(tops))) - set(members)
+        blocked = {w for c in others for w in tops[c]}  # a pick must not make this group read like another
+        common = [w for w in tops[members[0]] if all(w in tops[m] for m in members)][:max_shared]
+        s = scores(members)
+        if len(members) > 1:
+            best_other = np.empty_like(s)
+            for i in range(len(members)):
+                best_other[i] = np.delete(s, i, axis=0).max(axis=0)
+            contrast = s - best_other
+        else:
+            contrast = s
+        used = set(common)
+        # among the words that fit a member well (its `pool` best), those that fit it better than the others
+        pool = min(s.shape[1], pool_size)
+        fitting = [np.argsort(-row, kind="stable")[:pool] for row in s]
+        orders = [f[np.argsort(-contrast[i, f], kind="stable")] for i, f in enumerate(fitting)]
+        picks: list[list[int]] = [[] for _ in members]
+        cursor = [0] * len(members)
+        need = max(0, top_n - len(common))
+        while True:  # in turn, so that no member takes every telling word
+            moved = False
+            for i, order in enumerate(orders):
+                while len(picks[i]) < need and cursor[i] < len(order):
+                    j = int(order[cursor[i]])
+                    cursor[i] += 1
+                    if words[j] not in used and words[j] not in blocked:
+                        used.add(words[j])
+                        picks[i].append(j)
+                        moved = True
+                        break
+            if not moved:
+                break
+        for i, m in enumerate(members):
+            own = dict(described[m])
+            out[m] = ([(w, own[w]) for w in common]
+                      + [(words[j], float(s[i, j])) for j in picks[i]])
+            tops[m] = [w for w, _ in out[m][:compared]]
+    return out
 
 
 def _top_columns(scores: np.ndarray, top_n: int) -> list[np.ndarray]:
