@@ -52,6 +52,10 @@ WORDS_PER_IMAGE = 1
 PREDICTED_WEIGHT = 1.0
 #: Caption terms are scored x (share of the term's count in the concept) ** this.
 CAPTION_CONCENTRATION = 0.5
+#: Concepts that read the same are told apart (`concept.words.tell_apart`) only with at least
+#: this many candidate words: a user's short list (ten colours) is ranked as it is, since every
+#: concept lists most of it and sharing says nothing there.
+MIN_WORDS_TO_TELL_APART = 100
 
 
 @dataclass(frozen=True)
@@ -204,11 +208,11 @@ def layer_words(vocabulary: Vocabulary | None, labels: np.ndarray, concept_embed
         from_captions = words_by_captions(labels, ids, terms, n_words, weights, CAPTION_CONCENTRATION)
         described = [(c + [(w, s) for w, s in v if w not in {x for x, _ in c}])[:n_words]
                      for c, v in zip(from_captions, described)]
-    if len(ids) > 1:  # concepts that read the same are told apart by their words
+    if len(ids) > 1 and len(words) >= MIN_WORDS_TO_TELL_APART:  # concepts that read the same: told apart
         concepts_c = _centred_concepts(images, labels, concept_embeddings)
         offset = DISTINCTIVENESS * concepts_c.mean(axis=0)  # as in distinctive_words, for the group only
-        described = tell_apart(described, lambda members: (concepts_c[members] - offset) @ words_c.T, words,
-                               n_words, MAX_SHARED_WORDS, COMPARED_WORDS)
+        scores = None if settings.ctfidf else lambda members: (concepts_c[members] - offset) @ words_c.T
+        described = tell_apart(described, scores, words, n_words, MAX_SHARED_WORDS, COMPARED_WORDS)
     seeded = seeded_concepts(labels, seed_matches, len(ids))
     if seeded:  # the seed words first, scored by their similarity to the concept
         concepts_c = _centred_concepts(images, labels, concept_embeddings)

@@ -133,60 +133,66 @@ def alike_groups(tops: Sequence[Sequence[str]], max_shared: int) -> list[list[in
     return [sorted(g) for g in groups.values() if len(g) > 1]
 
 
-def tell_apart(described: list[list[tuple[str, float]]], scores: Callable[[list[int]], np.ndarray],
+def tell_apart(described: list[list[tuple[str, float]]], scores: Callable[[list[int]], np.ndarray] | None,
                words: Sequence[str], top_n: int, max_shared: int = 2, compared: int = 5,
                pool_size: int = 20) -> list[list[tuple[str, float]]]:
     """Concepts that read the same told apart by their words.
 
-    Concepts whose first `compared` words share more than `max_shared` with another's (a group,
-    linked by such pairs) keep, first, at most `max_shared` words that every member of the group
-    has (their common kind: "card"), then each gets the words that fit it best *against the
-    others of its group* among its `pool_size` best-fitting words (its score minus the best
-    score among the others, so "queen" for the queens, "joker" for the jokers), a word to one
-    member only and none that another concept already shows (so no new pair reads alike). `scores(members)` gives the
-    members' scores of every candidate word (rows in the order of `members`, columns `words`).
-    Concepts in no such group keep their words.
+    Concepts whose first `compared` words share more than `max_shared` with another's form a
+    group (linked by such pairs). In its first `compared` words each member keeps, in its own
+    order, the words no other member of the group shows and at most `max_shared` words that all
+    of them show (their common kind: "card"); the places left are filled, member by member in
+    turn, with the words that fit it best *against the others* (among its `pool_size`
+    best-fitting candidates, its score minus the best score of another member: "queen" for the
+    queens, "joker" for the jokers), each word to one member only and none that a concept outside
+    the group already shows, so no new pair reads alike (then the other candidates by fit; only
+    when every candidate is taken do shared words fill in). Its other words follow, to `top_n`.
+    `scores(members)` gives the members' scores of every candidate word (rows in the order of
+    `members`, columns `words`); None fills from each member's own words only (e.g. c-TF-IDF
+    terms, which are not candidate words). Concepts in no group keep their words.
     """
     tops = [[w for w, _ in d[:compared]] for d in described]
     out = list(described)
     for members in alike_groups(tops, max_shared):
-        others = set(range(len(tops))) - set(members)
-        blocked = {w for c in others for w in tops[c]}  # a pick must not make this group read like another
+        blocked = {w for c in set(range(len(tops))) - set(members) for w in tops[c]}
         common = [w for w in tops[members[0]] if all(w in tops[m] for m in members)][:max_shared]
-        s = scores(members)
-        if len(members) > 1:
-            best_other = np.empty_like(s)
+        shown: dict[str, int] = {}
+        for m in members:
+            for w in tops[m]:
+                shown[w] = shown.get(w, 0) + 1
+        kept = [[w for w in tops[m] if w in common or shown[w] == 1] for m in members]
+        used = {w for k in kept for w in k} | blocked
+        candidates = [[w for w, _ in described[m][compared:]] for m in members]  # own words further down
+        s = None
+        if scores is not None:
+            s = scores(members)
+            best_other = np.stack([np.delete(s, i, axis=0).max(axis=0) for i in range(len(members))])
+            row = {w: j for j, w in enumerate(words)}
             for i in range(len(members)):
-                best_other[i] = np.delete(s, i, axis=0).max(axis=0)
-            contrast = s - best_other
-        else:
-            contrast = s
-        used = set(common)
-        # among the words that fit a member well (its `pool` best), those that fit it better than the others
-        pool = min(s.shape[1], pool_size)
-        fitting = [np.argsort(-row, kind="stable")[:pool] for row in s]
-        orders = [f[np.argsort(-contrast[i, f], kind="stable")] for i, f in enumerate(fitting)]
-        picks: list[list[int]] = [[] for _ in members]
+                by_fit = np.argsort(-s[i], kind="stable")
+                fitting = by_fit[:pool_size]
+                telling = fitting[np.argsort(-(s[i] - best_other[i])[fitting], kind="stable")]
+                candidates[i] = [words[j] for j in telling] + [words[j] for j in by_fit[pool_size:]]
         cursor = [0] * len(members)
-        need = max(0, top_n - len(common))
         while True:  # in turn, so that no member takes every telling word
             moved = False
-            for i, order in enumerate(orders):
-                while len(picks[i]) < need and cursor[i] < len(order):
-                    j = int(order[cursor[i]])
+            for i in range(len(members)):
+                while len(kept[i]) < min(compared, top_n) and cursor[i] < len(candidates[i]):
+                    w = candidates[i][cursor[i]]
                     cursor[i] += 1
-                    if words[j] not in used and words[j] not in blocked:
-                        used.add(words[j])
-                        picks[i].append(j)
+                    if w not in used:
+                        used.add(w)
+                        kept[i].append(w)
                         moved = True
                         break
             if not moved:
                 break
         for i, m in enumerate(members):
             own = dict(described[m])
-            out[m] = ([(w, own[w]) for w in common]
-                      + [(words[j], float(s[i, j])) for j in picks[i]])
-            tops[m] = [w for w, _ in out[m][:compared]]
+            rest = [w for w, _ in described[m] if w not in kept[i]]
+            chosen = (kept[i] + rest)[:max(top_n, len(kept[i]))]
+            out[m] = [(w, own[w] if w in own else float(s[i, row[w]])) for w in chosen]
+            tops[m] = chosen[:compared]
     return out
 
 
