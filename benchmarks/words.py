@@ -34,7 +34,7 @@ import numpy as np
 from _common import cached, publish
 
 import concept.alignment as alignment_module
-import concept.model as model_module
+import concept.describing as describing_module
 from concept import ConceptModel
 from concept.alignment import caption_ranks, fit_alignment
 from concept.datasets import fashion_mnist, openclipart
@@ -73,8 +73,8 @@ def load_fashion() -> dict:
 
 def fit(data: dict, embedder, seed: int, captions, *, distinct: float, learned: bool,
         concentration: float = 0.5) -> tuple[ConceptModel, float]:
-    model_module.DISTINCTIVENESS = distinct
-    model_module.CAPTION_CONCENTRATION = concentration
+    describing_module.DISTINCTIVENESS = distinct
+    describing_module.CAPTION_CONCENTRATION = concentration
     alignment_module.MIN_CAPTIONED = 50 if learned else 10**12
     model = ConceptModel(embedding_model=embedder, random_state=seed, verbose=False)
     start = time.perf_counter()
