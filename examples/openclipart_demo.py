@@ -4,7 +4,8 @@ Fits a ConceptModel on the 2,263 OpenClipart images of the 17 subject folders (D
 `openclipart-png`), with the titles and keywords of their SVG twins (`openclipart-svg`) as
 the candidate words and, for a random half of the images, each one's own SVG title as its
 caption (the learned image-text map names the other half), saves the model, writes the
-concept figure, and prints the frequency table with words and a few searches.
+concept figure, the words' bar charts, the concept-similarity heatmap and a table of every
+image (images.csv), and prints the frequency table with words and a few searches.
 
     python examples/openclipart_demo.py --out demo_output
 """
@@ -59,6 +60,9 @@ def main() -> None:
     model.save(args.out / "model")
     figure = model.visualize_concepts(top_n=12, columns=4)
     figure.savefig(args.out / "concepts.png", dpi=80, bbox_inches="tight")
+    model.visualize_barchart(top_n=12, n_words=5).savefig(args.out / "barchart.png", dpi=80, bbox_inches="tight")
+    model.visualize_heatmap().savefig(args.out / "heatmap.png", dpi=80, bbox_inches="tight")
+    model.get_image_info().to_csv(args.out / "images.csv", index=False)
 
     print(f"\nFitted in {fit_seconds:.0f} s: {fit_summary(model)}")
     for failure in model.failures_:
@@ -75,7 +79,8 @@ def main() -> None:
     for query in ("car", "fruit", "music", "animal"):
         hits = ", ".join(f"{c} ({s:.2f}: {' '.join(model.topics[c][:3])})" for c, s in model.find_concepts(query, 3))
         print(f"\nsearch {query!r}: {hits}")
-    print(f"\nWrote {args.out / 'model'} and {args.out / 'concepts.png'}")
+    print(f"\nWrote {args.out / 'model'}, the figures {args.out / 'concepts.png'}, barchart.png and heatmap.png, "
+          f"and one row per image in {args.out / 'images.csv'}")
 
 
 if __name__ == "__main__":

@@ -170,3 +170,15 @@ def serving(server):
         server.shutdown()
         server.server_close()
         thread.join(5)
+
+
+@pytest.fixture(scope="session")
+def clipart_model(clipart_paths, offline_embedder):
+    """A model fitted with the offline model on the OpenClipart images of `clipart_paths`, with
+    the titles of half of them as captions (for the tables and figures that read a fit)."""
+    from concept import ConceptModel
+
+    captions = [p.stem.replace("_", " ") if i % 2 else None for i, p in enumerate(clipart_paths)]
+    model = ConceptModel(min_concept_size=3, embedding_model=offline_embedder, random_state=0, verbose=False,
+                         vocabulary_size=2000)
+    return model.fit([str(p) for p in clipart_paths], captions=captions)

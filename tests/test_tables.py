@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from concept.tables import concept_info, frequency_table, hierarchy_table
+from concept.tables import concept_info, frequency_table, hierarchy_table, image_table
 
 # concept 2 is the largest, 0 and 3 tie, 1 is the smallest; three outliers
 LABELS = np.array([2, 0, -1, 2, 3, 1, 2, -1, 0, 3, 2, -1])
@@ -62,3 +62,34 @@ def test_hierarchy_table_of_one_layer_is_empty_with_its_columns():
     df = hierarchy_table([], [np.array([0, 1])], [{0: [], 1: []}])
     assert df.empty
     assert list(df.columns) == ["Layer", "Concept", "Parent layer", "Parent", "Size", "Words"]
+
+
+def test_image_info_of_a_real_fit_has_a_row_per_image_that_agrees_with_the_model(clipart_model):
+    m = clipart_model
+    df = m.get_image_info()
+    assert len(df) == len(m.labels_) and list(df.Image) == m.image_sources_
+    assert (df.Concept.to_numpy() == m.labels_).all() and (df.Input.to_numpy() == m.image_indices_).all()
+    assert np.allclose(df.Probability.to_numpy(), m.probabilities_)
+    for i, layer in enumerate(m.layers_):
+        assert (df[f"Concept L{i}"].to_numpy() == layer).all()
+    for c, rows in m.exemplars_.items():
+        assert df.Representative.to_numpy()[rows].all()
+    assert int(df.Representative.sum()) == len({r for rows in m.exemplars_.values() for r in rows})
+    inside = df[df.Concept >= 0]
+    assert all(name == ", ".join(m.topics[c][:3]) for name, c in zip(inside.Name, inside.Concept))
+    assert (df[df.Concept < 0].Name == "(outlier)").all()
+    captioned = df["Caption terms"] != ""
+    assert captioned.any() and not captioned.all()  # half the images had a caption of their own
+
+
+def test_image_table_names_words_and_missing_sources():
+    layers = [np.array([0, 1, 1, -1]), np.array([0, 0, 0, -1])]
+    topics = {0: [("cat", 0.9), ("kitten", 0.5)], 1: [("dog", 0.8)]}
+    df = image_table(None, np.array([0, 2, 3, 5]), layers, 0, np.array([1.0, 0.5, 0.2, 0.0]), {0: [0], 1: [2]},
+                     topics, {1: "dogs"}, caption_docs=[["a", "cat"], None, ["dog"]], captioned=np.array([1, 0, 1]))
+    assert df.Image.isna().all() and df.Input.tolist() == [0, 2, 3, 5]
+    assert df.Name.tolist() == ["cat, kitten", "dogs", "dogs", "(outlier)"]
+    assert df.Words.tolist() == ["cat, kitten", "dog", "dog", ""]
+    assert df.Representative.tolist() == [True, False, True, False]
+    assert df["Concept L1"].tolist() == [0, 0, 0, -1]
+    assert df["Caption terms"].tolist() == ["a cat", "", "dog", ""]  # the 4th row came after the fit (partial_fit)

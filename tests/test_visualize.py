@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+import textwrap
 import threading
 
 import pytest
+import numpy as np
 from matplotlib.figure import Figure
 from PIL import Image
 
 from concept._errors import ConceptError
 from concept.collage import make_collage
-from concept.visualize import concept_title, concepts_figure
+from concept.visualize import barchart_figure, concept_title, concepts_figure, heatmap_figure, hierarchy_order
 
 WORDS = {0: "dog, puppy, hound", 1: "cat, kitten", 2: "car", 3: "apple, pear", 4: "boat"}
 
@@ -96,3 +98,52 @@ def test_bad_arguments_raise():
         concepts_figure(_collages(1), WORDS, columns=0)
     with pytest.raises(ConceptError, match="panel_inches"):
         concepts_figure(_collages(1), WORDS, panel_inches=0)
+
+
+def test_barchart_of_a_real_fit_shows_each_concepts_words_and_scores(clipart_model, tmp_path):
+    m = clipart_model
+    fig = m.visualize_barchart(top_n=3, n_words=4)
+    axes = fig.axes
+    largest = list(m.frequency.Concept[lambda c: c >= 0])[:3]
+    assert len(axes) == len(largest)
+    for ax, c in zip(axes, largest):
+        assert [t.get_text() for t in ax.get_yticklabels()] == [textwrap.shorten(w, 24, placeholder="…")
+                                                                for w in m.topics[c][:4]]
+        assert [round(p.get_width(), 6) for p in ax.patches] == [round(s, 6) for _, s in m.topics_[c][:4]]
+        assert ax.get_title().startswith(f"Concept {c} · ")
+    fig.savefig(tmp_path / "bars.png")
+    with pytest.raises(ConceptError, match="Unknown concepts"):
+        m.visualize_barchart(concepts=[99])
+
+
+def test_heatmap_of_a_real_fit_orders_siblings_together(clipart_model, tmp_path):
+    m = clipart_model
+    checked = [layer for layer in range(len(m.layers_)) if m.layer_sizes_[layer] >= 2]
+    assert checked  # the 24 images of 3 folders give at least one layer of several concepts
+    for layer in checked:
+        fig = m.visualize_heatmap(layer=layer)
+        matrix = fig.axes[0].images[0].get_array()
+        order = hierarchy_order(m.hierarchy_.parents, layer, m.layer_sizes_[layer])
+        emb = m.layer_embeddings_[layer] - m.image_center_  # centred as words are compared
+        emb = emb / np.linalg.norm(emb, axis=1, keepdims=True)
+        np.testing.assert_allclose(matrix, (emb @ emb.T)[np.ix_(order, order)], atol=1e-6)
+        labels = [t.get_text() for t in fig.axes[0].get_yticklabels()]
+        assert [int(t.split(":")[0]) for t in labels] == order.tolist()
+        fig.savefig(tmp_path / f"heat{layer}.png")
+    with pytest.raises(ConceptError, match="layer must be"):
+        m.visualize_heatmap(layer=len(m.layers_))
+
+
+def test_hierarchy_order_groups_by_the_coarsest_ancestor():
+    parents = [np.array([1, 0, 1, 0, -1]), np.array([1, 0])]  # layer 0 -> 1 -> 2
+    # layer-0 concepts 0..4: parents 1,0,1,0,-; grandparents 0,1,0,1,-: grouped by grandparent, then parent
+    assert hierarchy_order(parents, 0, 5).tolist() == [0, 2, 1, 3, 4]
+    assert hierarchy_order(parents, 1, 2).tolist() == [1, 0]
+    assert hierarchy_order(parents, 2, 2).tolist() == [0, 1]
+
+
+def test_barchart_and_heatmap_figures_check_their_input():
+    with pytest.raises(ConceptError):
+        barchart_figure({}, [])
+    with pytest.raises(ConceptError):
+        heatmap_figure(np.eye(2), ["a"])

@@ -72,6 +72,15 @@ class Settings:
     seeds: list[list[str]] | None = None
     verbose: bool = True
 
+    @classmethod
+    def of(cls, params: dict[str, Any]) -> Settings:
+        """From a ConceptModel's `get_params()`."""
+        from concept.seeding import check_seed_concepts
+
+        return cls(int(params["n_words"]), int(params["n_exemplars"]), float(params["diversity"]),
+                   bool(params["ctfidf"]), int(params["vocabulary_size"]), params["vectorizer_model"],
+                   params["random_state"], check_seed_concepts(params["seed_concepts"]), bool(params["verbose"]))
+
 
 @dataclass
 class Vocabulary:

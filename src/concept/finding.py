@@ -31,7 +31,8 @@ from concept.clustering.legacy import MIN_DISTINCT, distinct_rows
 from concept.embedding.base import l2_normalize
 
 __all__ = ["ClusterSettings", "Found", "cluster_hierarchy", "effective_min_size", "find_hierarchy_for_fit",
-           "seeded_hierarchy", "zeroshot_hierarchy"]
+           "layer_attributes", "seeded_hierarchy",
+           "zeroshot_hierarchy"]
 
 logger = logging.getLogger("concept.model")
 
@@ -46,6 +47,12 @@ class ClusterSettings:
     random_state: int | None = None
     umap_model: Any = None
     hdbscan_model: Any = None
+
+    @classmethod
+    def of(cls, params: dict[str, Any]) -> ClusterSettings:
+        """From a ConceptModel's `get_params()`."""
+        return cls(int(params["min_concept_size"]), params["sample_size"], float(params["outlier_threshold"]),
+                   params["random_state"], params["umap_model"], params["hdbscan_model"])
 
 
 @dataclass
@@ -211,3 +218,13 @@ def shared_space_hierarchy(h: Hierarchy, embeddings: np.ndarray, fine: np.ndarra
     sims = np.einsum("nd,nd->n", embeddings, centres[np.maximum(fine, 0)])
     medians, sds = spread(fine, sims.astype(np.float32), len(centres))
     return dataclasses.replace(h, centres=centres, medians=medians, sds=sds)
+
+
+def layer_attributes(h: Hierarchy) -> dict[str, Any]:
+    """A fitted model's per-layer attributes from its hierarchy: `layers_` (finest first), `layer_`
+    (the default), `labels_`, `probabilities_` (0 where a concept was deleted to outliers) and
+    `nearest_labels_` (each image's nearest concept of the default layer, outliers too)."""
+    layers, layer = h.layers, int(h.default)
+    return {"layers_": layers, "layer_": layer, "labels_": layers[layer],
+            "probabilities_": np.where(layers[layer] >= 0, h.probabilities, 0.0),
+            "nearest_labels_": layer_labels(h.nearest, h.parents[:layer])[layer]}

@@ -21,19 +21,19 @@ from sklearn.base import BaseEstimator
 from concept._errors import ConceptError, EmbeddingError, NotFittedError
 from concept._validation import check_docs, check_inputs, check_integer, check_layer, check_model_params
 from concept._version import __version__
-from concept.clustering import Hierarchy, assign, layer_labels, layout_2d, mean_directions, one_blas_thread, reference_rows
+from concept.clustering import Hierarchy, assign, layout_2d, mean_directions, one_blas_thread, reference_rows
 from concept.clustering.hierarchy import OUTLIER_THRESHOLD
 from concept.collage import concept_collages, remade_collages
 from concept.describing import Described, Images, Settings, describe_again, describe_fit, edit_words
 from concept.embedding import load_embedding_model
 from concept.embedding.inputs import Rows, append_rows, as_embeddings, embed_inputs, image_sources, unseen_images
 from concept.finding import (ClusterSettings, cluster_hierarchy, effective_min_size, find_hierarchy_for_fit,
-                             shared_space_hierarchy)
+                             layer_attributes, shared_space_hierarchy)
 from concept.images import ImageInput
 from concept.searching import query_is_text, query_vector, rank
 from concept.seeding import check_seed_concepts
 from concept.shaping import Edit, add_images, carry_names, delete, give_outliers, merge, outlier_candidates, reduce
-from concept.tables import concept_info, frequency_table, hierarchy_table
+from concept.tables import concept_info, frequency_table, hierarchy_table, image_table
 
 logger = logging.getLogger(__name__)
 
@@ -158,21 +158,9 @@ class ConceptModel(BaseEstimator):
         self._check_fitted()
         return self._backend()
 
-    def _cluster_settings(self) -> ClusterSettings:
-        return ClusterSettings(int(self.min_concept_size), self.sample_size, float(self.outlier_threshold),
-                               self.random_state, self.umap_model, self.hdbscan_model)
-
-    def _settings(self) -> Settings:
-        return Settings(int(self.n_words), int(self.n_exemplars), float(self.diversity), bool(self.ctfidf),
-                        int(self.vocabulary_size), self.vectorizer_model, self.random_state,
-                        check_seed_concepts(self.seed_concepts), bool(self.verbose))
-
     def _space(self) -> np.ndarray:
         """The vectors the model clustered in (features, else the shared-space embeddings)."""
         return self.features_ if self.features_ is not None else self.embeddings_
-
-    def _images(self) -> Images:
-        return Images(self.embeddings_, self.image_center_, self.aligned_embeddings_)
 
     # ------------------------------------------------------------------ fitting
     def fit(self, images: Sequence[ImageInput] | None = None, docs: Sequence[str] | None = None,
@@ -206,7 +194,7 @@ class ConceptModel(BaseEstimator):
         n, space = len(x), x if feats is None else feats
         min_size = effective_min_size(n, self.min_concept_size)
         with one_blas_thread():
-            found = find_hierarchy_for_fit(x, space, min_size, self._cluster_settings(), embedder=embedder,
+            found = find_hierarchy_for_fit(x, space, min_size, ClusterSettings.of(self.get_params()), embedder=embedder,
                                            zeroshot_names=self.zeroshot_concepts, given=hierarchy,
                                            zeroshot_threshold=self.zeroshot_threshold,
                                            seeds=check_seed_concepts(self.seed_concepts))
@@ -216,10 +204,9 @@ class ConceptModel(BaseEstimator):
         self._set_layers()
         self.reference_rows_ = reference_rows(n, MAP_SAMPLE, self.random_state)
         with one_blas_thread():
-            described = describe_fit(embedder, x, space, self.layers_, self.layer_sizes_, self.layer_, docs,
-                                     self._settings(), None if captions is None else [captions[i] for i in kept],
-                                     self.seed_matches_)
-        self._take(described)
+            self._take(describe_fit(embedder, x, space, self.layers_, self.layer_sizes_, self.layer_, docs,
+                                    Settings.of(self.get_params()),
+                                    None if captions is None else [captions[i] for i in kept], self.seed_matches_))
         self.image_sources_ = image_sources(images, kept)
         self.collages_ = (concept_collages(self.exemplars_, lambda row: images[kept[row]])
                           if images is not None else {})
@@ -250,18 +237,12 @@ class ConceptModel(BaseEstimator):
         check_model_params(self.get_params())
         x = as_embeddings(check_inputs(None, image_embeddings, None)[1])
         with one_blas_thread():
-            h = cluster_hierarchy(x, effective_min_size(len(x), self.min_concept_size), self._cluster_settings())
+            h = cluster_hierarchy(x, effective_min_size(len(x), self.min_concept_size),
+                                  ClusterSettings.of(self.get_params()))
         return h.layers[h.default]
 
-    def _set_layers(self) -> None:
-        """The public layer attributes from the fitted hierarchy."""
-        h = self.hierarchy_
-        self.layers_ = h.layers
-        self.layer_ = int(h.default)
-        self.labels_ = self.layers_[self.layer_]
-        # 0 where a concept was deleted to outliers (editing.py); otherwise h.probabilities.
-        self.probabilities_ = np.where(self.labels_ >= 0, h.probabilities, 0.0)
-        self.nearest_labels_ = layer_labels(h.nearest, h.parents[:self.layer_])[self.layer_]
+    def _set_layers(self) -> None:  # layers_, layer_, labels_, probabilities_, nearest_labels_
+        self.__dict__.update(layer_attributes(self.hierarchy_))
 
     def _take(self, d: Described) -> None:
         """The describing stage's result as the fitted attributes; the default layer's descriptions are also
@@ -276,10 +257,6 @@ class ConceptModel(BaseEstimator):
         self.concept_embeddings_ = self.layer_embeddings_[self.layer_]
         self.exemplars_ = self.layer_exemplars_[self.layer_]
         self.topics_ = self.layer_topics_[self.layer_]
-
-    def _described(self) -> Described:
-        return Described(self.layer_embeddings_, self.layer_exemplars_, self.layer_topics_, self.word_center_,
-                         self.image_center_, self.alignment_, self._caption_docs, self._captioned)
 
     # ------------------------------------------------------------------ results
     @property
@@ -335,6 +312,12 @@ class ConceptModel(BaseEstimator):
         layer above (Layer, Concept, Parent layer, Parent, Size, Words)."""
         self._check_fitted()
         return hierarchy_table(self.hierarchy_.parents, self.layers_, self.layer_topics_)
+
+    def get_image_info(self) -> pd.DataFrame:
+        """One row per fitted image: file, concept, name, words, probability, exemplar? (`tables.image_table`)."""
+        self._check_fitted()
+        return image_table(self.image_sources_, self.image_indices_, self.layers_, self.layer_, self.probabilities_,
+                           self.exemplars_, self.topics_, self.custom_labels_, self._caption_docs, self._captioned)
 
     # ------------------------------------------------------------------ using a fitted model
     def search(self, query: str | ImageInput, top_n: int = 5, n_images: int = 0,
@@ -426,6 +409,21 @@ class ConceptModel(BaseEstimator):
         self._check_fitted()
         return model_concepts_figure(self, top_n, concepts, columns)
 
+    def visualize_barchart(self, top_n: int = 8, n_words: int = 5, concepts: Sequence[int] | None = None,
+                           columns: int = 4):
+        """A matplotlib Figure: the first `n_words` words and their scores of the `top_n` largest concepts."""
+        from concept.visualize import model_barchart_figure
+
+        self._check_fitted()
+        return model_barchart_figure(self, top_n, n_words, concepts, columns)
+
+    def visualize_heatmap(self, layer: int | None = None):
+        """A matplotlib Figure: cosine similarity of the concepts of `layer`, siblings side by side."""
+        from concept.visualize import model_heatmap_figure
+
+        self._check_fitted()
+        return model_heatmap_figure(self, layer)
+
     def visualize_hierarchy(self, first_layer: int | None = None, max_leaves: int = 40):
         """A matplotlib Figure of the concept tree from `first_layer` (default: the layer of `labels_`, or a coarser
         one with at most `max_leaves` concepts) to the coarsest (`concept.visualize.model_hierarchy_figure`)."""
@@ -443,9 +441,12 @@ class ConceptModel(BaseEstimator):
         self.hierarchy_, self._shared_hierarchy = edit.hierarchy, None
         self._set_layers()
         with one_blas_thread():
-            self._take(describe_again(self._backend(), self._described(), self.layers_, self.layer_sizes_,
-                                      edit.first_changed, edit_words(self._docs, self.layer_topics_), self._images(), self._settings(),
-                                      self.seed_matches_))
+            previous = Described(self.layer_embeddings_, self.layer_exemplars_, self.layer_topics_, self.word_center_,
+                                 self.image_center_, self.alignment_, self._caption_docs, self._captioned)
+            images = Images(self.embeddings_, self.image_center_, self.aligned_embeddings_)
+            self._take(describe_again(self._backend(), previous, self.layers_, self.layer_sizes_, edit.first_changed,
+                                      edit_words(self._docs, self.layer_topics_), images,
+                                      Settings.of(self.get_params()), self.seed_matches_))
         self.custom_labels_ = carry_names(self.custom_labels_, edit.mapping)
         self.collages_ = remade_collages(self.exemplars_, self.labels_, old_collages, old_labels, image_of,
                                          self.image_sources_)
@@ -539,7 +540,7 @@ class ConceptModel(BaseEstimator):
         with one_blas_thread():
             edit = add_images(self.hierarchy_, self._space(), e.features if use_features else e.x,
                               int(self.min_concept_size), old_k,
-                              lambda v, size: cluster_hierarchy(v, size, self._cluster_settings()))
+                              lambda v, size: cluster_hierarchy(v, size, ClusterSettings.of(self.get_params())))
         n_inputs = len(image_embeddings) if image_embeddings is not None else len(images)
         rows = append_rows(Rows(self.embeddings_, self.features_, self.image_indices_, self.failures_,
                                 self.image_sources_), e, image_sources(images, e.kept))

@@ -1,5 +1,5 @@
 """A fitted model's results as pandas tables: concept sizes, concepts with their words and
-names, and the concept tree. Plain data in (labels, words per concept), a DataFrame out."""
+names, the concept tree, and one row per image. Plain data in (labels, words per concept), a DataFrame out."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from collections.abc import Sequence
 import numpy as np
 import pandas as pd
 
-__all__ = ["concept_info", "frequency_table", "hierarchy_table"]
+__all__ = ["concept_info", "concept_names", "frequency_table", "hierarchy_table", "image_table"]
 
 Topics = dict[int, list[tuple[str, float]]]
 
@@ -43,3 +43,43 @@ def hierarchy_table(parents: Sequence[np.ndarray], layers: Sequence[np.ndarray],
             rows.append({"Layer": i, "Concept": c, "Parent layer": i + 1, "Parent": int(p), "Size": int(sizes[c]),
                          "Words": ", ".join(w for w, _ in layer_topics[i].get(c, [])[:5])})
     return pd.DataFrame(rows, columns=["Layer", "Concept", "Parent layer", "Parent", "Size", "Words"])
+
+
+def concept_names(topics: Topics, names: dict[int, str] | None = None, n_words: int = 3) -> dict[int, str]:
+    """Each concept's name: its custom label, else its first `n_words` words joined."""
+    names = names or {}
+    return {c: names.get(c) or ", ".join(w for w, _ in ws[:n_words]) for c, ws in topics.items()}
+
+
+def image_table(sources: Sequence[str] | None, image_indices: np.ndarray, layers: Sequence[np.ndarray],
+                default: int, probabilities: np.ndarray, exemplars: dict[int, list[int]], topics: Topics,
+                names: dict[int, str] | None = None, caption_docs: Sequence[Sequence[str] | None] | None = None,
+                captioned: np.ndarray | None = None) -> pd.DataFrame:
+    """One row per fitted image (BERTopic's `get_document_info` for images): Image (its file, or
+    None for arrays), Input (its position in what was fitted), Concept (of the default layer),
+    Name, Words, Probability, Representative (one of its concept's exemplars), the concept in
+    every layer (Concept L0 the finest), and Caption terms when the fit had captions ("" for an
+    image without a caption of its own)."""
+    labels = np.asarray(layers[default])
+    n = len(labels)
+    named = concept_names(topics, names)
+    words = {c: ", ".join(w for w, _ in ws) for c, ws in topics.items()}
+    representative = np.zeros(n, bool)
+    for rows in exemplars.values():
+        representative[np.asarray(rows, np.int64)] = True
+    df = pd.DataFrame({
+        "Image": list(sources) if sources is not None else [None] * n,
+        "Input": np.asarray(image_indices, np.int64),
+        "Concept": labels,
+        "Name": [named.get(int(c), "") if c >= 0 else "(outlier)" for c in labels],
+        "Words": [words.get(int(c), "") if c >= 0 else "" for c in labels],
+        "Probability": np.asarray(probabilities, np.float64),
+        "Representative": representative,
+    })
+    for i, layer in enumerate(layers):
+        df[f"Concept L{i}"] = np.asarray(layer)
+    if caption_docs is not None:
+        own = np.zeros(n, bool) if captioned is None else np.asarray(captioned, bool)
+        df["Caption terms"] = [" ".join(t) if t and i < len(own) and own[i] else ""
+                               for i, t in enumerate(list(caption_docs) + [None] * (n - len(caption_docs)))]
+    return df

@@ -19,7 +19,8 @@ from PIL import Image
 from concept._errors import ConceptError
 from concept.images import load_image
 
-__all__ = ["concept_title", "concepts_figure", "hierarchy_figure"]
+__all__ = ["barchart_figure", "concept_title", "concepts_figure", "heatmap_figure", "hierarchy_figure",
+           "hierarchy_order"]
 
 logger = logging.getLogger(__name__)
 
@@ -194,3 +195,88 @@ def model_concepts_figure(model, top_n: int = 9, concepts: Sequence[int] | None 
                            {c: (f"{names[c]}: " if c in names else "") + ", ".join(model.topics[c][:6])
                             for c in chosen},
                            sizes={c: int(sizes.get(c, 0)) for c in chosen}, columns=columns)
+
+
+def barchart_figure(topics: Mapping[int, Sequence[tuple[str, float]]], concepts: Sequence[int], *,
+                    n_words: int = 5, sizes: Mapping[int, int] | None = None,
+                    names: Mapping[int, str] | None = None, columns: int = 4,
+                    panel_inches: float = 3.0) -> Figure:
+    """One horizontal bar chart per concept of `concepts`: its first `n_words` words (best on top)
+    and their scores (BERTopic's `visualize_barchart` for concepts), titled with its id, size and
+    custom name."""
+    if not concepts:
+        raise ConceptError("barchart_figure needs at least one concept.")
+    cols = min(columns, len(concepts))
+    rows = math.ceil(len(concepts) / cols)
+    fig = Figure(figsize=(cols * panel_inches, rows * (0.35 * n_words + 1.0)), layout="constrained")
+    for i, c in enumerate(concepts):
+        ax = fig.add_subplot(rows, cols, i + 1)
+        pairs = list(topics.get(c, []))[:n_words]
+        ax.barh(range(len(pairs)), [s for _, s in pairs], color="#4c72b0")
+        ax.set_yticks(range(len(pairs)), [textwrap.shorten(w, 24, placeholder="…") for w, _ in pairs], fontsize=8)
+        ax.invert_yaxis()
+        ax.tick_params(axis="x", labelsize=7)
+        size = None if sizes is None else sizes.get(c)
+        ax.set_title(concept_title(c, (names or {}).get(c, ""), size), fontsize=9)
+    return fig
+
+
+def hierarchy_order(parents: Sequence[np.ndarray], layer: int, k: int) -> np.ndarray:
+    """The concepts 0..k-1 of `layer` ordered along the tree: grouped by their ancestor in the
+    coarsest layer, then the next, ..., so that siblings sit side by side (-1: no parent, last)."""
+    chains = [np.arange(k)]
+    for parent in parents[layer:]:
+        up = chains[-1]
+        chains.append(np.where(up >= 0, np.asarray(parent)[np.maximum(up, 0)], -1))
+    keys = [np.where(chain >= 0, chain, np.iinfo(np.int64).max) for chain in chains]
+    return np.lexsort(keys)  # the last key (the coarsest ancestor) sorts first
+
+
+def heatmap_figure(similarity: np.ndarray, labels: Sequence[str], *, inches: float = 8.0) -> Figure:
+    """The concepts' similarity matrix (cosine) as a heatmap, rows and columns in the given
+    order, labelled (BERTopic's `visualize_heatmap` for concepts)."""
+    k = len(labels)
+    if similarity.shape != (k, k) or k == 0:
+        raise ConceptError(f"similarity must be {k} x {k} for {k} labels, got {similarity.shape}.")
+    fig = Figure(figsize=(inches, inches * 0.9), layout="constrained")
+    ax = fig.add_subplot(1, 1, 1)
+    image = ax.imshow(similarity, cmap="viridis", vmin=min(0.0, float(similarity.min())), vmax=1.0)
+    ticks = range(k)
+    fontsize = max(4.0, min(9.0, 300.0 / k))
+    short = [textwrap.shorten(t, 28, placeholder="…") for t in labels]
+    ax.set_xticks(ticks, short, rotation=90, fontsize=fontsize)
+    ax.set_yticks(ticks, short, fontsize=fontsize)
+    fig.colorbar(image, ax=ax, shrink=0.8, label="cosine similarity")
+    return fig
+
+
+def model_barchart_figure(model, top_n: int = 8, n_words: int = 5, concepts: Sequence[int] | None = None,
+                          columns: int = 4) -> Figure:
+    """`barchart_figure` of a fitted model's `top_n` largest concepts of `labels_` (or `concepts`)."""
+    chosen = (list(concepts) if concepts is not None
+              else list(model.frequency.Concept[lambda c: c >= 0])[:top_n])
+    unknown = [c for c in chosen if c not in model.topics_]
+    if unknown or not chosen:
+        raise ConceptError(f"Unknown concepts {unknown}; this model has concepts 0..{model.n_concepts_ - 1}."
+                           if unknown else "The model has no concept to show.")
+    sizes = dict(zip(*np.unique(model.labels_, return_counts=True)))
+    return barchart_figure(model.topics_, chosen, n_words=n_words, sizes={c: int(sizes.get(c, 0)) for c in chosen},
+                           names=model.custom_labels_, columns=columns)
+
+
+def model_heatmap_figure(model, layer: int | None = None) -> Figure:
+    """`heatmap_figure` of the cosine similarity between a fitted model's concept embeddings of
+    `layer` (default: `labels_`'s), centred on the images' mean as words are compared (in a shared
+    space every concept is near every other: raw cosines run 0.6-1 on the demo), ordered along
+    the hierarchy, labelled "id: name"."""
+    from concept._validation import check_layer
+    from concept.tables import concept_names
+
+    layer = check_layer(layer, len(model.layers_), model.layer_)
+    emb = np.asarray(model.layer_embeddings_[layer], np.float64) - np.asarray(model.image_center_, np.float64)
+    if len(emb) < 2:
+        raise ConceptError(f"Layer {layer} has {len(emb)} concept(s); a heatmap needs at least 2.")
+    unit = emb / np.maximum(np.linalg.norm(emb, axis=1, keepdims=True), 1e-12)
+    order = hierarchy_order(model.hierarchy_.parents, layer, len(emb))
+    names = concept_names(model.layer_topics_[layer], model.custom_labels_ if layer == model.layer_ else None)
+    return heatmap_figure((unit @ unit.T)[np.ix_(order, order)], [f"{c}: {names.get(int(c), '')}" for c in order])
