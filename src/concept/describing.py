@@ -205,26 +205,24 @@ def layer_words(vocabulary: Vocabulary | None, labels: np.ndarray, concept_embed
         return {int(c): [] for c in ids}
     words, words_c = vocabulary.words, vocabulary.vectors
     n_words = int(settings.n_words)
+    concepts_c = _centred_concepts(images, labels, concept_embeddings)  # words, telling apart and seeds read it
     if settings.ctfidf:
         vectors = (images.aligned if images.aligned is not None
                    else l2_normalize(images.embeddings - images.center))
         described = words_by_ctfidf(vectors, labels, ids, words_c, words, n_words,
                                     vectorizer=settings.vectorizer, random_state=settings.random_state)
     else:
-        described = distinctive_words(_centred_concepts(images, labels, concept_embeddings), words_c, words,
-                                      n_words, DISTINCTIVENESS)
+        described = distinctive_words(concepts_c, words_c, words, n_words, DISTINCTIVENESS)
     if terms is not None:
         from_captions = words_by_captions(labels, ids, terms, n_words, weights, CAPTION_CONCENTRATION)
         described = [(c + [(w, s) for w, s in v if w not in {x for x, _ in c}])[:n_words]
                      for c, v in zip(from_captions, described)]
     if len(ids) > 1 and len(words) >= MIN_WORDS_TO_TELL_APART:  # concepts that read the same: told apart
-        concepts_c = _centred_concepts(images, labels, concept_embeddings)
         offset = DISTINCTIVENESS * concepts_c.mean(axis=0)  # as in distinctive_words, for the group only
         scores = None if settings.ctfidf else lambda members: (concepts_c[members] - offset) @ words_c.T
         described = tell_apart(described, scores, words, n_words, MAX_SHARED_WORDS, COMPARED_WORDS)
     seeded = seeded_concepts(labels, seed_matches, len(ids))
     if seeded:  # the seed words first, scored by their similarity to the concept
-        concepts_c = _centred_concepts(images, labels, concept_embeddings)
         row = {w: i for i, w in enumerate(words)}
         described = favour_seed_words(described, seeded, settings.seeds,
                                       lambda c, ws: (words_c[[row[w] for w in ws]] @ concepts_c[c]).tolist(),

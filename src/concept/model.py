@@ -459,8 +459,7 @@ class ConceptModel(BaseEstimator):
 
     def _reduce(self, n: int, image_of=None) -> dict[int, int]:
         edit = reduce(self.hierarchy_, self._space(), self.layers_, self.layer_sizes_, self.layer_, n)
-        mapping = self._apply(edit, f"reduce_concepts({n})", image_of)
-        return {} if edit.mapping is None else mapping
+        return self._apply(edit, f"reduce_concepts({n})", image_of)  # {} for a re-cut (no mapping)
 
     def reduce_concepts(self, n_concepts: int) -> dict[int, int]:
         """Merge the concepts of `labels_` into exactly `n_concepts` along the hierarchy (size-weighted Ward, as

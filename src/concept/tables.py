@@ -8,7 +8,7 @@ from collections.abc import Sequence
 import numpy as np
 import pandas as pd
 
-__all__ = ["concept_info", "concept_names", "frequency_table", "hierarchy_table", "image_table"]
+__all__ = ["LABEL_WORDS", "concept_info", "concept_label", "concept_names", "frequency_table", "hierarchy_table", "image_table"]
 
 Topics = dict[int, list[tuple[str, float]]]
 
@@ -45,10 +45,19 @@ def hierarchy_table(parents: Sequence[np.ndarray], layers: Sequence[np.ndarray],
     return pd.DataFrame(rows, columns=["Layer", "Concept", "Parent layer", "Parent", "Size", "Words"])
 
 
-def concept_names(topics: Topics, names: dict[int, str] | None = None, n_words: int = 3) -> dict[int, str]:
-    """Each concept's name: its custom label, else its first `n_words` words joined."""
+#: Top words in a concept's name when it has no custom label (tables, figures, the explorer).
+LABEL_WORDS = 3
+
+
+def concept_label(words: Sequence[str], custom: str | None = None) -> str:
+    """A concept's name: its custom label, else its first LABEL_WORDS words joined."""
+    return custom if custom else ", ".join(words[:LABEL_WORDS])
+
+
+def concept_names(topics: Topics, names: dict[int, str] | None = None) -> dict[int, str]:
+    """Each concept's name (`concept_label`) from its (word, score) list and custom label."""
     names = names or {}
-    return {c: names.get(c) or ", ".join(w for w, _ in ws[:n_words]) for c, ws in topics.items()}
+    return {c: concept_label([w for w, _ in ws], names.get(c)) for c, ws in topics.items()}
 
 
 def image_table(sources: Sequence[str] | None, image_indices: np.ndarray, layers: Sequence[np.ndarray],

@@ -184,17 +184,25 @@ def model_concepts_figure(model, top_n: int = 9, concepts: Sequence[int] | None 
     if not model.collages_:
         raise ConceptError("No collages: the model was fitted on embeddings without images. "
                            "Fit with images to see concepts.")
-    chosen = (list(concepts) if concepts is not None
-              else list(model.frequency.Concept[lambda c: c >= 0])[:top_n])
-    missing = [c for c in chosen if c not in model.collages_]
-    if missing:
-        raise ConceptError(f"Unknown concepts {missing}; this model has concepts 0..{model.n_concepts_ - 1}.")
-    sizes = dict(zip(*np.unique(model.labels_, return_counts=True)))
+    chosen, sizes = _chosen_concepts(model, top_n, concepts, model.collages_)
     names = model.custom_labels_
     return concepts_figure({c: model.collages_[c] for c in chosen},
                            {c: (f"{names[c]}: " if c in names else "") + ", ".join(model.topics[c][:6])
                             for c in chosen},
-                           sizes={c: int(sizes.get(c, 0)) for c in chosen}, columns=columns)
+                           sizes=sizes, columns=columns)
+
+
+def _chosen_concepts(model, top_n: int, concepts: Sequence[int] | None,
+                     known: Mapping[int, object]) -> tuple[list[int], dict[int, int]]:
+    """The given `concepts` (each must be in `known`) or the `top_n` largest of `labels_`, and
+    their sizes."""
+    chosen = (list(concepts) if concepts is not None
+              else list(model.frequency.Concept[lambda c: c >= 0])[:top_n])
+    missing = [c for c in chosen if c not in known]
+    if missing:
+        raise ConceptError(f"Unknown concepts {missing}; this model has concepts 0..{model.n_concepts_ - 1}.")
+    counts = dict(zip(*np.unique(model.labels_, return_counts=True)))
+    return chosen, {c: int(counts.get(c, 0)) for c in chosen}
 
 
 def barchart_figure(topics: Mapping[int, Sequence[tuple[str, float]]], concepts: Sequence[int], *,
@@ -253,15 +261,11 @@ def heatmap_figure(similarity: np.ndarray, labels: Sequence[str], *, inches: flo
 def model_barchart_figure(model, top_n: int = 8, n_words: int = 5, concepts: Sequence[int] | None = None,
                           columns: int = 4) -> Figure:
     """`barchart_figure` of a fitted model's `top_n` largest concepts of `labels_` (or `concepts`)."""
-    chosen = (list(concepts) if concepts is not None
-              else list(model.frequency.Concept[lambda c: c >= 0])[:top_n])
-    unknown = [c for c in chosen if c not in model.topics_]
-    if unknown or not chosen:
-        raise ConceptError(f"Unknown concepts {unknown}; this model has concepts 0..{model.n_concepts_ - 1}."
-                           if unknown else "The model has no concept to show.")
-    sizes = dict(zip(*np.unique(model.labels_, return_counts=True)))
-    return barchart_figure(model.topics_, chosen, n_words=n_words, sizes={c: int(sizes.get(c, 0)) for c in chosen},
-                           names=model.custom_labels_, columns=columns)
+    chosen, sizes = _chosen_concepts(model, top_n, concepts, model.topics_)
+    if not chosen:
+        raise ConceptError("The model has no concept to show.")
+    return barchart_figure(model.topics_, chosen, n_words=n_words, sizes=sizes, names=model.custom_labels_,
+                           columns=columns)
 
 
 def model_heatmap_figure(model, layer: int | None = None) -> Figure:

@@ -153,7 +153,9 @@ def tell_apart(described: list[list[tuple[str, float]]], scores: Callable[[list[
     """
     tops = [[w for w, _ in d[:compared]] for d in described]
     out = list(described)
-    for members in alike_groups(tops, max_shared):
+    groups = alike_groups(tops, max_shared)
+    row = {w: j for j, w in enumerate(words)} if groups and scores is not None else {}
+    for members in groups:
         blocked = {w for c in set(range(len(tops))) - set(members) for w in tops[c]}
         common = [w for w in tops[members[0]] if all(w in tops[m] for m in members)][:max_shared]
         shown: dict[str, int] = {}
@@ -167,7 +169,6 @@ def tell_apart(described: list[list[tuple[str, float]]], scores: Callable[[list[
         if scores is not None:
             s = scores(members)
             best_other = np.stack([np.delete(s, i, axis=0).max(axis=0) for i in range(len(members))])
-            row = {w: j for j, w in enumerate(words)}
             for i in range(len(members)):
                 by_fit = np.argsort(-s[i], kind="stable")
                 fitting = by_fit[:pool_size]

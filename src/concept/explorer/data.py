@@ -16,6 +16,8 @@ from typing import Any
 
 import numpy as np
 
+from concept.tables import LABEL_WORDS, concept_label
+
 __all__ = ["LABEL_WORDS", "OUTLIER_COLOR", "concept_colors", "concept_label", "ensure_saved_map", "page_data"]
 
 logger = logging.getLogger(__name__)
@@ -26,7 +28,6 @@ _PALETTE = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#
             "#17becf", "#bcbd22", "#393b79", "#aec7e8", "#ffbb78", "#98df8a", "#ff9896",
             "#c5b0d5", "#c49c94", "#f7b6d2", "#9edae5", "#dbdb8d", "#637939"]
 OUTLIER_COLOR = "#c8c8c8"
-LABEL_WORDS = 3  # top words in a concept's label when it has no custom label
 MAX_EXEMPLARS = 9  # exemplars per concept sent to the page (image mode shows them first)
 
 
@@ -96,11 +97,6 @@ def _custom_labels(model: Any) -> dict[int, str]:
         if isinstance(text, str) and text.strip():
             out[c] = " ".join(text.split())
     return out
-
-
-def concept_label(words: list[str], custom: str | None = None) -> str:
-    """The name the explorer shows for a concept: its custom label, else its top words."""
-    return custom if custom else ", ".join(words[:LABEL_WORDS])
 
 
 def _layers(model: Any, labels: np.ndarray) -> tuple[list[np.ndarray], int]:
