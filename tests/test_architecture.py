@@ -86,7 +86,8 @@ def test_no_import_circle():
 STAGES = ["concept.embedding", "concept.clustering", "concept.finding", "concept.describing", "concept.shaping",
           "concept.editing", "concept.representation", "concept.words", "concept.collage", "concept.model_folder",
           "concept.persistence", "concept.tables", "concept.searching", "concept.visualize", "concept.seeding",
-          "concept.alignment", "concept.captions", "concept.images", "concept.store"]
+          "concept.alignment", "concept.captions", "concept.images", "concept.store", "concept.over_time",
+          "concept.per_group"]
 
 
 @pytest.mark.parametrize("stage", STAGES)

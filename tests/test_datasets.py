@@ -10,14 +10,15 @@ import pytest
 from PIL import Image
 
 from concept import ConceptError
-from concept.datasets import FASHION_MNIST_ROOT, fashion_mnist, openclipart
+from concept.datasets import FASHION_MNIST_ROOT, OPENCLIPART_ROOT, fashion_mnist, openclipart
 
 SVG = """<svg xmlns="http://www.w3.org/2000/svg" xmlns:rdf="http://www.w3.org/1999/02/22-rdf-syntax-ns#"
  xmlns:cc="http://web.resource.org/cc/" xmlns:dc="http://purl.org/dc/elements/1.1/">
  <metadata><rdf:RDF><cc:Work rdf:about="">
   <dc:title>{title}</dc:title>
+  <dc:date>{date}</dc:date>
   <dc:subject><rdf:Bag><rdf:li>{k1}</rdf:li><rdf:li>{k2}</rdf:li></rdf:Bag></dc:subject>
-  <dc:publisher><cc:Agent><dc:title>Open Clip Art Library</dc:title></cc:Agent></dc:publisher>
+  <dc:publisher><cc:Agent><dc:title>Open Clip Art Library</dc:title><dc:date>1999-01-01</dc:date></cc:Agent></dc:publisher>
  </cc:Work></rdf:RDF></metadata>
 </svg>"""
 
@@ -25,14 +26,14 @@ SVG = """<svg xmlns="http://www.w3.org/2000/svg" xmlns:rdf="http://www.w3.org/19
 def _clipart_root(tmp_path):
     """animals/{cat,dog}.png, food/apple.png (+ a symlinked duplicate), their SVG twins."""
     root = tmp_path / "openclipart"
-    works = {"animals/cat": ("Sleepy cat", "cat", "pet"), "animals/dog": ("Dog", "dog", "pet"),
-             "food/fruit/apple": ("Red apple", "apple", "fruit")}
-    for name, (title, k1, k2) in works.items():
+    works = {"animals/cat": ("Sleepy cat", "cat", "pet", "2005/05/30"), "animals/dog": ("Dog", "dog", "pet", ""),
+             "food/fruit/apple": ("Red apple", "apple", "fruit", "Fco. Andrade")}
+    for name, (title, k1, k2, date) in works.items():
         png, svg = root / "png" / f"{name}.png", root / "svg" / f"{name}.svg"
         png.parent.mkdir(parents=True, exist_ok=True)
         svg.parent.mkdir(parents=True, exist_ok=True)
         Image.new("RGB", (8, 8), (200, 0, 0)).save(png)
-        svg.write_text(SVG.format(title=title, k1=k1, k2=k2), encoding="utf-8")
+        svg.write_text(SVG.format(title=title, k1=k1, k2=k2, date=date), encoding="utf-8")
     (root / "png" / "food" / "same_apple.png").symlink_to(root / "png" / "food" / "fruit" / "apple.png")
     return root
 
@@ -45,6 +46,26 @@ def test_openclipart_labels_images_by_folder_with_their_svg_texts(tmp_path):
     # Titles and keywords, lower-cased, each once, never the publisher's name.
     assert data.docs == ["sleepy cat", "cat", "pet", "dog", "red apple", "apple", "fruit"]
     assert len(data) == 3
+
+
+def test_openclipart_dates_are_the_works_own_as_written(tmp_path):
+    from concept.over_time import given_dates
+
+    data = openclipart(("animals", "food"), root=_clipart_root(tmp_path))
+    assert data.dates == ["2005/05/30", None, "Fco. Andrade"]  # never the publisher's 1999-01-01
+    assert given_dates(data.dates).counts() == {"given": 1, "missing": 1, "unreadable": 1}
+
+
+@pytest.mark.skipif(not (OPENCLIPART_ROOT / "svg").is_dir(), reason="Debian package openclipart-svg is not installed")
+def test_the_installed_openclipart_has_dates_for_some_images():
+    from concept.over_time import given_dates
+
+    data = openclipart()
+    dates = given_dates(data.dates)
+    counts = dates.counts()
+    assert counts["given"] > 300 and counts["missing"] > 1500  # most works carry no date
+    years = dates.values[dates.dated].astype("datetime64[Y]").astype(int) + 1970
+    assert years.min() >= 2004 and years.max() <= 2007  # uploaded when the library was young
 
 
 def test_openclipart_missing_is_a_clear_error(tmp_path):

@@ -93,3 +93,22 @@ def test_image_table_names_words_and_missing_sources():
     assert df.Representative.tolist() == [True, False, True, False]
     assert df["Concept L1"].tolist() == [0, 0, 0, -1]
     assert df["Caption terms"].tolist() == ["a cat", "", "dog", ""]  # the 4th row came after the fit (partial_fit)
+
+
+def test_concept_info_names_each_concepts_exemplars_when_the_images_have_names():
+    names = [f"img{i}.jpg" for i in range(len(LABELS))]
+    exemplars = {2: [3, 0], 0: [1], 1: [5], 3: []}
+    assert "Exemplars" not in concept_info(LABELS, TOPICS, exemplars=exemplars).columns
+    df = concept_info(LABELS, TOPICS, {1: "Cups"}, exemplars, names)
+    assert list(df.columns) == ["Concept", "Frequency", "Name", "Words", "Exemplars"]
+    assert dict(zip(df.Concept, df.Exemplars, strict=True)) == {
+        2: ["img3.jpg", "img0.jpg"], 0: ["img1.jpg"], 3: [], 1: ["img5.jpg"], -1: []}
+
+
+def test_image_table_shows_the_given_image_names_next_to_the_files():
+    layers = [np.array([0, 1, -1])]
+    args = (["a.png", "b.png", "c.png"], np.array([0, 1, 2]), layers, 0, np.ones(3), {0: [0]}, {0: [], 1: []})
+    assert "Image name" not in image_table(*args).columns
+    df = image_table(*args, image_names=["cat", "dog", "tree"])
+    assert list(df.columns[:3]) == ["Image", "Image name", "Input"]
+    assert df["Image name"].tolist() == ["cat", "dog", "tree"] and df.Image.tolist() == ["a.png", "b.png", "c.png"]

@@ -104,3 +104,21 @@ def test_evaluate_reports_how_distinct_the_concepts_are(alike_model):
     scores = evaluate(alike_model_copy)
     assert scores["max_shared_words"] == len(alike_model.topics_[0][:5])
     assert alike_model.n_concepts_ > 1 and scores["alike_concepts"] == alike_model.n_concepts_
+
+
+def test_candidate_terms_keeps_words_and_reads_documents_for_their_terms():
+    from sklearn.feature_extraction.text import CountVectorizer
+
+    from concept.words import candidate_terms
+
+    words = ["playing card", "dog", "traffic light", "Eiffel tower"]
+    assert candidate_terms(words) is words  # words and phrases: taken as they are
+    assert candidate_terms(None) is None and candidate_terms([]) == []
+    documents = ["The red car stopped at the old bridge over the river.",
+                 "Two dogs and a cat slept in the sun all afternoon long."]
+    assert candidate_terms(documents) == ["afternoon", "bridge", "car", "cat", "dogs", "long", "old", "red",
+                                          "river", "slept", "stopped", "sun"]
+    mine = CountVectorizer(ngram_range=(1, 2), stop_words="english")
+    terms = candidate_terms(documents, mine)
+    assert "red car" in terms and "cat" in terms and not hasattr(mine, "vocabulary_")  # a copy was fitted
+    assert candidate_terms(["the and of it is a to in", "to be or not to be is it"]) == []  # no terms

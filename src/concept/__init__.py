@@ -15,6 +15,7 @@ from concept._version import __version__
 
 if TYPE_CHECKING:
     from concept.editing import evaluate
+    from concept.merging import merge_models
     from concept.model import ConceptModel
 
 __all__ = [
@@ -26,6 +27,7 @@ __all__ = [
     "NotFittedError",
     "__version__",
     "evaluate",
+    "merge_models",
 ]
 
 
@@ -40,8 +42,12 @@ def __getattr__(name: str):
         from concept.editing import evaluate
 
         return evaluate
+    if name == "merge_models":
+        from concept.merging import merge_models
+
+        return merge_models
     raise AttributeError(f"module 'concept' has no attribute {name!r}")
 
 
 def __dir__() -> list[str]:
-    return sorted(set(globals()) | {"ConceptModel", "evaluate"})
+    return sorted(set(globals()) | {"ConceptModel", "evaluate", "merge_models"})

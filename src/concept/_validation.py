@@ -74,8 +74,11 @@ def check_docs(docs: Any) -> list[str] | None:
 
 def check_images(images: Any) -> Any:
     """`images` when it is a sequence that can be read twice (embedding, then collages)."""
-    if images is None or isinstance(images, (np.ndarray, str, bytes, os.PathLike, Image.Image)):
-        return images  # single inputs get their own message where they are used
+    if isinstance(images, (str, bytes, os.PathLike, Image.Image)):
+        raise ConceptError("images must be a list: concepts are found in a collection (transform takes one image); "
+                           "to use every image in a folder, pass concept.images.list_image_files(folder).")
+    if images is None or isinstance(images, np.ndarray):
+        return images  # an array of images is checked where it is read
     if isinstance(images, (Iterator, Mapping, AbstractSet)) or not (hasattr(images, "__len__")
                                                             and hasattr(images, "__getitem__")):
         raise ConceptError(f"images must be a list (or tuple or array) of paths, PIL images or arrays, "
@@ -84,6 +87,26 @@ def check_images(images: Any) -> Any:
     if len(images) == 0:
         raise ConceptError("images is empty: pass at least one image.")
     return images
+
+
+def as_image_list(images: Any) -> Any:
+    """One image (a path, a PIL image, or an array of one image: 2-D, or 3-D with 1, 3 or 4 channels last) as a
+    list of it, as the reference's `transform` took one path; anything else as it is."""
+    if isinstance(images, (str, os.PathLike, Image.Image)) or (
+            isinstance(images, np.ndarray) and (images.ndim == 2 or images.ndim == 3 and images.shape[2] in (1, 3, 4))):
+        return [images]
+    return images
+
+
+def check_image_names(names: Any, n_inputs: int) -> list[str] | None:
+    """`image_names` (one per input image, shown for it in tables and the explorer) as strings, or None."""
+    if names is None:
+        return None
+    if isinstance(names, (str, bytes, Mapping, AbstractSet)) or not hasattr(names, "__len__"):
+        raise ConceptError(f"image_names must be a list of names, one per image, got a {type(names).__name__}")
+    if len(names) != n_inputs:
+        raise ConceptError(f"Got {n_inputs} images but {len(names)} image_names; they must match one to one.")
+    return [str(name) for name in names]
 
 
 def check_array(name: str, value: Any) -> np.ndarray | None:
@@ -168,3 +191,20 @@ def check_layer(layer: Any, n_layers: int, default: int) -> int:
         raise ConceptError(f"layer must be an integer in 0..{n_layers - 1} "
                            f"(this model has {n_layers} layers, finest first), got {layer!r}")
     return int(layer)
+
+
+def check_per_image(name: str, values: Any, image_indices: np.ndarray, n_inputs: int) -> list:
+    """`values` (one per image: a label, a date) as one per fitted row: given per fitted row
+    (`len(image_indices)` values, in the order of `labels_`) or per input image (`n_inputs`, the
+    unreadable ones included), matched to the rows through `image_indices`."""
+    if isinstance(values, (str, bytes)) or not hasattr(values, "__len__"):
+        raise ConceptError(f"{name} must be a sequence with one value per image, got {type(values).__name__}")
+    items = list(values)
+    n_rows = len(image_indices)
+    if len(items) == n_rows:
+        return items
+    if len(items) == n_inputs:
+        return [items[i] for i in np.asarray(image_indices, np.int64)]
+    inputs = f" or one per input image ({n_inputs}, the unreadable ones included)" if n_inputs != n_rows else ""
+    raise ConceptError(f"{name} has {len(items)} values; expected one per fitted image ({n_rows}, as labels_)"
+                       f"{inputs}.")

@@ -19,14 +19,16 @@ import pandas as pd
 from sklearn.base import BaseEstimator
 
 from concept._errors import ConceptError, EmbeddingError, NotFittedError
-from concept._validation import check_docs, check_inputs, check_integer, check_layer, check_model_params
+from concept._validation import (as_image_list, check_docs, check_image_names, check_inputs, check_integer, check_layer,
+                                 check_model_params)
 from concept._version import __version__
 from concept.clustering import Hierarchy, assign, layout_2d, mean_directions, one_blas_thread, reference_rows
 from concept.clustering.hierarchy import OUTLIER_THRESHOLD
 from concept.collage import concept_collages, remade_collages
 from concept.describing import Described, Images, Settings, describe_again, describe_fit, edit_words
 from concept.embedding import load_embedding_model
-from concept.embedding.inputs import Rows, append_rows, as_embeddings, embed_inputs, image_sources, unseen_images
+from concept.embedding.inputs import (Rows, append_names, append_rows, as_embeddings, embed_inputs, image_sources,
+                                      unseen_images)
 from concept.finding import (ClusterSettings, cluster_hierarchy, effective_min_size, find_hierarchy_for_fit,
                              layer_attributes, shared_space_hierarchy)
 from concept.images import ImageInput
@@ -34,6 +36,7 @@ from concept.searching import query_is_text, query_vector, rank
 from concept.seeding import check_seed_concepts
 from concept.shaping import Edit, add_images, carry_names, delete, give_outliers, merge, outlier_candidates, reduce
 from concept.tables import concept_info, frequency_table, hierarchy_table, image_table
+from concept.words import candidate_terms
 
 logger = logging.getLogger(__name__)
 
@@ -99,7 +102,8 @@ class ConceptModel(BaseEstimator):
     probabilities_: how surely each image belongs to its concept, 0 (at the outlier fence) to 1.
     embeddings_ / features_: the fitted images' shared-space vectors / clustering features (or None).
     image_indices_ / failures_ / image_sources_: the input positions of the fitted rows / the inputs that
-        could not be loaded / the rows' file paths (None unless given as paths).
+        could not be loaded / the rows' file paths (None unless given as paths). image_names_: the rows' names
+        given to `fit` (None without).
     concept_embeddings_, exemplars_, topics_: the default layer's concept vectors, exemplar rows and
         (word, score) lists; `layer_embeddings_`, `layer_exemplars_`, `layer_topics_`: every layer's.
     collages_: {concept: PIL image}. hierarchy_: the clustering hierarchy `transform` assigns by.
@@ -163,12 +167,15 @@ class ConceptModel(BaseEstimator):
         return self.features_ if self.features_ is not None else self.embeddings_
 
     # ------------------------------------------------------------------ fitting
-    def fit(self, images: Sequence[ImageInput] | None = None, docs: Sequence[str] | None = None,
-            image_embeddings: Any = None, image_features: Any = None, captions: Any = None, *,
-            hierarchy: Hierarchy | None = None) -> ConceptModel:
+    def fit(self, images: Sequence[ImageInput] | None = None, image_names: Sequence[str] | None = None,
+            image_embeddings: Any = None, *, docs: Sequence[str] | None = None, image_features: Any = None,
+            captions: Any = None, hierarchy: Hierarchy | None = None) -> ConceptModel:
         """Find concepts in `images` (or in precomputed `image_embeddings`) and describe them; returns self.
 
-        `docs`: the candidate words (default: the bundled English nouns). Images that cannot be read are left out
+        The first three parameters are the reference's, in its order. `image_names`: one name per image, shown for
+        it in `get_image_info`, `get_concept_info`'s exemplars and the explorer (`image_names_`).
+        `docs`: the candidate words (default: the bundled English nouns), or documents to take them from
+        (`concept.words.candidate_terms`). Images that cannot be read are left out
         and listed in `failures_`; the fitted arrays cover the images that loaded, at the input positions
         `image_indices_`. `image_features` (with `image_embeddings`): vectors to cluster on instead, e.g. the
         offline model's CNN features from `embed_images_and_features`.
@@ -182,9 +189,10 @@ class ConceptModel(BaseEstimator):
 
         check_model_params(self.get_params())
         images, image_embeddings, image_features = check_inputs(images, image_embeddings, image_features)
-        docs = check_docs(docs)
+        docs = candidate_terms(check_docs(docs), self.vectorizer_model)
         n_inputs = len(image_embeddings) if image_embeddings is not None else len(images) if images is not None else 0
         captions = check_captions(captions, images, n_inputs)
+        image_names = check_image_names(image_names, n_inputs)
         embedder = self._backend()
         embedded = embed_inputs(embedder, images, image_embeddings, features=self.cluster_space == "auto",
                                 store=self.store, batch_size=self.batch_size, verbose=self.verbose)
@@ -208,6 +216,7 @@ class ConceptModel(BaseEstimator):
                                     Settings.of(self.get_params()),
                                     None if captions is None else [captions[i] for i in kept], self.seed_matches_))
         self.image_sources_ = image_sources(images, kept)
+        self.image_names_ = None if image_names is None else [image_names[i] for i in kept]
         self.collages_ = (concept_collages(self.exemplars_, lambda row: images[kept[row]])
                           if images is not None else {})
         self.map_2d_ = None
@@ -225,10 +234,11 @@ class ConceptModel(BaseEstimator):
         return self
 
     def fit_transform(self, images: Sequence[ImageInput] | None = None, docs: Sequence[str] | None = None,
-                      image_embeddings: Any = None, image_features: Any = None, captions: Any = None) -> np.ndarray:
-        """Fit, then return one concept id per input image (-1: outlier or unreadable image)."""
-        self.fit(images, docs=docs, image_embeddings=image_embeddings, image_features=image_features,
-                 captions=captions)
+                      image_names: Sequence[str] | None = None, image_embeddings: Any = None, *,
+                      image_features: Any = None, captions: Any = None) -> np.ndarray:
+        """Fit, then return one concept id per input image (-1: outlier or unreadable image). The first four
+        parameters are the reference's, in its order."""
+        self.fit(images, image_names, image_embeddings, docs=docs, image_features=image_features, captions=captions)
         return _per_input(image_embeddings if image_embeddings is not None else images, self.image_indices_,
                           self.labels_)
 
@@ -305,7 +315,8 @@ class ConceptModel(BaseEstimator):
         self._check_fitted()
         layer = check_layer(layer, len(self.layers_), self.layer_)
         return concept_info(self.layers_[layer], self.layer_topics_[layer],  # names: of labels_'s layer
-                            self.custom_labels_ if layer == self.layer_ else None)
+                            self.custom_labels_ if layer == self.layer_ else None, self.layer_exemplars_[layer],
+                            self.image_names_)
 
     def get_hierarchy(self) -> pd.DataFrame:
         """The concept tree as a table: one row per concept of each layer but the coarsest, with its parent in the
@@ -317,7 +328,8 @@ class ConceptModel(BaseEstimator):
         """One row per fitted image: file, concept, name, words, probability, exemplar? (`tables.image_table`)."""
         self._check_fitted()
         return image_table(self.image_sources_, self.image_indices_, self.layers_, self.layer_, self.probabilities_,
-                           self.exemplars_, self.topics_, self.custom_labels_, self._caption_docs, self._captioned)
+                           self.exemplars_, self.topics_, self.custom_labels_, self._caption_docs, self._captioned,
+                           self.image_names_)
 
     # ------------------------------------------------------------------ using a fitted model
     def search(self, query: str | ImageInput, top_n: int = 5, n_images: int = 0,
@@ -339,15 +351,15 @@ class ConceptModel(BaseEstimator):
         return rank(vec, is_text, top_n, n_images, self.concept_embeddings_, self.embeddings_, self.image_center_,
                     self.word_center_, aligned)
 
-    def find_concepts(self, query: str | ImageInput, top_n: int = 5,
+    def find_concepts(self, search_term: str | ImageInput, top_n: int = 5,
                       kind: str = "auto") -> list[tuple[int, float]]:
         """Concepts most similar to a text (or an image: path, PIL image or array), best first; `kind` ("auto",
         "text", "image") as in `search`."""
         self._check_fitted()
         if self.n_concepts_ == 0:
-            query_is_text(query, kind)  # a bad kind is an error even with no concepts
+            query_is_text(search_term, kind)  # a bad kind is an error even with no concepts
             return []
-        return self.search(query, top_n, kind=kind)[0]
+        return self.search(search_term, top_n, kind=kind)[0]
 
     def transform(self, images: Sequence[ImageInput] | None = None, image_embeddings: Any = None,
                   return_probabilities: bool = False, image_features: Any = None, layer: int | None = None):
@@ -362,7 +374,7 @@ class ConceptModel(BaseEstimator):
         """
         self._check_fitted()
         layer = check_layer(layer, len(self.layers_), self.layer_)
-        images, image_embeddings, image_features = check_inputs(images, image_embeddings, image_features)
+        images, image_embeddings, image_features = check_inputs(as_image_list(images), image_embeddings, image_features)
         use_features = self.features_ is not None and (image_embeddings is None or image_features is not None)
         e = self._embed_more(images, image_embeddings, image_features, use_features)
         use_features = use_features and e.features is not None
@@ -399,15 +411,16 @@ class ConceptModel(BaseEstimator):
         return self._shared_hierarchy
 
     def visualize_concepts(self, top_n: int = 9, concepts: Sequence[int] | None = None,
-                           columns: int = 3):
+                           figsize: tuple[float, float] | None = None, columns: int = 3):
         """A matplotlib Figure: each concept's collage titled with its size and words.
 
-        Shows the `top_n` largest concepts, or the given `concepts`.
+        Shows the `top_n` largest concepts, or the given `concepts`, in a figure of `figsize` inches (None: sized
+        by the `columns` of panels; the reference's default was (20, 15)).
         """
         from concept.visualize import model_concepts_figure
 
         self._check_fitted()
-        return model_concepts_figure(self, top_n, concepts, columns)
+        return model_concepts_figure(self, top_n, concepts, columns, figsize)
 
     def visualize_barchart(self, top_n: int = 8, n_words: int = 5, concepts: Sequence[int] | None = None,
                            columns: int = 4):
@@ -431,6 +444,42 @@ class ConceptModel(BaseEstimator):
 
         self._check_fitted()
         return model_hierarchy_figure(self, first_layer, max_leaves)
+
+    def concepts_over_time(self, timestamps: Any = None, bins: int | str | None = 10, layer: int | None = None,
+                           mtime: bool = False) -> pd.DataFrame:
+        """Images per (time bin, concept) as BERTopic's topics_over_time; `timestamps`: one date per image, or "exif"
+        (None: the same). Undated images: Timestamp NaT, counted in attrs["dates"] (`concept.over_time`)."""
+        from concept.over_time import concepts_over_time
+
+        self._check_fitted()
+        return concepts_over_time(self, timestamps, bins, layer, mtime)
+
+    def visualize_concepts_over_time(self, over_time: pd.DataFrame | None = None, top_n: int = 8,
+                                     concepts: Sequence[int] | None = None, normalize: bool = False,
+                                     stacked: bool = False):
+        """A matplotlib Figure of `over_time` (default: `concepts_over_time()`), a line per concept (`visualize`)."""
+        from concept.visualize import over_time_figure
+
+        self._check_fitted()
+        return over_time_figure(self.concepts_over_time() if over_time is None else over_time, top_n, concepts,
+                                normalize=normalize, stacked=stacked)
+
+    def concepts_per_group(self, groups: Any, layer: int | None = None, prior: float = 10.0) -> pd.DataFrame:
+        """Images per (group, concept) as BERTopic's topics_per_class; `groups`: one label per image, or "folder". Its
+        Score (to sort by) is a smoothed log2 lift (`concept.per_group`)."""
+        from concept.per_group import concepts_per_group
+
+        self._check_fitted()
+        return concepts_per_group(self, groups, layer, prior)
+
+    def visualize_concepts_per_group(self, per_group: Any, top_n: int = 12, concepts: Sequence[int] | None = None,
+                                     max_groups: int = 25):
+        """A heatmap (matplotlib Figure) of the Score of `per_group`, a `concepts_per_group` table or its `groups`."""
+        from concept.visualize import per_group_figure
+
+        self._check_fitted()
+        table = per_group if isinstance(per_group, pd.DataFrame) else self.concepts_per_group(per_group)
+        return per_group_figure(table, top_n, concepts, max_groups=max_groups)
 
     # ------------------------------------------------------------------ shaping
     def _apply(self, edit: Edit, operation: str, image_of=None) -> dict[int, int]:
@@ -528,7 +577,7 @@ class ConceptModel(BaseEstimator):
         each image once). The rows are appended to `labels_`, `embeddings_`, ... (`image_indices_` continuing the
         earlier inputs); words and exemplars are described again."""
         self._check_fitted()
-        images, image_embeddings, image_features = check_inputs(images, image_embeddings, image_features)
+        images, image_embeddings, image_features = check_inputs(as_image_list(images), image_embeddings, image_features)
         if image_embeddings is None:
             images = unseen_images(images, self.image_sources_)
             if images is not None and len(images) == 0:
@@ -545,6 +594,8 @@ class ConceptModel(BaseEstimator):
                                 self.image_sources_), e, image_sources(images, e.kept))
         self.embeddings_, self.features_, self.image_indices_, self.failures_, self.image_sources_ = (
             rows.embeddings, rows.features, rows.image_indices, rows.failures, rows.sources)
+        self.image_names_ = append_names(self.__dict__.get("image_names_"), image_sources(images, e.kept),
+                                         self.image_indices_[n_old:])
         self.map_2d_, self._aligned, self._aligned_default = None, None, None  # the new rows change these
         if self.seed_matches_ is not None:  # seeds steered the fit only: new rows match none
             self.seed_matches_ = np.concatenate([self.seed_matches_, np.full(len(e.x), -1, np.int64)])

@@ -8,7 +8,7 @@ from collections.abc import Sequence
 import numpy as np
 import pandas as pd
 
-__all__ = ["LABEL_WORDS", "concept_info", "concept_label", "concept_names", "frequency_table", "hierarchy_table", "image_table"]
+__all__ = ["LABEL_WORDS", "concept_info", "concept_label", "concept_names", "concept_order", "frequency_table", "hierarchy_table", "image_table"]
 
 Topics = dict[int, list[tuple[str, float]]]
 
@@ -21,14 +21,20 @@ def frequency_table(labels: np.ndarray) -> pd.DataFrame:
     return pd.concat([inliers, df[df.Concept < 0]], ignore_index=True)
 
 
-def concept_info(labels: np.ndarray, topics: Topics, names: dict[int, str] | None = None) -> pd.DataFrame:
-    """The frequency table with each concept's words, and a Name column when `names` (custom
-    labels) are given."""
+def concept_info(labels: np.ndarray, topics: Topics, names: dict[int, str] | None = None,
+                 exemplars: dict[int, list[int]] | None = None,
+                 image_names: Sequence[str] | None = None) -> pd.DataFrame:
+    """The frequency table with each concept's words, a Name column when `names` (custom
+    labels) are given, and an Exemplars column (the names of its exemplar images, `exemplars`
+    being rows) when `image_names` (one per fitted image) are given."""
     df = frequency_table(labels)
     df["Words"] = [", ".join(w for w, _ in topics.get(int(c), [])) if c >= 0 else "(outliers)"
                    for c in df.Concept]
     if names:
         df.insert(2, "Name", [names.get(int(c), "") for c in df.Concept])
+    if image_names is not None:
+        exemplars = exemplars or {}
+        df["Exemplars"] = [[image_names[int(r)] for r in exemplars.get(int(c), [])] for c in df.Concept]
     return df
 
 
@@ -60,12 +66,19 @@ def concept_names(topics: Topics, names: dict[int, str] | None = None) -> dict[i
     return {c: concept_label([w for w, _ in ws], names.get(c)) for c, ws in topics.items()}
 
 
+def concept_order(labels: np.ndarray) -> list[int]:
+    """The concepts that have images in `labels`, by id, the outliers (-1) last if any."""
+    ids = np.unique(np.asarray(labels)).tolist()
+    return [c for c in ids if c >= 0] + [c for c in ids if c < 0]
+
+
 def image_table(sources: Sequence[str] | None, image_indices: np.ndarray, layers: Sequence[np.ndarray],
                 default: int, probabilities: np.ndarray, exemplars: dict[int, list[int]], topics: Topics,
                 names: dict[int, str] | None = None, caption_docs: Sequence[Sequence[str] | None] | None = None,
-                captioned: np.ndarray | None = None) -> pd.DataFrame:
+                captioned: np.ndarray | None = None, image_names: Sequence[str] | None = None) -> pd.DataFrame:
     """One row per fitted image (BERTopic's `get_document_info` for images): Image (its file, or
-    None for arrays), Input (its position in what was fitted), Concept (of the default layer),
+    None for arrays), Image name (when `image_names` were given to the fit), Input (its position in what was
+    fitted), Concept (of the default layer),
     Name, Words, Probability, Representative (one of its concept's exemplars), the concept in
     every layer (Concept L0 the finest), and Caption terms when the fit had captions ("" for an
     image without a caption of its own)."""
@@ -78,6 +91,7 @@ def image_table(sources: Sequence[str] | None, image_indices: np.ndarray, layers
         representative[np.asarray(rows, np.int64)] = True
     df = pd.DataFrame({
         "Image": list(sources) if sources is not None else [None] * n,
+        **({} if image_names is None else {"Image name": list(image_names)}),
         "Input": np.asarray(image_indices, np.int64),
         "Concept": labels,
         "Name": [named.get(int(c), "") if c >= 0 else "(outlier)" for c in labels],

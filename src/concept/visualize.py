@@ -12,6 +12,7 @@ import math
 import textwrap
 from collections.abc import Mapping, Sequence
 
+import matplotlib
 import numpy as np
 from matplotlib.figure import Figure
 from PIL import Image
@@ -20,7 +21,7 @@ from concept._errors import ConceptError
 from concept.images import load_image
 
 __all__ = ["barchart_figure", "concept_title", "concepts_figure", "heatmap_figure", "hierarchy_figure",
-           "hierarchy_order"]
+           "hierarchy_order", "over_time_figure", "per_group_figure"]
 
 logger = logging.getLogger(__name__)
 
@@ -46,13 +47,14 @@ def concept_title(concept: int, words: str | Sequence[str] = "", size: int | Non
 def concepts_figure(collages: Mapping[int, Image.Image],
                     titles: Mapping[int, str | Sequence[str]], *,
                     sizes: Mapping[int, int] | None = None, columns: int = 3,
-                    panel_inches: float = 4.0) -> Figure:
+                    panel_inches: float = 4.0, figsize: tuple[float, float] | None = None) -> Figure:
     """One panel per concept, in the order of `collages`: its collage, axis off, under a title.
 
     Parameters: `collages` concept id -> collage image (see `concept.collage.make_collage`);
     `titles` concept id -> its words (a string or a list; a missing id gets no words);
     `sizes` concept id -> number of images, shown in the title when given; `columns` panels per
-    row (fewer when there are fewer concepts); `panel_inches` the width of each panel.
+    row (fewer when there are fewer concepts); `panel_inches` the width of each panel; `figsize`
+    (width, height) in inches for the whole figure instead (None: sized by the panels).
     Returns a `matplotlib.figure.Figure` with one axes per concept and none for empty grid cells.
     Raises `ConceptError` if `collages` is empty or `columns`/`panel_inches` are not positive.
     """
@@ -62,12 +64,16 @@ def concepts_figure(collages: Mapping[int, Image.Image],
         raise ConceptError(f"columns must be a positive integer, got {columns!r}.")
     if not panel_inches > 0:
         raise ConceptError(f"panel_inches must be positive, got {panel_inches!r}.")
+    if figsize is not None and not (isinstance(figsize, (Sequence, np.ndarray)) and len(figsize) == 2 and all(
+            isinstance(v, (int, float, np.integer, np.floating)) and not isinstance(v, bool) and 0 < v < 1000
+            for v in figsize)):
+        raise ConceptError(f"figsize must be None or (width, height) in inches, got {figsize!r}.")
 
     n = len(collages)
     cols = min(columns, n)  # a single concept should not sit in a wide, mostly empty figure
     rows = math.ceil(n / cols)
-    fig = Figure(figsize=(cols * panel_inches, rows * (panel_inches + _TITLE_INCHES)),
-                 layout="constrained")
+    fig = Figure(figsize=tuple(figsize) if figsize is not None
+                 else (cols * panel_inches, rows * (panel_inches + _TITLE_INCHES)), layout="constrained")
     # White space between panels, or neighbouring collages on white read as one.
     fig.get_layout_engine().set(w_pad=0.1, h_pad=0.1, wspace=0.05, hspace=0.05)
     fontsize = max(7.0, min(12.0, 2.6 * panel_inches))
@@ -178,9 +184,10 @@ def model_hierarchy_figure(model, first_layer: int | None = None, max_leaves: in
 
 
 def model_concepts_figure(model, top_n: int = 9, concepts: Sequence[int] | None = None,
-                          columns: int = 3) -> Figure:
+                          columns: int = 3, figsize: tuple[float, float] | None = None) -> Figure:
     """Each concept's collage titled with its size and words (`ConceptModel.visualize_concepts`):
-    the `top_n` largest concepts of a fitted model, or the given `concepts`."""
+    the `top_n` largest concepts of a fitted model, or the given `concepts` (an empty list: the
+    `top_n` largest, as in the reference), in a figure of `figsize` inches (None: sized by the panels)."""
     if not model.collages_:
         raise ConceptError("No collages: the model was fitted on embeddings without images. "
                            "Fit with images to see concepts.")
@@ -189,14 +196,14 @@ def model_concepts_figure(model, top_n: int = 9, concepts: Sequence[int] | None 
     return concepts_figure({c: model.collages_[c] for c in chosen},
                            {c: (f"{names[c]}: " if c in names else "") + ", ".join(model.topics[c][:6])
                             for c in chosen},
-                           sizes=sizes, columns=columns)
+                           sizes=sizes, columns=columns, figsize=figsize)
 
 
 def _chosen_concepts(model, top_n: int, concepts: Sequence[int] | None,
                      known: Mapping[int, object]) -> tuple[list[int], dict[int, int]]:
     """The given `concepts` (each must be in `known`) or the `top_n` largest of `labels_`, and
     their sizes."""
-    chosen = (list(concepts) if concepts is not None
+    chosen = (list(concepts) if concepts is not None and len(concepts)
               else list(model.frequency.Concept[lambda c: c >= 0])[:top_n])
     missing = [c for c in chosen if c not in known]
     if missing:
@@ -284,3 +291,102 @@ def model_heatmap_figure(model, layer: int | None = None) -> Figure:
     order = hierarchy_order(model.hierarchy_.parents, layer, len(emb))
     names = concept_names(model.layer_topics_[layer], model.custom_labels_ if layer == model.layer_ else None)
     return heatmap_figure((unit @ unit.T)[np.ix_(order, order)], [f"{c}: {names.get(int(c), '')}" for c in order])
+
+
+def _top_concepts(table, top_n: int, concepts: Sequence[int] | None) -> list[int]:
+    """The given `concepts` (each must be in `table`) or the `top_n` with the most images in it, outliers left
+    out."""
+    totals = table.groupby("Concept", sort=False)["Frequency"].sum()
+    if concepts is not None:
+        missing = [c for c in concepts if c not in totals.index]
+        if missing:
+            raise ConceptError(f"Concepts {missing} are not in the table; it has {sorted(totals.index.tolist())}.")
+        return list(concepts)
+    totals = totals[totals.index >= 0]
+    return sorted(totals.index.tolist(), key=lambda c: (-int(totals[c]), c))[:top_n]
+
+
+def _legend_label(table, concept: int) -> str:
+    name = table.loc[table.Concept == concept, "Name"]
+    return textwrap.shorten(f"{concept}: {name.iloc[0] if len(name) else ''}", 40, placeholder="…")
+
+
+def over_time_figure(table, top_n: int = 8, concepts: Sequence[int] | None = None, *, normalize: bool = False,
+                     stacked: bool = False, width: float = 10.0, height: float = 4.5) -> Figure:
+    """Concepts over time (BERTopic's `visualize_topics_over_time` for images), from a table of
+    `concept.over_time.over_time_table`: one line per concept (the `top_n` with most images, or `concepts`)
+    over the time bins, or stacked areas (`stacked=True`). `normalize`: each concept's share of the bin's images
+    (outliers included) instead of its count, for collections whose years hold very different numbers of
+    images. The images without a date are counted in the subtitle, not drawn."""
+    if top_n < 1 and concepts is None:
+        raise ConceptError(f"top_n must be at least 1, got {top_n!r}.")
+    dated = table[table.Timestamp.notna()]
+    undated = int(table.loc[table.Timestamp.isna(), "Frequency"].sum())
+    if dated.empty:
+        raise ConceptError(f"No image has a date ({undated:,} without one): nothing to draw over time.")
+    chosen = _top_concepts(table, top_n, concepts)
+    grid = dated.pivot_table(index="Timestamp", columns="Concept", values="Frequency", aggfunc="sum",
+                             fill_value=0).sort_index()
+    values = grid.reindex(columns=chosen, fill_value=0).astype(float)
+    if normalize:
+        totals = grid.sum(axis=1).replace(0, np.nan)
+        values = values.div(totals, axis=0)
+    x = grid.index.to_numpy()
+    fig = Figure(figsize=(width, height), layout="constrained")
+    ax = fig.add_subplot(1, 1, 1)
+    palette = [matplotlib.colormaps["tab10" if len(chosen) <= 10 else "tab20"](i % 20) for i in range(len(chosen))]
+    labels = [_legend_label(table, c) for c in chosen]
+    if stacked:
+        ax.stackplot(x, *[values[c].fillna(0).to_numpy() for c in chosen], labels=labels, colors=palette, alpha=0.85)
+    else:
+        for c, label, color in zip(chosen, labels, palette):
+            ax.plot(x, values[c].to_numpy(), marker="o", markersize=3, linewidth=1.5, label=label, color=color)
+    ax.set_ylabel("share of the period's images" if normalize else "images")
+    ax.set_ylim(bottom=0)
+    ax.grid(axis="y", color="#e5e5e5", linewidth=0.8)
+    ax.set_axisbelow(True)
+    total = int(table.Frequency.sum())
+    note = f" · {undated:,} of {total:,} images have no date, not shown" if undated else ""
+    ax.set_title(f"Concepts over time{note}", fontsize=10, loc="left")
+    ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8, frameon=False)
+    if np.issubdtype(x.dtype, np.datetime64):
+        for tick in ax.get_xticklabels():
+            tick.set_rotation(30)
+            tick.set_horizontalalignment("right")
+    return fig
+
+
+def per_group_figure(table, top_n: int = 12, concepts: Sequence[int] | None = None, *, max_groups: int = 25,
+                     inches_per_cell: float = 0.45) -> Figure:
+    """Concepts per group (BERTopic's `visualize_topics_per_class` for images), from a table of
+    `concept.per_group.per_group_table`: a heatmap of the Score (smoothed log2 lift: red, more common in the
+    group than overall; blue, less) of the `max_groups` largest groups (rows) and the `top_n` largest concepts
+    (or `concepts`), each cell showing its number of images."""
+    chosen = _top_concepts(table, top_n, concepts)
+    groups = list(dict.fromkeys(table.Group.tolist()))[:max_groups]  # the table lists the largest groups first
+    if not chosen or not groups:
+        raise ConceptError("The table has no concept or no group to show.")
+    shown = table[table.Group.isin(groups) & table.Concept.isin(chosen)]
+    score = shown.pivot(index="Group", columns="Concept", values="Score").reindex(index=groups, columns=chosen)
+    count = shown.pivot(index="Group", columns="Concept", values="Frequency").reindex(index=groups, columns=chosen)
+    finite = np.abs(score.to_numpy()[np.isfinite(score.to_numpy())])
+    limit = max(float(finite.max()) if finite.size else 1.0, 0.5)
+    rows, cols = len(groups), len(chosen)
+    fig = Figure(figsize=(max(5.0, 2.5 + cols * inches_per_cell), max(3.0, 2.2 + rows * inches_per_cell * 0.8)),
+                 layout="constrained")
+    ax = fig.add_subplot(1, 1, 1)
+    image = ax.imshow(np.clip(score.to_numpy(), -limit, limit), cmap="RdBu_r", vmin=-limit, vmax=limit,
+                      aspect="auto")
+    if rows * cols <= 900:
+        fontsize = max(5.0, min(8.0, 60.0 / max(rows, cols) ** 0.5))
+        for i in range(rows):
+            for j in range(cols):
+                ax.text(j, i, f"{int(count.iat[i, j])}", ha="center", va="center", fontsize=fontsize,
+                        color="white" if abs(score.iat[i, j]) > 0.6 * limit else "#222222")
+    ax.set_xticks(range(cols), [_legend_label(table, c) for c in chosen], rotation=60, ha="right", fontsize=8)
+    ax.set_yticks(range(rows), [textwrap.shorten(str(g), 30, placeholder="…") for g in groups], fontsize=8)
+    ax.set_title("Concepts per group: images in each cell, colour = log2 lift", fontsize=10, loc="left")
+    prior = table.attrs.get("prior")
+    label = "log2 lift: share in group / overall" + (f"\n(smoothed by {prior:g} images)" if prior else "")
+    fig.colorbar(image, ax=ax, shrink=0.8, label=label)
+    return fig

@@ -18,7 +18,7 @@ from scipy import sparse
 from concept.ctfidf import ctfidf, top_terms
 from concept.representation import nearest_words
 
-__all__ = ["alike_groups", "caption_analyzer", "distinctive_words", "pack_documents", "shared_words", "tell_apart",
+__all__ = ["alike_groups", "candidate_terms", "caption_analyzer", "distinctive_words", "pack_documents", "shared_words", "tell_apart",
            "unpack_documents", "words_by_captions"]
 
 #: Two concepts of a layer whose first COMPARED_WORDS words share more than MAX_SHARED_WORDS are
@@ -28,6 +28,8 @@ MAX_SHARED_WORDS = 2
 COMPARED_WORDS = 5
 #: Letters-only tokens of at least 3 characters: no numbers, no "s" of "king's".
 TOKEN_PATTERN = r"(?u)\b[^\W\d_]{3,}\b"
+#: `docs` whose median has more words than this are documents, not candidate terms (`candidate_terms`).
+MAX_TERM_WORDS = 5
 
 
 def caption_analyzer(vectorizer=None) -> Callable[[str], list[str]]:
@@ -38,6 +40,26 @@ def caption_analyzer(vectorizer=None) -> Callable[[str], list[str]]:
     from sklearn.feature_extraction.text import CountVectorizer
 
     return CountVectorizer(stop_words="english", token_pattern=TOKEN_PATTERN).build_analyzer()
+
+
+def candidate_terms(docs: list[str] | None, vectorizer=None) -> list[str] | None:
+    """`fit`'s `docs` as candidate words. A list of words or short phrases (the median of at most MAX_TERM_WORDS
+    words) is taken as it is. Documents (the reference's notebook passed newsgroup posts) are read as the
+    reference read them: the candidates are the terms a vectorizer finds in them, a copy of the user's
+    `vectorizer` (the reference fitted its `vectorizer_model` on `docs`), else lower-cased words of 3+ letters
+    without English stop words."""
+    if not docs or float(np.median([len(d.split()) for d in docs])) <= MAX_TERM_WORDS:
+        return docs
+    from sklearn.base import clone
+    from sklearn.feature_extraction.text import CountVectorizer
+
+    v = (clone(vectorizer, safe=False) if hasattr(vectorizer, "get_feature_names_out")
+         else CountVectorizer(stop_words="english", token_pattern=TOKEN_PATTERN))
+    try:
+        v.fit(docs)
+    except ValueError:  # scikit-learn's "empty vocabulary": no terms in the documents
+        return []
+    return [str(t) for t in v.get_feature_names_out()]
 
 
 def words_by_captions(labels: np.ndarray, ids: np.ndarray, documents: Sequence[Sequence[str] | None],

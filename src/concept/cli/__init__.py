@@ -2,7 +2,7 @@
 
 This package holds the argument parser and `main` (the console script `concept.cli:main`);
 the commands live in modules by concern: `fit` (fit, embed), `ray` (their --ray paths),
-`use` (info, search, assign, visualize, export), `explore` (explore, serve) and `edit`
+`use` (info, search, assign, visualize, timeline, export), `explore` (explore, serve) and `edit`
 (edit, update, evaluate), over what they share in `_output`. Imports run one way:
 this module imports the command modules, they import `_output`, and `_output` imports none
 of them.
@@ -26,7 +26,7 @@ from concept.cli._output import CLIError, logger
 from concept.cli.edit import _ids, _name, cmd_edit, cmd_evaluate, cmd_update
 from concept.cli.explore import cmd_explore, cmd_serve
 from concept.cli.fit import DEFAULT_SEED, _seed, cmd_embed, cmd_fit
-from concept.cli.use import cmd_assign, cmd_export, cmd_info, cmd_search, cmd_visualize
+from concept.cli.use import cmd_assign, cmd_export, cmd_info, cmd_search, cmd_timeline, cmd_visualize
 
 __all__ = ["CLIError", "build_parser", "main"]
 
@@ -34,9 +34,11 @@ EPILOG = """\
 examples:
   concept fit photos/ --out photos.model --figure concepts.png
   concept info photos.model
+  concept info photos.model --images --out images.csv
   concept search photos.model "a dog on a beach" --top-n 3
   concept assign photos.model new/*.jpg --probabilities
   concept visualize photos.model --out concepts.png
+  concept timeline photos.model --exif --bins MS --out timeline.png
   concept explore photos.model --out report.html
   concept edit photos.model --merge 1,4 --label 0=beach
   concept evaluate photos.model --truth folder
@@ -129,6 +131,12 @@ def build_parser() -> argparse.ArgumentParser:
     p = add("info", "Show each concept's size and words (outliers last).", "concept info photos.model", cmd_info)
     p.add_argument("model_dir", metavar="MODEL_DIR", help="folder written by `concept fit`")
     p.add_argument("--layer", type=int, metavar="K", help="show layer K (0 = finest; default: the model's default layer)")
+    p.add_argument("--images", action="store_true",
+                   help="the table of every image instead (file, concept in every layer, name, words, probability, "
+                        "exemplar), printed tab-separated or written to --out")
+    p.add_argument("--out", metavar="FILE", help="with --images: write the table to FILE (.csv or .tsv)")
+    p.add_argument("--exif", action="store_true",
+                   help="with --images: add each file's EXIF date (Date, and Date status: exif, missing or unreadable)")
 
     p = add("search", "Find the concepts closest to a text or an image.",
             'concept search photos.model "birthday cake" --top-n 3', cmd_search)
@@ -154,6 +162,26 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("model_dir", metavar="MODEL_DIR", help="folder written by `concept fit`")
     p.add_argument("--out", required=True, metavar="PNG", help="image file to write")
     p.add_argument("--top-n", type=int, default=9, metavar="N", help="concepts shown (default: %(default)s)")
+
+    p = add("timeline", "Write a figure of the concepts over time (the images' dates: EXIF, or --dates), and its "
+            "table as CSV beside it.", "concept timeline photos.model --exif --bins MS --out timeline.png",
+            cmd_timeline)
+    p.add_argument("model_dir", metavar="MODEL_DIR", help="folder written by `concept fit`")
+    p.add_argument("--out", required=True, metavar="PNG", help="image file to write (.png, .svg, .pdf, .jpg); the "
+                   "table goes beside it with the suffix .csv")
+    source = p.add_mutually_exclusive_group()
+    source.add_argument("--exif", action="store_true",
+                        help="date each image by its EXIF DateTimeOriginal, else DateTime (the default)")
+    source.add_argument("--dates", metavar="FILE", help="a UTF-8 file of PATH<TAB>DATE lines instead (PATH as the "
+                        "model lists its images; images it leaves out count as undated)")
+    p.add_argument("--mtime", action="store_true",
+                   help="with EXIF dates: an image without one takes its file's modification time (which copying "
+                        "resets: off by default)")
+    p.add_argument("--bins", default="10", metavar="N|FREQ",
+                   help="N equal-width periods from the first date to the last, or a pandas frequency such as "
+                        "D, W, MS (months), QS, YS (default: %(default)s)")
+    p.add_argument("--top-n", type=int, default=8, metavar="N", help="concepts drawn (default: %(default)s)")
+    p.add_argument("--normalize", action="store_true", help="draw each concept's share of the period's images")
 
     p = add("explore", "Write an interactive explorer (map, thumbnails, concept cards, word search) "
             "as an HTML file that works offline.",

@@ -109,3 +109,33 @@ def _figure_and_table(model: ConceptModel, figure: str | None) -> None:
             logger.warning("No concept found, so no figure was written; try a lower --min-concept-size.")
     print()
     print(_info_table(model))
+
+
+def _write_figure(fig, out: str | os.PathLike) -> None:
+    """A matplotlib figure written to `out` atomically, in the format its suffix names."""
+    from concept._atomic import atomic_file
+
+    with atomic_file(out, "wb") as f:  # a killed run leaves the old figure, not half a new one
+        fig.savefig(f, format=Path(out).suffix[1:].lower() or None, dpi=100, bbox_inches="tight")
+
+
+#: Table formats `_write_table` writes, by suffix: comma- or tab-separated.
+TABLE_SEPARATORS = {".csv": ",", ".tsv": "\t", ".tab": "\t", ".txt": "\t"}
+
+
+def _write_table(df, out: str | os.PathLike) -> None:
+    """A DataFrame written to `out` atomically: CSV for .csv, tab-separated for .tsv/.tab/.txt (UTF-8)."""
+    from concept._atomic import atomic_file
+
+    sep = _table_separator(out)
+    with atomic_file(out, "w", newline="", encoding="utf-8") as f:
+        df.to_csv(f, sep=sep, index=False)
+
+
+def _table_separator(out: str | os.PathLike) -> str:
+    """The separator of the table file `out`, by its suffix (a CLIError for any other)."""
+    sep = TABLE_SEPARATORS.get(Path(out).suffix.lower())
+    if sep is None:
+        raise CLIError(f"{out}: the table is written as .csv or .tsv; give a file name ending in one of "
+                       f"{', '.join(TABLE_SEPARATORS)}")
+    return sep

@@ -1,5 +1,5 @@
 """The commands that use a saved model without changing it: `concept info`, `search`,
-`assign`, `visualize` and `export`."""
+`assign`, `visualize`, `timeline` and `export`."""
 
 from __future__ import annotations
 
@@ -13,12 +13,20 @@ from concept.cli._output import (
     _layer,
     _load,
     _save_figure,
+    _table_separator,
+    _write_figure,
+    _write_table,
     logger,
 )
 
 
 def cmd_info(args: argparse.Namespace) -> None:
-    """Print the layers' sizes and the concept table of one layer."""
+    """Print the layers' sizes and the concept table of one layer; with --images the table of every image
+    (printed tab-separated, or written to --out)."""
+    if args.images:
+        return _image_info(args)
+    if args.out or args.exif:
+        raise CLIError(f"{'--out' if args.out else '--exif'} applies to the table of images: add --images")
     model = _load(args)
     layer = _layer(model, args.layer)
     sizes = " / ".join(f"{k}" for k in model.layer_sizes_)
@@ -97,3 +105,69 @@ def cmd_export(args: argparse.Namespace) -> None:
     print(f"{done:,} images {'copied' if args.copy else 'linked'} into {counts['concepts']} concept folders "
           f"in {args.out}; every image's concept and confidence in {Path(args.out) / CSV_NAME}"
           + (f"; {counts['missing']:,} files missing" if counts["missing"] else ""))
+
+
+def _image_info(args: argparse.Namespace) -> None:
+    """`concept info --images`: `get_image_info()` (with each file's EXIF date under --exif), written to --out
+    (.csv or .tsv) or printed tab-separated."""
+    import sys
+
+    if args.layer is not None:
+        raise CLIError("--layer applies to the concept table; the table of images has every layer's concept")
+    if args.out:
+        _table_separator(args.out)  # a bad name is refused before the model is loaded
+    model = _load(args)
+    df = model.get_image_info()
+    if args.exif:
+        from concept.over_time import image_dates
+
+        dates = image_dates(model, "exif")
+        df["Date"], df["Date status"] = dates.values, dates.status
+    if not args.out:
+        df.to_csv(sys.stdout, sep="\t", index=False)
+        return
+    _write_table(df, args.out)
+    print(f"Table of {len(df):,} images written to {args.out}")
+
+
+def _dates_file(model, path: str) -> list[str | None]:
+    """One date text per fitted image from a UTF-8 file of PATH<TAB>DATE lines (None for images it leaves out)."""
+    if model.image_sources_ is None:
+        raise CLIError("the model does not know its images' files, so --dates cannot name them")
+    table: dict[str, str] = {}
+    for number, line in enumerate(Path(path).read_text(encoding="utf-8").splitlines(), 1):
+        if line.strip():
+            name, sep, date = line.rstrip("\n").partition("\t")
+            if not sep:
+                raise CLIError(f"{path}, line {number}: expected path<TAB>date")
+            table[os.path.normpath(name)] = date
+    return [table.get(os.path.normpath(s)) for s in model.image_sources_]
+
+
+def _bins(text: str) -> int | str:
+    """--bins: a number of equal-width bins, or a pandas frequency ('MS', 'W', 'YS')."""
+    return int(text) if text.strip().isdigit() else text.strip()
+
+
+def cmd_timeline(args: argparse.Namespace) -> None:
+    """Write the figure of the concepts over time and, beside it, its table as CSV."""
+    out = Path(args.out)
+    if out.suffix.lower() not in (".png", ".svg", ".pdf", ".jpg", ".jpeg"):
+        raise CLIError(f"--out {args.out}: give an image file (.png, .svg, .pdf or .jpg); "
+                       "the table goes beside it as .csv")
+    model = _load(args)
+    timestamps = _dates_file(model, args.dates) if args.dates else "exif"
+    table = model.concepts_over_time(timestamps, bins=_bins(args.bins), mtime=args.mtime)
+    counts = table.attrs["dates"]
+    undated = counts["missing"] + counts["unreadable"]
+    dated = sum(counts.values()) - undated
+    if not dated:
+        raise CLIError(f"none of the {undated:,} images has a date ({counts['missing']:,} none, "
+                       f"{counts['unreadable']:,} unreadable): give --dates FILE, or --mtime for the files' times")
+    csv = out.with_suffix(".csv")
+    _write_table(table, csv)
+    _write_figure(model.visualize_concepts_over_time(table, top_n=args.top_n, normalize=args.normalize), out)
+    print(f"Figure of the concepts over time saved to {out}, its table to {csv}")
+    sources = ", ".join(f"{n:,} {s}" for s, n in counts.items() if s not in ("missing", "unreadable"))
+    print(f"{dated:,} images dated ({sources}); {undated:,} without a date ({counts['missing']:,} none, "
+          f"{counts['unreadable']:,} unreadable), counted in the table under an empty Timestamp")

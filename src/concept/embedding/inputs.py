@@ -21,7 +21,7 @@ from concept._errors import ConceptError, EmbeddingError, ImageLoadError
 from concept.embedding.base import l2_normalize
 from concept.images import ImageInput, LoadFailure, LoadReport
 
-__all__ = ["Embedded", "Rows", "append_rows", "as_embeddings", "embed_inputs", "image_sources", "require_embedder", "unseen_images"]
+__all__ = ["Embedded", "Rows", "append_names", "append_rows", "as_embeddings", "embed_inputs", "image_sources", "require_embedder", "unseen_images"]
 
 logger = logging.getLogger("concept.model")
 
@@ -108,6 +108,15 @@ def image_sources(images: Sequence[ImageInput] | None, kept: np.ndarray) -> list
     if images is None or not all(isinstance(images[i], (str, os.PathLike)) for i in kept):
         return None
     return [os.fspath(images[i]) for i in kept]
+
+
+def append_names(names: list[str] | None, new_sources: list[str] | None, new_positions: np.ndarray) -> list[str] | None:
+    """A named model's image names after `partial_fit` added rows: each new row is called by its file's name, else
+    by its input position (the reference's default names were positions); None for a model fitted without names."""
+    if names is None:
+        return None
+    return names + [os.path.basename(s) for s in new_sources] if new_sources is not None else names + [
+        str(int(p)) for p in new_positions]
 
 
 def unseen_images(images: Sequence[ImageInput] | None, known: list[str] | None) -> Sequence[ImageInput] | None:

@@ -280,6 +280,10 @@ def _check_texts(texts: dict[str, Any], n: int, k: int) -> None:
     if sources is not None and (not isinstance(sources, list) or len(sources) != n
                                 or not all(isinstance(s, str) for s in sources)):
         raise _Bad(f"'image_sources' must be null or a list of {n} file names")
+    image_names = texts.get("image_names")
+    if image_names is not None and (not isinstance(image_names, list) or len(image_names) != n
+                                    or not all(isinstance(s, str) for s in image_names)):
+        raise _Bad(f"'image_names' must be null or a list of {n} names")
     names = texts.get("custom_labels", {})
     if not isinstance(names, dict) or not all(
             isinstance(c, str) and c.isdigit() and int(c) < k and isinstance(v, str) for c, v in names.items()):

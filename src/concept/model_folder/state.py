@@ -98,6 +98,7 @@ def to_state(model: Any) -> ModelState:
         "topics": _topics_json(model.topics_),
         "layer_topics": [_topics_json(t) for t in model.layer_topics_],
         "image_sources": model.image_sources_,
+        "image_names": getattr(model, "image_names_", None),
         "failures": [[f.index, f.source, f.reason] for f in model.failures_],
         "custom_labels": {str(c): name for c, name in model.custom_labels_.items()},
         "concept_mapping": model.concept_mapping_,
@@ -160,6 +161,7 @@ def from_state(state: ModelState, path: str | os.PathLike, embedding_model: Any 
         "seed_matches_": a.get("seed_matches"), "_caption_docs": caption_docs, "_captioned": captioned,
         "hierarchy_": hierarchy, "layer_embeddings_": layer_embeddings, "layer_exemplars_": layer_exemplars,
         "layer_topics_": layer_topics, "image_sources_": t.get("image_sources"),
+        "image_names_": t.get("image_names"),  # absent from folders saved before names
         "failures_": [LoadFailure(*f) for f in t.get("failures", [])],
         "custom_labels_": {int(c): n for c, n in t.get("custom_labels", {}).items()},
         "concept_mapping_": list(t.get("concept_mapping", [])),
