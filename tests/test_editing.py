@@ -243,7 +243,10 @@ def test_partial_fit_keeps_ids_and_finds_a_held_back_concept(tmp_path):
     assert len(model.labels_) == old.sum() + len(new_rows)
     np.testing.assert_array_equal(model.labels_[:len(before)], before)  # every old label and id stays
     added = model.labels_[len(before):]
-    assert model.n_concepts_ == k + 1 and (added[:held.sum()] == k).mean() > 0.95
+    # The held-back blob is new concepts, after the old ids (one Gaussian blob: Ward's tree of its
+    # 100 images splits it, and the excess of mass keeps the parts; see exact.excess_of_mass).
+    assert model.n_concepts_ > k and (added[:held.sum()] >= k).mean() > 0.95
+    assert set(np.unique(added[:held.sum()])) >= set(range(k, model.n_concepts_))
     assert (added[held.sum():] == before[::10]).mean() > 0.95
     assert model.custom_labels_ == names and model.concept_mapping_[-1]["operation"].startswith("partial_fit")
     all_x = np.vstack([x[old], x[new_rows]])
@@ -251,7 +254,7 @@ def test_partial_fit_keeps_ids_and_finds_a_held_back_concept(tmp_path):
     loaded = assert_same_after_load(model, all_x, tmp_path)
     # Images that all fit the concepts add none.
     loaded.partial_fit(image_embeddings=x[old][::7])
-    assert loaded.n_concepts_ == k + 1
+    assert loaded.n_concepts_ == model.n_concepts_
 
 
 def test_partial_fit_on_a_growing_folder_of_real_images(clipart_paths, offline_embedder, tmp_path):

@@ -4,7 +4,7 @@
    micro-clusters (`summary.py`); smaller collections use the images themselves.
 2. Dense groups: an exact neighbour graph of the units, UMAP, and HDBSCAN's finest ("leaf")
    groups weighted by images per unit (`density.py`). When the units are the images, the
-   groups are cut from the exact Ward tree of the images at HDBSCAN's count (`exact.py`).
+   groups are HDBSCAN's excess-of-mass concepts of the images' exact Ward tree (`exact.py`).
 3. Refine on every image, measure confidence, build coarser layers (`hierarchy.py`); where the
    tree of concepts has no clear gap, the layer shown first is a k-means partition that does
    not change with the seed, with the finest concepts redrawn inside it (`stable.py`).
@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from concept.clustering.density import dense_groups, embed_units
-from concept.clustering.exact import MAX_IMAGES, image_tree, similarities, sized_cut
+from concept.clustering.exact import MAX_IMAGES, excess_of_mass, image_tree
 from concept.clustering.hierarchy import (
     OUTLIER_THRESHOLD,
     build_layers,
@@ -172,18 +172,15 @@ def unit_groups(centres: np.ndarray, weights: np.ndarray, n_images: int, min_siz
     (None: its default).
 
     HDBSCAN's finest groups on a UMAP layout of the units. When the units are the images (a
-    collection of at most MIN_UNITS), HDBSCAN gives only their number: the groups are the
-    exact Ward tree of the images cut there (`exact.py`, the same for every seed), and refine
-    just moves each image to its nearest concept, since Lloyd's steps to convergence gave
-    back part of the seed agreement won (OpenClipart ARI 0.95 -> 0.89, 6 seeds).
+    collection of at most MIN_UNITS), the groups are HDBSCAN's excess-of-mass concepts of the
+    images' exact Ward tree (`exact.py`): no layout, no seed, the same concepts for every
+    `random_state`; and refine just moves each image to its nearest concept, since Lloyd's
+    steps to convergence gave back part of the seed agreement won (OpenClipart ARI 0.95 -> 0.89).
     """
-    exact = len(centres) == n_images <= MAX_IMAGES
-    scores = similarities(centres) if exact else None  # read by the graph and the tree
-    groups = dense_groups(embed_units(centres, random_state, scores=scores), weights, min_size, "leaf")
-    count = int(groups.max(initial=-1)) + 1
-    if count < 2 or not exact:
-        return groups, None
-    return sized_cut(image_tree(centres, scores), count, min_size), 0
+    if len(centres) == n_images <= MAX_IMAGES:
+        return excess_of_mass(image_tree(centres), min_size), 0
+    groups = dense_groups(embed_units(centres, random_state), weights, min_size, "leaf")
+    return groups, None
 
 
 def layers_from_finest(rows: Rows, nearest: np.ndarray, centres: np.ndarray, sims: np.ndarray,

@@ -13,23 +13,22 @@ from contextlib import contextmanager
 
 import numpy as np
 
-from concept.clustering.kernels import top_matches, top_of_scores
+from concept.clustering.kernels import top_matches
 
 #: Neighbours per unit in the graph UMAP embeds.
 N_NEIGHBORS = 15
-#: UMAP epochs up to SMALL_UNITS units, and beyond. Up to there the layout only counts the
-#: concepts (`exact.py` cuts the image tree at HDBSCAN's count): on OpenClipart's 2,262 images
-#: (6 seeds) 60 epochs gave 17-20 concepts for 17 folders, NMI 0.248 and seed ARI 0.95 in 0.45 s;
-#: 100 epochs 20-23, 0.253 and 0.95 in 0.65 s. On Fashion-MNIST's 3,000-unit summaries 30, 60
+#: UMAP epochs up to SMALL_UNITS units, and beyond (a collection of at most core.MIN_UNITS
+#: images takes no layout: `exact.py`; fewer units than that come only from a small
+#: `sample_size`). When the layout counted OpenClipart's 2,262 images' concepts (6 seeds), 60
+#: epochs gave 17-20 concepts for 17 folders in 0.45 s, 100 epochs 20-23 in 0.65 s. On Fashion-MNIST's 3,000-unit summaries 30, 60
 #: and 200 epochs scored alike (0.652-0.666), and 200 cost 2.8 s of the 3.9 s a 25,000-image
 #: fit then took.
 EPOCHS_SMALL, EPOCHS_LARGE, SMALL_UNITS = 60, 30, 2_500
 
 
 def embed_units(units: np.ndarray, random_state: int | None = None,
-                n_neighbors: int = N_NEIGHBORS, scores: np.ndarray | None = None) -> np.ndarray:
-    """UMAP coordinates (m, 5) of the unit vectors from their exact cosine neighbour graph
-    (read off `scores`, the units' (m, m) similarities, when the caller has them).
+                n_neighbors: int = N_NEIGHBORS) -> np.ndarray:
+    """UMAP coordinates (m, 5) of the unit vectors from their exact cosine neighbour graph.
 
     The graph is exact, so UMAP searches no neighbours; its epochs are most of its time. (Three
     runs side by side, tried for seed stability, agreed over 6 seeds no better than one run:
@@ -41,7 +40,7 @@ def embed_units(units: np.ndarray, random_state: int | None = None,
 
     m = len(units)
     k = max(2, min(n_neighbors, m - 1))
-    idx, sims = top_matches(units, units, k + 1) if scores is None else top_of_scores(scores, k + 1)
+    idx, sims = top_matches(units, units, k + 1)
     # Each unit first: UMAP expects itself as its own nearest neighbour.
     idx[:, 0], sims[:, 0] = np.arange(m), 1.0
     seed = None if random_state is None else int(random_state)

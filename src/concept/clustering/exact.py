@@ -1,19 +1,19 @@
-"""Small collections: the finest concepts cut from the exact Ward tree of the images.
+"""Small collections: the finest concepts chosen from the exact Ward tree of the images.
 
-When a collection is small enough to be clustered image by image (core.MIN_UNITS), UMAP and
-HDBSCAN still say how many dense groups there are, but not which images form them. One UMAP
-layout is one random draw: on OpenClipart's 2,262 images HDBSCAN's groups agreed from seed
-to seed only to ARI 0.78 (6 seeds, one run of 200 epochs, or three side by side), while
-their number moved little (20, 21, 20, 20, 23, 20). Ward's agglomeration of the images
-themselves has no randomness at all, so the same count gives the same concepts: cut at
-HDBSCAN's count, OpenClipart's seeds agreed to ARI 0.96 over 6 seeds, NMI 0.248 as before, and
-the fit took 0.6 s instead of 4 s (Fashion-MNIST's first 2,000 images: ARI 0.947 -> 0.961, NMI
-0.656 -> 0.660). Measured in docs/DESIGN-NOTES.md ("Small collections: the exact tree").
+When a collection is small enough to be clustered image by image (core.MIN_UNITS), its images'
+own Ward tree is built (no randomness at all) and condensed as HDBSCAN condenses its tree: a
+split where both sides hold at least `min_size` images starts two concepts, a side with fewer
+falls out of its concept. HDBSCAN's excess-of-mass rule then picks the concepts that persist
+longest (`excess_of_mass`). No layout and no seed are involved, so every `random_state` gives
+the same concepts.
+
+Before, UMAP and HDBSCAN's finest groups gave the *number* of concepts and the tree was cut
+there: the cut had no randomness, but the number moved with the layout's seed
+(OpenClipart 18-20, emoji 16-20), and seeds agreed to ARI 0.79-0.92 over 6 seeds. Measured in
+docs/DESIGN-NOTES.md ("Small collections: excess of mass on the exact tree").
 """
 
 from __future__ import annotations
-
-import heapq
 
 import numpy as np
 
@@ -45,37 +45,63 @@ def image_tree(x: np.ndarray, scores: np.ndarray | None = None) -> np.ndarray:
     return linkage(squareform(dist, checks=False).astype(np.float64), method="ward")
 
 
-def sized_cut(tree: np.ndarray, count: int, min_size: int) -> np.ndarray:
-    """Labels of `count` concepts of at least `min_size` rows from a linkage `tree`, -1 for
-    rows left out.
+def excess_of_mass(tree: np.ndarray, min_size: int) -> np.ndarray:
+    """Labels of the concepts HDBSCAN's excess-of-mass selection picks from a linkage `tree`
+    condensed at `min_size` rows, -1 for rows that fall out above every picked concept.
 
-    Top-down, the concept whose merge is costliest is split next; a split that sheds fewer
-    than `min_size` rows does not count as a concept: those rows are left out (the fit gives
-    them their nearest concept) and the larger side is split on, as HDBSCAN's condensed tree
-    lets points fall out of a cluster. A concept is final when both sides are too small.
+    Condensing, from the root down: where both sides of a merge hold `min_size` rows, the
+    concept ends and each side starts one; otherwise the smaller side's rows fall out of it at
+    that height. A concept's stability is the sum, over its rows, of 1/height when they leave
+    minus 1/height when it began (how long its rows stay together as the tree is cut finer).
+    Bottom-up, a concept is picked when it is at least as stable as its picked descendants
+    together; the root is never picked while it splits (HDBSCAN's allow_single_cluster=False:
+    its stability counts from an infinite height, which made 24 clip-art images of three
+    folders one concept). A tree that never splits into two sides of `min_size` rows gives one
+    concept of every row.
     """
     n = len(tree) + 1
-    size = np.concatenate([np.ones(n), tree[:, 3]])
+    if n < 2:
+        return np.zeros(n, np.int64)
+    heights = np.maximum.accumulate(tree[:, 2])
+    positive = heights[heights > 0]
+    heights = np.maximum(heights, positive.min() if len(positive) else 1.0)  # identical rows: no 1/0
     children = tree[:, :2].astype(np.int64)
-    # The root: the last merge, or the one row of a tree without merges.
-    final, open_nodes = ([], [(-tree[-1, 2], 2 * n - 2)]) if n > 1 else ([0], [])
-    while open_nodes and len(open_nodes) + len(final) < count:
-        _, node = heapq.heappop(open_nodes)
-        big = [c for c in children[node - n] if size[c] >= min_size]
-        if not big:
-            final.append(node)
-        for c in big:
-            if c < n:
-                final.append(int(c))
-            else:
-                heapq.heappush(open_nodes, (-tree[c - n, 2], int(c)))
+    size = np.concatenate([np.ones(n), tree[:, 3]])
+    root = 2 * n - 2
+    # Condensed concepts: their tree node, birth (1/height), stability and child concepts.
+    node_of, birth, stability, kids = [root], [0.0], [0.0], [[]]
+    walk = [(root, 0)]
+    while walk:
+        node, c = walk.pop()
+        if node < n:
+            continue
+        lam = 1.0 / heights[node - n]
+        big = [int(v) for v in children[node - n] if size[v] >= min_size]
+        if len(big) == 2:
+            stability[c] += size[node] * (lam - birth[c])
+            for v in big:
+                node_of.append(v), birth.append(lam), stability.append(0.0), kids.append([])
+                kids[c].append(len(node_of) - 1)
+                walk.append((v, len(node_of) - 1))
+            continue
+        fallen = size[node] - sum(size[v] for v in big)
+        stability[c] += fallen * (lam - birth[c])
+        walk.extend((v, c) for v in big)
+    # Children are numbered after their parents: reverse order is bottom-up.
+    best, picked = list(stability), [[c] for c in range(len(node_of))]
+    for c in range(len(node_of) - 1, -1, -1):
+        if not kids[c]:
+            continue
+        below = sum(best[k] for k in kids[c])
+        if c == 0 or below > stability[c]:
+            best[c], picked[c] = below, [p for k in kids[c] for p in picked[k]]
     labels = np.full(n, -1, np.int64)
-    for label, node in enumerate(sorted(final + [node for _, node in open_nodes])):
-        stack = [node]
+    for label, c in enumerate(sorted(picked[0], key=lambda c: node_of[c])):
+        stack = [node_of[c]]
         while stack:
             v = stack.pop()
             if v < n:
                 labels[v] = label
             else:
-                stack.extend(int(c) for c in children[v - n])
+                stack.extend(int(u) for u in children[v - n])
     return labels
