@@ -34,6 +34,8 @@ COLORS = {"red": (220, 20, 20), "green": (20, 200, 40), "blue": (30, 40, 230)}
 WORDS = ["red", "green", "blue", "apple", "grass", "sky", "ocean", "fire"]
 # The only absolute URLs in the page: two error-message strings inside the vendored library.
 LIBRARY_MESSAGE_URLS = {"http://get.webgl.org", "https://www.npmjs.com/package/glsl-read-float"}
+# and the SVG namespace the time histogram's bars are made in (a name, never fetched)
+SVG_NAMESPACE = "http://www.w3.org/2000/svg"
 UPLOAD_LIMIT = 100_000
 
 
@@ -123,7 +125,7 @@ def test_report_loads_nothing_from_the_network(report):
     assert not re.search(r"""url\(\s*["']?\s*(https?:)?//""", html, re.IGNORECASE)
     assert not re.search(r"@import|<script[^>]*\bsrc=", html, re.IGNORECASE)
     assert not re.search(r"cdn|unpkg|jsdelivr|googleapis", html, re.IGNORECASE)
-    assert set(re.findall(r"https?://[^\s\"'<>)`]+", html)) <= LIBRARY_MESSAGE_URLS
+    assert set(re.findall(r"https?://[^\s\"'<>)`]+", html)) <= LIBRARY_MESSAGE_URLS | {SVG_NAMESPACE}
 
 
 def test_report_rewrites_its_folder_and_refuses_non_html(fitted, tmp_path):
@@ -496,6 +498,61 @@ def test_explore_command_writes_the_report(fitted, tmp_path, capsys):
     assert len(page_json(out.read_text())["concepts"]) == fitted[0].n_concepts_
     assert main(["explore", str(fitted[1]), "--out", str(tmp_path / "x.txt"), "--quiet"]) == 2
     assert "must be an .html file" in capsys.readouterr().err
+
+
+def test_explore_command_adds_dates_only_when_asked(fitted, tmp_path, monkeypatch, capsys):
+    """Issue 26: --dates FILE (PATH<TAB>DATE) or --exif give the page its time histogram; without
+    them no file is opened for its date."""
+    import concept.over_time
+
+    model, folder = fitted
+    opened = []
+    monkeypatch.setattr(concept.over_time, "exif_date", lambda path, mtime=False: opened.append(path) or (None, "missing"))
+    assert main(["explore", str(folder), "--out", str(tmp_path / "plain.html"), "--quiet"]) == 0
+    assert page_json((tmp_path / "plain.html").read_text())["dates"] is None
+    assert not opened
+
+    listed = model.image_sources_[:5]
+    (tmp_path / "dates.tsv").write_text("".join(f"{p}\t2021-06-0{k + 1}\n" for k, p in enumerate(listed)), encoding="utf-8")
+    assert main(["explore", str(folder), "--out", str(tmp_path / "given.html"), "--dates", str(tmp_path / "dates.tsv"),
+                 "--quiet"]) == 0
+    dates = page_json((tmp_path / "given.html").read_text())["dates"]
+    assert dates["kind"] == "date" and dates["dated"] == 5 and dates["undated"] == len(model.labels_) - 5
+    assert dates["values"][:5] == [18779.0 + k for k in range(5)]  # 2021-06-01 is day 18,779
+    assert not opened
+
+    assert main(["explore", str(folder), "--out", str(tmp_path / "exif.html"), "--exif", "--quiet"]) == 0
+    assert len(opened) == len(model.labels_)  # asked for: every file's header is read
+    assert page_json((tmp_path / "exif.html").read_text())["dates"] is None  # PNGs without dates: no histogram
+    assert main(["explore", str(folder), "--out", str(tmp_path / "x.html"), "--mtime", "--quiet"]) == 2
+    assert "--mtime" in capsys.readouterr().err
+
+
+def test_serve_command_passes_dates_to_the_page(fitted, tmp_path, monkeypatch, capsys):
+    import concept.explorer
+
+    model, folder = fitted
+    made = {}
+
+    class Stopped:  # a server that is stopped at once (Ctrl+C)
+        loopback, url = True, "http://127.0.0.1:1/"
+
+        def serve_forever(self):
+            raise KeyboardInterrupt
+
+        def server_close(self):
+            made["closed"] = True
+
+    monkeypatch.setattr(concept.explorer, "make_server", lambda *a, **kw: made.update(kw) or Stopped())
+    (tmp_path / "dates.tsv").write_text(f"{model.image_sources_[0]}\t2021-06-01\n", encoding="utf-8")
+    assert main(["serve", str(folder), "--port", "0", "--dates", str(tmp_path / "dates.tsv")]) == 0
+    assert made["dates"][0] == "2021-06-01" and made["dates"][1:] == [None] * (len(model.labels_) - 1)
+    assert made["closed"] and made["mtime"] is False
+    assert main(["serve", str(folder), "--port", "0", "--exif", "--mtime"]) == 0
+    assert made["dates"] == "exif" and made["mtime"] is True
+    assert main(["serve", str(folder), "--port", "0"]) == 0
+    assert made["dates"] is None
+    capsys.readouterr()
 
 
 def test_explore_and_serve_compute_the_map_once_and_save_it(fitted, tmp_path, monkeypatch, capsys):

@@ -659,3 +659,84 @@ def test_a_rename_and_a_merge_in_serve_mode_persist_after_reload(browser, clipar
             assert not tab.errors, tab.errors
         finally:
             tab.close()
+
+
+def test_the_time_histogram_filters_the_map_and_the_lists(browser, tmp_path):
+    """Issue 26: with dates, a bar per month under the map (and the undated images counted);
+    dragging over bars, or clicking one, leaves only those months' images on the map and in a
+    concept's members; "Clear dates" brings them back. Without dates there is no histogram."""
+    model = LayeredMapModel(n=3000)
+    n = len(model.labels_)
+    month = np.arange(n) % 12
+    undated = np.arange(n) % 10 == 7
+    dates = [None if undated[i] else f"2020-{month[i] + 1:02d}-15 12:00" for i in range(n)]
+    report = write_report(model, tmp_path / "dated.html", verbose=False, dates=dates)
+    tab = Page(browser, report.as_uri())
+    page = tab.page
+    try:
+        assert page.is_visible("#timeline")
+        line = page.evaluate("window.conceptExplorer.timeline()")
+        assert line["unit"] == "month" and line["labels"] == [f"2020-{m:02d}" for m in range(1, 13)]
+        assert line["counts"] == np.bincount(month[~undated], minlength=12).tolist()
+        assert f"{int(undated.sum())} without a date" in page.text_content("#timeline-undated")
+        assert page.is_hidden("#timeline-clear")
+        shown = hover_a_point(page, model, int(np.argmax(model.labels_ == 5)))  # its date in the tooltip
+        assert page.text_content("#tooltip .date") == (
+            "no date" if undated[shown] else f"2020-{month[shown] + 1:02d}-15 12:00")
+        page.mouse.move(5, 5)
+        page.wait_for_timeout(300)
+        check_points_drawn(page, tmp_path / "all.png")
+        before = coloured_pixels(tmp_path / "all.png")
+
+        box = page.locator("#timeline-bars").bounding_box()
+        x_of = lambda k: box["x"] + (k + 0.5) / 12 * box["width"]
+        y = box["y"] + box["height"] * 0.5
+        page.mouse.move(x_of(2), y)
+        page.mouse.down()
+        page.mouse.move(x_of(3), y, steps=3)
+        page.mouse.move(x_of(4), y, steps=3)
+        page.mouse.up()
+        chosen = ~undated & (month >= 2) & (month <= 4)
+        page.wait_for_function(f"window.conceptExplorer.scatterplot.get('filteredPoints').length === {int(chosen.sum())}")
+        assert sorted(page.evaluate("window.conceptExplorer.scatterplot.get('filteredPoints')")) == np.flatnonzero(chosen).tolist()
+        assert page.evaluate("window.conceptExplorer.timeline().range") == [2, 4]
+        assert "2020-03 – 2020-05" in page.text_content("#timeline-info")
+        page.wait_for_timeout(300)
+        page.locator("#map").screenshot(path=str(tmp_path / "months.png"))
+        assert coloured_pixels(tmp_path / "months.png") < 0.7 * before  # fewer points drawn
+        page.screenshot(path=str(tmp_path / "timeline.png"))
+
+        c = 3  # a concept's members: only those of the chosen months
+        page.click(f".concept-card[data-concept='{c}']")
+        page.wait_for_selector(f"#members .panel[data-concept='{c}'] .member")
+        inside = int((chosen & (model.labels_ == c)).sum())
+        assert f"{inside} of {int((model.labels_ == c).sum())} images in 2020-03 – 2020-05" in page.text_content("#members h3")
+        assert page.locator("#members .member").count() == min(inside, MEMBERS_PAGE)
+        page.select_option("#filter", str(c))  # the concept filter and the months together
+        page.wait_for_function(f"window.conceptExplorer.scatterplot.get('filteredPoints').length === {inside}")
+
+        page.mouse.click(x_of(0), y)  # one bar: January
+        january = ~undated & (month == 0) & (model.labels_ == c)
+        page.wait_for_function(f"window.conceptExplorer.scatterplot.get('filteredPoints').length === {int(january.sum())}")
+        page.click("#timeline-clear")
+        page.wait_for_function(f"window.conceptExplorer.scatterplot.get('filteredPoints').length === {int((model.labels_ == c).sum())}")
+        assert page.is_hidden("#timeline-clear")
+        page.click("#reset")
+        assert page.evaluate("window.conceptExplorer.scatterplot.get('filteredPoints').length") == n
+        assert not tab.errors, tab.errors
+    finally:
+        tab.close()
+
+    plain = Page(browser, write_report(model, tmp_path / "plain.html", verbose=False).as_uri())
+    try:
+        assert plain.page.is_hidden("#timeline")
+        assert plain.page.evaluate("window.conceptExplorer.timeline()") is None
+        assert not plain.errors, plain.errors
+    finally:
+        plain.close()
+
+
+def coloured_pixels(path: Path) -> int:
+    with Image.open(path) as shot:
+        rgb = np.asarray(shot.convert("RGB"), dtype=np.int16)
+    return int(((rgb.max(axis=2) - rgb.min(axis=2)) > 60).sum())

@@ -18,7 +18,8 @@ import numpy as np
 
 from concept.tables import LABEL_WORDS, concept_label
 
-__all__ = ["LABEL_WORDS", "OUTLIER_COLOR", "concept_colors", "concept_label", "ensure_saved_map", "page_data"]
+__all__ = ["LABEL_WORDS", "OUTLIER_COLOR", "concept_colors", "concept_label", "ensure_saved_map", "page_data",
+           "page_dates"]
 
 logger = logging.getLogger(__name__)
 
@@ -185,6 +186,64 @@ def _sources(model: Any) -> dict[str, Any] | None:
             "rel": [p[cut:].replace(os.sep, "/") for p in paths]}
 
 
+def _names(model: Any, sources: list[str] | None) -> list[str] | None:
+    """What the page calls each image: the fit's `image_names`, else its file's name (None: "image i")."""
+    names = getattr(model, "image_names_", None)
+    if names is not None:
+        return [str(name) for name in names]
+    return [os.path.basename(os.fspath(s)) for s in sources] if sources else None
+
+
+def page_dates(model: Any, dates: Any = None, *, mtime: bool = False) -> dict[str, Any] | None:
+    """Each fitted image's date for the page's time histogram, or None (no histogram).
+
+    `dates`: None (no dates: no file is opened), "exif" (each file's EXIF DateTimeOriginal, else
+    DateTime; with `mtime=True` an image without one takes its file's modification time), or a
+    sequence of dates or plain numbers (years), one per fitted image or one per input image, as
+    `concepts_over_time` takes them (`concept.over_time`). Returns {"kind": "date" (values in days
+    since 1970-01-01) or "number", "values": one per image (None: no date), "dated", "undated",
+    "status": images per date status}; None as well when no image has a date.
+    """
+    from concept._errors import ConceptError
+
+    if dates is None:
+        if mtime:
+            raise ConceptError("mtime=True applies to dates read from the files (dates='exif').")
+        return None
+    from concept._validation import check_per_image
+    from concept.over_time import exif_dates, given_dates
+
+    n = len(model.labels_)
+    if isinstance(dates, str):
+        if dates != "exif":
+            raise ConceptError(f"dates must be None, 'exif' or a sequence with one date per image, got {dates!r}.")
+        sources = getattr(model, "image_sources_", None)
+        if not sources:
+            raise ConceptError("This model was not fitted on image files, so it cannot read their dates: pass "
+                               "dates=[...] with one date per image.")
+        found = exif_dates(sources, mtime=mtime, verbose=bool(getattr(model, "verbose", False)))
+    else:
+        if mtime:
+            raise ConceptError("mtime=True applies to dates read from the files (dates='exif'), not to given ones.")
+        indices = getattr(model, "image_indices_", None)
+        indices = np.arange(n) if indices is None else np.asarray(indices, np.int64)
+        n_inputs = len(indices) + len(getattr(model, "failures_", None) or [])
+        found = given_dates(check_per_image("dates", dates, indices, n_inputs))
+    dated = found.dated
+    counts = found.counts()
+    if not dated.any():
+        logger.warning("None of the %d images has a date; the explorer shows no time histogram.", n)
+        return None
+    if found.numeric:
+        kind, values = "number", np.asarray(found.values, np.float64)
+    else:  # days since the epoch, to the second
+        kind = "date"
+        values = found.values.astype("datetime64[s]").astype(np.float64) / 86400.0
+    values = np.round(values, 5)
+    return {"kind": kind, "values": [float(v) if ok else None for v, ok in zip(values.tolist(), dated.tolist())],
+            "dated": int(dated.sum()), "undated": int((~dated).sum()), "status": counts}
+
+
 def _failures(model: Any) -> list[dict[str, Any]]:
     return [{"source": str(getattr(f, "source", "")), "reason": str(getattr(f, "reason", ""))}
             for f in getattr(model, "failures_", None) or []]
@@ -192,14 +251,16 @@ def _failures(model: Any) -> list[dict[str, Any]]:
 
 def page_data(model: Any, *, title: str, mode: str, sheets: list[str] | None = None,
               tile: int = 0, per_row: int = 0, collages: dict[int, str] | None = None,
-              max_upload_bytes: int | None = None, model_files: str | None = None) -> dict[str, Any]:
+              max_upload_bytes: int | None = None, model_files: str | None = None,
+              dates: dict[str, Any] | None = None) -> dict[str, Any]:
     """Everything the page needs, as JSON-ready data.
 
     Parameters: `model` a fitted ConceptModel; `mode` "report" (static file) or "served" (the
     page can call the search API); `sheets` URLs of the thumbnail sprite sheets (None: no
     thumbnails), with their `tile` size and tiles `per_row`; `collages` {concept: URL};
     `max_upload_bytes` the server's upload limit; `model_files` URL prefix of the model's own
-    files (served mode).
+    files (served mode); `dates` each image's date for the time histogram (`page_dates`; None:
+    no histogram).
     """
     labels = np.asarray(model.labels_, dtype=np.int64)
     n_concepts = int(model.n_concepts_)
@@ -223,7 +284,7 @@ def page_data(model: Any, *, title: str, mode: str, sheets: list[str] | None = N
             "concept": labels.tolist(),
             "probability": np.round(np.nan_to_num(probs, nan=0.0), 3).tolist(),
         },
-        "names": [os.path.basename(os.fspath(s)) for s in sources] if sources else None,
+        "names": _names(model, sources),
         "concepts": [{**layer_data[default]["concepts"][c], "words": list(topics.get(c, [])),
                       "color": colors[c], "collage": collages.get(c)} for c in range(n_concepts)],
         "layers": [{"concepts": None, "labels": None} if li == default else layer
@@ -235,4 +296,5 @@ def page_data(model: Any, *, title: str, mode: str, sheets: list[str] | None = N
         "thumbs": {"sheets": sheets, "tile": tile, "per_row": per_row} if sheets else None,
         "max_upload_bytes": max_upload_bytes,
         "model_files": model_files,
+        "dates": dates,
     }

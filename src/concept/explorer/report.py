@@ -16,7 +16,7 @@ from urllib.parse import quote
 
 from concept._atomic import atomic_write_text
 from concept._errors import ConceptError
-from concept.explorer.data import page_data
+from concept.explorer.data import page_data, page_dates
 from concept.explorer.page import render_page
 from concept.explorer.thumbs import ThumbnailSheets, collage_jpeg
 from concept.images import ImageInput
@@ -34,13 +34,18 @@ def _clear_generated(folder: Path) -> None:
 
 
 def write_report(model: Any, path: str | os.PathLike, *, images: Sequence[ImageInput] | None = None,
-                 title: str | None = None, verbose: bool | None = None) -> Path:
+                 title: str | None = None, verbose: bool | None = None, dates: Any = None,
+                 mtime: bool = False) -> Path:
     """Write the explorer for a fitted `model` to the HTML file `path`, and its thumbnails and
     collages to the folder `<name>_files` beside it. Returns the HTML file's path.
 
     Thumbnails come from `images` (one per fitted image, in the order of `model.labels_`) or,
     by default, from the files the model was fitted on (`model.image_sources_`); without
     either the map shows coloured points only.
+
+    `dates` adds a histogram of the images over time that filters the map: "exif" (read from
+    each file's EXIF header; `mtime=True`: the file's modification time where there is none)
+    or one date (or number, e.g. a year) per image; None (the default) reads no file for dates.
     """
     if not hasattr(model, "labels_"):
         raise ConceptError("This ConceptModel is not fitted yet: fit or load it before writing a report.")
@@ -53,6 +58,7 @@ def write_report(model: Any, path: str | os.PathLike, *, images: Sequence[ImageI
     if sources is not None and len(sources) != n:
         raise ConceptError(f"Got {len(sources)} images for thumbnails but the model has {n} fitted images; "
                            "pass them in the order of model.labels_.")
+    when = page_dates(model, dates, mtime=mtime)  # before any file is written: bad dates fail first
     files = path.parent / f"{path.stem}_files"
     url = quote(files.name)
     (files / "collages").mkdir(parents=True, exist_ok=True)
@@ -75,7 +81,7 @@ def write_report(model: Any, path: str | os.PathLike, *, images: Sequence[ImageI
 
     data = page_data(model, title=title or f"concept explorer: {path.stem}", mode="report",
                      sheets=sheets_urls, tile=sheets.tile if sheets else 0,
-                     per_row=sheets.per_row if sheets else 0, collages=collages)
+                     per_row=sheets.per_row if sheets else 0, collages=collages, dates=when)
     atomic_write_text(path, render_page(data))  # an open report is replaced only when complete
     return path
 

@@ -44,7 +44,7 @@ import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 from concept._errors import ConceptError, ImageLoadError
-from concept.explorer.data import ensure_saved_map, page_data
+from concept.explorer.data import ensure_saved_map, page_data, page_dates
 from concept.explorer.page import render_page
 from concept.explorer.thumbs import ThumbnailSheets, collage_jpeg
 from concept.images import load_image
@@ -128,8 +128,10 @@ class ExplorerApp:
     """The server's state: the model, the page, thumbnails and the search functions."""
 
     def __init__(self, model: Any, model_dir: str | Path, *, max_upload_bytes: int = MAX_UPLOAD_BYTES,
-                 title: str | None = None, prepare_thumbnails: bool = True) -> None:
+                 title: str | None = None, prepare_thumbnails: bool = True, dates: Any = None,
+                 mtime: bool = False) -> None:
         self.model = model
+        self.dates = page_dates(model, dates, mtime=mtime)  # read once: edits do not change them
         self.root = Path(model_dir).resolve(strict=True)
         self.max_upload_bytes = int(max_upload_bytes)
         self._model_lock = threading.Lock()  # embedding backends are not thread-safe
@@ -153,7 +155,7 @@ class ExplorerApp:
             sheets=[f"/assets/thumbs/sheet_{k:03d}.jpg" for k in range(self.sheets.n_sheets)] if self.sheets else None,
             tile=self.sheets.tile if self.sheets else 0, per_row=self.sheets.per_row if self.sheets else 0,
             collages={c: f"/assets/collages/concept_{c}.jpg" for c in self.collages},
-            max_upload_bytes=self.max_upload_bytes, model_files="/model/")
+            max_upload_bytes=self.max_upload_bytes, model_files="/model/", dates=self.dates)
         self.page = render_page(data).encode("utf-8")
 
     # ------------------------------------------------------------------ edits (serve mode writes back)
@@ -595,9 +597,11 @@ class ExplorerServer(ThreadingHTTPServer):
 
 def make_server(model_dir: str | Path, *, host: str = "127.0.0.1", port: int = 8000,
                 embedding_model: Any = None, model: Any = None, max_upload_bytes: int = MAX_UPLOAD_BYTES,
-                title: str | None = None, prepare_thumbnails: bool = True) -> ExplorerServer:
+                title: str | None = None, prepare_thumbnails: bool = True, dates: Any = None,
+                mtime: bool = False) -> ExplorerServer:
     """A server for the model saved in `model_dir` (call `serve_forever()`; port 0 picks a free one).
 
+    `dates` / `mtime`: the page's time histogram, as `write_report` takes them (None: none).
     `model` is used instead of loading the folder again (it must be the model saved there);
     `embedding_model` is passed to `ConceptModel.load` when the saved one cannot be rebuilt.
     """
@@ -609,5 +613,5 @@ def make_server(model_dir: str | Path, *, host: str = "127.0.0.1", port: int = 8
         raise ConceptError("The model is not fitted: serve a folder written by save() or `concept fit`.")
     ensure_saved_map(model, model_dir)  # computed once, then read from the folder
     app = ExplorerApp(model, model_dir, max_upload_bytes=max_upload_bytes, title=title,
-                      prepare_thumbnails=prepare_thumbnails)
+                      prepare_thumbnails=prepare_thumbnails, dates=dates, mtime=mtime)
     return ExplorerServer(app, host, port)

@@ -182,6 +182,10 @@
   const ALL_IMAGES_ZOOM = 2.5;  // zoomed in this far, every image may show, not only exemplars
   let mode = "points";
   let filterNode = null;  // [layer, concept] the map is filtered to, or null
+  // The period chosen on the time histogram: [first bin, last bin] or null; which images are in
+  // it (mask and list), and how many of each layer's concepts.
+  let timeRange = null, timeMask = null, timeIndices = null, timeCounts = null;
+  const inTime = (indices) => (timeMask ? indices.filter((i) => timeMask[i]) : indices);
   let drawnLabels = [];
   let drawnThumbs = [];
   const measureCtx = document.createElement("canvas").getContext("2d");
@@ -343,6 +347,7 @@
       const tally = tallyInView(li), named = [];
       for (const info of bySize[li]) {
         if (info.anchor < 0 || !info.size || !inFilter(li, info.id)) continue;
+        if (timeCounts && !timeCounts[li][info.id]) continue;  // none of its images in the chosen period
         let [x, y] = scatterplot.getScreenPosition(info.anchor);
         if (!(x >= 0 && y >= 0 && x <= width && y <= height)) {
           if (!tally.count[info.id]) continue;
@@ -471,7 +476,8 @@
         el("div", { class: "name" }, DATA.names ? DATA.names[i] : `image ${i}`),
         el("div", {}, el("span", { class: "swatch", style: { background: conceptColor(c) } }), " ",
           conceptName(c), c >= 0 ? ` (${Math.round(P.probability[i] * 100)}%)` : ""),
-        el("div", { class: "words" }, wordsOf(c, 5))));
+        el("div", { class: "words" }, wordsOf(c, 5)),
+        TD ? el("div", { class: "note date" }, dateText(i)) : null));
     const pos = mouse || screenPosition(i, false);
     const r = mapBox.getBoundingClientRect();
     tooltip.hidden = false;
@@ -510,7 +516,8 @@
     return [r.left + x, r.top + y];
   }
   function highlight(indices) {
-    if (indices && indices.length) scatterplot.select(indices, { preventEvent: true });
+    // a copy: the library keeps the array it is given and drops the filtered-out points from it
+    if (indices && indices.length) scatterplot.select(indices.slice(), { preventEvent: true });
     else scatterplot.deselect({ preventEvent: true });
   }
 
@@ -584,7 +591,7 @@
   // A concept of any layer: where it sits in the hierarchy, its collage (or exemplars), its
   // sub-concepts, actions on its images and its members, most typical first.
   function conceptPanel(li, c) {
-    const indices = membersOf(li, c);
+    const all = membersOf(li, c), indices = inTime(all);
     const info = c >= 0 ? LAYERS[li].concepts[c] : null;
     const title = li === D ? conceptName(c) : `${labelOf(li, c)} (${layerName(li)})`;
     const crumbs = NL > 1 && c >= 0 && li < NL - 1 ? el("div", { class: "crumbs" }, ...ancestors(li, c).flatMap(([l, k], n, all) => {
@@ -601,7 +608,8 @@
     const subs = c >= 0 ? childrenOf(li, c).sort((a, b) => b.size - a.size) : [];
     return el("div", { class: "panel", "data-concept": li === D ? c : `${li}:${c}`, "data-layer": li },
       el("h3", {}, el("span", { class: "swatch", style: { background: c >= 0 ? nodeColor(li, c) : DATA.outliers.color } }), title,
-        el("span", { class: "size" }, ` · ${fmt(indices.length)} images`),
+        el("span", { class: "size" }, timeRange ? ` · ${fmt(indices.length)} of ${fmt(all.length)} images in ${periodText()}`
+          : ` · ${fmt(indices.length)} images`),
         el("button", { class: "close", type: "button", title: "Close", onclick: () => closeMembers(true) }, "×")),
       crumbs,
       el("div", { class: "words" }, c >= 0 ? (info.words || []).join(", ") : "Images that belong to no concept."),
@@ -645,7 +653,9 @@
       error);
   }
 
-  function showPanel(node) {
+  let panelRebuild = null;  // makes the open panel again (after the period changed)
+  function showPanel(node, rebuild) {
+    panelRebuild = rebuild || null;
     panel.replaceChildren(node);
     panel.hidden = false;
     panel.scrollIntoView({ block: "nearest" });
@@ -656,7 +666,7 @@
     openC = c;
     for (const [k, node] of cards) node.classList.toggle("active", k === c);
     markTree(D, c);
-    showPanel(conceptPanel(D, c));
+    showPanel(conceptPanel(D, c), () => conceptPanel(D, c));
     highlight(indices);
   }
 
@@ -668,22 +678,26 @@
       openC = null;
       for (const node of cards.values()) node.classList.remove("active");
       markTree(li, c);
-      showPanel(conceptPanel(li, c));
+      showPanel(conceptPanel(li, c), () => conceptPanel(li, c));
       highlight(membersOf(li, c));
     }
     if (filter && c >= 0) filterTo(li, c);
   }
 
   function openSelection(indices) {
-    indices = indices.slice().sort(byProbability);
+    const chosen = indices.slice().sort(byProbability);
     openC = null;
     for (const node of cards.values()) node.classList.remove("active");
     markTree(null, null);
-    showPanel(el("div", { class: "panel", "data-concept": "selection" },
-      el("h3", {}, `Selection · ${fmt(indices.length)} images`,
-        el("button", { class: "close", type: "button", title: "Close", onclick: () => closeMembers(true) }, "×")),
-      actions(indices, "selection"),
-      ...memberGrid(indices)));
+    const make = () => {
+      const shown = inTime(chosen);
+      return el("div", { class: "panel", "data-concept": "selection" },
+        el("h3", {}, `Selection · ${fmt(shown.length)} images` + (timeRange ? ` in ${periodText()}` : ""),
+          el("button", { class: "close", type: "button", title: "Close", onclick: () => closeMembers(true) }, "×")),
+        actions(shown, "selection"),
+        ...memberGrid(shown));
+    };
+    showPanel(make(), make);
   }
 
   function failuresPanel() {
@@ -774,24 +788,33 @@
   }
   if (DATA.outliers.size) filter.append(el("option", { value: "-1" }, `Outliers (${fmt(DATA.outliers.size)})`));
   // The map (points, names, images) and the cards show only concept (li, c)'s images.
+  let conceptFilter = null;  // the images of the concept the map is filtered to, or null
+  function applyVisibility() {  // the map shows the images of the concept filter and of the period
+    const shown = conceptFilter ? inTime(conceptFilter) : timeMask ? timeIndices : null;
+    if (shown) scatterplot.filter(shown, { preventEvent: true });
+    else scatterplot.unfilter({ preventEvent: true });
+    filteredSet = shown ? new Set(shown) : null;
+    scheduleOverlays();
+    return shown;
+  }
   function filterTo(li, c) {
-    const indices = membersOf(li, c);
-    scatterplot.filter(indices, { preventEvent: true });
+    const all = membersOf(li, c);
     filterNode = c >= 0 ? [li, c] : null;
-    filteredSet = new Set(indices);
+    conceptFilter = all;
+    const indices = applyVisibility();
     let up = c;  // a concept finer than the cards': the card of the concept holding it
     for (let l = li; l < D && up >= 0; l++) up = LAYERS[l].concepts[up].parent;
     for (const [k, node] of cards) node.hidden = c < 0 ? k !== -1 : li >= D ? k < 0 || !inFilter(D, k) : k !== up;
     filter.value = li === D ? String(c) : "all";
-    scheduleOverlays();
+    drawTimeline();
     if (indices.length) scatterplot.zoomToPoints(indices, { padding: 0.15, transition: true });  // frame them
   }
   function unfilter() {
-    scatterplot.unfilter({ preventEvent: true });
     filterNode = null;
-    filteredSet = null;
+    conceptFilter = null;
+    applyVisibility();
     for (const node of cards.values()) node.hidden = false;
-    scheduleOverlays();
+    drawTimeline();
   }
   function applyFilter(value) {
     if (value === "all") { unfilter(); return; }
@@ -801,8 +824,173 @@
   }
   filter.addEventListener("change", () => applyFilter(filter.value));
 
+  // ------------------------------------------------------------------ images over time
+  // DATA.dates (when the page was made with dates): one value per image, days since 1970-01-01
+  // ("date") or plain numbers such as years ("number"), null when unknown. A bar per period
+  // (days, months or years, by the range) under the map; dragging over the bars, or clicking one,
+  // shows only the images of that period on the map and in the lists. No dates: no histogram.
+  const DAY_MS = 86400000;
+  const MAX_NUMBER_BINS = 40;
+  const TD = DATA.dates && Array.isArray(DATA.dates.values) && DATA.dates.values.length === N ? DATA.dates : null;
+  const timeline = (() => {
+    if (!TD) return null;
+    const vals = TD.values.map((v) => (typeof v === "number" && Number.isFinite(v) ? v : null));
+    let lo = Infinity, hi = -Infinity, dated = 0;
+    for (const v of vals) if (v !== null) { lo = Math.min(lo, v); hi = Math.max(hi, v); dated++; }
+    if (!dated) return null;
+    const pad = (n) => String(n).padStart(2, "0");
+    let unit, labels = [], index;
+    if (TD.kind === "date") {
+      const d0 = new Date(lo * DAY_MS), d1 = new Date(hi * DAY_MS);
+      const y0 = d0.getUTCFullYear(), m0 = d0.getUTCMonth();
+      if (hi - lo <= 92) {
+        unit = "day";
+        const first = Math.floor(lo);
+        for (let d = first; d <= Math.floor(hi); d++) labels.push(new Date(d * DAY_MS).toISOString().slice(0, 10));
+        index = (v) => Math.floor(v) - first;
+      } else if (hi - lo <= 4 * 366) {
+        unit = "month";
+        const n = (d1.getUTCFullYear() - y0) * 12 + d1.getUTCMonth() - m0 + 1;
+        for (let k = 0; k < n; k++) labels.push(`${y0 + Math.floor((m0 + k) / 12)}-${pad(((m0 + k) % 12) + 1)}`);
+        index = (v) => { const d = new Date(v * DAY_MS); return (d.getUTCFullYear() - y0) * 12 + d.getUTCMonth() - m0; };
+      } else {
+        const step = d1.getUTCFullYear() - y0 >= 150 ? 10 : 1;  // decades over a long range
+        unit = step === 1 ? "year" : "decade";
+        const first = Math.floor(y0 / step) * step;
+        for (let y = first; y <= d1.getUTCFullYear(); y += step) labels.push(step === 1 ? String(y) : `${y}s`);
+        index = (v) => Math.floor((new Date(v * DAY_MS).getUTCFullYear() - first) / step);
+      }
+    } else if (vals.every((v) => v === null || Number.isInteger(v)) && hi - lo < 150) {
+      unit = "value";  // e.g. years given as numbers: one bar each
+      for (let v = lo; v <= hi; v++) labels.push(String(v));
+      index = (v) => v - lo;
+    } else {
+      unit = "range";
+      const n = hi > lo ? MAX_NUMBER_BINS : 1, width = (hi - lo) / n || 1;
+      const num = (x) => String(Number(x.toPrecision(4)));
+      for (let k = 0; k < n; k++) labels.push(`${num(lo + k * width)}–${num(lo + (k + 1) * width)}`);
+      index = (v) => Math.min(n - 1, Math.floor((v - lo) / width));
+    }
+    const binOf = new Int32Array(N).fill(-1), counts = new Int32Array(labels.length);
+    vals.forEach((v, i) => {
+      if (v === null) return;
+      const b = index(v);
+      if (b >= 0 && b < labels.length) { binOf[i] = b; counts[b]++; }
+    });
+    return { unit, labels, counts, binOf, dated, undated: N - dated };
+  })();
+  function dateText(i) {  // image i's date (or number) as the tooltip shows it
+    const v = TD && TD.values[i];
+    if (typeof v !== "number" || !Number.isFinite(v)) return "no date";
+    if (TD.kind !== "date") return String(v);
+    const iso = new Date(Math.round(v * DAY_MS)).toISOString();
+    return iso.endsWith("T00:00:00.000Z") ? iso.slice(0, 10) : `${iso.slice(0, 10)} ${iso.slice(11, 16)}`;
+  }
+  const periodText = () => (!timeRange || !timeline ? "every period"
+    : timeRange[0] === timeRange[1] ? timeline.labels[timeRange[0]]
+      : `${timeline.labels[timeRange[0]]} – ${timeline.labels[timeRange[1]]}`);
+
+  const SVG = "http://www.w3.org/2000/svg";
+  const bars = $("timeline-bars");
+  let dragFrom = null, dragTo = null;
+  function svgEl(tag, attrs) {
+    const node = document.createElementNS(SVG, tag);
+    for (const [k, v] of Object.entries(attrs)) node.setAttribute(k, v);
+    return node;
+  }
+  function drawTimeline() {
+    if (!timeline) return;
+    const { labels, counts, binOf } = timeline, n = labels.length;
+    const shown = new Int32Array(n);  // the images of the concept filter (all, without one)
+    if (conceptFilter) { for (const i of conceptFilter) if (binOf[i] >= 0) shown[binOf[i]]++; } else shown.set(counts);
+    const top = Math.max(1, ...counts);
+    const range = dragFrom !== null ? [Math.min(dragFrom, dragTo), Math.max(dragFrom, dragTo)] : timeRange;
+    bars.setAttribute("viewBox", `0 0 ${n} 100`);
+    bars.classList.toggle("ranged", !!range);
+    const nodes = [];
+    for (let k = 0; k < n; k++) {
+      const inside = range && k >= range[0] && k <= range[1];
+      const h = (c) => (c ? Math.max(3, (96 * c) / top) : 0);
+      nodes.push(svgEl("rect", { class: "all", x: k + 0.08, width: 0.84, y: 100 - h(counts[k]), height: h(counts[k]) }));
+      nodes.push(svgEl("rect", { class: inside ? "shown in" : "shown", "data-bin": k, x: k + 0.08, width: 0.84,
+        y: 100 - h(shown[k]), height: h(shown[k]) }));
+      const hit = svgEl("rect", { class: "hit", "data-bin": k, x: k, width: 1, y: 0, height: 100 });
+      const tip = document.createElementNS(SVG, "title");
+      tip.textContent = `${labels[k]}: ${fmt(counts[k])} images` + (conceptFilter ? ` (${fmt(shown[k])} of the chosen concept)` : "");
+      hit.append(tip);
+      nodes.push(hit);
+    }
+    bars.replaceChildren(...nodes);
+    const inRange = range ? counts.slice(range[0], range[1] + 1).reduce((a, b) => a + b, 0) : 0;
+    $("timeline-info").textContent = range
+      ? `${range[0] === range[1] ? labels[range[0]] : `${labels[range[0]]} – ${labels[range[1]]}`}: ${fmt(inRange)} images`
+      : `${fmt(timeline.dated)} dated images by ${timeline.unit} · drag over the bars (or click one) to show a period`;
+    $("timeline-undated").textContent = `${fmt(timeline.undated)} without a date`;
+    $("timeline-first").textContent = labels[0];
+    $("timeline-last").textContent = n > 1 ? labels[n - 1] : "";
+    $("timeline-clear").hidden = !timeRange;
+  }
+  // Only the images dated in bins a..b (null: every image) on the map and in the lists.
+  function setTimeRange(range) {
+    if (range !== null && !timeline) throw new Error("This page has no dates, so it has no time histogram.");
+    if (range !== null) {
+      const n = timeline.labels.length;
+      const a = Number(range[0]), b = Number(range[1]);
+      if (!Number.isInteger(a) || !Number.isInteger(b) || a < 0 || b >= n || a > b) {
+        throw new Error(`A period is [first bin, last bin] with 0 <= first <= last <= ${n - 1}`);
+      }
+      timeRange = [a, b];
+      timeMask = new Uint8Array(N);
+      timeIndices = [];
+      timeCounts = LAYERS.map((layer) => new Int32Array(layer.concepts.length));
+      for (let i = 0; i < N; i++) {
+        const k = timeline.binOf[i];
+        if (k < a || k > b) continue;
+        timeMask[i] = 1;
+        timeIndices.push(i);
+        for (let li = 0; li < NL; li++) { const c = LAYERS[li].labels[i]; if (c >= 0) timeCounts[li][c]++; }
+      }
+    } else {
+      timeRange = timeMask = timeIndices = timeCounts = null;
+    }
+    const shown = applyVisibility();
+    drawTimeline();
+    if (!panel.hidden && panelRebuild) panel.replaceChildren(panelRebuild());
+    return shown ? shown.length : N;
+  }
+  if (timeline) {
+    $("timeline").hidden = false;
+    const binAt = (e) => {
+      const r = bars.getBoundingClientRect(), n = timeline.labels.length;
+      return Math.min(n - 1, Math.max(0, Math.floor(((e.clientX - r.left) / Math.max(1, r.width)) * n)));
+    };
+    bars.addEventListener("pointerdown", (e) => {
+      if (e.button !== 0) return;
+      dragFrom = dragTo = binAt(e);
+      bars.setPointerCapture(e.pointerId);
+      drawTimeline();
+    });
+    bars.addEventListener("pointermove", (e) => {
+      if (dragFrom === null) return;
+      const k = binAt(e);
+      if (k !== dragTo) { dragTo = k; drawTimeline(); }
+    });
+    const finish = (e, apply) => {
+      if (dragFrom === null) return;
+      const range = [Math.min(dragFrom, dragTo), Math.max(dragFrom, dragTo)];
+      dragFrom = dragTo = null;
+      if (bars.hasPointerCapture(e.pointerId)) bars.releasePointerCapture(e.pointerId);
+      if (apply) setTimeRange(range); else drawTimeline();
+    };
+    bars.addEventListener("pointerup", (e) => finish(e, true));
+    bars.addEventListener("pointercancel", (e) => finish(e, false));
+    $("timeline-clear").addEventListener("click", () => setTimeRange(null));
+    drawTimeline();
+  }
+
   $("reset").addEventListener("click", () => {
     filter.value = "all";
+    setTimeRange(null);
     applyFilter("all");
     closeMembers(true);
     markTree(null, null);
@@ -1074,6 +1262,11 @@
     /** The selection as the CSV the Export button writes. */
     selectionCsv: () => csvOf((scatterplot.get("selectedPoints") || []).slice().sort((a, b) => a - b)),
     filter: (concept, layer) => (concept === null ? unfilter() : filterTo(layer === undefined ? D : layer, concept)),
+    /** The time histogram: {unit, labels, counts, undated, range} (null: the page has no dates). */
+    timeline: () => (timeline ? { unit: timeline.unit, labels: timeline.labels.slice(), counts: Array.from(timeline.counts),
+      undated: timeline.undated, range: timeRange && timeRange.slice() } : null),
+    /** Show only the images dated in bins [first, last] of the histogram (null: all); returns how many are shown. */
+    setTimeRange,
     /** Served mode: name concept `c` (of the cards' layer; "" gives it back its words) or merge
      *  concepts, through the model's API; the model folder is saved and the page reloads. */
     rename: (c, name) => editModel({ rename: { concept: Number(c), name: String(name) } }),
