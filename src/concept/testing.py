@@ -6,7 +6,9 @@ map of any size, so that the explorer's tests and benchmarks need no fit.
 `write_random_clip` saves a randomly initialised CLIP of the real architecture (transformers'
 `CLIPModel` with a real, if trivial, byte-level tokenizer and CLIP's image processor) to a
 folder that `CLIPEmbedder` loads like any local CLIP. Random weights exercise the code, and
-give the real model's speed, but say nothing of its quality.
+give the real model's speed, but say nothing of its quality. `write_random_siglip` does the same
+for transformers' `SiglipModel` (`hf:` backend) and `write_random_open_clip` for open_clip's CLIP
+(an open_clip folder: `open_clip_config.json` and `open_clip_model.safetensors`).
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["LayeredMapModel", "write_random_clip"]
+__all__ = ["LayeredMapModel", "write_random_clip", "write_random_open_clip", "write_random_siglip"]
 
 #: Token ids of the start and end markers in `_byte_vocab`.
 _BOS, _EOS = 512, 513
@@ -78,6 +80,83 @@ def write_random_clip(folder: str | Path, architecture: str = "tiny", *, image_s
     images = CLIPImageProcessor(size={"shortest_edge": image_size},
                                 crop_size={"height": image_size, "width": image_size})
     CLIPProcessor(image_processor=images, tokenizer=tokenizer).save_pretrained(folder)
+    return folder
+
+
+def write_random_siglip(folder: str | Path, *, image_size: int = 32, patch_size: int = 8, seed: int = 0,
+                        logit_scale: float = 10.0, logit_bias: float = -10.0, naflex: bool = False) -> Path:
+    """Write a tiny randomly initialised SigLIP (transformers' `SiglipModel`: 2 layers of 32, a
+    16-token text tower, `image_size` px) with SigLIP's image processor (squash, mean/std 0.5) to
+    `folder` and return it, with SigLIP's initial temperature and bias (exp(logit_scale) = 10,
+    -10) unless given. The tokenizer is the byte-level one of `write_random_clip` (real
+    SigLIPs have a SentencePiece or Gemma tokenizer; AutoTokenizer loads either alike).
+    naflex: SigLIP 2's NaFlex variant instead (`Siglip2Model`, a budget of (image_size /
+    patch_size)^2 patches)."""
+    import torch
+    from transformers import (
+        CLIPTokenizer,
+        Siglip2Config,
+        Siglip2ImageProcessor,
+        Siglip2Model,
+        SiglipConfig,
+        SiglipImageProcessor,
+        SiglipModel,
+    )
+
+    small = {"hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 2, "num_attention_heads": 2}
+    text = {**small, "vocab_size": 514, "max_position_embeddings": 16, "bos_token_id": _BOS,
+            "eos_token_id": _EOS, "pad_token_id": _EOS}
+    patches = (image_size // patch_size) ** 2
+    if naflex:
+        config = Siglip2Config(text_config=text, vision_config={**small, "num_patches": patches,
+                                                                "patch_size": patch_size})
+    else:
+        config = SiglipConfig(text_config=text, vision_config={**small, "image_size": image_size,
+                                                               "patch_size": patch_size})
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    torch.manual_seed(seed)
+    model = (Siglip2Model if naflex else SiglipModel)(config)
+    with torch.no_grad():
+        model.logit_scale.fill_(float(np.log(logit_scale)))
+        model.logit_bias.fill_(logit_bias)
+    model.save_pretrained(folder)
+    (folder / "vocab.json").write_text(json.dumps(_byte_vocab()))
+    (folder / "merges.txt").write_text("#version: 0.2\n")
+    CLIPTokenizer(str(folder / "vocab.json"), str(folder / "merges.txt"), model_max_length=16).save_pretrained(folder)
+    if naflex:
+        Siglip2ImageProcessor(patch_size=patch_size, max_num_patches=patches).save_pretrained(folder)
+    else:
+        SiglipImageProcessor(size={"height": image_size, "width": image_size}).save_pretrained(folder)
+    return folder
+
+
+#: open_clip's model config of `write_random_open_clip` (the real CLIP architecture, tiny sizes;
+#: the vocabulary is open_clip's own BPE tokenizer's, bundled with it).
+TINY_OPEN_CLIP = {"embed_dim": 16,
+                  "vision_cfg": {"image_size": 32, "layers": 2, "width": 32, "patch_size": 8, "head_width": 16},
+                  "text_cfg": {"context_length": 77, "vocab_size": 49408, "width": 32, "heads": 2, "layers": 2}}
+
+
+def write_random_open_clip(folder: str | Path, *, seed: int = 0, resize_mode: str = "shortest",
+                           mean: Sequence[float] = (0.48145466, 0.4578275, 0.40821073),
+                           std: Sequence[float] = (0.26862954, 0.26130258, 0.27577711)) -> Path:
+    """Write a tiny randomly initialised open_clip CLIP (`TINY_OPEN_CLIP`) to `folder` as open_clip
+    lays a model out (``open_clip_config.json`` with the model and preprocessing config, and
+    ``open_clip_model.safetensors``), the folder `OpenCLIPEmbedder` loads; return it."""
+    import open_clip
+    import torch
+    from safetensors.torch import save_file
+
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    torch.manual_seed(seed)
+    model = open_clip.CLIP(**TINY_OPEN_CLIP)
+    save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(folder / "open_clip_model.safetensors"))
+    preprocess = {"size": TINY_OPEN_CLIP["vision_cfg"]["image_size"], "mean": list(mean), "std": list(std),
+                  "interpolation": "bicubic", "resize_mode": resize_mode}
+    (folder / "open_clip_config.json").write_text(json.dumps({"model_cfg": TINY_OPEN_CLIP,
+                                                              "preprocess_cfg": preprocess}))
     return folder
 
 

@@ -20,13 +20,17 @@ from concept.embedding.base import BaseEmbedder, EmbeddingModel, l2_normalize
 
 if TYPE_CHECKING:
     from concept.embedding.clip import CLIPEmbedder
+    from concept.embedding.hf import HFEmbedder
     from concept.embedding.offline import OfflineEmbedder
+    from concept.embedding.openclip import OpenCLIPEmbedder
 
 __all__ = [
     "BaseEmbedder",
     "CLIPEmbedder",
     "EmbeddingModel",
+    "HFEmbedder",
     "OfflineEmbedder",
+    "OpenCLIPEmbedder",
     "l2_normalize",
     "load_embedding_model",
     "stored_embedding_model",
@@ -36,7 +40,8 @@ logger = logging.getLogger(__name__)
 
 #: The backends' modules import torch (2 s on a small machine), so they load on first use:
 #: `concept info` and `concept --help` never need them.
-_LAZY = {"CLIPEmbedder": "concept.embedding.clip", "OfflineEmbedder": "concept.embedding.offline"}
+_LAZY = {"CLIPEmbedder": "concept.embedding.clip", "OfflineEmbedder": "concept.embedding.offline",
+         "OpenCLIPEmbedder": "concept.embedding.openclip", "HFEmbedder": "concept.embedding.hf"}
 
 
 def __getattr__(name: str):
@@ -81,15 +86,33 @@ class UnconfirmedEmbeddingModel:
 
 def stored_embedding_model(spec: Any, model_folder: str | os.PathLike, name: str | None = None) -> Any:
     """What a saved model's `settings.embedding_model` may load without the user passing it:
-    a bundled name ("offline", "offline-lite1", "auto") or a known CLIP name as it is; any
-    other string (a folder path) an `UnconfirmedEmbeddingModel` that refuses with what to do."""
+    a bundled name ("offline", "offline-lite1", "auto"), a known CLIP name, or an open_clip or
+    transformers hub name ("open_clip:ViT-B-32/laion2b_s34b_b79k", "hf:ORG/NAME": read from the
+    user's own cache, never downloaded) as it is; any other string (a path) an
+    `UnconfirmedEmbeddingModel` that refuses with what to do."""
     if spec is None or not isinstance(spec, str):
         return None
     if spec == "auto" or _OFFLINE_NAME.fullmatch(spec):
         return spec
     if spec in _KNOWN_CLIP and not Path(spec).expanduser().exists():  # never a same-named folder
         return spec
+    if _hub_name(spec):  # read from the user's own cache, never downloaded on load
+        return spec
     return UnconfirmedEmbeddingModel(spec, model_folder, name)
+
+
+#: open_clip's ARCH/TAG (no tag has a dot: a file name does) or hf-hub:ORG/NAME; hf:ORG/NAME.
+_OPEN_CLIP_NAME = re.compile(r"open_clip:(?:[\w-]+/[\w-]+|hf-hub:[\w.-]+/[\w.-]+)")
+_HF_NAME = re.compile(r"hf:[\w.-]+/[\w.-]+")
+
+
+def _hub_name(spec: str) -> bool:
+    """True for an open_clip or transformers spec that names a hub model, not a path (a saved
+    model may reload it from the user's own cache; a path it names is refused)."""
+    if not (_OPEN_CLIP_NAME.fullmatch(spec) or _HF_NAME.fullmatch(spec)):
+        return False
+    rest = spec.split(":", 1)[1].removeprefix("hf-hub:")
+    return not rest.startswith(".") and ".." not in rest and not Path(rest).expanduser().exists()
 
 
 def _clip_in_local_cache(repo_id: str = DEFAULT_CLIP) -> bool:
@@ -129,7 +152,13 @@ def load_embedding_model(
     - ``"auto"`` / ``None``: CLIP ViT-B/32 if it is in the local cache (or, with
       `allow_download=True`, if the hub answers within 2 s), else the offline model, with a
       warning naming the backend used;
+    - ``"open_clip:ARCH/TAG"`` (e.g. ``"open_clip:ViT-B-32/laion2b_s34b_b79k"``,
+      ``"open_clip:ViT-B-16-SigLIP2/webli"``), ``"open_clip:ARCH/CHECKPOINT"``,
+      ``"open_clip:FOLDER"`` or ``"open_clip:hf-hub:ORG/NAME"``: open_clip (`OpenCLIPEmbedder`);
+    - ``"hf:ORG/NAME"`` or ``"hf:FOLDER"``: a transformers CLIP or SigLIP (`HFEmbedder`);
     - any other string: a CLIP model name or a local folder (`CLIPEmbedder`).
+
+    The hub backends read the local cache (or the folder) only, unless `allow_download=True`.
     """
     if spec is not None and not isinstance(spec, str):
         if isinstance(spec, EmbeddingModel):
@@ -138,10 +167,19 @@ def load_embedding_model(
             f"embedding_model must be 'auto', 'offline', a model name or folder, or an object "
             f"with embed_images() and embed_texts(); got {type(spec).__name__}"
         )
+    spec = spec or "auto"
+    if spec.startswith("open_clip:"):
+        from concept.embedding.openclip import OpenCLIPEmbedder
+
+        return OpenCLIPEmbedder(spec.removeprefix("open_clip:"), device=device, allow_download=allow_download,
+                                verbose=verbose)
+    if spec.startswith("hf:"):
+        from concept.embedding.hf import HFEmbedder
+
+        return HFEmbedder(spec.removeprefix("hf:"), device=device, allow_download=allow_download, verbose=verbose)
     from concept.embedding.clip import CLIPEmbedder
     from concept.embedding.offline import OfflineEmbedder
 
-    spec = spec or "auto"
     if spec == "offline" or spec.startswith("offline-"):
         options = spec.split("-")[1:]
         precisions = [o for o in options if o in ("bf16", "int8")]
