@@ -14,6 +14,7 @@ from concept._errors import (
 from concept._version import __version__
 
 if TYPE_CHECKING:
+    from concept.duplicates import find_duplicates
     from concept.editing import evaluate
     from concept.merging import merge_models
     from concept.model import ConceptModel
@@ -27,6 +28,7 @@ __all__ = [
     "NotFittedError",
     "__version__",
     "evaluate",
+    "find_duplicates",
     "merge_models",
 ]
 
@@ -42,6 +44,10 @@ def __getattr__(name: str):
         from concept.editing import evaluate
 
         return evaluate
+    if name == "find_duplicates":
+        from concept.duplicates import find_duplicates
+
+        return find_duplicates
     if name == "merge_models":
         from concept.merging import merge_models
 
@@ -50,4 +56,4 @@ def __getattr__(name: str):
 
 
 def __dir__() -> list[str]:
-    return sorted(set(globals()) | {"ConceptModel", "evaluate", "merge_models"})
+    return sorted(set(globals()) | {"ConceptModel", "evaluate", "find_duplicates", "merge_models"})

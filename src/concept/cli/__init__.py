@@ -23,10 +23,18 @@ import sys
 from concept._errors import ConceptError
 from concept._version import __version__
 from concept.cli._output import CLIError, logger
+from concept.cli.clean import register as register_duplicates
 from concept.cli.edit import _ids, _name, cmd_edit, cmd_evaluate, cmd_update
 from concept.cli.explore import cmd_explore, cmd_serve
 from concept.cli.fit import DEFAULT_SEED, _seed, cmd_embed, cmd_fit
-from concept.cli.use import cmd_assign, cmd_export, cmd_info, cmd_search, cmd_timeline, cmd_visualize
+from concept.cli.use import (
+    cmd_assign,
+    cmd_export,
+    cmd_info,
+    cmd_search,
+    cmd_timeline,
+    cmd_visualize,
+)
 
 __all__ = ["CLIError", "build_parser", "main"]
 
@@ -46,6 +54,18 @@ examples:
   concept serve photos.model --port 8000
   concept export photos.model --out photos-by-concept/
 """
+
+
+def _date_options(p: argparse.ArgumentParser) -> None:
+    """`explore` / `serve`: the page's time histogram (off by default: EXIF dates open every file)."""
+    when = p.add_mutually_exclusive_group()
+    when.add_argument("--exif", action="store_true", help="add a histogram of the images over time that filters "
+                      "the map, dated by each file's EXIF DateTimeOriginal, else DateTime (off by default: it "
+                      "opens every file)")
+    when.add_argument("--dates", metavar="FILE", help="the same with the dates of a UTF-8 file of PATH<TAB>DATE "
+                      "lines (images it leaves out count as undated)")
+    p.add_argument("--mtime", action="store_true",
+                   help="with --exif: an image without an EXIF date takes its file's modification time")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -190,6 +210,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, metavar="HTML",
                    help="HTML file to write; thumbnails go to the folder <name>_files beside it")
     p.add_argument("--title", metavar="TEXT", help="page title (default: from the file name)")
+    _date_options(p)
 
     p = add("export", "Write one folder per concept (links to, or copies of, its images) and a CSV "
             "of every image's concept and confidence.",
@@ -209,6 +230,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-upload-mb", type=float, default=10, metavar="MB",
                    help="largest image upload accepted (default: %(default)s)")
     p.add_argument("--title", metavar="TEXT", help="page title (default: from the model folder's name)")
+    _date_options(p)
 
     p = add("edit", "Shape a model's concepts: merge, delete, reduce to N, give outliers a concept, name "
             "them; applied in that order (ids as after the step before), then saved.",
@@ -242,6 +264,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("images_dir", metavar="IMAGES_DIR", help="folder of images; files already in the model are skipped")
     p.add_argument("--store", metavar="DIR", help="embedding store to reuse and fill (see `concept embed`)")
     p.add_argument("--out", metavar="MODEL_DIR", help="save to this folder instead of MODEL_DIR")
+
+    register_duplicates(add)  # concept duplicates (cli/clean.py)
 
     for name in ("search", "assign", "serve", "edit", "evaluate", "update"):
         sub.choices[name].add_argument(

@@ -1,0 +1,390 @@
+"""Duplicates and unusual images in a collection: exact copies, near duplicates, uniqueness.
+
+Three questions a user asks before (or while) modelling a collection, answered from the pixels
+and from the embeddings the model already has (the semantics of FiftyOne brain's
+`compute_exact_duplicates` / `compute_near_duplicates` / `compute_uniqueness` and of fastdup's
+similarity components; no code of theirs):
+
+- **Exact duplicates**: the same file (equal SHA-256 of the bytes), or the same pixels after
+  decoding (equal size and equal 32 x 32 RGB thumbnail, each cell the box mean of the decoded RGB
+  image rounded to an integer: `thumbnail_key`). Decoding is `concept.images.load_image`'s (EXIF
+  orientation, alpha on white, large files box-reduced while decoding as for the embedding), so a
+  PNG saved again or stripped of its metadata, or converted losslessly to a format that keeps its
+  pixel mode (WebP lossless, TIFF), is exact. A lossy re-encode (a JPEG of a PNG, a JPEG saved
+  again) changes some of the 3,072 rounded means and so is never exact: it is a near duplicate.
+  So may be a lossless copy of a large RGBA image flattened to RGB (the reduction rounds the two
+  modes differently); small images are compared at full resolution.
+- **Near duplicates**: images whose embeddings have a cosine of at least `near` with one
+  another, joined transitively (union-find over each image's nearest neighbours), among one
+  representative of every exact group. `near=None` calibrates it on the collection
+  (`calibrated_near`).
+- **Uniqueness**: how unlike an image is to its nearest neighbours in the whole collection
+  (`uniqueness`).
+
+Every group keeps one representative (`kept`): the image with most pixels, then the largest
+file, then the sharpest (variance of the Laplacian of its grey thumbnail), then the first row.
+The others are the copies that could be dropped. Neighbours come from
+`concept.clustering.kernels.top_matches` in chunks of rows: memory stays linear in the number of
+images, never an all-pairs matrix.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from concept._errors import ConceptError
+
+__all__ = ["Duplicates", "calibrated_near", "find_duplicates", "thumbnail_key", "uniqueness"]
+
+logger = logging.getLogger(__name__)
+
+#: Side of the thumbnail whose rounded RGB means decide that two decodings have the same pixels.
+THUMBNAIL = 32
+#: Decoding for the thumbnail may reduce an image to no less than twice this side (`load_image`'s draft).
+DRAFT = 4 * THUMBNAIL
+#: Neighbours looked at per image (the image itself included); more copies of one image than
+#: this still form one group through the copies' own neighbours.
+NEIGHBOURS = 16
+#: Neighbours whose mean similarity measures uniqueness.
+UNIQUENESS_NEIGHBOURS = 5
+#: The calibrated near threshold: the CALIBRATION_QUANTILE of how close each image's
+#: CALIBRATION_RANK-th nearest other image comes...
+CALIBRATION_RANK = 3
+CALIBRATION_QUANTILE = 0.99
+#: ... but never below NEAR_FLOOR nor above NEAR_CEILING (see `calibrated_near`).
+NEAR_FLOOR = 0.90
+NEAR_CEILING = 0.98
+
+@dataclass
+class Duplicates:
+    """The duplicates of a collection; rows are positions in the images (or embeddings) given.
+
+    exact / near: groups of rows, each sorted with its kept representative first.
+    kept_exact / kept_near: the representative of each group (its first row).
+    near_threshold: the cosine that made two images near duplicates (given or calibrated).
+    uniqueness: one value per row in [0, 1] (None without embeddings), see `uniqueness`.
+    paths: the rows' file paths (None where the images were not files).
+    """
+
+    exact: list[list[int]]
+    near: list[list[int]]
+    near_threshold: float | None
+    uniqueness: np.ndarray | None
+    paths: list[str | None] | None = None
+    n_images: int = 0
+    failed: list[int] = field(default_factory=list)
+
+    @property
+    def kept_exact(self) -> list[int]:
+        return [g[0] for g in self.exact]
+
+    @property
+    def kept_near(self) -> list[int]:
+        return [g[0] for g in self.near]
+
+    def droppable(self) -> list[int]:
+        """Rows that could be dropped, keeping one image of every group (each row listed once)."""
+        return sorted({r for g in [*self.exact, *self.near] for r in g[1:]})
+
+    def table(self):
+        """A pandas DataFrame, one line per (group, image): group (numbered exact groups first, then near), kind
+        ("exact" or "near"), row, path (None when not a file), kept (the group's representative)."""
+        import pandas as pd
+
+        lines = []
+        for kind, groups, offset in (("exact", self.exact, 0), ("near", self.near, len(self.exact))):
+            for g, rows in enumerate(groups):
+                for i, row in enumerate(rows):
+                    path = None if self.paths is None else self.paths[row]
+                    lines.append((offset + g, kind, int(row), path, i == 0))
+        return pd.DataFrame(lines, columns=["group", "kind", "row", "path", "kept"])
+
+    def summary(self) -> str:
+        """One line: groups, images in them and copies that could be dropped."""
+        in_groups = len({r for g in [*self.exact, *self.near] for r in g})
+        near = "" if self.near_threshold is None else f" (cosine >= {self.near_threshold:.3f})"
+        return (f"{len(self.exact):,} exact groups and {len(self.near):,} near-duplicate groups{near} among "
+                f"{self.n_images:,} images: {in_groups:,} images in groups, {len(self.droppable()):,} copies "
+                "could be dropped")
+
+
+# ---------------------------------------------------------------------------------------------- grouping
+class _UnionFind:
+    def __init__(self, n: int) -> None:
+        self.parent = np.arange(n)
+
+    def find(self, a: int) -> int:
+        parent = self.parent
+        root = a
+        while parent[root] != root:
+            root = parent[root]
+        while parent[a] != root:  # path compression
+            parent[a], a = root, parent[a]
+        return int(root)
+
+    def union(self, a: int, b: int) -> None:
+        ra, rb = self.find(a), self.find(b)
+        if ra != rb:
+            self.parent[max(ra, rb)] = min(ra, rb)
+
+    def groups(self) -> list[list[int]]:
+        """Sets of more than one element, each sorted, in order of their first element."""
+        out: dict[int, list[int]] = {}
+        for a in range(len(self.parent)):
+            out.setdefault(self.find(a), []).append(a)
+        return [g for g in out.values() if len(g) > 1]
+
+
+def _groups_of_keys(keys: Sequence[Any]) -> list[list[int]]:
+    """Rows sharing a key (None keys are never grouped)."""
+    by_key: dict[Any, list[int]] = {}
+    for row, key in enumerate(keys):
+        if key is not None:
+            by_key.setdefault(key, []).append(row)
+    return [rows for rows in by_key.values() if len(rows) > 1]
+
+
+# ---------------------------------------------------------------------------------------------- pixels
+def _file_digest(path: str | os.PathLike) -> str | None:
+    h = hashlib.sha256()
+    try:
+        with open(path, "rb") as f:
+            for block in iter(lambda: f.read(1 << 20), b""):
+                h.update(block)
+    except OSError:
+        return None
+    return h.hexdigest()
+
+
+def thumbnail_key(image: Any) -> tuple[tuple[int, int], bytes, float] | None:
+    """The pixel identity of one image: its size, the bytes of its 32 x 32 thumbnail (the box mean of each
+    cell of the decoded RGB image, rounded to an integer) and its sharpness (variance of the Laplacian of
+    the grey thumbnail, to choose between copies). None when it cannot be loaded."""
+    from PIL import Image
+
+    from concept._errors import ImageLoadError
+    from concept.images import load_image
+
+    try:
+        size = None
+        if isinstance(image, (str, os.PathLike)):
+            with Image.open(image) as im:
+                size = im.size
+        # A reduced decode (JPEG draft, box reduction of other formats), as fast as the embedding's: a
+        # 10,000 x 16,000 PNG takes seconds to decode in full. It depends on the pixels and on the mode the
+        # file stores them in (RGBA is reduced premultiplied): see the module's docstring.
+        im = load_image(image, draft_size=(DRAFT, DRAFT))
+        size = size or im.size
+    except (ImageLoadError, OSError, ValueError):
+        return None
+    a = np.asarray(im)
+    thumb = np.round(_box_means(_box_means(a, 0), 1)).astype(np.uint8)
+    grey = thumb.astype(np.float64) @ np.array([0.299, 0.587, 0.114])
+    lap = (grey[1:-1, :-2] + grey[1:-1, 2:] + grey[:-2, 1:-1] + grey[2:, 1:-1] - 4 * grey[1:-1, 1:-1])
+    return tuple(size), thumb.tobytes(), float(lap.var())
+
+
+def _box_means(a: np.ndarray, axis: int) -> np.ndarray:
+    """Means of THUMBNAIL nearly equal blocks of `a` along `axis` (integer block edges, so the same pixels always
+    give the same means); an axis shorter than THUMBNAIL repeats its pixels instead."""
+    length = a.shape[axis]
+    if length < THUMBNAIL:
+        return np.take(a, (np.arange(THUMBNAIL) * length) // THUMBNAIL, axis=axis).astype(np.float64)
+    edges = (np.arange(THUMBNAIL + 1) * length) // THUMBNAIL
+    sums = np.add.reduceat(a, edges[:-1], axis=axis, dtype=np.int64 if a.dtype.kind in "ui" else np.float64)
+    shape = [1] * a.ndim
+    shape[axis] = THUMBNAIL
+    return sums / np.diff(edges).reshape(shape)
+
+
+def _pixel_identities(images: Sequence[Any]) -> tuple[list, list, list[float], list[int], list[int]]:
+    """Per image: byte digest (files only), (size, thumbnail) key, sharpness, pixels, file bytes."""
+    digests, keys, sharpness, pixels, sizes = [], [], [], [], []
+    for image in images:
+        is_file = isinstance(image, (str, os.PathLike))
+        digests.append(_file_digest(image) if is_file else None)
+        found = thumbnail_key(image)
+        keys.append(None if found is None else found[:2])
+        sharpness.append(0.0 if found is None else found[2])
+        pixels.append(0 if found is None else found[0][0] * found[0][1])
+        try:
+            sizes.append(os.path.getsize(image) if is_file else 0)
+        except OSError:
+            sizes.append(0)
+    return digests, keys, sharpness, pixels, sizes
+
+
+# ---------------------------------------------------------------------------------------------- embeddings
+def _neighbours(x: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """Each row's `k` nearest other rows by cosine and their similarities (chunked `top_matches`)."""
+    from concept.clustering.kernels import top_matches
+
+    idx, sims = top_matches(x, x, min(k + 1, len(x)))
+    # Drop each row itself: by index, not by position (an exact copy elsewhere may tie with it and come first);
+    # a row whose own index is not among its matches drops its last match instead.
+    own = idx == np.arange(len(x))[:, None]
+    own[~own.any(axis=1), -1] = True
+    own &= np.cumsum(own, axis=1) == 1  # one column per row
+    order = np.argsort(own, axis=1, kind="stable")[:, :-1]
+    return np.take_along_axis(idx, order, axis=1), np.take_along_axis(sims, order, axis=1)
+
+
+def calibrated_near(neighbour_similarities: np.ndarray) -> float:
+    """The near-duplicate threshold of a collection, from each image's cosines to its nearest other images (n, k),
+    best first: the CALIBRATION_QUANTILE (99%) of the cosines to the CALIBRATION_RANK-th (3rd) nearest, clipped to
+    [NEAR_FLOOR, NEAR_CEILING] (NEAR_CEILING for fewer than 20 images).
+
+    Why: an image's third-nearest neighbour is a look-alike, not a copy, unless the image has more than two
+    copies; how close look-alikes come in *this* collection and *this* embedding space is what a copy must beat.
+    (The nearest neighbour itself would not do: with 10% copies a fifth of its values are copies.) So a pair is
+    near when it is closer than 99% of images come to their third look-alike. A collection of look-alikes
+    (product shots, the cards of one deck) gets a higher threshold, a collection of varied images a lower one.
+    The floor keeps merely similar images apart where everything is far apart; the ceiling keeps copies
+    findable in a space where everything is close (the offline model's shared ConSE space puts most images of
+    one ImageNet class above 0.95). On benchmarks/duplicates.py's 3,300 images (OpenClipart, Fashion-MNIST,
+    10% altered or exact copies) it gives 0.940 in the offline model's CNN features, near the threshold of the
+    best F1 there (0.94); no threshold of those features both finds most altered copies and keeps the
+    variants of one drawing (moon phases, the cards of a deck, smileys) apart: see that benchmark's table.
+    """
+    s = np.asarray(neighbour_similarities, dtype=np.float64)
+    s = s.reshape(len(s), -1)
+    rank = min(CALIBRATION_RANK, s.shape[1]) - 1
+    column = s[:, rank] if rank >= 0 else np.empty(0)
+    column = column[np.isfinite(column) & (column > -1.0)]
+    if len(column) < 20:
+        return NEAR_CEILING
+    return float(np.clip(np.quantile(column, CALIBRATION_QUANTILE), NEAR_FLOOR, NEAR_CEILING))
+
+
+def uniqueness(embeddings: Any, k: int = UNIQUENESS_NEIGHBOURS, *,
+               neighbours: tuple[np.ndarray, np.ndarray] | None = None) -> np.ndarray:
+    """How unlike each image is to the rest of the collection, in [0, 1]: one minus its mean cosine to its `k`
+    nearest other images, rescaled so that the collection's least unique image scores 0 and its most unique 1
+    (all 0 when every image scores the same; 1 for a lone image).
+
+    It measures an image against the whole collection; the model's `probabilities_` measure how typical an
+    image is of its own concept (0 at the outlier fence, 1 at the concept's median member). An image can be
+    typical of a small, tight concept and still unique in the collection, and an outlier of every concept
+    (probability 0) can have near copies (low uniqueness). Exact and near copies lower each other's.
+    `neighbours`: (indices, cosines) of each row's nearest other rows, best first, when already found.
+    """
+    from concept.embedding.inputs import as_embeddings
+
+    x = as_embeddings(embeddings)
+    if len(x) < 2:
+        return np.ones(len(x))
+    _, sims = neighbours if neighbours is not None else _neighbours(x, k)
+    sims = sims[:, :k]
+    raw = 1.0 - np.where(sims > -1.0, sims, np.nan).astype(np.float64)
+    raw = np.nanmean(raw, axis=1)
+    lo, hi = float(raw.min()), float(raw.max())
+    return np.zeros(len(x)) if hi - lo < 1e-12 else (raw - lo) / (hi - lo)
+
+
+# ---------------------------------------------------------------------------------------------- the call
+def _embeddings_of(images, model, embeddings, batch_size: int, verbose: bool) -> tuple[np.ndarray | None, list, Any]:
+    """The vectors to compare (a model's clustering features where it has them, else its embeddings; the given
+    embeddings; or the offline model's CNN features of `images`), the rows that failed to load, and the images
+    as the rows are (a model's sources)."""
+    from concept.embedding.inputs import as_embeddings
+
+    if embeddings is not None:
+        return as_embeddings(embeddings), [], images
+    if model is not None:
+        if "labels_" not in model.__dict__:
+            raise ConceptError("find_duplicates(model=...) needs a fitted model: call fit() or load() first.")
+        x = model.features_ if model.features_ is not None else model.embeddings_
+        return as_embeddings(x), [], images if images is not None else model.image_sources_
+    if images is None:
+        return None, [], images
+    from concept.embedding import load_embedding_model
+    from concept.embedding.inputs import embed_inputs
+
+    embedder = load_embedding_model("offline", verbose=verbose)
+    embedded = embed_inputs(embedder, list(images), None, features=True, batch_size=batch_size, verbose=verbose)
+    x = as_embeddings(embedded.features if embedded.features is not None else embedded.x)
+    full = np.full((len(images), x.shape[1]), np.nan, dtype=np.float32)
+    full[embedded.kept] = x
+    return full, [f.index for f in embedded.failures], images
+
+
+def find_duplicates(images: Sequence[Any] | None = None, *, model: Any = None, embeddings: Any = None,
+                    near: float | None = None, exact: bool = True, batch_size: int = 32,
+                    verbose: bool = False) -> Duplicates:
+    """Exact copies, near duplicates and the uniqueness of every image of a collection.
+
+    Parameters
+    ----------
+    images: paths, PIL images or arrays (for the exact groups and the representatives' sizes); with a fitted
+        `model` and no `images`, the model's `image_sources_` (files it was fitted on), in its row order.
+    model: a fitted ConceptModel whose vectors are compared (its clustering features where it has them: the
+        offline model's CNN features tell copies from look-alikes far better than its shared space).
+    embeddings: precomputed vectors, one per image, instead. With neither `model` nor `embeddings`, `images` are
+        embedded by the bundled offline model (its CNN features).
+    near: the cosine at or above which two images are near duplicates; None calibrates it on the collection
+        (`calibrated_near`). exact: look for exact copies (decodes every image once more).
+
+    Returns a `Duplicates`: groups of rows (positions in `images`, or the model's rows), each led by its kept
+    representative, the threshold used, `uniqueness` per row, and `.table()`.
+    """
+    if near is not None and not 0.0 < float(near) <= 1.0:
+        raise ConceptError(f"near must be a cosine in (0, 1], got {near!r}")
+    images = None if images is None else list(images)
+    x, failed, images = _embeddings_of(images, model, embeddings, batch_size, verbose)
+    n = len(x) if x is not None else len(images) if images is not None else 0
+    if n == 0:
+        raise ConceptError("find_duplicates needs images, embeddings or a fitted model.")
+    if images is not None and len(images) != n:
+        raise ConceptError(f"Got {len(images)} images but {n} embeddings; they must match one to one.")
+    paths = None if images is None else [os.fspath(i) if isinstance(i, (str, os.PathLike)) else None for i in images]
+    if paths is not None and not any(paths):
+        paths = None
+
+    # Exact: equal bytes or equal decoded thumbnails (and size).
+    order_key = np.zeros((n, 3))  # pixels, file bytes, sharpness: the representative is the largest
+    exact_groups: list[list[int]] = []
+    if exact and images is not None:
+        digests, keys, sharp, pixels, sizes = _pixel_identities(images)
+        order_key = np.column_stack([pixels, sizes, sharp]).astype(np.float64)
+        uf = _UnionFind(n)
+        for group in [*_groups_of_keys(digests), *_groups_of_keys(keys)]:
+            for row in group[1:]:
+                uf.union(group[0], row)
+        exact_groups = uf.groups()
+
+    def lead(group: list[int]) -> list[int]:  # the representative first, the others in row order
+        best = max(group, key=lambda r: (*order_key[r], -r))
+        return [best, *[r for r in sorted(group) if r != best]]
+
+    exact_groups = sorted((lead(g) for g in exact_groups), key=lambda g: min(g))
+    near_groups: list[list[int]] = []
+    unique = None
+    threshold = None
+    if x is not None:
+        ok = np.isfinite(x).all(axis=1)
+        copies = {r for g in exact_groups for r in g[1:]}
+        reps = np.array([r for r in range(n) if ok[r] and r not in copies], dtype=np.int64)
+        if len(reps) >= 2:
+            nb_i, nb_s = _neighbours(x if len(reps) == n else x[reps], NEIGHBOURS)
+            threshold = float(near) if near is not None else calibrated_near(nb_s)
+            uf = _UnionFind(len(reps))
+            for a, b in zip(*np.nonzero(nb_s >= threshold)):
+                uf.union(int(a), int(nb_i[a, b]))
+            near_groups = sorted((lead([int(reps[r]) for r in g]) for g in uf.groups()), key=lambda g: min(g))
+            # Uniqueness over every loaded row (copies included: a copy makes its original less unique).
+            rows = np.flatnonzero(ok)
+            unique = np.full(n, np.nan)
+            same = len(rows) == len(reps)  # no copies, no failures: the neighbours are those found above
+            unique[rows] = uniqueness(x if len(rows) == n else x[rows], neighbours=(nb_i, nb_s) if same else None)
+        elif len(reps) == 1:
+            unique = np.where(ok, 1.0, np.nan)
+    result = Duplicates(exact_groups, near_groups, threshold, unique, paths, n, sorted(failed))
+    logger.info("%s", result.summary())
+    return result
