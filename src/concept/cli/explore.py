@@ -6,8 +6,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from concept.cli._output import CLIError, _load, logger
-from concept.cli.use import _dates_file
+from concept.cli._output import CLIError, _dates_file, _load, logger
 
 
 def _dates(args: argparse.Namespace, model) -> list | str | None:

@@ -9,6 +9,7 @@ from pathlib import Path
 
 from concept.cli._output import (
     CLIError,
+    _dates_file,
     _info_table,
     _layer,
     _load,
@@ -128,20 +129,6 @@ def _image_info(args: argparse.Namespace) -> None:
         return
     _write_table(df, args.out)
     print(f"Table of {len(df):,} images written to {args.out}")
-
-
-def _dates_file(model, path: str) -> list[str | None]:
-    """One date text per fitted image from a UTF-8 file of PATH<TAB>DATE lines (None for images it leaves out)."""
-    if model.image_sources_ is None:
-        raise CLIError("the model does not know its images' files, so --dates cannot name them")
-    table: dict[str, str] = {}
-    for number, line in enumerate(Path(path).read_text(encoding="utf-8").splitlines(), 1):
-        if line.strip():
-            name, sep, date = line.rstrip("\n").partition("\t")
-            if not sep:
-                raise CLIError(f"{path}, line {number}: expected path<TAB>date")
-            table[os.path.normpath(name)] = date
-    return [table.get(os.path.normpath(s)) for s in model.image_sources_]
 
 
 def _bins(text: str) -> int | str:
