@@ -250,3 +250,14 @@ def test_the_figure_draws_a_line_per_concept_over_the_dated_months(model, photos
     none = model.concepts_over_time([None] * 30)
     with pytest.raises(ConceptError, match="No image has a date"):
         model.visualize_concepts_over_time(none)
+
+
+def test_the_image_table_shows_each_images_date_when_asked(model, photos):
+    assert "Date" not in model.get_image_info().columns  # no file is opened unless asked
+    df = model.get_image_info("exif")
+    by_name = {Path(f).name: (d, s) for f, d, s in zip(df.Image, df.Date, df["Date status"])}
+    assert by_name["red_07.jpg"] == (pd.Timestamp("2020-03-20 18:00:00"), "exif")
+    assert by_name["green_08.jpg"][1] == "unreadable" and pd.isna(by_name["green_08.jpg"][0])
+    assert by_name["blue_00.jpg"][1] == "missing"
+    given = model.get_image_info(["2021-06-01"] * len(model.labels_))
+    assert (given.Date == pd.Timestamp("2021-06-01")).all()

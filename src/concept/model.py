@@ -324,12 +324,19 @@ class ConceptModel(BaseEstimator):
         self._check_fitted()
         return hierarchy_table(self.hierarchy_.parents, self.layers_, self.layer_topics_)
 
-    def get_image_info(self) -> pd.DataFrame:
-        """One row per fitted image: file, concept, name, words, probability, exemplar? (`tables.image_table`)."""
+    def get_image_info(self, timestamps: Any = None) -> pd.DataFrame:
+        """One row per fitted image: file, concept, name, words, probability, exemplar? (`tables.image_table`); with
+        `timestamps` ("exif", or dates as `concepts_over_time` takes them) also Date and Date status."""
         self._check_fitted()
-        return image_table(self.image_sources_, self.image_indices_, self.layers_, self.layer_, self.probabilities_,
-                           self.exemplars_, self.topics_, self.custom_labels_, self._caption_docs, self._captioned,
-                           self.image_names_)
+        df = image_table(self.image_sources_, self.image_indices_, self.layers_, self.layer_, self.probabilities_,
+                         self.exemplars_, self.topics_, self.custom_labels_, self._caption_docs, self._captioned,
+                         self.image_names_)
+        if timestamps is not None:
+            from concept.over_time import image_dates
+
+            dates = image_dates(self, timestamps)
+            df["Date"], df["Date status"] = dates.values, dates.status
+        return df
 
     # ------------------------------------------------------------------ using a fitted model
     def search(self, query: str | ImageInput, top_n: int = 5, n_images: int = 0,

@@ -118,12 +118,7 @@ def _image_info(args: argparse.Namespace) -> None:
     if args.out:
         _table_separator(args.out)  # a bad name is refused before the model is loaded
     model = _load(args)
-    df = model.get_image_info()
-    if args.exif:
-        from concept.over_time import image_dates
-
-        dates = image_dates(model, "exif")
-        df["Date"], df["Date status"] = dates.values, dates.status
+    df = model.get_image_info("exif" if args.exif else None)
     if not args.out:
         df.to_csv(sys.stdout, sep="\t", index=False)
         return
