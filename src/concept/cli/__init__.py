@@ -101,7 +101,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--min-concept-size", type=int, default=30, metavar="N",
                    help="smallest number of images in a concept (default: %(default)s)")
     p.add_argument("--embedding-model", default="auto", metavar="SPEC",
-                   help="'auto', 'offline', 'offline-lite1', a CLIP model name or a local folder "
+                   help="'auto', 'offline', 'offline-lite1', a CLIP model name or a local folder, "
+                        "'open_clip:ARCH/TAG' or 'hf:ORG/NAME' (CLIP, SigLIP; from the local cache) "
                         "(default: %(default)s)")
     p.add_argument("--ctfidf", action="store_true", help="choose words by c-TF-IDF instead of similarity")
     p.add_argument("--n-words", type=int, default=10, metavar="N", help="words per concept (default: %(default)s)")
@@ -124,7 +125,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("images_dir", metavar="IMAGES_DIR", help="folder of images (searched recursively); with --ray also a URI such as s3://bucket/prefix")
     p.add_argument("--store", required=True, metavar="DIR", help="folder of the embedding store")
     p.add_argument("--embedding-model", default="auto", metavar="SPEC",
-                   help="'auto', 'offline', a CLIP model name or a local folder (default: %(default)s)")
+                   help="'auto', 'offline', a CLIP model name or a local folder, 'open_clip:ARCH/TAG' or "
+                        "'hf:ORG/NAME' (default: %(default)s)")
     p.add_argument("--batch-size", type=int, default=32, metavar="N", help="images per batch (default: %(default)s)")
 
     for name in ("fit", "embed"):  # the Ray path (pip install "concept[ray]")
