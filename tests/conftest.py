@@ -182,3 +182,38 @@ def clipart_model(clipart_paths, offline_embedder):
     model = ConceptModel(min_concept_size=3, embedding_model=offline_embedder, random_state=0, verbose=False,
                          vocabulary_size=2000)
     return model.fit([str(p) for p in clipart_paths], captions=captions)
+
+
+@pytest.fixture(scope="module")
+def colour_images(tmp_path_factory) -> Path:
+    """Red, green and blue images (12 each) of varied sizes, with a little noise, in one folder."""
+    from PIL import Image
+
+    root = tmp_path_factory.mktemp("images")
+    rng = np.random.default_rng(0)
+    for name, rgb in {"red": (220, 30, 30), "green": (30, 180, 60), "blue": (40, 60, 220)}.items():
+        for i in range(12):
+            h, w = 30 + 2 * i, 50 - i
+            pixels = np.clip(np.array(rgb) + rng.normal(0, 8, (h, w, 3)), 0, 255).astype(np.uint8)
+            Image.fromarray(pixels).save(root / f"{name}_{i:02d}.png")
+    return root
+
+
+@pytest.fixture
+def no_network(monkeypatch):
+    """Any attempt to open a connection is recorded and refused, with the Hugging Face hub's own
+    offline flag off, so that only the code under test keeps itself from the network."""
+    import socket
+
+    from huggingface_hub import constants
+
+    attempts: list = []
+
+    def refuse(*args, **kwargs):
+        attempts.append(args)
+        raise OSError("network disabled in this test")
+
+    monkeypatch.setattr(socket.socket, "connect", refuse)
+    monkeypatch.setattr(socket, "create_connection", refuse)
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
+    return attempts

@@ -4,7 +4,6 @@ real architectures written to tmp folders (the code path, not quality), with no 
 from __future__ import annotations
 
 import shutil
-import socket
 import time
 from pathlib import Path
 
@@ -38,37 +37,6 @@ def naflex_folder(tmp_path_factory) -> Path:
 @pytest.fixture(scope="module")
 def clip_folder(tmp_path_factory) -> Path:
     return write_random_clip(tmp_path_factory.mktemp("hfclip") / "tiny-clip", "tiny", image_size=32, patch_size=8)
-
-
-@pytest.fixture(scope="module")
-def image_dir(tmp_path_factory) -> Path:
-    """Three colours of images of varied sizes, with a little noise."""
-    root = tmp_path_factory.mktemp("images")
-    rng = np.random.default_rng(0)
-    for name, rgb in COLORS.items():
-        for i in range(12):
-            h, w = 30 + 2 * i, 50 - i
-            pixels = np.clip(np.array(rgb) + rng.normal(0, 8, (h, w, 3)), 0, 255).astype(np.uint8)
-            Image.fromarray(pixels).save(root / f"{name}_{i:02d}.png")
-    return root
-
-
-@pytest.fixture
-def no_network(monkeypatch):
-    """Any attempt to open a connection is recorded and refused; the hub's own offline flag off,
-    so that only the backend's care keeps it from the network."""
-    from huggingface_hub import constants
-
-    attempts: list = []
-
-    def refuse(*args, **kwargs):
-        attempts.append(args)
-        raise OSError("network disabled in this test")
-
-    monkeypatch.setattr(socket.socket, "connect", refuse)
-    monkeypatch.setattr(socket, "create_connection", refuse)
-    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
-    return attempts
 
 
 def fake_hub_cache(root: Path, repo: str, folder: Path) -> Path:
@@ -187,7 +155,7 @@ def test_siglip_calibration_is_the_trained_sigmoid(siglip_folder):
 
 
 def test_hub_name_loads_from_the_cache_with_no_network_and_reloads_by_name(siglip_folder, tmp_path, monkeypatch,
-                                                                          no_network, image_dir):
+                                                                          no_network, colour_images):
     from huggingface_hub import constants
 
     cache = fake_hub_cache(tmp_path / "hub", "someorg/tiny-siglip", siglip_folder)
@@ -199,7 +167,7 @@ def test_hub_name_loads_from_the_cache_with_no_network_and_reloads_by_name(sigli
     assert backend.embed_images([solid((1, 2, 3))]).shape == (1, 32)
     # a saved model names it, and loads it again by name from the user's cache
     assert stored_embedding_model("hf:someorg/tiny-siglip", tmp_path) == "hf:someorg/tiny-siglip"
-    images = sorted(str(p) for p in image_dir.glob("*.png"))
+    images = sorted(str(p) for p in colour_images.glob("*.png"))
     model = ConceptModel(embedding_model=backend, min_concept_size=5, verbose=False)
     model.fit(images, docs=["red", "green", "blue", "sky", "grass", "fire"])
     model.save(tmp_path / "saved")
@@ -235,8 +203,8 @@ def test_other_model_types_are_refused_clearly(tmp_path):
         HFEmbedder(str(tmp_path / "bert"), device="cpu", verbose=False)
 
 
-def test_fit_save_load_transform_round_trip_from_a_folder(siglip_folder, image_dir, tmp_path, no_network):
-    images = sorted(str(p) for p in image_dir.glob("*.png"))
+def test_fit_save_load_transform_round_trip_from_a_folder(siglip_folder, colour_images, tmp_path, no_network):
+    images = sorted(str(p) for p in colour_images.glob("*.png"))
     spec = f"hf:{siglip_folder}"
     model = ConceptModel(embedding_model=spec, min_concept_size=5, verbose=False)
     model.fit(images, docs=["red", "green", "blue", "sky", "grass", "fire"])

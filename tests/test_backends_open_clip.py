@@ -11,7 +11,6 @@ only; where a real torchvision is installed but broken, they are skipped.
 from __future__ import annotations
 
 import importlib.util
-import socket
 import sys
 import time
 import types
@@ -88,35 +87,6 @@ def folder(open_clip, tmp_path_factory) -> Path:
     from concept.testing import write_random_open_clip
 
     return write_random_open_clip(tmp_path_factory.mktemp("oc") / "tiny-open-clip")
-
-
-@pytest.fixture(scope="module")
-def image_dir(tmp_path_factory) -> Path:
-    root = tmp_path_factory.mktemp("images")
-    rng = np.random.default_rng(0)
-    for name, rgb in COLORS.items():
-        for i in range(12):
-            h, w = 30 + 2 * i, 50 - i
-            pixels = np.clip(np.array(rgb) + rng.normal(0, 8, (h, w, 3)), 0, 255).astype(np.uint8)
-            Image.fromarray(pixels).save(root / f"{name}_{i:02d}.png")
-    return root
-
-
-@pytest.fixture
-def no_network(monkeypatch):
-    """Connections are recorded and refused; the hub's own offline flag is off."""
-    from huggingface_hub import constants
-
-    attempts: list = []
-
-    def refuse(*args, **kwargs):
-        attempts.append(args)
-        raise OSError("network disabled in this test")
-
-    monkeypatch.setattr(socket.socket, "connect", refuse)
-    monkeypatch.setattr(socket, "create_connection", refuse)
-    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
-    return attempts
 
 
 @pytest.fixture
@@ -254,8 +224,8 @@ def test_architecture_with_a_checkpoint_file(tiny_tag, folder, tmp_path):
         load_embedding_model(f"open_clip:Tiny-Test/{tmp_path / 'missing.safetensors'}")
 
 
-def test_fit_save_load_transform_round_trip(folder, image_dir, tmp_path, no_network):
-    images = sorted(str(p) for p in image_dir.glob("*.png"))
+def test_fit_save_load_transform_round_trip(folder, colour_images, tmp_path, no_network):
+    images = sorted(str(p) for p in colour_images.glob("*.png"))
     spec = f"open_clip:{folder}"
     model = ConceptModel(embedding_model=spec, min_concept_size=5, verbose=False)
     model.fit(images, docs=DOCS)

@@ -141,15 +141,21 @@ def _table_separator(out: str | os.PathLike) -> str:
     return sep
 
 
+def path_table(path: str, what: str) -> dict[str, str]:
+    """The PATH<TAB>`what` lines of a UTF-8 file, by normalised path (--dates, --truth)."""
+    table: dict[str, str] = {}
+    for number, line in enumerate(Path(path).read_text(encoding="utf-8").splitlines(), 1):
+        if line.strip():
+            name, sep, value = line.rstrip("\n").partition("\t")
+            if not sep:
+                raise CLIError(f"{path}, line {number}: expected path<TAB>{what}")
+            table[os.path.normpath(name)] = value
+    return table
+
+
 def _dates_file(model, path: str) -> list[str | None]:
     """One date text per fitted image from a UTF-8 file of PATH<TAB>DATE lines (None for images it leaves out)."""
     if model.image_sources_ is None:
         raise CLIError("the model does not know its images' files, so --dates cannot name them")
-    table: dict[str, str] = {}
-    for number, line in enumerate(Path(path).read_text(encoding="utf-8").splitlines(), 1):
-        if line.strip():
-            name, sep, date = line.rstrip("\n").partition("\t")
-            if not sep:
-                raise CLIError(f"{path}, line {number}: expected path<TAB>date")
-            table[os.path.normpath(name)] = date
+    table = path_table(path, "date")
     return [table.get(os.path.normpath(s)) for s in model.image_sources_]

@@ -8,7 +8,7 @@ import os
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from concept.cli._output import CLIError, _info_table, _load, _no_images
+from concept.cli._output import CLIError, _info_table, _load, _no_images, path_table
 
 if TYPE_CHECKING:
     from concept.model import ConceptModel
@@ -70,13 +70,7 @@ def _truth(model: ConceptModel, spec: str) -> list[str]:
         raise CLIError("the model does not know its images' files, so it has no labels to compare with")
     if spec == "folder":
         return [Path(s).parent.name for s in sources]
-    table: dict[str, str] = {}
-    for number, line in enumerate(Path(spec).read_text(encoding="utf-8").splitlines(), 1):
-        if line.strip():
-            path, sep, label = line.rstrip("\n").partition("\t")
-            if not sep:
-                raise CLIError(f"{spec}, line {number}: expected path<TAB>label")
-            table[os.path.normpath(path)] = label
+    table = path_table(spec, "label")
     missing = [s for s in sources if os.path.normpath(s) not in table]
     if missing:
         raise CLIError(f"{spec} has no label for {len(missing):,} of the model's images, e.g. {missing[0]}")
