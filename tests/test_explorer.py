@@ -725,3 +725,18 @@ def test_renaming_and_merging_from_the_page_write_back_to_the_model_folder(fitte
         assert saved.n_concepts_ == k - 1
         assert np.array_equal(saved.labels_ == 0, (before == 0) | (before == 1))
         assert api(srv, "/api/info")[1]["n_concepts"] == k - 1
+
+
+def test_page_data_has_the_duplicates_only_when_the_model_knows_them():
+    from concept.duplicates import Duplicates
+    from concept.explorer.data import page_data
+    from concept.testing import LayeredMapModel
+
+    model = LayeredMapModel(n=300)
+    assert page_data(model, title="t", mode="report")["duplicates"] is None  # never looked for: not found here
+    model._duplicates = Duplicates([[5, 9]], [[1, 2, 7]], 0.95, None, None, 300)
+    dup = page_data(model, title="t", mode="report")["duplicates"]
+    assert dup["copies"] == [2, 7, 9]
+    assert [dup["group"][i] for i in (1, 2, 7, 5, 9, 0)] == [0, 0, 0, 1, 1, -1]
+    model._duplicates = Duplicates([[5, 9]], [], 0.95, None, None, 299)  # of other rows: left out
+    assert page_data(model, title="t", mode="report")["duplicates"] is None

@@ -740,3 +740,32 @@ def coloured_pixels(path: Path) -> int:
     with Image.open(path) as shot:
         rgb = np.asarray(shot.convert("RGB"), dtype=np.int16)
     return int(((rgb.max(axis=2) - rgb.min(axis=2)) > 60).sum())
+
+
+def test_duplicates_have_a_badge_and_a_filter(browser, tmp_path):
+    """Issue 27: with the model's duplicates known, their thumbnails carry a badge ("dup" on the kept image,
+    "copy" on the others) and the filter's "Duplicates" shows only the images in groups on the map."""
+    from concept.duplicates import Duplicates
+
+    model = _MapOnlyModel(n=3000, k=12)
+    members = sorted(np.flatnonzero(model.labels_ == 3).tolist(), key=lambda i: (-model.probabilities_[i], i))[:6]
+    model._duplicates = Duplicates([members[:2]], [members[2:5]], 0.95, None, None, 3000)
+    report = write_report(model, tmp_path / "dup.html", verbose=False)
+    tab = Page(browser, report.as_uri())
+    page = tab.page
+    try:
+        assert page.locator("#filter option[value='duplicates']").inner_text() == "Duplicates (5 images)"
+        page.click(".concept-card[data-concept='3']")
+        page.wait_for_selector("#members .panel[data-concept='3'] .member")
+        badges = page.evaluate("""() => [...document.querySelectorAll('#members .member')].filter((m) =>
+            m.querySelector('.badge.dup')).map((m) => [Number(m.dataset.index), m.querySelector('.badge.dup').textContent])""")
+        assert sorted(badges) == sorted([[members[0], "dup"], [members[1], "copy"], [members[2], "dup"],
+                                         [members[3], "copy"], [members[4], "copy"]])
+        page.select_option("#filter", "duplicates")
+        page.wait_for_function("window.conceptExplorer.scatterplot.get('filteredPoints').length === 5")
+        assert sorted(page.evaluate("window.conceptExplorer.scatterplot.get('filteredPoints')")) == sorted(members[:5])
+        page.select_option("#filter", "all")
+        page.wait_for_function("window.conceptExplorer.scatterplot.get('filteredPoints').length === 3000")
+        assert not tab.errors, tab.errors
+    finally:
+        tab.close()

@@ -180,3 +180,32 @@ def test_check_rejects_labels_out_of_range(model, tmp_path):
     with pytest.raises(ModelFileError, match=r"does not hold a valid fitted model: the array 'labels' holds "
                                              r"values outside \[-1, 5\)"):
         check_fitted_state(state, tmp_path / "folder")
+
+
+def test_check_reads_the_duplicates_and_rejects_bad_ones(model, tmp_path):
+    from concept.duplicates import find_duplicates
+    from concept.model_folder.state import _duplicates_state
+
+    found = find_duplicates(embeddings=np.concatenate([model.embeddings_[:-3], model.embeddings_[:3]]), near=0.999)
+    assert [g[1] for g in found.near] == [797, 798, 799]
+    state = copy_state(to_state(model))
+    _duplicates_state(found, state.settings, state.arrays)
+    check_fitted_state(state, tmp_path)
+    _, attrs = from_state(state, tmp_path, embedding_model=Words(32))
+    assert attrs["_duplicates"].near == found.near and attrs["_duplicates"].n_images == 800
+    assert to_state(model).settings.get("duplicates") is None  # none found: none saved
+    for change, message in [
+            (lambda s: s.arrays.__setitem__("duplicates_near_rows", s.arrays["duplicates_near_rows"] + 800),
+             r"'duplicates_near_rows' holds values outside \[0, 800\)"),
+            (lambda s: s.arrays.__setitem__("duplicates_near_counts", np.array([1, 2, 3])),
+             r"'duplicates_near_counts' holds values outside \[2, 801\)"),
+            (lambda s: s.arrays.__setitem__("duplicates_uniqueness", s.arrays["duplicates_uniqueness"] + 2),
+             r"'duplicates_uniqueness' must lie in \[0, 1\]"),
+            (lambda s: s.settings.__setitem__("duplicates", {"near_threshold": 7}), "near_threshold in"),
+            (lambda s: s.settings.pop("duplicates"), "duplicate arrays are saved but settings has no"),
+            (lambda s: s.settings.__setitem__("find_duplicates", "yes"), "find_duplicates"),
+    ]:
+        bad = copy_state(state)
+        change(bad)
+        with pytest.raises(ModelFileError, match=message):
+            check_fitted_state(bad, tmp_path / "folder")

@@ -112,3 +112,13 @@ def test_image_table_shows_the_given_image_names_next_to_the_files():
     df = image_table(*args, image_names=["cat", "dog", "tree"])
     assert list(df.columns[:3]) == ["Image", "Image name", "Input"]
     assert df["Image name"].tolist() == ["cat", "dog", "tree"] and df.Image.tolist() == ["a.png", "b.png", "c.png"]
+
+
+def test_frequency_table_can_leave_rows_out_and_still_lists_every_concept():
+    from concept.tables import frequency_table
+
+    labels = np.array([1, 1, 0, -1, 2, 2, 2])
+    assert frequency_table(labels).to_dict("list") == {"Concept": [2, 1, 0, -1], "Frequency": [3, 2, 1, 1]}
+    fewer = frequency_table(labels, left_out=[1, 4, 5, 2])  # concept 0's only image left out: listed with 0
+    assert fewer.to_dict("list") == {"Concept": [1, 2, 0, -1], "Frequency": [1, 1, 0, 1]}
+    assert frequency_table(labels, left_out=[]).equals(frequency_table(labels))

@@ -17,7 +17,7 @@ from PIL import Image
 from concept._errors import ConceptError, ImageLoadError
 from concept.images import ImageInput, load_image
 
-__all__ = ["DEFAULT_TILE", "MIN_TILE", "concept_collages", "exemplar_collage", "make_collage", "remade_collages"]
+__all__ = ["DEFAULT_TILE", "MIN_TILE", "collages_after", "concept_collages", "exemplar_collage", "make_collage", "remade_collages"]
 
 logger = logging.getLogger(__name__)
 
@@ -151,3 +151,12 @@ def remade_collages(exemplars: dict[int, list[int]], labels: np.ndarray, old: di
         logger.warning("%d changed concepts have no collage: their images were not files, so they "
                        "cannot be loaded again.", missing)
     return collages
+
+
+def collages_after(exemplars: dict[int, list[int]], old_exemplars: dict[int, list[int]], labels: np.ndarray,
+                   collages: dict[int, Image.Image], sources: Sequence[str] | None) -> dict[int, Image.Image]:
+    """The collages once the exemplars were picked again for the same labels (e.g. one image per duplicate group):
+    those of the concepts whose exemplars changed are made again from the files `sources` (without files they keep
+    their collage), the others are kept."""
+    changed = {c: rows for c, rows in exemplars.items() if rows != old_exemplars.get(c)}
+    return {**collages, **remade_collages(changed, labels, collages, labels, None, sources)}

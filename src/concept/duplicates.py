@@ -41,7 +41,8 @@ import numpy as np
 
 from concept._errors import ConceptError
 
-__all__ = ["Duplicates", "calibrated_near", "find_duplicates", "thumbnail_key", "uniqueness"]
+__all__ = ["Duplicates", "calibrated_near", "duplicate_groups", "find_duplicates", "thumbnail_key", "typicality",
+           "uniqueness"]
 
 logger = logging.getLogger(__name__)
 
@@ -113,6 +114,34 @@ class Duplicates:
         return (f"{len(self.exact):,} exact groups and {len(self.near):,} near-duplicate groups{near} among "
                 f"{self.n_images:,} images: {in_groups:,} images in groups, {len(self.droppable()):,} copies "
                 "could be dropped")
+
+
+def duplicate_groups(found: Duplicates) -> np.ndarray:
+    """Each row's duplicate group, exact and near joined (an exact group's copies join the near group of their kept
+    image, if it has one), numbered from 0; -1 for a row in no group."""
+    out = np.full(found.n_images, -1, np.int64)
+    for g, rows in enumerate(found.near):
+        out[rows] = g
+    number = len(found.near)
+    for rows in found.exact:
+        if out[rows[0]] < 0:
+            out[rows[0]], number = number, number + 1
+        out[rows] = out[rows[0]]
+    return out
+
+
+def check_duplicates(found: Any, n: int) -> Duplicates | None:
+    """`found` if it is a Duplicates of `n` rows (or None); a ConceptError saying what to pass otherwise."""
+    if found is None:
+        return None
+    if not isinstance(found, Duplicates):
+        raise ConceptError(f"duplicates_ takes a Duplicates (from find_duplicates(model=model)), got {type(found).__name__}")
+    rows = [r for g in [*found.exact, *found.near] for r in g]
+    if found.n_images != n or any(not 0 <= int(r) < n for r in rows) or (
+            found.uniqueness is not None and len(found.uniqueness) != n):
+        raise ConceptError(f"These duplicates are of {found.n_images} images, the model has {n}: find them again "
+                           "with find_duplicates(model=model).")
+    return found
 
 
 # ---------------------------------------------------------------------------------------------- grouping
@@ -286,6 +315,34 @@ def uniqueness(embeddings: Any, k: int = UNIQUENESS_NEIGHBOURS, *,
     raw = np.nanmean(raw, axis=1)
     lo, hi = float(raw.min()), float(raw.max())
     return np.zeros(len(x)) if hi - lo < 1e-12 else (raw - lo) / (hi - lo)
+
+
+def typicality(space: np.ndarray, labels: np.ndarray, k: int) -> np.ndarray:
+    """How central each image is to its concept, in (0, 1]: the share of its concept's members that are no closer
+    to the concept's centre (the normalised mean of the members in `space`) than it is: 1 for the most central
+    member, about 0.5 for the median one, 1 / size for the least central. 0 for outliers (label -1).
+
+    `probabilities_` measures the same closeness against the finest concept's outlier fence and clips it at 1
+    from the median member up; typicality ranks every member of the given layer's concept, unclipped, so the
+    most typical images of a concept can be told apart from the merely typical ones."""
+    from concept.clustering import mean_directions
+
+    labels = np.asarray(labels, np.int64)
+    x = np.asarray(space, np.float32)
+    out = np.zeros(len(labels))
+    rows = np.flatnonzero(labels >= 0)
+    if len(rows) == 0:
+        return out
+    centres = mean_directions(x, labels, k)[0]
+    sims = np.einsum("ij,ij->i", x[rows], centres[labels[rows]]).astype(np.float64)
+    order = np.lexsort((sims, labels[rows]))  # by concept, then closeness
+    lab, s = labels[rows][order], sims[order]
+    bounds = np.searchsorted(lab, np.arange(k + 1))
+    for c in range(k):
+        part = s[bounds[c]:bounds[c + 1]]
+        if len(part):  # members no closer than each: ties count all of them
+            out[rows[order[bounds[c]:bounds[c + 1]]]] = np.searchsorted(part, part, side="right") / len(part)
+    return out
 
 
 # ---------------------------------------------------------------------------------------------- the call

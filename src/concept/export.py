@@ -2,7 +2,9 @@
 
 `OUT/007_dog_puppy_terrier/` holds concept 7's images (symbolic links to the files the model was
 fitted on, or full-resolution copies), `OUT/outliers/` the images in no concept, and
-`OUT/concepts.csv` one row per image: path, concept, label, confidence and where it was put.
+`OUT/concepts.csv` one row per image: path, concept, label, confidence and where it was put. With
+`dedupe=True` only the kept image of each duplicate group (`ConceptModel.duplicates_`) is written; its
+copies are listed with status `duplicate` and the file they duplicate (`duplicate_of`).
 
 The folder is built beside OUT under a temporary name and renamed into place at the end, so OUT
 is either absent or complete; an OUT that exists and is not empty is never written into.
@@ -70,13 +72,15 @@ def _unique(name: str, taken: set[str]) -> str:
 
 
 def export_concepts(model: Any, out: str | os.PathLike, *, copy: bool = False, layer: int | None = None,
-                    include_outliers: bool = True) -> dict[str, int]:
+                    include_outliers: bool = True, dedupe: bool = False) -> dict[str, int]:
     """Write one folder per concept of `layer` (default: the model's) into the new folder `out`.
 
     Each image is linked (`copy=False`, symbolic links to the fitted files) or copied at full
-    resolution; images whose file is gone are listed in the CSV with status `missing`. Returns
-    counts: {"concepts", "images", "linked"/"copied", "missing"}. Raises ConceptError when the
-    model holds no image paths or `out` exists and is not empty.
+    resolution; images whose file is gone are listed in the CSV with status `missing`. `dedupe`:
+    write one file per duplicate group, its kept image (the model's `duplicates_`, found first if
+    not known); the others are listed with status `duplicate`. Returns counts: {"concepts",
+    "images", "linked"/"copied", "missing"} and, with `dedupe`, "duplicates" (copies left out).
+    Raises ConceptError when the model holds no image paths or `out` exists and is not empty.
     """
     if not hasattr(model, "labels_"):
         raise ConceptError("This ConceptModel is not fitted yet: fit or load it before exporting.")
@@ -96,13 +100,18 @@ def export_concepts(model: Any, out: str | os.PathLike, *, copy: bool = False, l
     else:
         words = {int(c): [w for w, _ in ws] for c, ws in model.layer_topics_[layer].items()}
     probs = np.asarray(getattr(model, "probabilities_", np.ones(len(labels))), dtype=np.float64)
+    kept_of = None
+    if dedupe:  # each droppable row -> its group's kept row
+        found = model.duplicates_
+        kept_of = {r: g[0] for g in [*found.exact, *found.near] for r in g[1:]}
+        kept_of = {r: kept_of.get(k, k) for r, k in kept_of.items()}  # an exact copy of a near group's member
 
     out = Path(out)
     if out.is_symlink() or (out.exists() and (not out.is_dir() or any(out.iterdir()))):
         raise ConceptError(f"{out} already exists and is not an empty folder: choose a new folder "
                            "(export never writes into or over existing files).")
     with atomic_folder(out, replace=_empty_folder) as tmp:
-        counts = _write(model, tmp, sources, labels, probs, words, layer, copy, include_outliers)
+        counts = _write(model, tmp, sources, labels, probs, words, layer, copy, include_outliers, kept_of)
     # Links point at absolute paths, so they stay right wherever OUT is moved.
     logger.info("%s %d images into %d concept folders in %s.", "Copied" if copy else "Linked",
                 counts["images"], counts["concepts"], out)
@@ -121,7 +130,8 @@ def _empty_folder(out: Path) -> bool:
 
 
 def _write(model: Any, root: Path, sources: list[str], labels: np.ndarray, probs: np.ndarray,
-           words: dict[int, list[str]], layer: int, copy: bool, include_outliers: bool) -> dict[str, int]:
+           words: dict[int, list[str]], layer: int, copy: bool, include_outliers: bool,
+           kept_of: dict[int, int] | None = None) -> dict[str, int]:
     k = int(labels.max(initial=-1)) + 1
     width = max(3, len(str(max(k - 1, 0))))
     folders: dict[int, str] = {}
@@ -135,13 +145,18 @@ def _write(model: Any, root: Path, sources: list[str], labels: np.ndarray, probs
         folders[-1] = OUTLIER_FOLDER
     taken: dict[int, set[str]] = {c: set() for c in folders}
     done = {"concepts": sum(1 for c in folders if c >= 0), "images": 0, "missing": 0,
-            "copied" if copy else "linked": 0}
+            "copied" if copy else "linked": 0, **({} if kept_of is None else {"duplicates": 0})}
     rows = []
     for i, (source, c) in enumerate(zip(sources, labels.tolist())):
         src = Path(os.path.abspath(os.fspath(source)))
         row = {"index": i, "path": str(src), "concept": c, "label": _label(model, layer, c, words),
                "confidence": f"{float(probs[i]):.4f}" if c >= 0 else "0.0000", "exported": "", "status": "skipped"}
-        if c in folders:
+        if kept_of is not None:
+            row["duplicate_of"] = os.path.abspath(os.fspath(sources[kept_of[i]])) if i in kept_of else ""
+        if kept_of is not None and i in kept_of:
+            row["status"] = "duplicate"
+            done["duplicates"] += 1
+        elif c in folders:
             folder = root / folders[c]
             folder.mkdir(exist_ok=True)
             name = _unique(safe_name(src.name, f"image_{i}"), taken[c])

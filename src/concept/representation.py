@@ -30,13 +30,17 @@ class Concepts:
 
 
 def describe_concepts(embeddings: np.ndarray, labels: np.ndarray, *, n_exemplars: int = 9,
-                      diversity: float = 0.3, n_candidates: int | None = None) -> Concepts:
+                      diversity: float = 0.3, n_candidates: int | None = None,
+                      groups: np.ndarray | None = None) -> Concepts:
     """Embed each concept as the normalised mean of its members, then pick exemplars.
 
     Exemplars: the `n_candidates` members closest to the concept embedding (default
     ``max(3 * n_exemplars, 20)``), of which MMR keeps `n_exemplars` relevant but mutually
     diverse ones. A concept smaller than `n_exemplars` gets all its members. Members are
     found by one sort of the labels, so thousands of concepts cost one pass, not one each.
+    `groups`: each row's duplicate group (-1: in none, `concept.duplicates.duplicate_groups`): of a
+    group, only its member closest to the concept embedding is a candidate, and MMR skips groups
+    already shown, so no two exemplars are copies of one image.
     """
     labels = np.asarray(labels, dtype=np.int64)
     ids = np.unique(labels[labels >= 0])
@@ -51,10 +55,27 @@ def describe_concepts(embeddings: np.ndarray, labels: np.ndarray, *, n_exemplars
         centroid = l2_normalize(rows.mean(axis=0))
         centroids[row] = centroid
         sims = rows @ centroid
-        closest = members[np.argsort(-sims, kind="stable")[:n_candidates]]
-        chosen = mmr(centroid, embeddings[closest], n_exemplars, diversity)
+        ranked = members[np.argsort(-sims, kind="stable")]
+        if groups is not None:  # the first (closest) member of each group stands for it
+            group = groups[ranked]
+            first = np.zeros(len(ranked), bool)
+            first[np.unique(group, return_index=True)[1]] = True
+            ranked = ranked[(group < 0) | first]
+        closest = ranked[:n_candidates]
+        chosen = mmr(centroid, embeddings[closest], n_exemplars, diversity,
+                     None if groups is None else groups[closest])
         exemplars.append(closest[chosen])
     return Concepts(ids, centroids, exemplars)
+
+
+def layer_exemplars(embeddings: np.ndarray, layers: Sequence[np.ndarray], *, n_exemplars: int, diversity: float,
+                    groups: np.ndarray | None = None) -> list[dict[int, list[int]]]:
+    """Each layer's exemplars ({concept: rows}) picked again, e.g. once the duplicate `groups` are known."""
+    out = []
+    for labels in layers:
+        d = describe_concepts(embeddings, labels, n_exemplars=n_exemplars, diversity=diversity, groups=groups)
+        out.append({int(c): [int(i) for i in ex] for c, ex in zip(d.ids, d.exemplars)})
+    return out
 
 
 def nearest_words(vectors: np.ndarray, word_embeddings: np.ndarray, top_n: int) -> np.ndarray:

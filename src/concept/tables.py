@@ -13,10 +13,16 @@ __all__ = ["LABEL_WORDS", "concept_info", "concept_label", "concept_names", "con
 Topics = dict[int, list[tuple[str, float]]]
 
 
-def frequency_table(labels: np.ndarray) -> pd.DataFrame:
-    """Concept sizes, largest first; the outliers (-1), if any, in the last row."""
-    ids, counts = np.unique(labels, return_counts=True)
-    df = pd.DataFrame({"Concept": ids, "Frequency": counts})
+def frequency_table(labels: np.ndarray, left_out: Sequence[int] | None = None) -> pd.DataFrame:
+    """Concept sizes, largest first; the outliers (-1), if any, in the last row. `left_out`: rows not
+    counted (e.g. duplicates that could be dropped); every concept of `labels` is still listed."""
+    ids, inverse = np.unique(np.asarray(labels), return_inverse=True)
+    counted = None
+    if left_out is not None:
+        counted = np.ones(len(inverse), bool)
+        counted[np.asarray(left_out, np.int64)] = False
+    counts = np.bincount(inverse.ravel(), counted, len(ids))
+    df = pd.DataFrame({"Concept": ids, "Frequency": counts.astype(np.int64)})
     inliers = df[df.Concept >= 0].sort_values(["Frequency", "Concept"], ascending=[False, True])
     return pd.concat([inliers, df[df.Concept < 0]], ignore_index=True)
 

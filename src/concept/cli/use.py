@@ -101,10 +101,11 @@ def cmd_export(args: argparse.Namespace) -> None:
 
     model = _load(args)
     counts = export_concepts(model, args.out, copy=args.copy, layer=_layer(model, args.layer),
-                             include_outliers=not args.no_outliers)
+                             include_outliers=not args.no_outliers, dedupe=args.dedupe)
     done = counts.get("copied", counts.get("linked", 0))
     print(f"{done:,} images {'copied' if args.copy else 'linked'} into {counts['concepts']} concept folders "
           f"in {args.out}; every image's concept and confidence in {Path(args.out) / CSV_NAME}"
+          + (f"; {counts['duplicates']:,} duplicates left out" if args.dedupe else "")
           + (f"; {counts['missing']:,} files missing" if counts["missing"] else ""))
 
 

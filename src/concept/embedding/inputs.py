@@ -21,7 +21,7 @@ from concept._errors import ConceptError, EmbeddingError, ImageLoadError
 from concept.embedding.base import l2_normalize
 from concept.images import ImageInput, LoadFailure, LoadReport
 
-__all__ = ["Embedded", "Rows", "append_names", "append_rows", "as_embeddings", "embed_inputs", "image_sources", "require_embedder", "unseen_images"]
+__all__ = ["Embedded", "Rows", "append_names", "append_rows", "as_embeddings", "embed_inputs", "embed_more", "image_sources", "require_embedder", "unseen_images"]
 
 logger = logging.getLogger("concept.model")
 
@@ -101,6 +101,23 @@ def embed_inputs(embedder: Any, images: Sequence[ImageInput] | None, image_embed
     if len(x) == 0:
         raise ImageLoadError(f"None of the {len(images)} images could be loaded: {report.summary()}")
     return Embedded(as_embeddings(x, dim), feats, np.asarray(report.loaded, dtype=np.int64), report.failures)
+
+
+def embed_more(embedder: Any, images: Sequence[ImageInput] | None, image_embeddings: Any, image_features: Any, *,
+               dim: int, feature_dim: int | None, use_features: bool, required: bool = False, store: Any = None,
+               batch_size: int = 32, verbose: bool = True) -> Embedded:
+    """New inputs embedded in a fitted model's spaces (`dim`-d embeddings; with `use_features` its `feature_dim`-d
+    clustering features too) for transform and partial_fit; `required`: features must come too."""
+    if required and image_embeddings is not None and image_features is None:
+        raise ConceptError("This model clusters on image features: pass image_features with image_embeddings "
+                           "(e.g. from embed_images_and_features).")
+    e = embed_inputs(embedder, images, image_embeddings, dim=dim, features=use_features, store=store,
+                     batch_size=batch_size, verbose=verbose)
+    if image_features is not None and use_features:
+        e.features = as_embeddings(image_features, feature_dim)
+    if required and e.features is None:
+        raise EmbeddingError("This model clusters on image features, but the embedding model gave none.")
+    return e
 
 
 def image_sources(images: Sequence[ImageInput] | None, kept: np.ndarray) -> list[str] | None:

@@ -249,6 +249,18 @@ def _failures(model: Any) -> list[dict[str, Any]]:
             for f in getattr(model, "failures_", None) or []]
 
 
+def _duplicates(model: Any, n: int) -> dict[str, list[int]] | None:
+    """Each image's duplicate group (-1: in none) and the copies that could be dropped, when the model's
+    duplicates are known (found at fit, by `duplicates_`, or saved with it); None otherwise: the page is
+    not made to decode every image again."""
+    found = getattr(model, "__dict__", {}).get("_duplicates")
+    if found is None or getattr(found, "n_images", -1) != n:
+        return None
+    from concept.duplicates import duplicate_groups
+
+    return {"group": duplicate_groups(found).tolist(), "copies": [int(r) for r in found.droppable()]}
+
+
 def page_data(model: Any, *, title: str, mode: str, sheets: list[str] | None = None,
               tile: int = 0, per_row: int = 0, collages: dict[int, str] | None = None,
               max_upload_bytes: int | None = None, model_files: str | None = None,
@@ -297,4 +309,5 @@ def page_data(model: Any, *, title: str, mode: str, sheets: list[str] | None = N
         "max_upload_bytes": max_upload_bytes,
         "model_files": model_files,
         "dates": dates,
+        "duplicates": _duplicates(model, len(labels)),
     }

@@ -17,7 +17,14 @@ from typing import Any
 import numpy as np
 
 from concept._errors import ModelFileError
-from concept.model_folder.schema import COLLAGE, MAP_2D, layer_key, parents_key
+from concept.model_folder.schema import (
+    COLLAGE,
+    DUPLICATES,
+    MAP_2D,
+    duplicates_key,
+    layer_key,
+    parents_key,
+)
 from concept.persistence import ModelState
 
 __all__ = ["check_fitted_state"]
@@ -40,6 +47,7 @@ def check_fitted_state(state: ModelState, path: str | os.PathLike) -> None:
         n, k = _check_arrays(state.arrays)
         _check_layers(state.settings, state.arrays, state.texts, n, k)
         _check_seeds_and_captions(state.settings, state.arrays, state.texts, n)
+        _check_duplicates(state.settings, state.arrays, n)
         _check_texts(state.texts, n, k)
         _check_images(state.images, k)
     except _Bad as exc:
@@ -79,6 +87,8 @@ def _check_settings(settings: dict[str, Any]) -> None:
     for key in ("ctfidf", "verbose"):  # 0 and 1 too: the model saves what the user passed
         if type(settings.get(key)) is not bool and settings.get(key) not in (0, 1):
             raise _Bad(f"settings[{key!r}] must be true or false, not {_short(settings.get(key))}")
+    if settings.get("find_duplicates", False) not in (True, False):  # absent from older folders
+        raise _Bad(f"settings['find_duplicates'] must be true or false, not {_short(settings['find_duplicates'])}")
     if settings.get("cluster_space") not in ("auto", "embeddings"):
         raise _Bad(f"settings['cluster_space'] must be 'auto' or 'embeddings', "
                    f"not {_short(settings.get('cluster_space'))}")
@@ -259,6 +269,30 @@ def _check_seeds_and_captions(settings: dict[str, Any], arrays: dict[str, np.nda
         raise _Bad("the array 'caption_term_indptr' must rise from 0 to the number of caption term indices")
     _in_range(indices, "caption_term_indices", 0, len(terms))
     _in_range(_array(arrays, "captioned", "i", (n,)), "captioned", 0, 2)
+
+
+def _check_duplicates(settings: dict[str, Any], arrays: dict[str, np.ndarray], n: int) -> None:
+    """The duplicates, once found (absent from older folders): a near threshold, groups of at least two rows in
+    range, no row in two groups of one kind, and a uniqueness in [0, 1] per row."""
+    names = [duplicates_key(kind, part) for kind in ("exact", "near") for part in ("rows", "counts")]
+    if DUPLICATES not in settings:
+        if any(name in arrays for name in [*names, duplicates_key("uniqueness")]):
+            raise _Bad(f"duplicate arrays are saved but settings has no {DUPLICATES!r}")
+        return
+    saved = settings[DUPLICATES]
+    near = saved.get("near_threshold") if isinstance(saved, dict) else "missing"
+    if near is not None and (type(near) not in (int, float) or not 0 < near <= 1):
+        raise _Bad(f"settings[{DUPLICATES!r}] must hold a near_threshold in (0, 1] or null, not {_short(near)}")
+    for kind in ("exact", "near"):
+        rows = _array(arrays, duplicates_key(kind, "rows"), "i", (None,))
+        counts = _array(arrays, duplicates_key(kind, "counts"), "i", (None,))
+        _in_range(counts, duplicates_key(kind, "counts"), 2, n + 1)
+        if int(counts.sum()) != len(rows) or len(np.unique(rows)) != len(rows):
+            raise _Bad(f"the {kind} duplicate groups must hold {int(counts.sum())} distinct rows, one group each")
+        _in_range(rows, duplicates_key(kind, "rows"), 0, n)
+    unique = _array(arrays, duplicates_key("uniqueness"), "f", (n,), optional=True)
+    if unique is not None and unique.size and not (0 <= unique.min() and unique.max() <= 1):
+        raise _Bad(f"the array {duplicates_key('uniqueness')!r} must lie in [0, 1]")
 
 
 # -- texts and images --------------------------------------------------------------------------

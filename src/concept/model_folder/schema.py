@@ -6,17 +6,26 @@ from __future__ import annotations
 
 import re
 
-__all__ = ["COLLAGE", "MAP_2D", "SETTINGS", "collage_id", "collage_name", "layer_key", "parents_key"]
+__all__ = ["COLLAGE", "DUPLICATES", "MAP_2D", "SETTINGS", "collage_id", "collage_name", "duplicates_key", "layer_key", "parents_key"]
 
 #: Hyper-parameters saved with a model and restored by `load`.
 SETTINGS = ("min_concept_size", "diversity", "ctfidf", "cluster_space", "sample_size", "outlier_threshold",
             "n_exemplars", "n_words", "vocabulary_size", "batch_size", "random_state", "verbose",
-            "n_concepts", "zeroshot_concepts", "zeroshot_threshold", "seed_concepts")
+            "n_concepts", "zeroshot_concepts", "zeroshot_threshold", "seed_concepts", "find_duplicates")
 
 #: The 2-D map's array (computed on first use; the explorer saves it into an existing folder).
 MAP_2D = "map_2d"
+#: The duplicates' setting (their near threshold) once found; their groups and uniqueness are the arrays
+#: `duplicates_key("exact" | "near", "rows" | "counts")` and `duplicates_key("uniqueness")`.
+DUPLICATES = "duplicates"
 #: A concept's collage image: concept_<id>.
 COLLAGE = re.compile(r"concept_(\d+)")
+
+
+def duplicates_key(*parts: str) -> str:
+    """The array of the duplicates' `parts`: ("exact" | "near", "rows" | "counts") for the groups (their rows in
+    one flat array, kept image first, and each group's size), ("uniqueness",) for each row's."""
+    return "_".join([DUPLICATES, *parts])
 
 
 def layer_key(layer: int, part: str) -> str:

@@ -14,10 +14,12 @@ from concept.clustering import Hierarchy, from_labels
 from concept.clustering.hierarchy import OUTLIER_THRESHOLD
 from concept.images import LoadFailure
 from concept.model_folder.schema import (
+    DUPLICATES,
     MAP_2D,
     SETTINGS,
     collage_id,
     collage_name,
+    duplicates_key,
     layer_key,
     parents_key,
 )
@@ -39,6 +41,29 @@ def _pack(exemplars: dict[int, list[int]], k: int) -> tuple[np.ndarray, np.ndarr
 def _unpack(flat: np.ndarray, counts: np.ndarray) -> dict[int, list[int]]:
     ends = np.cumsum(counts)
     return {c: flat[e - n:e].tolist() for c, (n, e) in enumerate(zip(counts, ends)) if n}
+
+
+def _duplicates_state(found: Any, settings: dict[str, Any], arrays: dict[str, np.ndarray]) -> None:
+    """A model's known duplicates (a `concept.duplicates.Duplicates`) into the settings and arrays."""
+    settings[DUPLICATES] = {"near_threshold": found.near_threshold}
+    for kind, groups in (("exact", found.exact), ("near", found.near)):
+        arrays[duplicates_key(kind, "rows")] = np.asarray([r for g in groups for r in g], dtype=np.int64)
+        arrays[duplicates_key(kind, "counts")] = np.asarray([len(g) for g in groups], dtype=np.int64)
+    if found.uniqueness is not None:
+        arrays[duplicates_key("uniqueness")] = np.asarray(found.uniqueness, np.float64)
+
+
+def _duplicates_from_state(s: dict[str, Any], a: dict[str, np.ndarray], sources: list[str] | None, n: int) -> Any:
+    """The saved duplicates (None when none were found before saving, or in folders older than them)."""
+    if DUPLICATES not in s:
+        return None
+    from concept.duplicates import Duplicates
+
+    groups = {kind: [g.tolist() for g in np.split(a[duplicates_key(kind, "rows")],
+                                                   np.cumsum(a[duplicates_key(kind, "counts")])[:-1])]
+              if len(a[duplicates_key(kind, "counts")]) else [] for kind in ("exact", "near")}
+    return Duplicates(groups["exact"], groups["near"], s[DUPLICATES].get("near_threshold"),
+                      a.get(duplicates_key("uniqueness")), sources, n)
 
 
 def _topics_json(topics: dict[int, list[tuple[str, float]]]) -> dict[str, list]:
@@ -85,6 +110,11 @@ def to_state(model: Any) -> ModelState:
         arrays["word_center"] = model.word_center_
     if model.seed_matches_ is not None:
         arrays["seed_matches"] = model.seed_matches_
+    from concept.deduplicated import known_duplicates
+
+    found = known_duplicates(model)  # saved only once found (fit's find_duplicates=True, or duplicates_ used)
+    if found is not None:
+        _duplicates_state(found, settings, arrays)
     caption_docs = model._caption_docs
     if caption_docs is not None:
         caption_terms, arrays["caption_term_indptr"], arrays["caption_term_indices"] = pack_documents(caption_docs)
@@ -169,5 +199,6 @@ def from_state(state: ModelState, path: str | os.PathLike, embedding_model: Any 
         "collages_": {collage_id(name): img for name, img in state.images.items()},
         "concept_embeddings_": layer_embeddings[hierarchy.default], "exemplars_": layer_exemplars[hierarchy.default],
         "topics_": layer_topics[hierarchy.default],
+        "_duplicates": _duplicates_from_state(s, a, t.get("image_sources"), len(a["labels"])),
     }
     return params, attrs

@@ -18,6 +18,13 @@
   for (let i = 0; i < N; i++) (P.concept[i] >= 0 ? members[P.concept[i]] : outliers).push(i);
   const byProbability = (a, b) => P.probability[b] - P.probability[a] || a - b;
   members.forEach((m) => m.sort(byProbability));
+  // DATA.duplicates (when the model's duplicates are known): each image's group (-1: none) and the
+  // copies that could be dropped; a badge on their thumbnails and a "Duplicates" filter show them.
+  const DUP = DATA.duplicates && Array.isArray(DATA.duplicates.group) && DATA.duplicates.group.length === N
+    ? DATA.duplicates : null;
+  const dupCopies = new Set(DUP && Array.isArray(DUP.copies) ? DUP.copies : []);
+  const inDuplicateGroups = [];
+  if (DUP) for (let i = 0; i < N; i++) if (DUP.group[i] >= 0) inDuplicateGroups.push(i);
 
   // ------------------------------------------------------------------ layers (finest first)
   // The default layer is DATA.concepts / P.concept (what the cards show); the others come
@@ -135,6 +142,11 @@
       node.classList.add("placeholder");
       node.style.backgroundColor = conceptColor(P.concept[i]);
       node.textContent = `#${i}`;
+    }
+    if (DUP && DUP.group[i] >= 0) {
+      const copy = dupCopies.has(i);
+      node.append(el("span", { class: "badge dup", title: copy ? `A copy in duplicate group ${DUP.group[i]}`
+        : `The kept image of duplicate group ${DUP.group[i]}` }, copy ? "copy" : "dup"));
     }
     return node;
   }
@@ -787,6 +799,9 @@
     filter.append(el("option", { value: info.id }, `${info.id}: ${info.words.slice(0, 3).join(", ")} (${fmt(info.size)})`));
   }
   if (DATA.outliers.size) filter.append(el("option", { value: "-1" }, `Outliers (${fmt(DATA.outliers.size)})`));
+  if (inDuplicateGroups.length) {
+    filter.append(el("option", { value: "duplicates" }, `Duplicates (${fmt(inDuplicateGroups.length)} images)`));
+  }
   // The map (points, names, images) and the cards show only concept (li, c)'s images.
   let conceptFilter = null;  // the images of the concept the map is filtered to, or null
   function applyVisibility() {  // the map shows the images of the concept filter and of the period
@@ -816,8 +831,18 @@
     for (const node of cards.values()) node.hidden = false;
     drawTimeline();
   }
+  function filterToDuplicates() {  // the map shows the images in duplicate groups; every card stays
+    filterNode = null;
+    conceptFilter = inDuplicateGroups;
+    const indices = applyVisibility();
+    for (const node of cards.values()) node.hidden = false;
+    filter.value = "duplicates";
+    drawTimeline();
+    if (indices.length) scatterplot.zoomToPoints(indices, { padding: 0.15, transition: true });
+  }
   function applyFilter(value) {
     if (value === "all") { unfilter(); return; }
+    if (value === "duplicates") { filterToDuplicates(); return; }
     const c = Number(value);
     openConcept(c);
     filterTo(D, c);
