@@ -181,6 +181,12 @@ def check_model_params(p: Mapping[str, Any]) -> None:
          "umap_model must have a fit_transform method (e.g. umap.UMAP or sklearn PCA)")
     need(p["hdbscan_model"] is None or hasattr(p["hdbscan_model"], "fit"),
          "hdbscan_model must have a fit method and a labels_ attribute (e.g. hdbscan.HDBSCAN)")
+    need(p.get("find_duplicates", False) in (True, False),
+         f"find_duplicates must be True or False, got {p.get('find_duplicates')!r}")
+    if p.get("caption_model") is not None:  # a missing folder or a bad spec fails before any work
+        from concept.captioning import caption_model_name
+
+        caption_model_name(p["caption_model"])
 
 
 def check_layer(layer: Any, n_layers: int, default: int) -> int:

@@ -8,7 +8,8 @@ map of any size, so that the explorer's tests and benchmarks need no fit.
 folder that `CLIPEmbedder` loads like any local CLIP. Random weights exercise the code, and
 give the real model's speed, but say nothing of its quality. `write_random_siglip` does the same
 for transformers' `SiglipModel` (`hf:` backend) and `write_random_open_clip` for open_clip's CLIP
-(an open_clip folder: `open_clip_config.json` and `open_clip_model.safetensors`).
+(an open_clip folder: `open_clip_config.json` and `open_clip_model.safetensors`); `write_random_blip`
+writes a tiny BLIP captioner (`concept.captioning`).
 """
 
 from __future__ import annotations
@@ -19,7 +20,8 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["LayeredMapModel", "write_random_clip", "write_random_open_clip", "write_random_siglip"]
+__all__ = ["LayeredMapModel", "write_random_blip", "write_random_clip", "write_random_open_clip",
+           "write_random_siglip"]
 
 #: Token ids of the start and end markers in `_byte_vocab`.
 _BOS, _EOS = 512, 513
@@ -128,6 +130,35 @@ def write_random_siglip(folder: str | Path, *, image_size: int = 32, patch_size:
         Siglip2ImageProcessor(patch_size=patch_size, max_num_patches=patches).save_pretrained(folder)
     else:
         SiglipImageProcessor(size={"height": image_size, "width": image_size}).save_pretrained(folder)
+    return folder
+
+
+#: The words of `write_random_blip`'s tokenizer (BERT's special tokens and BLIP's [DEC] first).
+_BLIP_WORDS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "[DEC]", "a", "photo", "of", "the", "red", "green",
+               "blue", "square", "tile", "cat", "dog", "car", "tree", "house", "on", "with", "and", "small", "big"]
+
+
+def write_random_blip(folder: str | Path, *, image_size: int = 32, patch_size: int = 8, seed: int = 0) -> Path:
+    """Write a tiny randomly initialised BLIP captioner (transformers' `BlipForConditionalGeneration`:
+    2 layers of 32, `image_size` px) with BLIP's processor (its image processor and a BERT
+    tokenizer of a 25-word vocabulary, made offline) to `folder` and return it. It captions
+    with real generation, in words of its vocabulary, saying nothing true of the image."""
+    import torch
+    from transformers import BertTokenizer, BlipConfig, BlipForConditionalGeneration, BlipImageProcessor, BlipProcessor
+
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    small = {"hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 2, "num_attention_heads": 2}
+    text = {**small, "vocab_size": len(_BLIP_WORDS), "max_position_embeddings": 32, "bos_token_id": 5,
+            "pad_token_id": 0, "sep_token_id": 3, "eos_token_id": 3}
+    config = BlipConfig(text_config=text, vision_config={**small, "image_size": image_size, "patch_size": patch_size},
+                        projection_dim=16)
+    torch.manual_seed(seed)
+    BlipForConditionalGeneration(config).save_pretrained(folder)
+    (folder / "vocab.txt").write_text("\n".join(_BLIP_WORDS) + "\n")
+    tokenizer = BertTokenizer(str(folder / "vocab.txt"), bos_token="[DEC]", model_max_length=32)
+    BlipProcessor(image_processor=BlipImageProcessor(size={"height": image_size, "width": image_size}),
+                  tokenizer=tokenizer).save_pretrained(folder)
     return folder
 
 

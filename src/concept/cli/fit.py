@@ -127,6 +127,8 @@ def cmd_fit(args: argparse.Namespace) -> None:
         raise _uri_needs_ray(args.images_dir)
     if args.ray and args.captions:
         raise CLIError("--captions does not work with --ray yet; fit without --ray to use captions")
+    if args.ray and args.caption_model:
+        raise CLIError("--caption-model does not work with --ray yet; fit without --ray to caption concepts")
     paths = args.images_dir if uri else list_image_files(args.images_dir)
     if not paths:
         raise _no_images(args.images_dir)
@@ -140,7 +142,7 @@ def cmd_fit(args: argparse.Namespace) -> None:
     model = ConceptModel(min_concept_size=args.min_concept_size, embedding_model=args.embedding_model,
                          ctfidf=args.ctfidf, n_words=args.n_words, random_state=args.seed,
                          store=args.store, verbose=not args.quiet, n_concepts=args.n_concepts,
-                         seed_concepts=seeds)
+                         seed_concepts=seeds, caption_model=args.caption_model)
     start = time.perf_counter()
     model.fit(paths, docs=docs, captions=captions)
     seconds = time.perf_counter() - start
