@@ -15,7 +15,9 @@ titles as captions, the other half without; the candidate vocabulary (`docs`) is
 
 Methods on the same split: today (no captions, words by similarity to the concept), today with
 words down-weighted by their mean similarity to every concept (distinctiveness 0.5, 1), captions
-with c-TF-IDF only (no learned map), captions + learned map. A second table compares the map's
+with c-TF-IDF only (no learned map), captions + learned map (with caption terms weighed by the share
+of members that have them, "sharing", and without: issue 28), and the bundled nouns as vocabulary
+with and without the offline model's hypernym words leading (issue 28). A second table compares the map's
 inputs (CNN features or the shared vectors) and ridge with CCA. Fashion-MNIST's test split (10,000)
 with the 10 class names as vocabulary and, for the captioned half, as captions: accuracy of the
 top word of an uncaptioned image's concept.
@@ -72,14 +74,16 @@ def load_fashion() -> dict:
 
 
 def fit(data: dict, embedder, seed: int, captions, *, distinct: float, learned: bool,
-        concentration: float = 0.5) -> tuple[ConceptModel, float]:
+        concentration: float = 0.5, method: str = "") -> tuple[ConceptModel, float]:
     describing_module.DISTINCTIVENESS = distinct
     describing_module.CAPTION_CONCENTRATION = concentration
+    describing_module.CAPTION_SHARING = 0.0 if "sharing 0" in method else SHARING
+    describing_module.HYPERNYMS_LEAD = "no hypernyms" not in method
     alignment_module.MIN_CAPTIONED = 50 if learned else 10**12
     model = ConceptModel(embedding_model=embedder, random_state=seed, verbose=False)
     start = time.perf_counter()
-    model.fit(image_embeddings=data["shared"], image_features=data["features"], docs=data["docs"],
-              captions=captions)
+    model.fit(image_embeddings=data["shared"], image_features=data["features"],
+              docs=None if "bundled nouns" in method else data["docs"], captions=captions)
     return model, time.perf_counter() - start
 
 
@@ -135,7 +139,13 @@ METHODS = (  # name, captions?, distinctiveness, learned map?, caption concentra
     ("captions, c-TF-IDF only", True, 0.5, False, 0.5),
     ("captions + learned map (default)", True, 0.5, True, 0.5),
     ("captions + learned map, concentration 0", True, 0.5, True, 0.0),
+    ("captions + learned map, sharing 0 (before issue 28)", True, 0.5, True, 0.5),
+    ("no captions, bundled nouns (docs=None)", False, 0.5, False, 0.5),
+    ("no captions, bundled nouns, no hypernyms", False, 0.5, False, 0.5),
 )
+#: The default caption sharing exponent (`concept.describing.CAPTION_SHARING`), off in "sharing 0" rows;
+#: hypernym words (the offline model's class hierarchy) lead a concept's words except in "no hypernyms" rows.
+SHARING = describing_module.CAPTION_SHARING
 #: OpenClipart title boilerplate ("Clipart by Nicu Buculei - ...", "SVG Road Signs", "R16 sibmission"):
 #: a concept word matching it matches the uploader, not the picture; the "hit (no boilerplate)"
 #: column drops these tokens from the titles.
@@ -155,7 +165,7 @@ def word_table(data: dict, embedder, analyzer, name: str, score, seeds=SEEDS, me
         captions = [t if captioned[i] else None for i, t in enumerate(data["titles"])]
         for method, use_captions, distinct, learned, concentration in methods:
             model, seconds = fit(data, embedder, seed, captions if use_captions else None,
-                                 distinct=distinct, learned=learned, concentration=concentration)
+                                 distinct=distinct, learned=learned, concentration=concentration, method=method)
             row = {"score": score(model, title_tokens, held_out, analyzer), "distinct": distinct_share(model),
                    "seconds": seconds,
                    "concepts": model.n_concepts_, "map": model.alignment_ is not None}
@@ -253,7 +263,7 @@ def main() -> None:
 
 def fashion(embedder, analyzer, seeds) -> None:
     rows = word_table(load_fashion(), embedder, analyzer, "fashion", top_word_accuracy, seeds,
-                      [m for m in METHODS if m[0] != "captions + learned map, concentration 0"])
+                      [m for m in METHODS if "concentration 0" not in m[0] and "sharing 0" not in m[0]])
     publish("words_fashion", "Top word on Fashion-MNIST test (words.py)",
             "The 10 class names as vocabulary; for a random half, the class name as caption; accuracy of "
             "the top word of each other-half image's concept (outliers count as misses).",

@@ -122,3 +122,21 @@ def test_candidate_terms_keeps_words_and_reads_documents_for_their_terms():
     terms = candidate_terms(documents, mine)
     assert "red car" in terms and "cat" in terms and not hasattr(mine, "vocabulary_")  # a copy was fitted
     assert candidate_terms(["the and of it is a to in", "to be or not to be is it"]) == []  # no terms
+
+
+def test_caption_terms_shared_by_members_beat_one_members_name():
+    """Issue 28: an object-per-caption concept ("sparrow bird", "eagle bird", "robin", "owl") is
+    described by the kind its members share, not by one member's name."""
+    from concept.words import words_by_captions
+
+    docs = [["sparrow", "bird"], ["eagle", "bird"], ["robin"], ["owl"],
+            ["car"], ["car"], ["bus"], ["truck", "bird"]]
+    labels = np.array([0, 0, 0, 0, 1, 1, 1, 1])
+    ids = np.array([0, 1])
+    plain = words_by_captions(labels, ids, docs, 3, concentration=0.5)
+    shared = words_by_captions(labels, ids, docs, 3, concentration=0.5, sharing=0.5)
+    assert plain[0][0][0] != "bird"  # a name one member has scores higher: c-TF-IDF's idf
+    assert shared[0][0][0] == "bird" and shared[1][0][0] == "car"
+    # the share counts members through their weights (a predicted caption's weight, too)
+    weighted = words_by_captions(labels, ids, docs, 3, np.array([1, 1, 1, 1, 1, 1, 1, 0.0]), 0.5, 0.5)
+    assert weighted[1][0][0] == "car" and "bird" not in [w for w, _ in weighted[1]]

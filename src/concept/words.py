@@ -64,7 +64,7 @@ def candidate_terms(docs: list[str] | None, vectorizer=None) -> list[str] | None
 
 def words_by_captions(labels: np.ndarray, ids: np.ndarray, documents: Sequence[Sequence[str] | None],
                       top_n: int, weights: np.ndarray | None = None,
-                      concentration: float = 1.0) -> list[list[tuple[str, float]]]:
+                      concentration: float = 1.0, sharing: float = 0.0) -> list[list[tuple[str, float]]]:
     """Each concept's `top_n` terms by c-TF-IDF over its members' documents, best first.
 
     `documents[i]` holds the terms of image i (its caption's, or its predicted words), or None;
@@ -73,16 +73,21 @@ def words_by_captions(labels: np.ndarray, ids: np.ndarray, documents: Sequence[S
 
     Scores are multiplied by ``share ** concentration``, the share of the term's count that
     falls in the concept: a term spread over many concepts (a photographer's name in every
-    title) says little about any one, which c-TF-IDF's idf alone barely sees.
+    title) says little about any one, which c-TF-IDF's idf alone barely sees. With `sharing`
+    they are also multiplied by ``(share of the concept's documented members that have the term)
+    ** sharing``: the kind its members share, not one member's name. A member without a caption
+    counts through its predicted terms (the learned map's nearest words), as in the counts.
     """
     vocabulary: dict[str, int] = {}
     rows, cols, values = [], [], []
+    documented = np.zeros(len(ids))
     concept_row = {int(c): r for r, c in enumerate(ids)}
     for image, terms in enumerate(documents):
         row = concept_row.get(int(labels[image]))
         if row is None or not terms:
             continue
         weight = 1.0 if weights is None else float(weights[image])
+        documented[row] += weight
         for term in dict.fromkeys(terms):
             rows.append(row)
             cols.append(vocabulary.setdefault(term, len(vocabulary)))
@@ -94,6 +99,9 @@ def words_by_captions(labels: np.ndarray, ids: np.ndarray, documents: Sequence[S
     if concentration:
         dense = counts.toarray()
         scores *= (dense / np.maximum(dense.sum(axis=0, keepdims=True), 1e-12)) ** concentration
+    if sharing:
+        scores = sparse.csr_matrix(scores).multiply(
+            sparse.csr_matrix(counts.multiply(1.0 / np.maximum(documented, 1e-12)[:, None])).power(sharing)).toarray()
     return top_terms(scores, list(vocabulary), top_n)
 
 

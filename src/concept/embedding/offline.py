@@ -250,6 +250,31 @@ class OfflineEmbedder(BaseEmbedder):
             np.put_along_axis(weights, top, np.take_along_axis(probs, top, axis=1), axis=1)
         return weights @ self.class_embeddings
 
+    def class_mass(self, vectors: np.ndarray, iterations: int = 300) -> np.ndarray:
+        """The ImageNet class mass behind shared-space `vectors` (k, 1000; rows sum to 1, or 0).
+
+        A ConSE vector, or a concept's mean of them, is a non-negative combination of the class
+        text embeddings; non-negative least squares finds one (384 equations, 1,000 unknowns: one
+        of many, but the heaviest classes of a concept agree with its members' probabilities). It
+        is solved for all rows at once by accelerated projected gradient (FISTA), `iterations`
+        steps: on 40 OpenClipart concepts the mass under any WordNet synset is within 0.05 of an
+        exact active-set solver's (scipy's nnls), which took 0.15-0.3 s a concept. The describing
+        stage names a concept's hypernym from it (`concept.hypernyms`).
+        """
+        basis = self.class_embeddings.astype(np.float32)  # (1000, d)
+        gram = basis @ basis.T
+        step = 1.0 / float(np.linalg.eigvalsh(gram.astype(np.float64))[-1])
+        target = np.asarray(vectors, np.float32) @ basis.T
+        weights = np.zeros_like(target)
+        ahead, t = weights.copy(), 1.0
+        for _ in range(iterations):
+            new = np.maximum(ahead - step * (ahead @ gram - target), 0.0)
+            t_new = (1 + np.sqrt(1 + 4 * t * t)) / 2
+            ahead = new + ((t - 1) / t_new) * (new - weights)
+            weights, t = new, t_new
+        total = weights.sum(axis=1, keepdims=True)
+        return np.divide(weights, total, out=np.zeros_like(weights), where=total > 0)
+
     def embed_pixels(self, pixels: np.ndarray) -> np.ndarray:
         return self.conse(self.forward(pixels)[1])
 
