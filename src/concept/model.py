@@ -18,17 +18,19 @@ import numpy as np
 import pandas as pd
 from sklearn.base import BaseEstimator
 
-from concept._errors import ConceptError, EmbeddingError, NotFittedError
+from concept._errors import NotFittedError
 from concept._validation import (as_image_list, check_docs, check_image_names, check_inputs, check_integer, check_layer,
                                  check_model_params)
 from concept._version import __version__
 from concept.clustering import Hierarchy, assign, layout_2d, mean_directions, one_blas_thread, reference_rows
 from concept.clustering.hierarchy import OUTLIER_THRESHOLD
 from concept.collage import concept_collages, remade_collages
-from concept.describing import Described, Images, Settings, describe_again, describe_fit, edit_words
+from concept.deduplicated import (describing_settings, duplicates_at_fit, model_duplicates, model_typicality,
+                                  model_uniqueness, set_model_duplicates)
+from concept.describing import Described, Images, describe_again, edit_words
 from concept.embedding import load_embedding_model
-from concept.embedding.inputs import (Rows, append_names, append_rows, as_embeddings, embed_inputs, image_sources,
-                                      unseen_images)
+from concept.embedding.inputs import (Rows, append_names, append_rows, as_embeddings, embed_inputs, embed_more,
+                                      image_sources, unseen_images)
 from concept.finding import (ClusterSettings, cluster_hierarchy, effective_min_size, find_hierarchy_for_fit,
                              layer_attributes, shared_space_hierarchy)
 from concept.images import ImageInput
@@ -94,6 +96,9 @@ class ConceptModel(BaseEstimator):
     seed_concepts: lists of words of concepts you expect ([["beach", "sea"], ["cat", "kitten"]]): images
         that match a list are pulled together before the clustering, and a concept holding most of a seed's
         matched images lists its words first. Nothing is assigned directly (see `concept.seeding`).
+    find_duplicates: find the fitted images' exact and near duplicates during `fit` (`duplicates_`), so that from
+        the start no exemplar or collage shows two images of one group (else found on first use of `duplicates_`).
+    caption_model: names and caption words from every layer's exemplars' captions by it (`concept.captioning`).
 
     Attributes (after `fit` or `load`)
     ----------
@@ -110,7 +115,8 @@ class ConceptModel(BaseEstimator):
     nearest_labels_: each image's nearest concept, outliers too. custom_labels_: names given by the user or
         zero-shot. concept_mapping_: the edits made. alignment_: the learned image-text map (None without
         captions). map_2d_: the 2-D map once computed. seed_matches_: each image's seed (seeded fits).
-        embedder_: the embedding backend.
+        embedder_: the embedding backend. duplicates_ / uniqueness_ / typicality_: the fitted images' duplicate
+        groups / how unlike each is to its nearest others / how central each is to its concept (see each).
     """
 
     def __init__(self, min_concept_size: int = 30, diversity: float = 0.3, embedding_model: Any = "auto",
@@ -120,7 +126,8 @@ class ConceptModel(BaseEstimator):
                  vocabulary_size: int = DEFAULT_VOCABULARY_SIZE, batch_size: int = 32, random_state: int | None = None,
                  verbose: bool = True, store: str | os.PathLike | None = None, n_concepts: int | None = None,
                  zeroshot_concepts: Sequence[str] | None = None, zeroshot_threshold: float = 3.0,
-                 seed_concepts: Sequence[Sequence[str]] | None = None) -> None:
+                 seed_concepts: Sequence[Sequence[str]] | None = None, find_duplicates: bool = False,
+                 caption_model: Any = None) -> None:
         self.min_concept_size = min_concept_size
         self.diversity = diversity
         self.embedding_model = embedding_model
@@ -142,6 +149,8 @@ class ConceptModel(BaseEstimator):
         self.zeroshot_concepts = zeroshot_concepts
         self.zeroshot_threshold = zeroshot_threshold
         self.seed_concepts = seed_concepts
+        self.find_duplicates = find_duplicates
+        self.caption_model = caption_model
 
     # ------------------------------------------------------------------ the stages' inputs
     def _check_fitted(self) -> None:
@@ -185,6 +194,7 @@ class ConceptModel(BaseEstimator):
         `hierarchy`: concepts found elsewhere for these images (e.g. by `concept.distributed` over every image of
         a cluster), described here instead of clustering.
         """
+        from concept.captioning import describe_captioned
         from concept.captions import check_captions
 
         check_model_params(self.get_params())
@@ -211,10 +221,9 @@ class ConceptModel(BaseEstimator):
         self.failures_ = list(embedded.failures)
         self._set_layers()
         self.reference_rows_ = reference_rows(n, MAP_SAMPLE, self.random_state)
-        with one_blas_thread():
-            self._take(describe_fit(embedder, x, space, self.layers_, self.layer_sizes_, self.layer_, docs,
-                                    Settings.of(self.get_params()),
-                                    None if captions is None else [captions[i] for i in kept], self.seed_matches_))
+        self._duplicates = duplicates_at_fit(self, images, kept, space)  # before the exemplars are picked
+        described, names = describe_captioned(self, embedder, x, space, docs, captions, images, kept)
+        self._take(described)
         self.image_sources_ = image_sources(images, kept)
         self.image_names_ = None if image_names is None else [image_names[i] for i in kept]
         self.collages_ = (concept_collages(self.exemplars_, lambda row: images[kept[row]])
@@ -222,7 +231,7 @@ class ConceptModel(BaseEstimator):
         self.map_2d_ = None
         self._docs = None if docs is None else list(docs)
         self.concept_mapping_ = []
-        self.custom_labels_ = found.names_at(self.layer_)
+        self.custom_labels_ = {**names, **found.names_at(self.layer_)}  # caption_model's names, zero-shot's
         if self.n_concepts is not None and self.n_concepts_ > 0 and self.n_concepts != self.n_concepts_:
             self._reduce(int(self.n_concepts), None if images is None else lambda row: images[kept[row]])
         if self.n_concepts_ == 0:
@@ -295,6 +304,16 @@ class ConceptModel(BaseEstimator):
         """Concept sizes, largest first; the outliers (-1), if any, in the last row."""
         self._check_fitted()
         return frequency_table(self.labels_)
+
+    def get_frequency(self, count_duplicates: bool = True) -> pd.DataFrame:
+        """`frequency`, or with `count_duplicates=False` each duplicate group counted once, at its kept image (the
+        concept sizes with `duplicates_.droppable()` left out, as `export_concepts(dedupe=True)` writes them)."""
+        self._check_fitted()
+        return frequency_table(self.labels_, None if count_duplicates else self.duplicates_.droppable())
+
+    duplicates_ = property(model_duplicates, set_model_duplicates, doc=model_duplicates.__doc__)
+    uniqueness_ = property(model_uniqueness, doc=model_uniqueness.__doc__)
+    typicality_ = property(model_typicality, doc=model_typicality.__doc__)
 
     @property
     def topics(self) -> dict[int, list[str]]:
@@ -394,17 +413,10 @@ class ConceptModel(BaseEstimator):
             else out
 
     def _embed_more(self, images, image_embeddings, image_features, use_features: bool, required: bool = False):
-        """New inputs embedded in the fitted model's spaces (transform, partial_fit; `required`: features too)."""
-        if required and image_embeddings is not None and image_features is None:
-            raise ConceptError("This model clusters on image features: pass image_features with image_embeddings "
-                               "(e.g. from embed_images_and_features).")
-        e = embed_inputs(self._backend(), images, image_embeddings, dim=self.embeddings_.shape[1],
-                         features=use_features, store=self.store, batch_size=self.batch_size, verbose=self.verbose)
-        if image_features is not None and use_features:
-            e.features = as_embeddings(image_features, self.features_.shape[1])
-        if required and e.features is None:
-            raise EmbeddingError("This model clusters on image features, but the embedding model gave none.")
-        return e
+        return embed_more(self._backend(), images, image_embeddings, image_features, dim=self.embeddings_.shape[1],
+                          feature_dim=None if self.features_ is None else self.features_.shape[1],
+                          use_features=use_features, required=required, store=self.store,
+                          batch_size=self.batch_size, verbose=self.verbose)
 
     def _assigner(self, use_features: bool) -> Hierarchy:
         """The fitted hierarchy in the space new images come in: the clustering space, or, for a model that
@@ -502,7 +514,7 @@ class ConceptModel(BaseEstimator):
             images = Images(self.embeddings_, self.image_center_, self.aligned_embeddings_)
             self._take(describe_again(self._backend(), previous, self.layers_, self.layer_sizes_, edit.first_changed,
                                       edit_words(self._docs, self.layer_topics_), images,
-                                      Settings.of(self.get_params()), self.seed_matches_))
+                                      describing_settings(self), self.seed_matches_))
         self.custom_labels_ = carry_names(self.custom_labels_, edit.mapping)
         self.collages_ = remade_collages(self.exemplars_, self.labels_, old_collages, old_labels, image_of,
                                          self.image_sources_)

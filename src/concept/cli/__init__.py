@@ -98,6 +98,12 @@ def build_parser() -> argparse.ArgumentParser:
                         "IMAGES_DIR), 'filenames' (words of the file names) or 'metadata' (XMP/IPTC/EXIF/PNG "
                         "text in the files); concept words then come from the captions, and with enough of "
                         "them a learned image-text map names the uncaptioned images too")
+    p.add_argument("--caption-model", metavar="SPEC",
+                   help="caption every layer's exemplar images with a transformers image-to-text model "
+                        "('hf:ORG/NAME' from the local Hugging Face cache, e.g. "
+                        "hf:Salesforce/blip-image-captioning-base, or a folder written by save_pretrained): concept "
+                        "words then come from the captions too, and each concept is named by the caption of its most "
+                        "representative exemplar (captions are cached)")
     p.add_argument("--min-concept-size", type=int, default=30, metavar="N",
                    help="smallest number of images in a concept (default: %(default)s)")
     p.add_argument("--embedding-model", default="auto", metavar="SPEC",
@@ -222,6 +228,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--copy", action="store_true", help="copy the files at full resolution instead of linking them")
     p.add_argument("--layer", type=int, metavar="K", help="concepts of layer K (0 = finest; default: the model's default layer)")
     p.add_argument("--no-outliers", action="store_true", help="leave out the images in no concept")
+    p.add_argument("--dedupe", action="store_true",
+                   help="write one image of each group of exact or near duplicates (the kept one: most pixels, then "
+                        "largest file); the CSV lists the others with status 'duplicate' (see `concept duplicates`)")
 
     p = add("serve", "Serve the explorer locally, with search by text or by uploaded image through the model.",
             "concept serve photos.model --port 8000", cmd_serve)
