@@ -217,3 +217,41 @@ def no_network(monkeypatch):
     monkeypatch.setattr(socket, "create_connection", refuse)
     monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
     return attempts
+
+
+def write_dated_jpeg(path: Path, original: str | None, changed: str | None = None,
+                     rgb: tuple[int, int, int] = (200, 40, 40), size: tuple[int, int] = (32, 24)) -> Path:
+    """A JPEG whose EXIF holds `original` as DateTimeOriginal and `changed` as DateTime (None: left
+    out; both None: no EXIF at all)."""
+    from PIL import ExifTags, Image
+
+    from concept.over_time import DATE_TIME, DATE_TIME_ORIGINAL
+
+    image = Image.new("RGB", size, rgb)
+    if original is None and changed is None:
+        image.save(path)
+        return path
+    exif = Image.Exif()
+    if changed is not None:
+        exif[DATE_TIME] = changed
+    if original is not None:
+        exif.get_ifd(ExifTags.IFD.Exif)[DATE_TIME_ORIGINAL] = original
+    image.save(path, exif=exif)
+    return path
+
+
+def check_two_towers(model, dim: int, long_text: str) -> None:
+    """A two-tower backend's images and texts: (n, dim) float32 unit vectors, the same whatever the
+    batch size, different images apart (four solid images, five texts, one of them `long_text`)."""
+    images = [solid(rgb) for rgb in ((220, 30, 30), (30, 180, 60), (40, 60, 220))] + [solid((0, 0, 0), size=(20, 70))]
+    whole = model.embed_images(images, batch_size=16)
+    batched = model.embed_images(images, batch_size=3)  # batches of 3 and 1
+    texts = ["a red square", "a green square", "a blue square", "x", long_text]
+    words = model.embed_texts(texts, batch_size=2)
+    assert whole.shape == (4, dim) and words.shape == (5, dim)
+    assert whole.dtype == np.float32 and words.dtype == np.float32
+    np.testing.assert_allclose(np.linalg.norm(whole, axis=1), 1.0, atol=1e-5)
+    np.testing.assert_allclose(np.linalg.norm(words, axis=1), 1.0, atol=1e-5)
+    np.testing.assert_allclose(batched, whole, atol=1e-5)
+    np.testing.assert_allclose(model.embed_texts(texts, batch_size=64), words, atol=1e-5)
+    assert not np.allclose(whole[0], whole[1])

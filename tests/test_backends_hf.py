@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import check_two_towers, solid
 from PIL import Image
 
 from concept import ConceptModel
@@ -49,27 +50,12 @@ def fake_hub_cache(root: Path, repo: str, folder: Path) -> Path:
     return root
 
 
-def solid(rgb, size=(40, 30)) -> Image.Image:
-    return Image.new("RGB", size, rgb)
-
 
 @pytest.mark.parametrize("kind", ["siglip", "siglip2", "clip"])
 def test_shapes_batching_and_unit_norm(kind, siglip_folder, naflex_folder, clip_folder, no_network):
     folder = {"siglip": siglip_folder, "siglip2": naflex_folder, "clip": clip_folder}[kind]
     model = HFEmbedder(str(folder), device="cpu", verbose=False)
-    images = [solid(rgb) for rgb in COLORS.values()] + [solid((0, 0, 0), size=(20, 70))]
-    whole = model.embed_images(images, batch_size=16)
-    batched = model.embed_images(images, batch_size=3)  # batches of 3 and 1
-    texts = ["a red square", "a green square", "a blue square", "x", "a long " * 40]
-    words = model.embed_texts(texts, batch_size=2)
-    dim = 16 if kind == "clip" else 32
-    assert whole.shape == (4, dim) and words.shape == (5, dim)
-    assert whole.dtype == np.float32 and words.dtype == np.float32
-    np.testing.assert_allclose(np.linalg.norm(whole, axis=1), 1.0, atol=1e-5)
-    np.testing.assert_allclose(np.linalg.norm(words, axis=1), 1.0, atol=1e-5)
-    np.testing.assert_allclose(batched, whole, atol=1e-5)
-    np.testing.assert_allclose(model.embed_texts(texts, batch_size=64), words, atol=1e-5)
-    assert not np.allclose(whole[0], whole[1])
+    check_two_towers(model, 16 if kind == "clip" else 32, "a long " * 40)
     assert model.device == "cpu" and model.model.device.type == "cpu"
     assert not no_network
 

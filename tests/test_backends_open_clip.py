@@ -18,6 +18,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import check_two_towers, solid
 from PIL import Image
 
 from concept import ConceptModel
@@ -120,27 +121,13 @@ def put_in_cache(cache: Path, repo: str, files: dict[str, Path]) -> None:
         (entry / "snapshots" / commit / name).write_bytes(source.read_bytes())
 
 
-def solid(rgb, size=(40, 30)) -> Image.Image:
-    return Image.new("RGB", size, rgb)
-
 
 def test_folder_shapes_batching_and_unit_norm(folder, no_network):
     from concept.embedding.openclip import OpenCLIPEmbedder
 
     model = load_embedding_model(f"open_clip:{folder}", device="cpu", verbose=False)
     assert isinstance(model, OpenCLIPEmbedder)
-    images = [solid(rgb) for rgb in COLORS.values()] + [solid((0, 0, 0), size=(20, 70))]
-    whole = model.embed_images(images, batch_size=16)
-    batched = model.embed_images(images, batch_size=3)
-    texts = ["a red square", "a green square", "a blue square", "x", "a long " * 100]  # cut at 77 tokens
-    words = model.embed_texts(texts, batch_size=2)
-    assert whole.shape == (4, 16) and words.shape == (5, 16)
-    assert whole.dtype == np.float32 and words.dtype == np.float32
-    np.testing.assert_allclose(np.linalg.norm(whole, axis=1), 1.0, atol=1e-5)
-    np.testing.assert_allclose(np.linalg.norm(words, axis=1), 1.0, atol=1e-5)
-    np.testing.assert_allclose(batched, whole, atol=1e-5)
-    np.testing.assert_allclose(model.embed_texts(texts, batch_size=64), words, atol=1e-5)
-    assert not np.allclose(whole[0], whole[1])
+    check_two_towers(model, 16, "a long " * 100)  # cut at 77 tokens
     assert model.device == "cpu" and next(model.model.parameters()).device.type == "cpu"
     assert model.name.startswith("open_clip:tiny-open-clip@") and model.spec == f"open_clip:{folder}"
     assert not model.is_sigmoid

@@ -13,13 +13,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from PIL import ExifTags, Image
+from conftest import write_dated_jpeg
 
 import concept.over_time
 from concept._errors import ConceptError
 from concept.explorer import make_server, write_report
 from concept.explorer.data import page_data, page_dates
-from concept.over_time import DATE_TIME, DATE_TIME_ORIGINAL
 from concept.testing import LayeredMapModel
 
 DAY = 86400.0
@@ -36,24 +35,13 @@ def page_json(html: str) -> dict:
     return json.loads(match.group(1))
 
 
-def write_jpeg(path: Path, original: str | None, changed: str | None = None) -> Path:
-    image = Image.new("RGB", (32, 24), (200, 40, 40))
-    exif = Image.Exif()
-    if changed is not None:
-        exif[DATE_TIME] = changed
-    if original is not None:
-        exif.get_ifd(ExifTags.IFD.Exif)[DATE_TIME_ORIGINAL] = original
-    image.save(path, exif=exif)
-    return path
-
-
 @pytest.fixture
 def photos(tmp_path) -> list[Path]:
     """Four JPEGs: an EXIF original date, only a DateTime, none, a garbled one."""
-    return [write_jpeg(tmp_path / "a.jpg", "2021:07:14 16:05:09"),
-            write_jpeg(tmp_path / "b.jpg", None, "2019:01:02 03:04:05"),
-            write_jpeg(tmp_path / "c.jpg", None),
-            write_jpeg(tmp_path / "d.jpg", "2021:13:45 99:99:99")]
+    return [write_dated_jpeg(tmp_path / "a.jpg", "2021:07:14 16:05:09"),
+            write_dated_jpeg(tmp_path / "b.jpg", None, "2019:01:02 03:04:05"),
+            write_dated_jpeg(tmp_path / "c.jpg", None),
+            write_dated_jpeg(tmp_path / "d.jpg", "2021:13:45 99:99:99")]
 
 
 def small_model(n: int = 40, sources=None) -> LayeredMapModel:

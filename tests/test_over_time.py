@@ -12,13 +12,12 @@ import pandas as pd
 import pytest
 from conftest import ColorEmbedder
 from matplotlib.figure import Figure
-from PIL import ExifTags, Image
+from conftest import write_dated_jpeg
+from PIL import Image
 
 from concept import ConceptModel
 from concept._errors import ConceptError
 from concept.over_time import (
-    DATE_TIME,
-    DATE_TIME_ORIGINAL,
     exif_date,
     exif_dates,
     given_dates,
@@ -48,19 +47,6 @@ EXPECTED = {
 }
 
 
-def write_jpeg(path: Path, rgb, original: str | None, changed: str | None, size: int) -> None:
-    image = Image.new("RGB", (24 + size, 24), rgb)
-    if original is None and changed is None:
-        image.save(path)
-        return
-    exif = Image.Exif()
-    if changed is not None:
-        exif[DATE_TIME] = changed
-    if original is not None:
-        exif.get_ifd(ExifTags.IFD.Exif)[DATE_TIME_ORIGINAL] = original
-    image.save(path, exif=exif)
-
-
 @pytest.fixture(scope="module")
 def photos(tmp_path_factory) -> list[Path]:
     root = tmp_path_factory.mktemp("dated")
@@ -69,7 +55,7 @@ def photos(tmp_path_factory) -> list[Path]:
         (root / color).mkdir()
         for i, (original, changed) in enumerate(plan):
             path = root / color / f"{color}_{i:02d}.jpg"
-            write_jpeg(path, COLORS[color], original, changed, i)
+            write_dated_jpeg(path, original, changed, COLORS[color], (24 + i, 24))
             paths.append(path)
     return paths
 
@@ -176,7 +162,7 @@ def test_given_timestamps_are_per_fitted_or_per_input_image(photos):
 
 def test_dates_are_never_taken_from_the_files_time_unless_asked(photos, tmp_path):
     path = tmp_path / "plain.jpg"
-    write_jpeg(path, COLORS["red"], None, None, 0)
+    write_dated_jpeg(path, None, None, COLORS["red"], (24, 24))
     stamp = datetime(2011, 11, 11, 11, 11, 11).timestamp()
     os.utime(path, (stamp, stamp))
     assert exif_date(path) == (None, "missing")
