@@ -27,6 +27,7 @@ from tqdm.auto import tqdm
 from concept._atomic import atomic_file
 from concept._cache import cache_dir
 from concept._errors import ConceptError, ImageLoadError
+from concept._hub import cached_file, looks_like_folder
 from concept.images import load_image
 
 __all__ = ["CAPTION_BATCH", "MAX_NAME_CHARS", "MAX_NEW_TOKENS", "HFCaptioner", "caption_images", "caption_model_name",
@@ -122,14 +123,13 @@ def _require_local(model: str) -> None:
     """ConceptError saying what to do unless `model` is a folder or a hub model in the local cache."""
     if Path(model).expanduser().is_dir():
         return
-    if model.startswith(("/", ".", "~")) or model.count("/") > 1 or (os.sep == "\\" and "\\" in model):
+    if looks_like_folder(model):
         raise ConceptError(f"The caption model folder {model!r} does not exist: pass a folder written by "
                            "save_pretrained (model and processor), 'hf:ORG/NAME' from the Hugging Face cache, "
                            "or a callable.")
-    from huggingface_hub import constants, try_to_load_from_cache
+    from huggingface_hub import constants
 
-    found = try_to_load_from_cache(model, "config.json")
-    if not (isinstance(found, str) and Path(found).exists()):
+    if cached_file(model, ("config.json",)) is None:
         raise ConceptError(
             f"The caption model {model!r} is not on this machine: it was looked for in the Hugging Face cache "
             f"{constants.HF_HUB_CACHE} and concept never downloads by default. Run `hf download {model}` on a "

@@ -23,6 +23,7 @@ import torch
 from PIL import Image
 
 from concept._errors import EmbeddingError
+from concept._hub import cached_file, looks_like_folder
 from concept.embedding.base import (
     BaseEmbedder,
     load_sentence_transformer,
@@ -77,16 +78,21 @@ def _model_tag(model: str) -> str:
     if not folder.is_dir():
         return Path(model).name
     digest = hashlib.blake2b(digest_size=6)
-    edge = 1 << 20
     for file in sorted(f for f in folder.rglob("*") if f.is_file() and not f.name.startswith(".")):
         size = file.stat().st_size
         digest.update(f"{file.relative_to(folder).as_posix()}\0{size}\0".encode())
-        with open(file, "rb") as fh:
-            digest.update(fh.read(edge))
-            if size > 2 * edge:
-                fh.seek(size - edge)
-                digest.update(fh.read(edge))
+        digest_ends(digest, file, size)
     return f"{folder.name}@{digest.hexdigest()}"
+
+
+def digest_ends(digest, path: Path, size: int, edge: int = 1 << 20) -> None:
+    """Feed `digest` a file's bytes: all of a small file, the first and last `edge` of a large one
+    (a model's weights are told apart without reading gigabytes)."""
+    with open(path, "rb") as fh:
+        digest.update(fh.read(edge))
+        if size > 2 * edge:
+            fh.seek(size - edge)
+            digest.update(fh.read(edge))
 
 
 def require_local_weights(name: str) -> None:
@@ -95,18 +101,13 @@ def require_local_weights(name: str) -> None:
     after a long traceback about the internet connection)."""
     if Path(name).expanduser().is_dir():
         return
-    if name.startswith(("/", ".", "~")) or name.count("/") > 1 or (os.sep == "\\" and "\\" in name):
+    if looks_like_folder(name):
         raise EmbeddingError(f"The embedding model folder {name!r} does not exist: pass the folder of a "
                              "saved CLIP (sentence-transformers) model, or embedding_model='offline' "
                              "(the bundled model, which works now).")
-    from huggingface_hub import try_to_load_from_cache
-
     cache = _cache_folder()
-    for repo in dict.fromkeys((_hub_id(name), name)):
-        for file in ("modules.json", "config.json"):
-            found = try_to_load_from_cache(repo, file, cache_dir=cache)
-            if isinstance(found, str) and Path(found).exists():
-                return
+    if any(cached_file(repo, ("modules.json", "config.json"), cache) for repo in dict.fromkeys((_hub_id(name), name))):
+        return
     raise EmbeddingError(
         f"The weights of {name!r} are not on this machine: they were looked for as {_hub_id(name)!r} in "
         f"the Hugging Face cache {cache} (set by HF_HOME / HF_HUB_CACHE / SENTENCE_TRANSFORMERS_HOME) "

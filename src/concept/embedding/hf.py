@@ -15,12 +15,12 @@ SigLIP was trained with a sigmoid loss, so its pair scores are probabilities on 
 from __future__ import annotations
 
 import math
-import os
 from pathlib import Path
 
 import torch
 
 from concept._errors import EmbeddingError
+from concept._hub import cached_file, looks_like_folder
 from concept.embedding.clip import _model_tag
 from concept.embedding.towers import TwoTowerEmbedder, hub_offline
 
@@ -39,13 +39,12 @@ def _require_local(name: str, cache_dir: str | None) -> None:
     """EmbeddingError with what to do unless `name` is a folder or a hub model in the cache."""
     if Path(name).expanduser().is_dir():
         return
-    if name.startswith(("/", ".", "~")) or name.count("/") > 1 or (os.sep == "\\" and "\\" in name):
+    if looks_like_folder(name):
         raise EmbeddingError(f"The model folder {name!r} does not exist: pass a folder written by "
                              "save_pretrained (model, tokenizer, image processor), or a hub name.")
-    from huggingface_hub import constants, try_to_load_from_cache
+    from huggingface_hub import constants
 
-    found = try_to_load_from_cache(name, "config.json", cache_dir=cache_dir)
-    if not (isinstance(found, str) and Path(found).exists()):
+    if cached_file(name, ("config.json",), cache_dir) is None:
         raise EmbeddingError(
             f"The model {name!r} is not on this machine: it was looked for in the Hugging Face cache "
             f"{cache_dir or constants.HF_HUB_CACHE} (set by HF_HOME / HF_HUB_CACHE) and concept never downloads "

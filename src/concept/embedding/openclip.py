@@ -28,6 +28,7 @@ from pathlib import Path
 import torch
 
 from concept._errors import EmbeddingError
+from concept._hub import cached_file
 from concept.embedding.clip import _model_tag
 from concept.embedding.towers import TwoTowerEmbedder, file_tag, hub_offline
 
@@ -61,17 +62,6 @@ def _hub_cache(cache_dir: str | None) -> str:
     return cache_dir or constants.HF_HUB_CACHE
 
 
-def _cached(repo: str, filenames: list[str], cache_dir: str | None) -> str | None:
-    """The first of `filenames` of the hub repository `repo` in the cache (a file lookup)."""
-    from huggingface_hub import try_to_load_from_cache
-
-    for name in filenames:
-        found = try_to_load_from_cache(repo, name, cache_dir=cache_dir)
-        if isinstance(found, str) and Path(found).exists():
-            return found
-    return None
-
-
 def _weight_files(filename: str) -> list[str]:
     """The files open_clip tries for a hub checkpoint `filename`, safetensors first."""
     from open_clip.constants import HF_SAFE_WEIGHTS_NAME, HF_WEIGHTS_NAME
@@ -89,7 +79,7 @@ def _require_tokenizer(text_cfg: dict, what: str, cache_dir: str | None) -> None
     name = text_cfg.get("hf_tokenizer_name") or text_cfg.get("hf_model_name")
     if not name or Path(name).expanduser().is_dir():
         return
-    if _cached(name, ["tokenizer_config.json", "tokenizer.json"], cache_dir) is None:
+    if cached_file(name, ["tokenizer_config.json", "tokenizer.json"], cache_dir) is None:
         raise EmbeddingError(
             f"The tokenizer of {what}, the Hugging Face repository {name!r}, is not in the cache "
             f"{_hub_cache(cache_dir)} and concept never downloads by default: place it there with "
@@ -158,8 +148,8 @@ class OpenCLIPEmbedder(TwoTowerEmbedder):
         if pretrained is None and model.startswith("hf-hub:"):
             repo = model.removeprefix("hf-hub:")
             if not self.allow_download:
-                config = _cached(repo, ["open_clip_config.json"], self.cache_dir)
-                if config is None or _cached(repo, _weight_files(""), self.cache_dir) is None:
+                config = cached_file(repo, ["open_clip_config.json"], self.cache_dir)
+                if config is None or cached_file(repo, _weight_files(""), self.cache_dir) is None:
                     raise self._missing(model, repo, "open_clip_config.json and open_clip_model.safetensors")
                 import json
 
@@ -196,7 +186,7 @@ class OpenCLIPEmbedder(TwoTowerEmbedder):
             # "org/name/file.bin", or "org/name/" for open_clip's default weights file
             repo, filename = os.path.split(cfg["hf_hub"])
             files = _weight_files(filename)
-            if _cached(repo, files, self.cache_dir) is None:
+            if cached_file(repo, files, self.cache_dir) is None:
                 raise self._missing(what, repo, " or ".join(files))
         elif cfg.get("url"):
             target = Path(self.cache_dir or _URL_CACHE).expanduser() / os.path.basename(cfg["url"])

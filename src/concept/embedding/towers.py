@@ -19,7 +19,7 @@ from PIL import Image
 
 from concept._errors import EmbeddingError
 from concept.embedding.base import BaseEmbedder, center_crop_resize
-from concept.embedding.clip import DEFAULT_GPU_BATCH, resolve_precision
+from concept.embedding.clip import DEFAULT_GPU_BATCH, digest_ends, resolve_precision
 
 _RESAMPLE = {"bicubic": Image.Resampling.BICUBIC, "bilinear": Image.Resampling.BILINEAR,
              "nearest": Image.Resampling.NEAREST, "lanczos": Image.Resampling.LANCZOS}
@@ -80,12 +80,7 @@ def file_tag(path: str | Path) -> str:
     path = Path(path).expanduser()
     size = path.stat().st_size
     digest = hashlib.blake2b(f"{size}\0".encode(), digest_size=6)
-    edge = 1 << 20
-    with open(path, "rb") as fh:
-        digest.update(fh.read(edge))
-        if size > 2 * edge:
-            fh.seek(size - edge)
-            digest.update(fh.read(edge))
+    digest_ends(digest, path, size)
     return f"{path.name}@{digest.hexdigest()}"
 
 
