@@ -140,6 +140,55 @@ def test_siglip_calibration_is_the_trained_sigmoid(siglip_folder):
     np.testing.assert_allclose(ours, expected, rtol=1e-3, atol=1e-6)
 
 
+def test_siglip_zero_shot_seeds_and_search_use_its_own_probabilities(siglip_folder, colour_images, no_network):
+    """Random weights give meaningless scores, so the bias is set for the test: a pair is likely
+    from a cosine between the images' best ones. Zero-shot names and seeds then take exactly the
+    images whose most probable name is likely (`concept.matching`), and a text search reports
+    SigLIP's probability of each raw cosine."""
+    from concept.clustering.hierarchy import OUTLIER_THRESHOLD
+    from concept.embedding.base import l2_normalize
+    from concept.finding import ClusterSettings, find_hierarchy_for_fit
+    from concept.seeding import MIN_MATCHED, seed_matches
+
+    images = sorted(str(p) for p in colour_images.glob("*.png"))
+    siglip = HFEmbedder(str(siglip_folder), device="cpu", verbose=False)
+    names = ["red", "green", "blue"]
+    x, texts = siglip.embed_images(images), l2_normalize(siglip.embed_texts(names))
+    cos = x @ texts.T
+    best = np.sort(cos.max(axis=1))
+    threshold = float(best[len(best) // 2 - 1] + best[len(best) // 2]) / 2
+    siglip.logit_bias = -siglip.logit_scale * threshold  # probability 0.5 at `threshold`
+    expected = np.where(cos.max(axis=1) >= threshold, cos.argmax(axis=1), -1)
+    assert 0 < (expected >= 0).sum() < len(x)
+    counts = np.bincount(expected[expected >= 0], minlength=3)
+    kept = [j for j in range(3) if counts[j] >= MIN_MATCHED]
+    assert kept, counts
+
+    settings = ClusterSettings(5, None, OUTLIER_THRESHOLD, 0)
+    found = find_hierarchy_for_fit(x, x, 5, settings, embedder=siglip, zeroshot_names=names)
+    assert sorted(found.names.values()) == sorted(names[j] for j in kept)
+    for concept, name in found.names.items():
+        np.testing.assert_array_equal(np.flatnonzero(found.hierarchy.fine == concept),
+                                      np.flatnonzero(expected == names.index(name)))
+    np.testing.assert_array_equal(seed_matches(x, texts, embedder=siglip),
+                                  np.where(np.isin(expected, kept), expected, -1))
+
+    model = ConceptModel(embedding_model=siglip, min_concept_size=5, random_state=0, verbose=False,
+                         zeroshot_concepts=names).fit(images)
+    for j in kept:  # the fitted model's zero-shot concepts are exactly those images
+        members = np.unique(model.hierarchy_.fine[expected == j])
+        assert len(members) == 1 and (model.hierarchy_.fine == members[0]).sum() == counts[j]
+    concepts, nearest = model.search("red", top_n=3, n_images=5, kind="text")
+    query = texts[0]
+    for got, rows in ((concepts, model.concept_embeddings_), (nearest, model.embeddings_)):
+        raw = rows @ query
+        order = np.argsort(-raw, kind="stable")[:len(got)]
+        assert [r for r, _ in got] == order.tolist()
+        np.testing.assert_allclose([s for _, s in got], siglip.text_image_probability(raw[order]), rtol=1e-5)
+    assert model.find_concepts("red", top_n=3, kind="text") == concepts
+    assert not no_network
+
+
 def test_hub_name_loads_from_the_cache_with_no_network_and_reloads_by_name(siglip_folder, tmp_path, monkeypatch,
                                                                           no_network, colour_images):
     from huggingface_hub import constants

@@ -120,16 +120,19 @@ def _zeroshot_ids(h: Hierarchy, labels: np.ndarray) -> list[int]:
 
 def zeroshot_hierarchy(x: np.ndarray, space: np.ndarray, texts: np.ndarray, names: Sequence[str],
                        threshold: float, min_size: int, settings: ClusterSettings,
-                       clusterer: Callable[[np.ndarray, int], Hierarchy]) -> tuple[Hierarchy, dict[int, str]]:
-    """Zero-shot concepts: images matching a name (`calibrated_matches` of `x` against the
-    names' unit `texts`) form its concept, the others are clustered by `clusterer`; the
-    hierarchy and {finest id: name}. Names that fewer than 3 images match are left out (logged)."""
-    from concept.editing import add_concepts, calibrated_matches
+                       clusterer: Callable[[np.ndarray, int], Hierarchy], embedder: Any = None
+                       ) -> tuple[Hierarchy, dict[int, str]]:
+    """Zero-shot concepts: images matching a name (`matching.text_image_matches` of `x` against
+    the names' unit `texts`: calibrated at `threshold` robust SDs, or a sigmoid `embedder`'s own
+    probability) form its concept, the others are clustered by `clusterer`; the hierarchy and
+    {finest id: name}. Names that fewer than 3 images match are left out (logged)."""
+    from concept.editing import add_concepts
+    from concept.matching import text_image_matches
 
     if texts.shape[1] != x.shape[1]:
         raise EmbeddingError(f"The zero-shot names were embedded in {texts.shape[1]} dimensions, the images in "
                              f"{x.shape[1]}: pass the embedding_model that made the image embeddings.")
-    match, _ = calibrated_matches(x, texts, float(threshold))
+    match, _ = text_image_matches(x, texts, float(threshold), embedder)
     counts = np.bincount(match[match >= 0], minlength=len(names))
     kept = np.flatnonzero(counts >= 3)
     dropped = [names[j] for j in np.flatnonzero(counts < 3)]
@@ -157,10 +160,11 @@ def zeroshot_hierarchy(x: np.ndarray, space: np.ndarray, texts: np.ndarray, name
 
 
 def seeded_hierarchy(x: np.ndarray, space: np.ndarray, texts: np.ndarray, seeds: list[list[str]],
-                     min_size: int, clusterer: Callable[[np.ndarray, int], Hierarchy]
+                     min_size: int, clusterer: Callable[[np.ndarray, int], Hierarchy], embedder: Any = None
                      ) -> tuple[Hierarchy, np.ndarray]:
     """Seeded concepts (`concept.seeding`): match the images to the seed lists (`texts`, one
-    vector per list) in the shared space, pull the matched ones together in the clustering
+    vector per list) in the shared space (`seed_matches`, by `embedder`'s own probability
+    when it is sigmoid-trained), pull the matched ones together in the clustering
     space, cluster, and measure the concepts again on the unpulled vectors; the hierarchy and
     each image's seed (-1: none)."""
     from concept.seeding import pull_towards_seeds, reanchor, seed_matches
@@ -168,7 +172,7 @@ def seeded_hierarchy(x: np.ndarray, space: np.ndarray, texts: np.ndarray, seeds:
     if texts.shape[1] != x.shape[1]:
         raise EmbeddingError(f"The seed words were embedded in {texts.shape[1]} dimensions, the images in "
                              f"{x.shape[1]}: pass the embedding_model that made the image embeddings.")
-    match = seed_matches(x, texts)
+    match = seed_matches(x, texts, embedder=embedder)
     counts = np.bincount(match[match >= 0], minlength=len(seeds))
     logger.info("Seeded concepts: %d of %d images match %d of %d seeds (%s).", int((match >= 0).sum()), len(x),
                 int((counts > 0).sum()), len(seeds),
@@ -184,8 +188,10 @@ def find_hierarchy_for_fit(x: np.ndarray, space: np.ndarray, min_size: int, sett
                            seeds: list[list[str]] | None = None, given: Hierarchy | None = None) -> Found:
     """The clustering stage of `ConceptModel.fit`: zero-shot names, seed lists or neither.
 
-    `embedder` embeds the names or seed words. `given`: a hierarchy found elsewhere (e.g. by `concept.distributed` over every image of a
-    cluster) that stands in for each clustering run here."""
+    `embedder` embeds the names or seed words (and, when sigmoid-trained like SigLIP, its own
+    probabilities decide which images match them: `concept.matching`). `given`: a hierarchy
+    found elsewhere (e.g. by `concept.distributed` over every image of a cluster) that stands
+    in for each clustering run here."""
     def clusterer(vectors: np.ndarray, size: int) -> Hierarchy:
         return given if given is not None else cluster_hierarchy(vectors, size, settings)
 
@@ -198,12 +204,13 @@ def find_hierarchy_for_fit(x: np.ndarray, space: np.ndarray, min_size: int, sett
     if zeroshot_names:
         names = [t.strip() for t in zeroshot_names]
         texts = l2_normalize(np.asarray(embed_texts(names), np.float32))
-        h, found = zeroshot_hierarchy(x, space, texts, names, zeroshot_threshold, min_size, settings, clusterer)
+        h, found = zeroshot_hierarchy(x, space, texts, names, zeroshot_threshold, min_size, settings, clusterer,
+                                      embedder)
         return Found(h, found)
     if seeds is not None:
         from concept.seeding import seed_vectors
 
-        h, match = seeded_hierarchy(x, space, seed_vectors(embed_texts, seeds), seeds, min_size, clusterer)
+        h, match = seeded_hierarchy(x, space, seed_vectors(embed_texts, seeds), seeds, min_size, clusterer, embedder)
         return Found(h, {}, match)
     return Found(clusterer(space, min_size))
 

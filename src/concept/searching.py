@@ -1,6 +1,7 @@
 """Search a fitted model by text or image: the query's vector and its similarity to concepts
 and images, compared as words are (each modality centred on its mean) or, with a learned
-image-text map, in that map's text space."""
+image-text map, in that map's text space. A text on a sigmoid-trained model (SigLIP) is
+ranked by its raw cosine and scored by the model's own match probability (`concept.matching`)."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ import numpy as np
 from concept._errors import ConceptError, EmbeddingError, ImageLoadError
 from concept.embedding.base import l2_normalize
 from concept.images import ImageInput
+from concept.matching import model_probability
 
 __all__ = ["best", "query_is_text", "query_vector", "rank", "similarities"]
 
@@ -61,19 +63,29 @@ def similarities(vec: np.ndarray, is_text: bool, rows: np.ndarray, image_center:
     return rows @ vec
 
 
-def best(sims: np.ndarray, n: int) -> list[tuple[int, float]]:
-    """The `n` highest (row, similarity) pairs, best first (ties in row order)."""
+def best(sims: np.ndarray, n: int, score: Any = None) -> list[tuple[int, float]]:
+    """The `n` highest (row, similarity) pairs, best first (ties in row order); with `score`
+    (a function of similarities) that instead of each similarity."""
     order = np.argsort(-sims, kind="stable")[: max(0, int(n))]
+    if score is not None:
+        return [(int(i), float(p)) for i, p in zip(order, np.asarray(score(sims[order])).reshape(-1))]
     return [(int(i), float(sims[i])) for i in order]
 
 
 def rank(vec: np.ndarray, is_text: bool, top_n: int, n_images: int, concepts: np.ndarray, images: np.ndarray,
          image_center: np.ndarray, word_center: np.ndarray | None,
-         aligned: tuple[np.ndarray, np.ndarray] | None = None
+         aligned: tuple[np.ndarray, np.ndarray] | None = None, embedder: Any = None
          ) -> tuple[list[tuple[int, float]], list[tuple[int, float]]]:
     """The `top_n` concepts and `n_images` images most similar to a query vector, best first.
-    A text is compared in the learned text space when `aligned` (concept and image vectors
-    there) is given, else the way words are; an image directly."""
+    A text on a sigmoid-trained `embedder` (SigLIP: `matching.model_probability`) is ranked by
+    its raw cosine to the concept (its unit mean direction) or image, nothing centred and no
+    learned map, and its score is the model's probability that the text matches; otherwise a
+    text is compared in the learned text space when `aligned` (concept and image vectors there)
+    is given, else the way words are; an image always directly, by cosine."""
+    probability = model_probability(embedder) if is_text else None
+    if probability is not None:
+        return (best(concepts @ vec, top_n, probability),
+                best(images @ vec, n_images, probability) if n_images > 0 else [])
     if is_text and aligned is not None:
         query = l2_normalize(vec - word_center) if word_center is not None else vec
         return best(aligned[0] @ query, top_n), best(aligned[1] @ query, n_images) if n_images > 0 else []

@@ -9,8 +9,10 @@ images the steps are the same in spirit, but each is adapted to the two spaces a
 2. `seed_matches`: which images match a seed, by `concept.editing.calibrated_matches` (each
    image's best seed, scored against the images that prefer other seeds in this collection).
    Image-text cosines are far below image-image ones (the modality gap), so no fixed cosine
-   fits; the same calibration as zero-shot concepts does. Seeds matched by fewer than
-   MIN_MATCHED images are dropped.
+   fits; the same calibration as zero-shot concepts does. A sigmoid-trained model (SigLIP)
+   scores pairs as probabilities on its own, so there, as for zero-shot, an image matches its
+   most probable seed at `matching.SIGMOID_MATCH` (`concept.matching`). Seeds matched by fewer
+   than MIN_MATCHED images are dropped.
 3. `pull_towards_seeds`: in the *clustering* space (the offline model's CNN features, which
    have no text side, or the joint space), each matched image moves `weight` of the way
    towards the mean direction of its seed's matched images, so the ordinary clustering
@@ -87,13 +89,15 @@ def seed_vectors(embed_texts: Callable[[list[str]], np.ndarray], seeds: list[lis
     return l2_normalize(np.stack([vectors[[row[w] for w in ws]].mean(axis=0) for ws in seeds]))
 
 
-def seed_matches(images: np.ndarray, seeds: np.ndarray, threshold: float | None = None) -> np.ndarray:
+def seed_matches(images: np.ndarray, seeds: np.ndarray, threshold: float | None = None,
+                 embedder: Any = None) -> np.ndarray:
     """Each image's matched seed (-1: none), calibrated on the collection (see module doc;
-    `threshold` in robust SDs, default SEED_THRESHOLD); seeds with fewer than MIN_MATCHED
+    `threshold` in robust SDs, default SEED_THRESHOLD), or by a sigmoid-trained `embedder`'s
+    own probability (`matching.text_image_matches`); seeds with fewer than MIN_MATCHED
     matches are dropped (their images get -1)."""
-    from concept.editing import calibrated_matches
+    from concept.matching import text_image_matches
 
-    match, _ = calibrated_matches(images, seeds, SEED_THRESHOLD if threshold is None else threshold)
+    match, _ = text_image_matches(images, seeds, SEED_THRESHOLD if threshold is None else threshold, embedder)
     counts = np.bincount(match[match >= 0], minlength=len(seeds))
     few = np.flatnonzero(counts < MIN_MATCHED)
     if len(few):

@@ -44,7 +44,8 @@ def _is_file(path: str) -> bool:
 
 
 def cmd_search(args: argparse.Namespace) -> None:
-    """Print the concepts closest to a text or an image, with their similarity and words."""
+    """Print the concepts closest to a text or an image, with their similarity (for a text on a sigmoid-trained
+    model, SigLIP: its match probability) and words."""
     from concept.images import IMAGE_EXTENSIONS
 
     query = args.query
