@@ -585,3 +585,76 @@ def test_fit_with_seed_concepts_from_the_flag_or_a_file(image_dir, tiny_clip, tm
     for bad in (";", " , ;"):
         code, out, err = run(capsys, "fit", image_dir, "--seed-concepts", bad, "--out", tmp_path / "m2", "--quiet")
         assert_one_line_error(code, err, "--seed-concepts", "no seed words")
+
+
+@pytest.fixture(scope="module")
+def photo_dir(tmp_path_factory) -> Path:
+    """Twenty-two of scikit-image's bundled photos (128 px), an exact copy of the cat and a 75% copy of the coffee."""
+    import shutil
+
+    import numpy as np
+
+    data = pytest.importorskip("skimage.data")
+    root = tmp_path_factory.mktemp("photos")
+    for name in ("astronaut", "brick", "camera", "cell", "chelsea", "checkerboard", "clock", "coffee", "coins",
+                 "colorwheel", "grass", "gravel", "horse", "hubble_deep_field", "immunohistochemistry", "logo",
+                 "microaneurysms", "moon", "page", "retina", "rocket", "text"):
+        pixels = getattr(data, name)()
+        image = Image.fromarray(pixels.astype(np.uint8) * 255 if pixels.dtype == bool else pixels).convert("RGB")
+        image.thumbnail((128, 128))
+        image.save(root / f"{name}.png")
+    shutil.copy(root / "chelsea.png", root / "chelsea_copy.png")
+    with Image.open(root / "coffee.png") as image:
+        image.resize((image.width * 3 // 4, image.height * 3 // 4), Image.LANCZOS).save(root / "coffee_small.png")
+    return root
+
+
+def test_fit_find_duplicates_prints_them_and_writes_each_images_group(photo_dir, fitted, tmp_path, capsys):
+    import csv
+
+    from concept import ConceptModel
+    from concept.duplicates import duplicate_groups
+
+    code, out, err = run(capsys, "fit", photo_dir, "--out", tmp_path / "m", "--embedding-model", "offline",
+                         "--min-concept-size", "3", "--find-duplicates", "--quiet")
+    assert code == 0, err
+    table = tmp_path / "m" / "duplicates.tsv"
+    summary = [line for line in out.splitlines() if "near-duplicate groups" in line]
+    assert len(summary) == 1 and summary[0].endswith(f"(each image's group in {table})"), out
+    with open(table, encoding="utf-8", newline="") as f:
+        rows = {Path(r["Image"]).name: r for r in csv.DictReader(f, dialect="excel-tab")}
+    assert len(rows) == 24 and list(next(iter(rows.values()))) == [
+        "Image", "Input", "Concept", "Duplicate group", "Kept", "Uniqueness", "Typicality"]
+    group = {name: int(r["Duplicate group"]) for name, r in rows.items()}
+    kept = {name: r["Kept"] == "True" for name, r in rows.items()}
+    assert group["chelsea.png"] == group["chelsea_copy.png"] >= 0  # the exact copy
+    assert group["coffee.png"] == group["coffee_small.png"] >= 0 != group["chelsea.png"]  # the resized one
+    assert kept["chelsea.png"] and not kept["chelsea_copy.png"]  # the same pixels: the first file is kept
+    assert kept["coffee.png"] and not kept["coffee_small.png"]  # the one with more pixels
+    for g in set(group.values()) - {-1}:  # exactly one kept image per group, every image in none kept
+        assert sum(kept[n] for n in group if group[n] == g) == 1
+    assert all(kept[n] for n in group if group[n] < 0)
+    assert all(0 <= float(r[c]) <= 1 for r in rows.values() for c in ("Uniqueness", "Typicality"))
+
+    model = ConceptModel.load(tmp_path / "m")
+    assert model.find_duplicates and model.__dict__["_duplicates"] is not None  # saved with the model
+    assert summary[0].startswith(model.duplicates_.summary())
+    names = [Path(p).name for p in model.image_sources_]
+    assert [group[n] for n in names] == duplicate_groups(model.duplicates_).tolist()
+    code, out, err = run(capsys, "info", tmp_path / "m", "--images", "--quiet")  # the same columns
+    assert code == 0, err
+    assert out.splitlines()[0].split("\t")[-4:] == ["Duplicate group", "Kept", "Uniqueness", "Typicality"]
+    # Without the flag: no summary, no table, and the image table of `info --images` as before.
+    assert not (fitted["out"] / "duplicates.tsv").exists() and "near-duplicate" not in fitted["stdout"]
+    code, out, err = run(capsys, "info", fitted["out"], "--images", "--quiet")
+    assert code == 0 and "Duplicate group" not in out.splitlines()[0], err
+
+
+def test_fit_find_duplicates_is_in_the_help_and_refused_on_ray(image_dir, tmp_path, capsys):
+    with pytest.raises(SystemExit):
+        main(["fit", "--help"])
+    help_text = " ".join(capsys.readouterr().out.split())
+    assert "--find-duplicates find exact copies and near duplicates during the fit" in help_text
+    assert "duplicates.tsv" in help_text
+    code, _, err = run(capsys, "fit", image_dir, "--out", tmp_path / "m", "--ray", "--find-duplicates")
+    assert_one_line_error(code, err, "--find-duplicates does not work with --ray")

@@ -165,3 +165,51 @@ def test_unfitted_and_too_few_models_are_refused(halves):
         merge_models([ma])
     with pytest.raises(ConceptError, match="list"):
         merge_models(ma)
+
+
+def test_duplicates_are_found_again_over_the_merged_rows_when_every_model_knows_them(tmp_path):
+    from concept.deduplicated import model_typicality
+    from concept.duplicates import (
+        duplicate_groups,
+        find_duplicates,
+        typicality,
+        uniqueness,
+    )
+
+    x, _ = blobs(n_per=40, centers=4, dim=64, spread=0.3)
+    first, second = x[0::2], x[1::2]
+    # A copies its own rows 0 and 1; B copies A's rows 2 and 3 (copies across the models).
+    ea, eb = np.vstack([first, first[:2]]), np.vstack([second, first[2:4]])
+    na, nb = len(ea), len(eb)
+    ma, mb = _model(find_duplicates=True).fit(image_embeddings=ea), _model(find_duplicates=True).fit(
+        image_embeddings=eb)
+    assert ma.duplicates_.near == [[0, na - 2], [1, na - 1]] and mb.duplicates_.near == []
+    merged = merge_models([ma, mb])
+    found = merged.__dict__["_duplicates"]
+    assert found is not None and found.n_images == na + nb  # found at the merge, not on first use
+    assert sorted(found.near) == [[0, na - 2], [1, na - 1], [2, na + nb - 2], [3, na + nb - 1]]
+    again = find_duplicates(model=merged)
+    assert (again.exact, again.near, again.near_threshold) == (found.exact, found.near, found.near_threshold)
+    groups = duplicate_groups(found)
+    for exemplars in merged.layer_exemplars_:  # the exemplars were picked with the groups: one image of each
+        for rows in exemplars.values():
+            shown = groups[rows][groups[rows] >= 0]
+            assert len(shown) == len(set(shown.tolist()))
+    space = np.vstack([ea, eb])
+    np.testing.assert_allclose(merged.uniqueness_, uniqueness(space))
+    np.testing.assert_allclose(merged.uniqueness_, found.uniqueness)
+    np.testing.assert_array_equal(merged.typicality_, model_typicality(merged))
+    np.testing.assert_array_equal(merged.typicality_, typicality(space, merged.labels_, merged.n_concepts_))
+    assert merged.get_image_info()["Duplicate group"].tolist() == groups.tolist()
+    merged.save(tmp_path / "merged")
+    loaded = ConceptModel.load(tmp_path / "merged")
+    assert loaded.__dict__["_duplicates"].near == found.near and loaded.layer_exemplars_ == merged.layer_exemplars_
+
+    # One model that never looked for its duplicates: the merged model knows none (found on first use only).
+    plain = _model().fit(image_embeddings=eb)
+    assert plain.__dict__["_duplicates"] is None
+    for models in ([ma, plain], [plain, ma]):
+        unknown = merge_models(models)
+        assert unknown.__dict__["_duplicates"] is None and "Duplicate group" not in unknown.get_image_info()
+        moved = (lambda r: r) if models[0] is ma else (lambda r: r + nb if r < na else r - na)  # rows as merged
+        assert {frozenset(g) for g in unknown.duplicates_.near} == {frozenset(map(moved, g)) for g in found.near}

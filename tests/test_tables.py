@@ -122,3 +122,48 @@ def test_frequency_table_can_leave_rows_out_and_still_lists_every_concept():
     fewer = frequency_table(labels, left_out=[1, 4, 5, 2])  # concept 0's only image left out: listed with 0
     assert fewer.to_dict("list") == {"Concept": [1, 2, 0, -1], "Frequency": [1, 1, 0, 1]}
     assert frequency_table(labels, left_out=[]).equals(frequency_table(labels))
+
+
+def test_duplicate_columns_mark_each_groups_kept_image():
+    from concept.tables import duplicate_columns
+
+    df = image_table(None, np.arange(5), [np.array([0, 0, 1, 1, -1])], 0, np.ones(5), {}, {0: [], 1: []})
+    out = duplicate_columns(df, np.array([0, -1, 0, 1, 1]), [2, 4], np.linspace(0, 1, 5), np.full(5, 0.5))
+    assert list(out.columns[-4:]) == ["Duplicate group", "Kept", "Uniqueness", "Typicality"]
+    assert out["Duplicate group"].tolist() == [0, -1, 0, 1, 1]
+    assert out.Kept.tolist() == [True, True, False, True, False]  # one per group, and every image in none
+    assert out.Uniqueness.tolist() == [0.0, 0.25, 0.5, 0.75, 1.0] and (out.Typicality == 0.5).all()
+
+
+def test_image_info_has_the_duplicate_columns_only_when_the_duplicates_are_known(tmp_path):
+    from conftest import blobs
+
+    from concept.duplicates import Duplicates, duplicate_groups
+    from concept.model import ConceptModel
+
+    x, _ = blobs(n_per=40, centers=4, dim=64, spread=0.3)
+    x = np.concatenate([x, x[:3]])  # rows 160-162 copy rows 0-2
+    kwargs = {"embedding_model": None, "min_concept_size": 10, "verbose": False, "random_state": 0}
+    plain = ConceptModel(**kwargs).fit(image_embeddings=x)
+    before = plain.get_image_info()
+    assert "Duplicate group" not in before.columns and plain.__dict__["_duplicates"] is None  # nothing found for it
+    found = ConceptModel(**kwargs, find_duplicates=True).fit(image_embeddings=x)
+    found.save(tmp_path / "m")
+    for model in (found, ConceptModel.load(tmp_path / "m")):  # the duplicates are saved with the model
+        df = model.get_image_info()
+        assert list(df.columns[:len(before.columns)]) == list(before.columns)
+        assert list(df.columns[len(before.columns):]) == ["Duplicate group", "Kept", "Uniqueness", "Typicality"]
+        groups = df["Duplicate group"].to_numpy()
+        np.testing.assert_array_equal(groups, duplicate_groups(model.duplicates_))
+        assert [groups[r] for r in (0, 160, 1, 161, 2, 162)] == [0, 0, 1, 1, 2, 2] and (groups[3:160] == -1).all()
+        assert df.Kept.sum() == len(x) - 3 and not df.Kept[160:].any()
+        np.testing.assert_allclose(df.Uniqueness, model.uniqueness_)
+        np.testing.assert_allclose(df.Typicality, model.typicality_)
+    assert plain.duplicates_.n_images == len(x)  # found on first use: the table shows them from then on
+    assert "Kept" in plain.get_image_info().columns
+    # Exact and near groups joined: an exact copy of a near group's member is in that group, and not kept.
+    plain.duplicates_ = Duplicates(exact=[[5, 7]], near=[[3, 5, 9]], near_threshold=0.95, uniqueness=None,
+                                   n_images=len(x))
+    df = plain.get_image_info()
+    assert df["Duplicate group"][[3, 5, 7, 9]].tolist() == [0, 0, 0, 0] and (df["Duplicate group"] >= 0).sum() == 4
+    assert df.Kept[[3, 5, 7, 9]].tolist() == [True, False, False, False] and df.Kept.sum() == len(x) - 3

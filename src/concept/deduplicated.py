@@ -24,9 +24,10 @@ from concept.duplicates import (
     uniqueness,
 )
 from concept.representation import layer_exemplars
+from concept.tables import duplicate_columns
 
-__all__ = ["describing_settings", "duplicates_at_fit", "known_duplicates", "model_duplicates", "model_typicality",
-           "model_uniqueness", "set_model_duplicates"]
+__all__ = ["describing_settings", "duplicates_at_fit", "duplicates_of_merged", "image_info_duplicates",
+           "known_duplicates", "model_duplicates", "model_typicality", "model_uniqueness", "set_model_duplicates"]
 
 
 def known_duplicates(model: Any, find: bool = False) -> Duplicates | None:
@@ -50,10 +51,11 @@ def duplicates_at_fit(model: Any, images: list | None, kept: np.ndarray, space: 
                            verbose=model.verbose)
 
 
-def describing_settings(model: Any) -> Settings:
+def describing_settings(model: Any, find: bool | None = None) -> Settings:
     """The describing stage's settings of `model`, with each row's duplicate group when the duplicates are known
-    (found first with `find_duplicates=True`): its exemplars then show one image of each group."""
-    found = known_duplicates(model, find=bool(model.find_duplicates))
+    (found first with `find`, by default the model's `find_duplicates`): its exemplars then show one image of each
+    group."""
+    found = known_duplicates(model, find=bool(model.find_duplicates if find is None else find))
     return replace(Settings.of(model.get_params()), groups=None if found is None else duplicate_groups(found))
 
 
@@ -100,3 +102,25 @@ def model_typicality(model: Any) -> np.ndarray:
     clipped, so it orders the typical half too."""
     model._check_fitted()
     return typicality(model._space(), model.labels_, model.n_concepts_)
+
+
+def image_info_duplicates(model: Any, df: Any) -> Any:
+    """`get_image_info`'s table `df` with each image's Duplicate group (`duplicate_groups`, -1 for none), Kept (its
+    group's kept image, or in no group: not in `duplicates_.droppable()`), Uniqueness and Typicality
+    (`uniqueness_`, `typicality_`) when the model's duplicates are known (found at fit, by using `duplicates_`, or
+    loaded); else `df` unchanged (nothing is found for it)."""
+    found = known_duplicates(model)
+    if found is None:
+        return df
+    return duplicate_columns(df, duplicate_groups(found), found.droppable(), model_uniqueness(model),
+                             model_typicality(model))
+
+
+def duplicates_of_merged(merged: Any, models: list) -> Duplicates | None:
+    """The duplicates of a merged model's rows (`concept.merging.merge_models`: `merged` has its stacked vectors,
+    files and layers, not yet its exemplars), found again over all of them (`find_duplicates(model=merged)`, the
+    near threshold calibrated on the merged collection: copies across the models are grouped too) when every one
+    of `models` knows its duplicates; else None, and the merged model finds them on first use of `duplicates_`."""
+    if not all(known_duplicates(m) is not None for m in models):
+        return None
+    return find_duplicates(model=merged, verbose=merged.verbose)

@@ -29,6 +29,12 @@ How the merged model is built, so that `transform` and `save`/`load` keep workin
   collages are made again from the exemplars' files, else a concept keeps the collage of the
   first model concept merged into it. Custom labels follow their concepts (an earlier model's
   name wins); `concept_mapping_` records each later model's {its concept: merged concept}.
+* Duplicates: when every model knows its duplicates (`duplicates_` found at fit, used, or loaded),
+  they are found again over the merged rows (`find_duplicates(model=merged)`, its near threshold
+  calibrated on the merged collection, so copies across models are grouped too) before the
+  exemplars are picked, which then show one image per group; `uniqueness_` and `typicality_` are
+  the model's own (computed from the merged rows on use). When any model does not know them, the
+  merged model knows none and finds them on first use of `duplicates_`, as any model does.
 
 Models that cluster on image features (the offline model's CNN features) are merged in that
 space: all of the models must have features of the same size, or none.
@@ -55,7 +61,8 @@ from concept.clustering import (
     top_matches,
 )
 from concept.collage import concept_collages
-from concept.describing import Described, Images, Settings, describe_again, edit_words
+from concept.deduplicated import describing_settings, duplicates_of_merged
+from concept.describing import Described, Images, describe_again, edit_words
 from concept.editing import relayer
 from concept.embedding.base import l2_normalize
 from concept.embedding.inputs import Embedded, Rows, append_rows
@@ -282,8 +289,10 @@ def merge_models(models: Sequence[ConceptModel], min_similarity: float = MIN_SIM
     before it when the cosine of their centred shared-space centres is at least `min_similarity` (default
     `MIN_SIMILARITY`, 0.9; 1.0 merges hardly any, -1.0 every later concept into one before it), else it is
     added after the existing ids. The merged model holds every image of every model; see the module docstring for
-    its layers, words and collages. Raises ConceptError unless the models are fitted with the same embedding model
-    (backend name and dimensions, and the same kind of clustering features).
+    its layers, words and collages. When every model knows its duplicates (`duplicates_`), the merged model's are
+    found again over all its rows (copies across models grouped too); else it knows none until `duplicates_` is
+    used. Raises ConceptError unless the models are fitted with the same embedding model (backend name and
+    dimensions, and the same kind of clustering features).
     """
     models = _check_models(models)
     min_similarity = check_number("min_similarity", min_similarity, -1.0, 1.0)
@@ -305,16 +314,17 @@ def merge_models(models: Sequence[ConceptModel], min_similarity: float = MIN_SIM
     images = Images(rows.embeddings, image_center, None if alignment is None else alignment.transform(space))
     words = edit_words(first._docs, [t for m in models for t in m.layer_topics_])
     seeds = _seed_matches(models)
-    with one_blas_thread():
-        described = describe_again(embedder, Described([], [], [], None, image_center, alignment, caption_docs,
-                                                       captioned),
-                                   layers, k, 0, words, images, Settings.of(first.get_params()), seeds)
     merged.__dict__.update(
         hierarchy_=h, embeddings_=rows.embeddings, features_=rows.features, image_indices_=rows.image_indices,
         failures_=rows.failures, image_sources_=rows.sources, image_names_=_names(models, rows), seed_matches_=seeds,
         reference_rows_=reference_rows(len(rows.embeddings), MAP_SAMPLE, first.random_state), map_2d_=None,
         _docs=first._docs, _shared_hierarchy=None, _aligned=None, _aligned_default=None)
     merged._set_layers()
+    merged._duplicates = duplicates_of_merged(merged, models)  # before the exemplars are picked (None: unknown)
+    with one_blas_thread():
+        described = describe_again(embedder, Described([], [], [], None, image_center, alignment, caption_docs,
+                                                       captioned),
+                                   layers, k, 0, words, images, describing_settings(merged, find=False), seeds)
     merged._take(described)
     merged.collages_ = _collages(models, targets, merged.exemplars_)
     merged.custom_labels_ = _custom_labels(models, targets)

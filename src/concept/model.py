@@ -25,8 +25,8 @@ from concept._version import __version__
 from concept.clustering import Hierarchy, assign, layout_2d, mean_directions, one_blas_thread, reference_rows
 from concept.clustering.hierarchy import OUTLIER_THRESHOLD
 from concept.collage import concept_collages, remade_collages
-from concept.deduplicated import (describing_settings, duplicates_at_fit, model_duplicates, model_typicality,
-                                  model_uniqueness, set_model_duplicates)
+from concept.deduplicated import (describing_settings, duplicates_at_fit, image_info_duplicates, model_duplicates,
+                                  model_typicality, model_uniqueness, set_model_duplicates)
 from concept.describing import Described, Images, describe_again, edit_words
 from concept.embedding import load_embedding_model
 from concept.embedding.inputs import (Rows, append_names, append_rows, as_embeddings, embed_inputs, embed_more,
@@ -90,9 +90,10 @@ class ConceptModel(BaseEstimator):
     n_concepts: after the fit, merge the concepts of `labels_` down to this many (`reduce_concepts`).
     zeroshot_concepts: names of concepts you expect ("cat", "car"): images that match one form a concept
         named by it, the others are clustered as usual. Matching is calibrated on the collection
-        (`concept.editing.calibrated_matches`): image-text similarities differ from model to model.
+        (`concept.editing.calibrated_matches`): image-text similarities differ from model to model; a sigmoid-
+        trained model (SigLIP) uses its own probability instead, a match at 0.5 (`concept.matching`).
     zeroshot_threshold: how far above the images that prefer other names an image's similarity to a name
-        must be to match it, in robust SDs (higher: fewer, surer matches).
+        must be to match it, in robust SDs (higher: fewer, surer matches); not used with SigLIP.
     seed_concepts: lists of words of concepts you expect ([["beach", "sea"], ["cat", "kitten"]]): images
         that match a list are pulled together before the clustering, and a concept holding most of a seed's
         matched images lists its words first. Nothing is assigned directly (see `concept.seeding`).
@@ -345,11 +346,13 @@ class ConceptModel(BaseEstimator):
 
     def get_image_info(self, timestamps: Any = None) -> pd.DataFrame:
         """One row per fitted image: file, concept, name, words, probability, exemplar? (`tables.image_table`); with
-        `timestamps` ("exif", or dates as `concepts_over_time` takes them) also Date and Date status."""
+        `timestamps` ("exif", or dates as `concepts_over_time` takes them) also Date and Date status. When the
+        duplicates are known also Duplicate group, Kept, Uniqueness, Typicality (`image_info_duplicates`)."""
         self._check_fitted()
         df = image_table(self.image_sources_, self.image_indices_, self.layers_, self.layer_, self.probabilities_,
                          self.exemplars_, self.topics_, self.custom_labels_, self._caption_docs, self._captioned,
                          self.image_names_)
+        df = image_info_duplicates(self, df)  # with the duplicates' columns when they are known
         if timestamps is not None:
             from concept.over_time import image_dates
 
@@ -365,17 +368,19 @@ class ConceptModel(BaseEstimator):
 
         `kind`: "text" searches a string as text whatever it spells, "image" reads it as an image path, "auto" (the
         default) takes a string for a path only if that file exists; pass "text" for text from anyone else (e.g. a
-        web request). Images are given as rows of the fitted arrays (`labels_`, `image_sources_`).
+        web request). Images are given as rows of the fitted arrays (`labels_`, `image_sources_`). Scores are cosines,
+        but a text's on a sigmoid-trained model (SigLIP) is the model's own probability that it matches (`rank`).
         """
         self._check_fitted()
-        vec, is_text = query_vector(self._backend(), query, kind, self.concept_embeddings_.shape[1])
+        embedder = self._backend()
+        vec, is_text = query_vector(embedder, query, kind, self.concept_embeddings_.shape[1])
         aligned = None
         if is_text and self.alignment_ is not None:  # texts are compared in the learned space
             if self._aligned_default is None:
                 self._aligned_default = mean_directions(self.aligned_embeddings_, self.labels_, self.n_concepts_)[0]
             aligned = self._aligned_default, self.aligned_embeddings_
         return rank(vec, is_text, top_n, n_images, self.concept_embeddings_, self.embeddings_, self.image_center_,
-                    self.word_center_, aligned)
+                    self.word_center_, aligned, embedder)
 
     def find_concepts(self, search_term: str | ImageInput, top_n: int = 5,
                       kind: str = "auto") -> list[tuple[int, float]]:

@@ -8,7 +8,8 @@ from collections.abc import Sequence
 import numpy as np
 import pandas as pd
 
-__all__ = ["LABEL_WORDS", "concept_info", "concept_label", "concept_names", "concept_order", "frequency_table", "hierarchy_table", "image_table"]
+__all__ = ["LABEL_WORDS", "concept_info", "concept_label", "concept_names", "concept_order", "duplicate_columns",
+           "frequency_table", "hierarchy_table", "image_table"]
 
 Topics = dict[int, list[tuple[str, float]]]
 
@@ -111,4 +112,18 @@ def image_table(sources: Sequence[str] | None, image_indices: np.ndarray, layers
         own = np.zeros(n, bool) if captioned is None else np.asarray(captioned, bool)
         df["Caption terms"] = [" ".join(t) if t and i < len(own) and own[i] else ""
                                for i, t in enumerate(list(caption_docs) + [None] * (n - len(caption_docs)))]
+    return df
+
+
+def duplicate_columns(df: pd.DataFrame, groups: np.ndarray, droppable: Sequence[int], uniqueness: np.ndarray,
+                      typicality: np.ndarray) -> pd.DataFrame:
+    """`image_table`'s rows with each image's Duplicate group (`groups`: exact and near joined, -1 for none), Kept
+    (False only for the `droppable` rows: True for each group's kept image and for an image in no group),
+    Uniqueness and Typicality (one value per row each), appended in that order."""
+    kept = np.ones(len(df), bool)
+    kept[np.asarray(droppable, np.int64)] = False
+    df["Duplicate group"] = np.asarray(groups, np.int64)
+    df["Kept"] = kept
+    df["Uniqueness"] = np.asarray(uniqueness, np.float64)
+    df["Typicality"] = np.asarray(typicality, np.float64)
     return df

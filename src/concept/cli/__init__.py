@@ -26,7 +26,7 @@ from concept.cli._output import CLIError, logger
 from concept.cli.clean import register as register_duplicates
 from concept.cli.edit import _ids, _name, cmd_edit, cmd_evaluate, cmd_update
 from concept.cli.explore import cmd_explore, cmd_serve
-from concept.cli.fit import DEFAULT_SEED, _seed, cmd_embed, cmd_fit
+from concept.cli.fit import DEFAULT_SEED, DUPLICATES_FILE, _seed, cmd_embed, cmd_fit
 from concept.cli.use import (
     cmd_assign,
     cmd_export,
@@ -124,6 +124,11 @@ def build_parser() -> argparse.ArgumentParser:
                    help="concepts you expect, to steer the clustering towards: 'beach,sea;cat,kitten' "
                         "(';' between seeds, ',' between words) or a UTF-8 file with one comma-separated "
                         "seed per line; images matching a seed are pulled together and its words lead")
+    p.add_argument("--find-duplicates", action="store_true",
+                   help="find exact copies and near duplicates during the fit (as `concept duplicates`): no "
+                        "exemplar or collage shows two images of one group, the summary is printed and "
+                        f"MODEL_DIR/{DUPLICATES_FILE} lists every image's duplicate group (-1: none), kept flag, "
+                        "uniqueness and typicality; `concept info --images` shows them too")
 
     p = add("embed", "Embed a folder of images into an on-disk store; rerun to resume or update.",
             "concept embed photos/ --store photos.store && concept fit photos/ --store photos.store --out m",
@@ -161,7 +166,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--layer", type=int, metavar="K", help="show layer K (0 = finest; default: the model's default layer)")
     p.add_argument("--images", action="store_true",
                    help="the table of every image instead (file, concept in every layer, name, words, probability, "
-                        "exemplar), printed tab-separated or written to --out")
+                        "exemplar; duplicate group, kept, uniqueness and typicality when the model knows its "
+                        "duplicates, e.g. fitted with --find-duplicates), printed tab-separated or written to --out")
     p.add_argument("--out", metavar="FILE", help="with --images: write the table to FILE (.csv or .tsv)")
     p.add_argument("--exif", action="store_true",
                    help="with --images: add each file's EXIF date (Date, and Date status: exif, missing or unreadable)")

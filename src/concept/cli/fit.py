@@ -12,11 +12,23 @@ import os
 import time
 from pathlib import Path
 
-from concept.cli._output import CLIError, _failed, _figure_and_table, _no_images, logger
+from concept.cli._output import (
+    CLIError,
+    _failed,
+    _figure_and_table,
+    _no_images,
+    _write_table,
+    logger,
+)
 
 #: `concept fit`'s seed when none is given: the CLI is reproducible by default (the Python
 #: API's random_state stays None, as in scikit-learn). A fixed seed runs UMAP on one thread.
 DEFAULT_SEED = 0
+#: `concept fit --find-duplicates` writes each image's duplicate group, kept flag, uniqueness and typicality here,
+#: in MODEL_DIR (the duplicates themselves are saved with the model).
+DUPLICATES_FILE = "duplicates.tsv"
+#: The get_image_info columns that file holds (Image name only when the model has names).
+DUPLICATE_COLUMNS = ("Image", "Image name", "Input", "Concept", "Duplicate group", "Kept", "Uniqueness", "Typicality")
 
 
 def _seed(text: str) -> int | None:
@@ -104,6 +116,20 @@ def _read_seed_concepts(spec: str) -> list[list[str]]:
     return check_seed_concepts(seeds)
 
 
+def _duplicates_written(model, folder: str | os.PathLike) -> str:
+    """--find-duplicates: the duplicates' summary line, and every image's Duplicate group (-1: none), Kept,
+    Uniqueness and Typicality (`get_image_info`'s columns) written to FOLDER/duplicates.tsv."""
+    df = model.get_image_info()
+    df = df[[c for c in DUPLICATE_COLUMNS if c in df.columns]].round({"Uniqueness": 4, "Typicality": 4})
+    path = Path(folder) / DUPLICATES_FILE
+    try:
+        _write_table(df, path)
+    except OSError as exc:
+        logger.warning("Could not write each image's duplicate group to %s: %s", path, exc.strerror or exc)
+        return model.duplicates_.summary()
+    return f"{model.duplicates_.summary()} (each image's group in {path})"
+
+
 def _is_uri(images_dir: str) -> bool:
     """IMAGES_DIR names a bucket or another URI (s3://, gs://, file://): read on Ray only."""
     return "://" in images_dir
@@ -129,6 +155,9 @@ def cmd_fit(args: argparse.Namespace) -> None:
         raise CLIError("--captions does not work with --ray yet; fit without --ray to use captions")
     if args.ray and args.caption_model:
         raise CLIError("--caption-model does not work with --ray yet; fit without --ray to caption concepts")
+    if args.ray and args.find_duplicates:
+        raise CLIError("--find-duplicates does not work with --ray yet; fit without --ray, or run "
+                       "`concept duplicates MODEL_DIR` on the model")
     paths = args.images_dir if uri else list_image_files(args.images_dir)
     if not paths:
         raise _no_images(args.images_dir)
@@ -142,7 +171,8 @@ def cmd_fit(args: argparse.Namespace) -> None:
     model = ConceptModel(min_concept_size=args.min_concept_size, embedding_model=args.embedding_model,
                          ctfidf=args.ctfidf, n_words=args.n_words, random_state=args.seed,
                          store=args.store, verbose=not args.quiet, n_concepts=args.n_concepts,
-                         seed_concepts=seeds, caption_model=args.caption_model)
+                         seed_concepts=seeds, caption_model=args.caption_model,
+                         find_duplicates=args.find_duplicates)
     start = time.perf_counter()
     model.fit(paths, docs=docs, captions=captions)
     seconds = time.perf_counter() - start
@@ -151,6 +181,8 @@ def cmd_fit(args: argparse.Namespace) -> None:
     print(f"{len(model.labels_):,} images from {args.images_dir} in {seconds:.1f} s: "
           f"{model.n_concepts_} concepts, {n_out:,} outliers, {_failed(model.failures_, args.out)}")
     print(f"Model saved to {args.out}")
+    if args.find_duplicates:
+        print(_duplicates_written(model, args.out))
     _figure_and_table(model, args.figure)
 
 
