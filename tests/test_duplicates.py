@@ -101,11 +101,13 @@ def test_near_groups_hold_the_altered_copies_with_their_originals(collection):
     images, copies, features, found, _ = collection
     altered = {row: (original, kind) for row, (original, kind) in copies.items() if kind not in EXACT_KINDS}
     missed = [kind for row, (original, kind) in altered.items() if not _together(found.near, original, row)]
-    # At the calibrated threshold (the floor, 0.90, for a collection this varied) 19 of the 20: a brick-wall
-    # texture resized to 60% scores 0.895 against its original in the offline model's features.
-    assert len(missed) <= 1, missed
+    # With the images at hand their pixels decide (concept.pixel_match): 17 of the 20 here; the three missed are
+    # line drawings resized or cropped whose edges differ by more than MAX_RESIDUAL in over 5% of the pixels.
+    assert len(missed) <= 3, missed
     assert not any(_together(found.exact, original, row) for row, (original, _) in altered.items())  # JPEG too
-    assert NEAR_FLOOR <= found.near_threshold <= NEAR_CEILING
+    assert found.near_threshold is None  # no cosine decided
+    by_cosine = find_duplicates(images, embeddings=features, exact=False)  # no pixels: a calibrated cosine
+    assert NEAR_FLOOR <= by_cosine.near_threshold <= NEAR_CEILING
     loose = find_duplicates(images, embeddings=features, near=0.85, exact=False)
     assert all(_together(loose.near, original, row) for row, (original, _) in altered.items())
 
@@ -114,13 +116,13 @@ def test_different_images_are_not_grouped(collection):
     images, copies, _, found, n_originals = collection
     queen, two = n_originals - 2, n_originals - 1
     assert not _together(found.near + found.exact, queen, two)
-    # Groups are one original and its copies, except two pairs of variants of one drawing by one artist that
-    # the features cannot tell from copies (an apple bitten / with a worm: 0.953; two bamboos: 0.937).
+    # Groups are one original and its copies, except one pair of variants of one drawing by one artist that
+    # differ in a small worm only (an apple bitten / with a worm). By their cosine alone (no pixels) two bamboos
+    # by two artists (0.937) were joined too.
     origin = {r: copies[r][0] if r in copies else r for r in range(len(images))}
     origins = [sorted({images[origin[r]].name for r in g}) for g in found.near + found.exact]
     joined = sorted(names for names in origins if len(names) > 1)
-    assert joined == [["apple_bitten_dan_gerhard_01.png", "apple_with_worm_dan_gerh_01.png"],
-                      ["bamboo_01.png", "bamboo_danny_allen_r.png"]]
+    assert joined == [["apple_bitten_dan_gerhard_01.png", "apple_with_worm_dan_gerh_01.png"]]
 
 
 def test_the_kept_image_has_the_most_pixels_and_the_others_can_be_dropped(collection):
@@ -128,7 +130,7 @@ def test_the_kept_image_has_the_most_pixels_and_the_others_can_be_dropped(collec
     groups = found.exact + found.near
     smaller = [(row, original) for row, (original, kind) in copies.items()
                if kind in ("resize", "crop") and _together(groups, original, row)]
-    assert len(smaller) >= 7
+    assert len(smaller) >= 5
     assert all(next(g for g in groups if row in g)[0] == original for row, original in smaller)
     # The copy first: the original, larger, is still the one kept.
     row, original = smaller[0]
@@ -221,3 +223,37 @@ def test_the_command_on_a_folder(tmp_path, capsys):
     table = pd.read_csv(tmp_path / "r.tsv", sep="\t")
     assert sorted(Path(p).name for p in table.path) == ["0.png", "1.png", "10_bytes.png", "11_jpeg.jpg"]
     assert main(["duplicates", str(tmp_path / "nothing-here")]) == 2
+
+
+def _planted_collection(n: int, dim: int, seed: int = 0) -> np.ndarray:
+    """Unit vectors around 40 centres in a 24-dimensional subspace of `dim` (as image embeddings lie near a
+    subspace of their space), a tenth of them replaced by near copies of others (cosine 0.88-0.98)."""
+    rng = np.random.default_rng(seed)
+    basis = np.linalg.qr(rng.standard_normal((dim, 24)))[0].astype(np.float32)
+    centres = rng.standard_normal((40, 24)).astype(np.float32)
+    inner = centres[rng.integers(0, 40, n)] + 0.8 * rng.standard_normal((n, 24), dtype=np.float32)
+    x = inner @ basis.T + 0.05 * rng.standard_normal((n, dim), dtype=np.float32)
+    x /= np.linalg.norm(x, axis=1, keepdims=True)
+    rows = rng.choice(n, n // 5, replace=False)
+    originals, copies = rows[:n // 10], rows[n // 10:]
+    noise = rng.uniform(0.02, 0.04, (len(copies), 1)).astype(np.float32)
+    y = x[originals] + noise * rng.standard_normal((len(copies), dim), dtype=np.float32)
+    x[copies] = y / np.linalg.norm(y, axis=1, keepdims=True)
+    return x
+
+
+def test_the_block_search_finds_the_groups_of_the_exhaustive_one(monkeypatch):
+    from concept.clustering import blocks
+
+    x = _planted_collection(10_000, 64)
+    monkeypatch.setattr(blocks, "BRUTE_FORCE_MAX", len(x))  # every row against every row
+    exhaustive = find_duplicates(embeddings=x, exact=False, near=0.9)
+    monkeypatch.setattr(blocks, "BRUTE_FORCE_MAX", 1_000)  # blocks of about 256 rows
+    by_blocks = find_duplicates(embeddings=x, exact=False, near=0.9)
+    assert len(exhaustive.near) > 900  # the copies and the collection's own look-alikes
+    assert by_blocks.near == exhaustive.near
+    assert np.corrcoef(by_blocks.uniqueness, exhaustive.uniqueness)[0, 1] > 0.99
+    # Up to the threshold the search is the exhaustive one, neighbour for neighbour.
+    idx, sims = blocks.nearest_rows(x[:1_000], 17)
+    exact_idx, exact_sims = blocks.top_matches(x[:1_000], x[:1_000], 17)
+    assert np.array_equal(idx, exact_idx) and np.array_equal(sims, exact_sims)

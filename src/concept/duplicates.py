@@ -14,18 +14,22 @@ similarity components; no code of theirs):
   again) changes some of the 3,072 rounded means and so is never exact: it is a near duplicate.
   So may be a lossless copy of a large RGBA image flattened to RGB (the reduction rounds the two
   modes differently); small images are compared at full resolution.
-- **Near duplicates**: images whose embeddings have a cosine of at least `near` with one
-  another, joined transitively (union-find over each image's nearest neighbours), among one
-  representative of every exact group. `near=None` calibrates it on the collection
-  (`calibrated_near`).
+- **Near duplicates**: with the images at hand (`images`, or a model's files), candidates are each image's
+  nearest images in the embedding (cosine at least CANDIDATE_COSINE) and by grey thumbnail, and their pixels
+  decide (`concept.pixel_match.same_picture`: aligned for crops, compared at the resolution both have, one
+  gain and offset for brightness): a copy differs a little everywhere, a variant of one drawing a lot
+  somewhere. With embeddings alone, or a `near` cosine given, images whose embeddings have a cosine of at
+  least `near` (None: calibrated on the collection, `calibrated_near`). Either way pairs are joined
+  transitively (union-find), among one representative of every exact group.
 - **Uniqueness**: how unlike an image is to its nearest neighbours in the whole collection
   (`uniqueness`).
 
 Every group keeps one representative (`kept`): the image with most pixels, then the largest
 file, then the sharpest (variance of the Laplacian of its grey thumbnail), then the first row.
 The others are the copies that could be dropped. Neighbours come from
-`concept.clustering.kernels.top_matches` in chunks of rows: memory stays linear in the number of
-images, never an all-pairs matrix.
+`concept.clustering.blocks.nearest_rows` (every row against every row in chunks up to a few thousand
+rows, within blocks of similar rows above): memory stays linear in the number of images, never an
+all-pairs matrix.
 """
 
 from __future__ import annotations
@@ -62,6 +66,12 @@ CALIBRATION_QUANTILE = 0.99
 #: ... but never below NEAR_FLOOR nor above NEAR_CEILING (see `calibrated_near`).
 NEAR_FLOOR = 0.90
 NEAR_CEILING = 0.98
+#: With the images at hand, near-duplicate candidates are the NEIGHBOURS nearest in the embedding with at least
+#: this cosine, and the THUMB_NEIGHBOURS nearest grey thumbnails with at least THUMB_CORRELATION; their pixels
+#: decide (`concept.pixel_match`).
+CANDIDATE_COSINE = 0.75
+THUMB_NEIGHBOURS = 8
+THUMB_CORRELATION = 0.9
 
 @dataclass
 class Duplicates:
@@ -69,7 +79,8 @@ class Duplicates:
 
     exact / near: groups of rows, each sorted with its kept representative first.
     kept_exact / kept_near: the representative of each group (its first row).
-    near_threshold: the cosine that made two images near duplicates (given or calibrated).
+    near_threshold: the cosine that made two images near duplicates (given or calibrated); None where their
+        pixels decided (`concept.pixel_match`).
     uniqueness: one value per row in [0, 1] (None without embeddings), see `uniqueness`.
     paths: the rows' file paths (None where the images were not files).
     """
@@ -110,7 +121,7 @@ class Duplicates:
     def summary(self) -> str:
         """One line: groups, images in them and copies that could be dropped."""
         in_groups = len({r for g in [*self.exact, *self.near] for r in g})
-        near = "" if self.near_threshold is None else f" (cosine >= {self.near_threshold:.3f})"
+        near = " (pixel-checked)" if self.near_threshold is None else f" (cosine >= {self.near_threshold:.3f})"
         return (f"{len(self.exact):,} exact groups and {len(self.near):,} near-duplicate groups{near} among "
                 f"{self.n_images:,} images: {in_groups:,} images in groups, {len(self.droppable()):,} copies "
                 "could be dropped")
@@ -196,10 +207,17 @@ def thumbnail_key(image: Any) -> tuple[tuple[int, int], bytes, float] | None:
     """The pixel identity of one image: its size, the bytes of its 32 x 32 thumbnail (the box mean of each
     cell of the decoded RGB image, rounded to an integer) and its sharpness (variance of the Laplacian of
     the grey thumbnail, to choose between copies). None when it cannot be loaded."""
+    found = _decoded(image)
+    return None if found is None else found[0]
+
+
+def _decoded(image: Any) -> tuple[tuple[tuple[int, int], bytes, float], np.ndarray] | None:
+    """`thumbnail_key` and the image's `pixel_match.look_of` thumbnail, from one decode; None when unreadable."""
     from PIL import Image
 
     from concept._errors import ImageLoadError
     from concept.images import load_image
+    from concept.pixel_match import look_of
 
     try:
         size = None
@@ -217,7 +235,7 @@ def thumbnail_key(image: Any) -> tuple[tuple[int, int], bytes, float] | None:
     thumb = np.round(_box_means(_box_means(a, 0), 1)).astype(np.uint8)
     grey = thumb.astype(np.float64) @ np.array([0.299, 0.587, 0.114])
     lap = (grey[1:-1, :-2] + grey[1:-1, 2:] + grey[:-2, 1:-1] + grey[2:, 1:-1] - 4 * grey[1:-1, 1:-1])
-    return tuple(size), thumb.tobytes(), float(lap.var())
+    return (tuple(size), thumb.tobytes(), float(lap.var())), look_of(im)
 
 
 def _box_means(a: np.ndarray, axis: int) -> np.ndarray:
@@ -233,29 +251,40 @@ def _box_means(a: np.ndarray, axis: int) -> np.ndarray:
     return sums / np.diff(edges).reshape(shape)
 
 
-def _pixel_identities(images: Sequence[Any]) -> tuple[list, list, list[float], list[int], list[int]]:
-    """Per image: byte digest (files only), (size, thumbnail) key, sharpness, pixels, file bytes."""
+def _pixel_identities(images: Sequence[Any]) -> tuple[list, list, list[float], list[int], list[int], np.ndarray,
+                                                     np.ndarray]:
+    """Per image: byte digest (files only), (size, thumbnail) key, sharpness, pixels, file bytes, and the looks
+    (n, LOOK, LOOK, 3) and sizes (n, 2) that `pixel_match.same_picture` compares (zeros where unreadable)."""
+    from concept.pixel_match import LOOK
+
     digests, keys, sharpness, pixels, sizes = [], [], [], [], []
-    for image in images:
+    looks = np.zeros((len(images), LOOK, LOOK, 3), dtype=np.uint8)
+    dims = np.zeros((len(images), 2), dtype=np.int64)
+    for row, image in enumerate(images):
         is_file = isinstance(image, (str, os.PathLike))
         digests.append(_file_digest(image) if is_file else None)
-        found = thumbnail_key(image)
-        keys.append(None if found is None else found[:2])
-        sharpness.append(0.0 if found is None else found[2])
-        pixels.append(0 if found is None else found[0][0] * found[0][1])
+        found = _decoded(image)
+        key = None if found is None else found[0]
+        if found is not None:
+            looks[row], dims[row] = found[1], key[0]
+        keys.append(None if key is None else key[:2])
+        sharpness.append(0.0 if key is None else key[2])
+        pixels.append(0 if key is None else key[0][0] * key[0][1])
         try:
             sizes.append(os.path.getsize(image) if is_file else 0)
         except OSError:
             sizes.append(0)
-    return digests, keys, sharpness, pixels, sizes
+    return digests, keys, sharpness, pixels, sizes, looks, dims
 
 
 # ---------------------------------------------------------------------------------------------- embeddings
 def _neighbours(x: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-    """Each row's `k` nearest other rows by cosine and their similarities (chunked `top_matches`)."""
-    from concept.clustering.kernels import top_matches
+    """Each row's `k` nearest other rows by cosine and their similarities: every row against every row
+    (chunked `top_matches`) up to `blocks.BRUTE_FORCE_MAX` rows, above it within blocks of similar rows
+    (`concept.clustering.blocks.nearest_rows`: never an all-pairs search)."""
+    from concept.clustering.blocks import nearest_rows
 
-    idx, sims = top_matches(x, x, min(k + 1, len(x)))
+    idx, sims = nearest_rows(x, k + 1)
     # Drop each row itself: by index, not by position (an exact copy elsewhere may tie with it and come first);
     # a row whose own index is not among its matches drops its last match instead.
     own = idx == np.arange(len(x))[:, None]
@@ -263,6 +292,24 @@ def _neighbours(x: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
     own &= np.cumsum(own, axis=1) == 1  # one column per row
     order = np.argsort(own, axis=1, kind="stable")[:, :-1]
     return np.take_along_axis(idx, order, axis=1), np.take_along_axis(sims, order, axis=1)
+
+
+def _candidate_pairs(nb_i: np.ndarray, nb_s: np.ndarray, looks: np.ndarray, dims: np.ndarray) -> np.ndarray:
+    """Pairs of rows (p, 2), each once, that `pixel_match.same_picture` checks: each row's nearest rows in the
+    embedding with a cosine of at least CANDIDATE_COSINE, and its THUMB_NEIGHBOURS nearest by grey thumbnail
+    with a correlation of at least THUMB_CORRELATION (a resized or recompressed small image can move far in a
+    CNN's space, not in its thumbnail's). Rows that could not be decoded (no size) take no part."""
+    from concept.pixel_match import thumbnail_vectors
+
+    t_i, t_s = _neighbours(thumbnail_vectors(looks), THUMB_NEIGHBOURS)
+    found = []
+    for idx, sims, floor in ((nb_i, nb_s, CANDIDATE_COSINE), (t_i, t_s, THUMB_CORRELATION)):
+        a, j = np.nonzero(sims >= floor)
+        found.append(np.column_stack([a, idx[a, j]]))
+    pairs = np.sort(np.concatenate(found), axis=1)
+    pairs = np.unique(pairs[pairs[:, 0] != pairs[:, 1]], axis=0)
+    readable = (dims > 0).all(axis=1)
+    return pairs[readable[pairs[:, 0]] & readable[pairs[:, 1]]]
 
 
 def calibrated_near(neighbour_similarities: np.ndarray) -> float:
@@ -385,8 +432,10 @@ def find_duplicates(images: Sequence[Any] | None = None, *, model: Any = None, e
         offline model's CNN features tell copies from look-alikes far better than its shared space).
     embeddings: precomputed vectors, one per image, instead. With neither `model` nor `embeddings`, `images` are
         embedded by the bundled offline model (its CNN features).
-    near: the cosine at or above which two images are near duplicates; None calibrates it on the collection
-        (`calibrated_near`). exact: look for exact copies (decodes every image once more).
+    near: None (default): with the images at hand, near-duplicate candidates are confirmed by their pixels
+        (`concept.pixel_match`); without them, the cosine is calibrated on the collection (`calibrated_near`).
+        A cosine: the images whose embeddings are at least this close are near duplicates, pixels unseen.
+    exact: look for exact copies (decodes every image once more; without it the pixels are not compared).
 
     Returns a `Duplicates`: groups of rows (positions in `images`, or the model's rows), each led by its kept
     representative, the threshold used, `uniqueness` per row, and `.table()`.
@@ -407,8 +456,9 @@ def find_duplicates(images: Sequence[Any] | None = None, *, model: Any = None, e
     # Exact: equal bytes or equal decoded thumbnails (and size).
     order_key = np.zeros((n, 3))  # pixels, file bytes, sharpness: the representative is the largest
     exact_groups: list[list[int]] = []
+    looks = dims = None  # the pixels that confirm near duplicates (decoded with the exact pass)
     if exact and images is not None:
-        digests, keys, sharp, pixels, sizes = _pixel_identities(images)
+        digests, keys, sharp, pixels, sizes, looks, dims = _pixel_identities(images)
         order_key = np.column_stack([pixels, sizes, sharp]).astype(np.float64)
         uf = _UnionFind(n)
         for group in [*_groups_of_keys(digests), *_groups_of_keys(keys)]:
@@ -430,10 +480,17 @@ def find_duplicates(images: Sequence[Any] | None = None, *, model: Any = None, e
         reps = np.array([r for r in range(n) if ok[r] and r not in copies], dtype=np.int64)
         if len(reps) >= 2:
             nb_i, nb_s = _neighbours(x if len(reps) == n else x[reps], NEIGHBOURS)
-            threshold = float(near) if near is not None else calibrated_near(nb_s)
             uf = _UnionFind(len(reps))
-            for a, b in zip(*np.nonzero(nb_s >= threshold)):
-                uf.union(int(a), int(nb_i[a, b]))
+            if near is None and looks is not None:  # candidates confirmed by their pixels
+                pairs = _candidate_pairs(nb_i, nb_s, looks[reps], dims[reps])
+                from concept.pixel_match import same_picture
+
+                for a, b in pairs[same_picture(looks[reps], dims[reps], pairs)]:
+                    uf.union(int(a), int(b))
+            else:  # embeddings alone: a cosine threshold, given or calibrated
+                threshold = float(near) if near is not None else calibrated_near(nb_s)
+                for a, b in zip(*np.nonzero(nb_s >= threshold)):
+                    uf.union(int(a), int(nb_i[a, b]))
             near_groups = sorted((lead([int(reps[r]) for r in g]) for g in uf.groups()), key=lambda g: min(g))
             # Uniqueness over every loaded row (copies included: a copy makes its original less unique).
             rows = np.flatnonzero(ok)
