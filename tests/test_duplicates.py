@@ -257,3 +257,18 @@ def test_the_block_search_finds_the_groups_of_the_exhaustive_one(monkeypatch):
     idx, sims = blocks.nearest_rows(x[:1_000], 17)
     exact_idx, exact_sims = blocks.top_matches(x[:1_000], x[:1_000], 17)
     assert np.array_equal(idx, exact_idx) and np.array_equal(sims, exact_sims)
+
+
+def test_rows_whose_pixels_cannot_be_read_fall_back_to_the_cosine(sample_photos, tmp_path):
+    """Pixels decide where they can be read; a row without them (a missing file) is judged by its cosine."""
+    photos = list(sample_photos.values())
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((5, 64)).astype(np.float32)
+    x[3] = x[0] + 0.01 * rng.standard_normal(64)  # a resized copy of the cat
+    x[4] = x[1] + 0.01 * rng.standard_normal(64)  # a file that is gone, close to the coffee
+    images = [*photos, photos[0].resize((200, 150)), tmp_path / "gone.png"]
+    found = find_duplicates(images, embeddings=x)
+    assert found.near == [[0, 3], [1, 4]] and found.near_threshold is None
+    # With close vectors but different pixels, readable rows are not grouped.
+    x[2] = x[0] + 0.01 * rng.standard_normal(64)
+    assert not _together(find_duplicates(images, embeddings=x).near, 0, 2)

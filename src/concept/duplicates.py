@@ -487,6 +487,11 @@ def find_duplicates(images: Sequence[Any] | None = None, *, model: Any = None, e
 
                 for a, b in pairs[same_picture(looks[reps], dims[reps], pairs)]:
                     uf.union(int(a), int(b))
+                unseen = ~(dims[reps] > 0).all(axis=1)  # rows whose pixels could not be read: by cosine
+                if unseen.any():
+                    cosine = calibrated_near(nb_s)
+                    for a, b in zip(*np.nonzero((nb_s >= cosine) & (unseen[:, None] | unseen[nb_i]))):
+                        uf.union(int(a), int(nb_i[a, b]))
             else:  # embeddings alone: a cosine threshold, given or calibrated
                 threshold = float(near) if near is not None else calibrated_near(nb_s)
                 for a, b in zip(*np.nonzero(nb_s >= threshold)):
