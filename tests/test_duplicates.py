@@ -116,13 +116,12 @@ def test_different_images_are_not_grouped(collection):
     images, copies, _, found, n_originals = collection
     queen, two = n_originals - 2, n_originals - 1
     assert not _together(found.near + found.exact, queen, two)
-    # Groups are one original and its copies, except one pair of variants of one drawing by one artist that
-    # differ in a small worm only (an apple bitten / with a worm). By their cosine alone (no pixels) two bamboos
-    # by two artists (0.937) were joined too.
+    # Groups are one original and its copies. By their cosine alone (no pixels) two variants of one drawing
+    # (an apple bitten / with a worm: 0.953) and two bamboos by two artists (0.937) were joined too; the worm is
+    # a local difference that the pixel check's 3 x 3 residual sees.
     origin = {r: copies[r][0] if r in copies else r for r in range(len(images))}
     origins = [sorted({images[origin[r]].name for r in g}) for g in found.near + found.exact]
-    joined = sorted(names for names in origins if len(names) > 1)
-    assert joined == [["apple_bitten_dan_gerhard_01.png", "apple_with_worm_dan_gerh_01.png"]]
+    assert [names for names in origins if len(names) > 1] == []
 
 
 def test_the_kept_image_has_the_most_pixels_and_the_others_can_be_dropped(collection):

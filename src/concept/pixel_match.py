@@ -40,8 +40,11 @@ CROP_STEP = 0.01
 #: The same picture: grey correlation at least this ...
 MIN_CORRELATION = 0.98
 #: ... and 95% of pixels within this many levels (of 255) in their worst channel, after gain and offset.
-MAX_RESIDUAL = 25.0
+MAX_RESIDUAL = 30.0
 RESIDUAL_QUANTILE = 0.95
+#: ... and no 3 x 3 patch of pixels differs by more than this on average: 5% of pixels may hold a worm added to
+#: an apple or a pip; scattered edge pixels of a resampled copy average down, a changed part does not.
+MAX_LOCAL = 35.0
 #: Pairs whose grey profiles correlate less than this on either axis are not compared further (their
 #: pictures cannot correlate at MIN_CORRELATION).
 MIN_PROFILE = 0.9
@@ -122,9 +125,11 @@ def _area_matrices(lo: np.ndarray, hi: np.ndarray, n_out: int, n_in: int = LOOK)
     return (w / w.sum(axis=2, keepdims=True)).astype(np.float32)
 
 
-def _compare(a: np.ndarray, b: np.ndarray, boxes: np.ndarray, nx: int, ny: int) -> tuple[np.ndarray, np.ndarray]:
-    """Per pair, the grey correlation and the RESIDUAL_QUANTILE worst-channel residual of B (p, LOOK, LOOK, 3)
-    against the box of A, both reduced to nx x ny, after one gain and offset fitted to all channels."""
+def _compare(a: np.ndarray, b: np.ndarray, boxes: np.ndarray, nx: int, ny: int
+             ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per pair, the grey correlation, the RESIDUAL_QUANTILE worst-channel residual and the largest local mean
+    residual (3 x 3 pixels) of B (p, LOOK, LOOK, 3) against the box of A, both reduced to nx x ny, after one
+    gain and offset fitted to all channels."""
     p = len(a)
     wx, wy = _area_matrices(boxes[:, 0], boxes[:, 1], nx), _area_matrices(boxes[:, 2], boxes[:, 3], ny)
     vx, vy = _area_matrix(0.0, 0.0, nx).astype(np.float32), _area_matrix(0.0, 0.0, ny).astype(np.float32)
@@ -139,18 +144,23 @@ def _compare(a: np.ndarray, b: np.ndarray, boxes: np.ndarray, nx: int, ny: int) 
     ca = ca - ca.mean(axis=1, keepdims=True)
     cb = fb - fb.mean(axis=1, keepdims=True)
     gain = np.einsum("pi,pi->p", ca, cb) / np.maximum(np.einsum("pi,pi->p", ca, ca), 1e-6)
-    residual = np.abs(cb - gain[:, None] * ca).reshape(rb.shape).max(axis=1).reshape(p, -1)
-    k = min(residual.shape[1] - 1, int(np.ceil(RESIDUAL_QUANTILE * (residual.shape[1] - 1))))
-    return corr, np.partition(residual, k, axis=1)[:, k]
+    residual = np.abs(cb - gain[:, None] * ca).reshape(rb.shape).max(axis=1)  # (p, ny, nx)
+    padded = np.pad(residual, ((0, 0), (1, 1), (1, 1)), mode="edge")
+    local = sum(padded[:, dy:dy + ny, dx:dx + nx] for dy in range(3) for dx in range(3)) / 9.0
+    flat = residual.reshape(p, -1)
+    k = min(flat.shape[1] - 1, int(np.ceil(RESIDUAL_QUANTILE * (flat.shape[1] - 1))))
+    return corr, np.partition(flat, k, axis=1)[:, k], local.reshape(p, -1).max(axis=1)
 
 
-def _refine(looks: np.ndarray, both: np.ndarray, boxes: np.ndarray, n_side: np.ndarray, corr: np.ndarray,
-            residual: np.ndarray) -> None:
-    """Where a pair fails on its residual alone (by up to twice MAX_RESIDUAL), try the boxes one CROP_STEP away
+def _refine(looks: np.ndarray, both: np.ndarray, boxes: np.ndarray, n_side: np.ndarray, measures: np.ndarray
+            ) -> None:
+    """Where a pair fails on its residuals alone (by up to twice their bounds), try the boxes one CROP_STEP away
     on each side: the profiles confuse a shift with a small change of scale (an 8% crop of one edge is found
-    as 7% and 9%). Updates `corr` and `residual` in place with the best box's (least residual at
-    MIN_CORRELATION)."""
-    near = np.flatnonzero((corr >= MIN_CORRELATION) & (residual > MAX_RESIDUAL) & (residual <= 2 * MAX_RESIDUAL))
+    as 7% and 9%). Updates `measures` (correlation, residual, local residual per row) in place with the best
+    box's (least residual at MIN_CORRELATION)."""
+    corr, residual, local = measures
+    near = np.flatnonzero((corr >= MIN_CORRELATION) & ((residual > MAX_RESIDUAL) | (local > MAX_LOCAL))
+                          & (residual <= 2 * MAX_RESIDUAL) & (local <= 2 * MAX_LOCAL))
     if len(near) == 0:
         return
     for shift in _SHIFTS:
@@ -158,25 +168,26 @@ def _refine(looks: np.ndarray, both: np.ndarray, boxes: np.ndarray, n_side: np.n
         for nx, ny in {(int(x), int(y)) for x, y in n_side[near]}:
             sel = (n_side[near, 0] == nx) & (n_side[near, 1] == ny)
             rows = near[sel]
-            c, r = _compare(looks[both[rows, 0]], looks[both[rows, 1]], moved[sel], nx, ny)
-            better = (c >= MIN_CORRELATION) & (r < residual[rows])
-            corr[rows[better]], residual[rows[better]] = c[better], r[better]
+            c, r, m = _compare(looks[both[rows, 0]], looks[both[rows, 1]], moved[sel], nx, ny)
+            better = (c >= MIN_CORRELATION) & (np.maximum(r / MAX_RESIDUAL, m / MAX_LOCAL)
+                                               < np.maximum(residual[rows] / MAX_RESIDUAL, local[rows] / MAX_LOCAL))
+            measures[:, rows[better]] = c[better], r[better], m[better]
 
 
 def same_picture(looks: np.ndarray, sizes: np.ndarray, pairs: np.ndarray) -> np.ndarray:
     """For each pair of rows (p, 2), whether the two images are the same picture (module docstring); `looks`:
     (n, LOOK, LOOK, 3) uint8, `sizes`: (n, 2) width and height of each decoded image."""
-    corr, residual = pair_measures(looks, sizes, pairs)
-    return (corr >= MIN_CORRELATION) & (residual <= MAX_RESIDUAL)
+    corr, residual, local = pair_measures(looks, sizes, pairs)
+    return (corr >= MIN_CORRELATION) & (residual <= MAX_RESIDUAL) & (local <= MAX_LOCAL)
 
 
 def pair_measures(looks: np.ndarray, sizes: np.ndarray, pairs: np.ndarray,
-                  chunk: int = 4096) -> tuple[np.ndarray, np.ndarray]:
-    """For each pair, the grey correlation and the residual (of 255) of the better aligned direction; pairs whose
-    profiles do not match (MIN_PROFILE) get correlation -1 and an infinite residual."""
+                  chunk: int = 4096) -> np.ndarray:
+    """For each pair, the grey correlation, the residual and the local residual (of 255) of the better aligned
+    direction, (3, p); pairs whose profiles do not match (MIN_PROFILE) get correlation -1, residuals inf."""
     pairs = np.asarray(pairs, dtype=np.int64).reshape(-1, 2)
     sizes = np.asarray(sizes, dtype=np.float64).reshape(-1, 2)
-    out_corr, out_residual = np.full(len(pairs), -1.0), np.full(len(pairs), np.inf)
+    out = np.empty((3, len(pairs)))
     for start in range(0, len(pairs), chunk):
         part = pairs[start:start + chunk]
         rows, inverse = np.unique(part, return_inverse=True)
@@ -187,15 +198,14 @@ def pair_measures(looks: np.ndarray, sizes: np.ndarray, pairs: np.ndarray,
         kept = 1.0 - boxes[:, 0::2] - boxes[:, 1::2]  # share of the first image's width, height in its box
         n_side = np.minimum(np.minimum(COMPARE, sizes[both[:, 1]]), sizes[both[:, 0]] * kept).astype(np.int64)
         n_side = np.maximum(n_side, 4)
-        corr, residual = np.full(len(both), -1.0), np.full(len(both), np.inf)
+        measures = np.empty((3, len(both)))
+        measures[0], measures[1:] = -1.0, np.inf
         for nx, ny in {(int(x), int(y)) for x, y in n_side}:
             sel = np.flatnonzero((n_side[:, 0] == nx) & (n_side[:, 1] == ny) & (profile_match >= MIN_PROFILE))
-            if len(sel) == 0:
-                continue
-            corr[sel], residual[sel] = _compare(looks[both[sel, 0]], looks[both[sel, 1]], boxes[sel], nx, ny)
-        _refine(looks, both, boxes, n_side, corr, residual)
+            if len(sel):
+                measures[:, sel] = _compare(looks[both[sel, 0]], looks[both[sel, 1]], boxes[sel], nx, ny)
+        _refine(looks, both, boxes, n_side, measures)
         half = len(part)
-        first_better = corr[:half] >= corr[half:]
-        out_corr[start:start + half] = np.where(first_better, corr[:half], corr[half:])
-        out_residual[start:start + half] = np.where(first_better, residual[:half], residual[half:])
-    return out_corr, out_residual
+        first_better = measures[0, :half] >= measures[0, half:]
+        out[:, start:start + half] = np.where(first_better, measures[:, :half], measures[:, half:])
+    return out
