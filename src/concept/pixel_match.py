@@ -16,9 +16,11 @@ when its pixels agree once the two are aligned:
    smaller image, or the cropped box, has fewer: a 50% resize of a 28-pixel image is compared at 14
    pixels, so the detail the copy lost does not count against it), after fitting one gain and offset
    to all channels (brightness and contrast changes). A pair is the same picture when the grey
-   correlation is at least MIN_CORRELATION and 95% of the pixels differ by at most MAX_RESIDUAL (of
-   255) in their worst channel: a copy differs a little everywhere (compression, resampling), a
-   variant a lot somewhere (a worm added to an apple, a pip, a colour changed).
+   correlation is at least MIN_CORRELATION, 95% of the pixels differ by at most MAX_RESIDUAL (of 255)
+   in their worst channel, and no 3 x 3 patch differs by more than MAX_LOCAL on average: a copy
+   differs a little everywhere (compression, resampling: scattered edge pixels), a variant a lot
+   somewhere (a worm added to an apple, a pip, a colour changed). Where a pair fails on its residuals
+   alone, the boxes one step away are tried (the profiles confuse a shift with a small change of scale).
 
 The constants were set on benchmarks/duplicates.py's OpenClipart and Fashion-MNIST collection (see
 RESULTS.md), the only labelled copies we have: they are not calibrated per collection.
