@@ -271,3 +271,17 @@ def test_rows_whose_pixels_cannot_be_read_fall_back_to_the_cosine(sample_photos,
     # With close vectors but different pixels, readable rows are not grouped.
     x[2] = x[0] + 0.01 * rng.standard_normal(64)
     assert not _together(find_duplicates(images, embeddings=x).near, 0, 2)
+
+
+def test_above_the_pixel_check_limit_the_cosine_decides(sample_photos, monkeypatch):
+    import concept.duplicates as duplicates
+
+    photos = list(sample_photos.values())
+    rng = np.random.default_rng(1)
+    x = rng.standard_normal((4, 64)).astype(np.float32)
+    x[3] = x[0] + 0.01 * rng.standard_normal(64)
+    images = [*photos, photos[0].resize((200, 150))]
+    assert find_duplicates(images, embeddings=x).near_threshold is None  # pixels decided
+    monkeypatch.setattr(duplicates, "PIXEL_CHECK_MAX", 3)
+    found = find_duplicates(images, embeddings=x)
+    assert found.near == [[0, 3]] and found.near_threshold is not None

@@ -70,6 +70,8 @@ NEAR_CEILING = 0.98
 #: this cosine, and the THUMB_NEIGHBOURS nearest grey thumbnails with at least THUMB_CORRELATION; their pixels
 #: decide (`concept.pixel_match`).
 CANDIDATE_COSINE = 0.75
+#: The pixel check holds a 12 kB look per image: above this many images (2.4 GB) the cosine decides instead.
+PIXEL_CHECK_MAX = 200_000
 THUMB_NEIGHBOURS = 8
 THUMB_CORRELATION = 0.9
 
@@ -258,7 +260,11 @@ def _pixel_identities(images: Sequence[Any]) -> tuple[list, list, list[float], l
     from concept.pixel_match import LOOK
 
     digests, keys, sharpness, pixels, sizes = [], [], [], [], []
-    looks = np.zeros((len(images), LOOK, LOOK, 3), dtype=np.uint8)
+    keep = len(images) <= PIXEL_CHECK_MAX
+    if not keep:
+        logger.info("%s images: more than %s, so near duplicates are decided by their cosine, not their pixels",
+                    f"{len(images):,}", f"{PIXEL_CHECK_MAX:,}")
+    looks = np.zeros((len(images) if keep else 0, LOOK, LOOK, 3), dtype=np.uint8)
     dims = np.zeros((len(images), 2), dtype=np.int64)
     for row, image in enumerate(images):
         is_file = isinstance(image, (str, os.PathLike))
@@ -266,7 +272,9 @@ def _pixel_identities(images: Sequence[Any]) -> tuple[list, list, list[float], l
         found = _decoded(image)
         key = None if found is None else found[0]
         if found is not None:
-            looks[row], dims[row] = found[1], key[0]
+            dims[row] = key[0]
+            if keep:
+                looks[row] = found[1]
         keys.append(None if key is None else key[:2])
         sharpness.append(0.0 if key is None else key[2])
         pixels.append(0 if key is None else key[0][0] * key[0][1])
@@ -274,7 +282,7 @@ def _pixel_identities(images: Sequence[Any]) -> tuple[list, list, list[float], l
             sizes.append(os.path.getsize(image) if is_file else 0)
         except OSError:
             sizes.append(0)
-    return digests, keys, sharpness, pixels, sizes, looks, dims
+    return digests, keys, sharpness, pixels, sizes, (looks if keep else None), dims
 
 
 # ---------------------------------------------------------------------------------------------- embeddings
