@@ -34,6 +34,22 @@ def peak_rss_gib() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
 
 
+def reset_peak_rss() -> None:
+    """Reset the kernel's peak-RSS counter of this process (Linux), so `vm_hwm_gib` measures one step."""
+    try:
+        Path("/proc/self/clear_refs").write_text("5")
+    except OSError:
+        pass
+
+
+def vm_hwm_gib() -> float:
+    """Peak resident memory of this process since the last `reset_peak_rss` (VmHWM), GiB."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM"):
+            return int(line.split()[1]) / 2**20
+    return float("nan")
+
+
 def scores(labels_true: np.ndarray, labels_pred: np.ndarray) -> dict[str, float]:
     """NMI and ARI with outliers as their own label, and on non-outliers only."""
     keep = labels_pred >= 0

@@ -31,7 +31,7 @@ import warnings
 from pathlib import Path
 
 import numpy as np
-from _common import publish
+from _common import publish, reset_peak_rss, vm_hwm_gib
 from cluster import DIM, mixture
 
 from concept import ConceptModel
@@ -42,20 +42,6 @@ warnings.filterwarnings("ignore")
 logging.basicConfig(level=logging.ERROR)
 SHARE = 0.02
 TARGET = 0.20
-
-
-def reset_peak_rss() -> None:
-    try:
-        Path("/proc/self/clear_refs").write_text("5")
-    except OSError:
-        pass
-
-
-def peak_rss_gib() -> float:
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith("VmHWM"):
-            return int(line.split()[1]) / 2**20
-    return float("nan")
 
 
 def planted(n: int, clusters: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -111,7 +97,7 @@ def main() -> None:
     reset_peak_rss()
     start = time.perf_counter()
     model = ConceptModel(embedding_model=None, random_state=0, verbose=False).fit(image_embeddings=x)
-    fit_s, fit_gib = time.perf_counter() - start, peak_rss_gib()
+    fit_s, fit_gib = time.perf_counter() - start, vm_hwm_gib()
     concepts = len(set(model.labels_.tolist()) - {-1})
     del model
     print(f"fit: {fit_s:.1f} s, {concepts:,} concepts, peak {fit_gib:.2f} GiB", flush=True)
@@ -129,7 +115,7 @@ def main() -> None:
     reset_peak_rss()
     start = time.perf_counter()
     found = find_duplicates(embeddings=x, exact=False)
-    dup_s, dup_gib = time.perf_counter() - start, peak_rss_gib()
+    dup_s, dup_gib = time.perf_counter() - start, vm_hwm_gib()
     blocks.nearest_rows = search
     recall, precision = scores(found.near, n, originals, copies)
     cos = np.einsum("ij,ij->i", x[originals], x[copies])

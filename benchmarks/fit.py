@@ -25,10 +25,9 @@ import gc
 import logging
 import time
 import warnings
-from pathlib import Path
 
 import numpy as np
-from _common import CACHE, publish, scores
+from _common import CACHE, publish, reset_peak_rss, scores, vm_hwm_gib
 
 from concept import ConceptModel
 from concept._cache import cached_text_embeddings
@@ -39,21 +38,6 @@ from concept.vocabulary import load_vocabulary
 warnings.filterwarnings("ignore")
 logging.basicConfig(level=logging.ERROR)
 VOCABULARY = 50_000
-
-
-def reset_peak_rss() -> None:
-    """Reset the kernel's peak-RSS counter of this process (Linux)."""
-    try:
-        Path("/proc/self/clear_refs").write_text("5")
-    except OSError:
-        pass
-
-
-def peak_rss_gib() -> float:
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith("VmHWM"):
-            return int(line.split()[1]) / 2**20
-    return float("nan")
 
 
 def mixture(n: int, dim: int = 384, k: int = 50, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
@@ -90,7 +74,7 @@ def timed(fn, *args):
     reset_peak_rss()
     start = time.perf_counter()
     out = fn(*args)
-    return out, time.perf_counter() - start, peak_rss_gib()
+    return out, time.perf_counter() - start, vm_hwm_gib()
 
 
 def load_openclipart():
