@@ -22,6 +22,7 @@ from concept.distributed import (  # noqa: E402
     assign_to_parquet,
     embed_dataset,
     embed_to_parquet,
+    find_duplicates_on_ray,
     fit,
     read_embeddings,
 )
@@ -370,3 +371,30 @@ def test_cli_fit_on_ray_takes_seed_concepts(cli_folder, tmp_path):
     np.testing.assert_array_equal(model.seed_matches_, local.seed_matches_)
     np.testing.assert_array_equal(model.labels_, local.labels_)
     assert model.topics == local.topics
+
+
+def test_duplicates_of_the_stored_images_are_those_found_on_one_machine(shards, tmp_path):
+    """Ray tasks read the pixels, the driver groups the shards' vectors: the same groups, representatives and
+    uniqueness as find_duplicates over the same files and vectors in one process (pixels decide here)."""
+    from concept.duplicates import find_duplicates
+
+    data = read_embeddings(shards)
+    on_ray = find_duplicates_on_ray(shards, batch_size=16)
+    local = find_duplicates(list(data.kept_paths), embeddings=data.features)
+    assert on_ray.n_images == len(data.kept_paths) == 60
+    assert on_ray.exact == local.exact and on_ray.near == local.near and on_ray.near_threshold is None
+    assert on_ray.paths == list(data.kept_paths)
+    np.testing.assert_allclose(on_ray.uniqueness, local.uniqueness)
+    assert find_duplicates_on_ray(shards, exact=False).near_threshold is not None  # no pixels: the cosine
+
+
+def test_the_duplicates_command_on_a_folder_of_shards(shards, tmp_path, capsys):
+    from concept.cli import main
+
+    folder = shards.files[0].parent
+    out = tmp_path / "dups.csv"
+    assert main(["duplicates", str(folder), "--ray", "--out", str(out), "--quiet"]) == 0
+    assert "near-duplicate groups (pixel-checked) among 60 images" in capsys.readouterr().out
+    assert out.read_text().splitlines()[0].startswith("group,kind,row,path,kept")
+    assert main(["duplicates", str(tmp_path), "--ray", "--quiet"]) == 2  # no shards there
+    assert "holds no Parquet shards" in capsys.readouterr().err

@@ -45,8 +45,8 @@ import numpy as np
 
 from concept._errors import ConceptError
 
-__all__ = ["Duplicates", "calibrated_near", "duplicate_groups", "find_duplicates", "thumbnail_key", "typicality",
-           "uniqueness"]
+__all__ = ["Duplicates", "PixelIdentities", "calibrated_near", "duplicate_groups", "find_duplicates",
+           "pixel_identities", "thumbnail_key", "typicality", "uniqueness"]
 
 logger = logging.getLogger(__name__)
 
@@ -253,36 +253,59 @@ def _box_means(a: np.ndarray, axis: int) -> np.ndarray:
     return sums / np.diff(edges).reshape(shape)
 
 
-def _pixel_identities(images: Sequence[Any]) -> tuple[list, list, list[float], list[int], list[int], np.ndarray,
-                                                     np.ndarray]:
-    """Per image: byte digest (files only), (size, thumbnail) key, sharpness, pixels, file bytes, and the looks
-    (n, LOOK, LOOK, 3) and sizes (n, 2) that `pixel_match.same_picture` compares (zeros where unreadable)."""
+@dataclass
+class PixelIdentities:
+    """What the exact pass reads from each image's pixels, one entry per row: byte digest (files only, else None),
+    pixel key (a digest of the size and 32 x 32 thumbnail; None when unreadable), sharpness, pixel count, file
+    bytes, and the looks (n, LOOK, LOOK, 3; None above PIXEL_CHECK_MAX images) and sizes (n, 2) that
+    `pixel_match.same_picture` compares (zeros where unreadable). Computed here (`pixel_identities`) or by
+    workers (`concept.distributed.duplicates`) and joined with `concat`."""
+
+    digests: list
+    keys: list
+    sharpness: np.ndarray
+    pixels: np.ndarray
+    file_bytes: np.ndarray
+    looks: np.ndarray | None
+    dims: np.ndarray
+
+    @classmethod
+    def concat(cls, parts: Sequence[PixelIdentities]) -> PixelIdentities:
+        keep = all(p.looks is not None for p in parts) and sum(len(p.dims) for p in parts) <= PIXEL_CHECK_MAX
+        return cls([d for p in parts for d in p.digests], [k for p in parts for k in p.keys],
+                   *(np.concatenate([getattr(p, name) for p in parts]) for name in ("sharpness", "pixels", "file_bytes")),
+                   np.concatenate([p.looks for p in parts]) if keep else None,
+                   np.concatenate([p.dims for p in parts]))
+
+
+def pixel_identities(images: Sequence[Any], keep_looks: bool | None = None) -> PixelIdentities:
+    """The `PixelIdentities` of `images`, each decoded once; `keep_looks` None: up to PIXEL_CHECK_MAX images."""
     from concept.pixel_match import LOOK
 
-    digests, keys, sharpness, pixels, sizes = [], [], [], [], []
-    keep = len(images) <= PIXEL_CHECK_MAX
-    if not keep:
+    n = len(images)
+    keep = n <= PIXEL_CHECK_MAX if keep_looks is None else keep_looks
+    if not keep and keep_looks is None:
         logger.info("%s images: more than %s, so near duplicates are decided by their cosine, not their pixels",
-                    f"{len(images):,}", f"{PIXEL_CHECK_MAX:,}")
-    looks = np.zeros((len(images) if keep else 0, LOOK, LOOK, 3), dtype=np.uint8)
-    dims = np.zeros((len(images), 2), dtype=np.int64)
+                    f"{n:,}", f"{PIXEL_CHECK_MAX:,}")
+    digests, keys = [], []
+    sharpness, pixels, file_bytes = np.zeros(n), np.zeros(n, np.int64), np.zeros(n, np.int64)
+    looks = np.zeros((n if keep else 0, LOOK, LOOK, 3), dtype=np.uint8)
+    dims = np.zeros((n, 2), dtype=np.int64)
     for row, image in enumerate(images):
         is_file = isinstance(image, (str, os.PathLike))
         digests.append(_file_digest(image) if is_file else None)
         found = _decoded(image)
         key = None if found is None else found[0]
-        if found is not None:
-            dims[row] = key[0]
+        keys.append(None if key is None else hashlib.sha256(repr(key[0]).encode() + key[1]).hexdigest())
+        if key is not None:
+            dims[row], sharpness[row], pixels[row] = key[0], key[2], key[0][0] * key[0][1]
             if keep:
                 looks[row] = found[1]
-        keys.append(None if key is None else key[:2])
-        sharpness.append(0.0 if key is None else key[2])
-        pixels.append(0 if key is None else key[0][0] * key[0][1])
         try:
-            sizes.append(os.path.getsize(image) if is_file else 0)
+            file_bytes[row] = os.path.getsize(image) if is_file else 0
         except OSError:
-            sizes.append(0)
-    return digests, keys, sharpness, pixels, sizes, (looks if keep else None), dims
+            pass
+    return PixelIdentities(digests, keys, sharpness, pixels, file_bytes, looks if keep else None, dims)
 
 
 # ---------------------------------------------------------------------------------------------- embeddings
@@ -429,7 +452,7 @@ def _embeddings_of(images, model, embeddings, batch_size: int, verbose: bool) ->
 
 def find_duplicates(images: Sequence[Any] | None = None, *, model: Any = None, embeddings: Any = None,
                     near: float | None = None, exact: bool = True, batch_size: int = 32,
-                    verbose: bool = False) -> Duplicates:
+                    verbose: bool = False, pixels: PixelIdentities | None = None) -> Duplicates:
     """Exact copies, near duplicates and the uniqueness of every image of a collection.
 
     Parameters
@@ -444,6 +467,8 @@ def find_duplicates(images: Sequence[Any] | None = None, *, model: Any = None, e
         (`concept.pixel_match`); without them, the cosine is calibrated on the collection (`calibrated_near`).
         A cosine: the images whose embeddings are at least this close are near duplicates, pixels unseen.
     exact: look for exact copies (decodes every image once more; without it the pixels are not compared).
+    pixels: the images' `PixelIdentities` when already read (e.g. by Ray workers:
+        `concept.distributed.duplicates.find_duplicates_on_ray`), so they are not decoded again here.
 
     Returns a `Duplicates`: groups of rows (positions in `images`, or the model's rows), each led by its kept
     representative, the threshold used, `uniqueness` per row, and `.table()`.
@@ -466,10 +491,13 @@ def find_duplicates(images: Sequence[Any] | None = None, *, model: Any = None, e
     exact_groups: list[list[int]] = []
     looks = dims = None  # the pixels that confirm near duplicates (decoded with the exact pass)
     if exact and images is not None:
-        digests, keys, sharp, pixels, sizes, looks, dims = _pixel_identities(images)
-        order_key = np.column_stack([pixels, sizes, sharp]).astype(np.float64)
+        ids = pixels if pixels is not None else pixel_identities(images)
+        if len(ids.dims) != n:
+            raise ConceptError(f"Got pixel identities of {len(ids.dims)} images for {n} images.")
+        looks, dims = ids.looks, ids.dims
+        order_key = np.column_stack([ids.pixels, ids.file_bytes, ids.sharpness]).astype(np.float64)
         uf = _UnionFind(n)
-        for group in [*_groups_of_keys(digests), *_groups_of_keys(keys)]:
+        for group in [*_groups_of_keys(ids.digests), *_groups_of_keys(ids.keys)]:
             for row in group[1:]:
                 uf.union(group[0], row)
         exact_groups = uf.groups()

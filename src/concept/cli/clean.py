@@ -33,7 +33,16 @@ def cmd_duplicates(args: argparse.Namespace) -> None:
         raise CLIError(f"--near {args.near}: give a cosine in (0, 1], e.g. 0.95")
     source = Path(args.path)
     start = time.perf_counter()
-    if _is_model_folder(source):
+    if args.ray is not None:  # a folder of Parquet shards: pixels read by Ray tasks, vectors grouped here
+        files = sorted(source.glob("shard-*.parquet")) if source.is_dir() else []
+        if not files:
+            raise CLIError(f"{args.path} holds no Parquet shards (shard-*.parquet): write them with "
+                           f"`concept embed IMAGES_DIR --store {args.path} --ray`")
+        from concept.distributed import connect, find_duplicates_on_ray
+
+        connect(args.ray, log_to_driver=not args.quiet)
+        found = find_duplicates_on_ray(files, near=args.near)
+    elif _is_model_folder(source):
         from concept.model import ConceptModel
 
         model = ConceptModel.load(source)
@@ -75,5 +84,9 @@ def register(add) -> None:
                         "`concept fit` (its vectors and image files are used)")
     p.add_argument("--out", metavar="FILE", help="write the table (.csv or .tsv) to FILE instead of printing it")
     p.add_argument("--near", type=float, metavar="COSINE",
-                   help="cosine at or above which two images are near duplicates (default: calibrated on the "
-                        "collection, see concept.duplicates.calibrated_near)")
+                   help="decide near duplicates by this cosine alone (default: their pixels decide, "
+                        "concept.pixel_match; a calibrated cosine where pixels cannot be read)")
+    p.add_argument("--ray", nargs="?", const="auto", metavar="ADDRESS",
+                   help="the path is a folder of Parquet shards (`concept embed DIR --store SHARDS --ray`): "
+                        "every image is decoded again in Ray tasks, the vectors are grouped here. ADDRESS as "
+                        "for `concept fit --ray` (default: auto)")

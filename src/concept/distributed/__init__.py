@@ -8,7 +8,8 @@ under a URI, s3://bucket/prefix: `sources.py`). Fitting runs the ordinary `Conce
 on a sample pulled to the driver; above that sample's size the clustering core's passes over
 every image run as Ray tasks over the shards (`pieces.py`), and the sample only describes the
 concepts. Every image is then assigned in the actor pool with the fitted model's arrays
-broadcast once.
+broadcast once. Duplicates of the stored images (`find_duplicates_on_ray`) decode every image
+again in Ray tasks and group the vectors on the driver.
 The pieces of work are the single-machine pipeline's own functions; Ray only schedules them.
 
 This package is the only one in `concept` that imports ray.
@@ -23,6 +24,7 @@ from concept.distributed.embed import (
     embed_to_parquet,
     read_embeddings,
 )
+from concept.distributed.duplicates import find_duplicates_on_ray
 from concept.distributed.fit import DistributedFit, assign_to_parquet, fit
 
 __all__ = [
@@ -32,6 +34,7 @@ __all__ = [
     "connect",
     "embed_dataset",
     "embed_to_parquet",
+    "find_duplicates_on_ray",
     "fit",
     "read_embeddings",
 ]
