@@ -17,7 +17,9 @@ Methods on the same split: today (no captions, words by similarity to the concep
 words down-weighted by their mean similarity to every concept (distinctiveness 0.5, 1), captions
 with c-TF-IDF only (no learned map), captions + learned map (with caption terms weighed by the share
 of members that have them, "sharing", and without: issue 28), and the bundled nouns as vocabulary
-with and without the offline model's hypernym words leading (issue 28). A second table compares the map's
+with and without the offline model's hypernym words leading (issue 28). Tux Paint's stamps (one object per
+caption, "A brown bear.": benchmarks/image_collections.py) the same way, with the descriptions' words as
+vocabulary (issue 28: captions must help there too). A second table compares the map's
 inputs (CNN features or the shared vectors) and ridge with CCA. Fashion-MNIST's test split (10,000)
 with the 10 class names as vocabulary and, for the captioned half, as captions: accuracy of the
 top word of an uncaptioned image's concept.
@@ -71,6 +73,20 @@ def load_fashion() -> dict:
     names = [c.lower() for c in data.label_names]
     return {"shared": l2_normalize(arrays["shared"]), "features": l2_normalize(arrays["features"]),
             "titles": [names[y] for y in data.labels[kept]], "docs": names, "y": data.labels[kept]}
+
+
+def load_stamps() -> dict:
+    """Tux Paint's stamps (benchmarks/image_collections.py, embedded there and cached), each stamp's caption its
+    one-object description ("A brown bear."); the vocabulary every word of those descriptions."""
+    import image_collections
+
+    data = image_collections.load("stamps")
+    image_collections.features("stamps")  # embeds and caches them when missing
+    arrays = cached("stamps_lite0", _missing)
+    kept = arrays["kept"]
+    titles = [data.captions[i] for i in kept]
+    return {"shared": l2_normalize(arrays["shared"]), "features": l2_normalize(arrays["features"]),
+            "titles": titles, "docs": sorted({t for t in titles if t}), "y": data.labels[kept]}
 
 
 def fit(data: dict, embedder, seed: int, captions, *, distinct: float, learned: bool,
@@ -239,6 +255,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--skip-fashion", action="store_true")
     parser.add_argument("--only-fashion", action="store_true")
+    parser.add_argument("--only-stamps", action="store_true")
     parser.add_argument("--cca", action="store_true", help="also compare CCA (slow: minutes)")
     parser.add_argument("--seeds", type=int, nargs="+", default=list(SEEDS))
     args = parser.parse_args()
@@ -246,6 +263,8 @@ def main() -> None:
     analyzer = caption_analyzer()
     if args.only_fashion:
         return fashion(embedder, analyzer, args.seeds)
+    if args.only_stamps:
+        return stamps(embedder, analyzer, args.seeds)
     oc = load_openclipart(embedder)
     publish("words_map", "Learned image-text map on OpenClipart (words.py)",
             "Captioned half of seed 0's split; a fifth of it held out: rank of each held-out image's own "
@@ -257,8 +276,18 @@ def main() -> None:
             "word hit rate (macro over concepts) and the rank of each image's own title among the half's titles.",
             rows, ["method", "score", "hit_no_boilerplate", "distinct", "median_rank", "recall10", "concepts", "map",
              "seconds"])
+    stamps(embedder, analyzer, args.seeds)
     if not args.skip_fashion:
         fashion(embedder, analyzer, args.seeds)
+
+
+def stamps(embedder, analyzer, seeds) -> None:
+    methods = [m for m in METHODS if "bundled nouns" not in m[0] and "concentration 0" not in m[0]]
+    rows = word_table(load_stamps(), embedder, analyzer, "stamps", hit_rate, seeds, methods)
+    publish("words_stamps", "Word quality on Tux Paint stamps, one object per caption (words.py)",
+            "Each stamp's description (\"A brown bear.\") as its caption for a random half (seeds as above); the "
+            "descriptions' words as vocabulary; word hit rate on the other half, as for OpenClipart.",
+            rows, ["method", "score", "distinct", "concepts", "map", "seconds"])
 
 
 def fashion(embedder, analyzer, seeds) -> None:
