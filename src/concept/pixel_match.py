@@ -69,6 +69,8 @@ _BOX_WEIGHTS = np.stack([_area_matrix(lo, hi, COMPARE) for lo, hi in _BOXES])  #
 _PLAIN = _area_matrix(0.0, 0.0, COMPARE)
 #: Moves of one CROP_STEP on one side of the box or more, tried where a pair fails on its residual alone.
 _SHIFTS = [CROP_STEP * (np.array(m) - 1) for m in np.ndindex(3, 3, 3, 3) if m != (1, 1, 1, 1)]
+
+
 def look_of(image) -> np.ndarray:
     """The LOOK x LOOK RGB uint8 thumbnail of a decoded PIL image (box means)."""
     from PIL import Image
@@ -88,9 +90,12 @@ def _grey(looks: np.ndarray) -> np.ndarray:
 def thumbnail_vectors(looks: np.ndarray) -> np.ndarray:
     """Each look's THUMB_SIDE x THUMB_SIDE grey thumbnail, centred and of unit length (n, THUMB_SIDE**2), float32:
     nearest neighbours here are candidates that the embedding may place far apart."""
-    w = _area_matrix(0.0, 0.0, THUMB_SIDE)
-    grey = w @ _grey(looks) @ w.T
-    return _unit_centred(grey.reshape(len(looks), -1)).astype(np.float32)
+    w = _area_matrix(0.0, 0.0, THUMB_SIDE).astype(np.float32)
+    out = np.empty((len(looks), THUMB_SIDE * THUMB_SIDE), dtype=np.float32)
+    for start in range(0, len(looks), 4096):  # a chunk at a time: a float copy of every look is 48 kB an image
+        grey = w @ _grey(looks[start:start + 4096]).astype(np.float32) @ w.T
+        out[start:start + len(grey)] = _unit_centred(grey.reshape(len(grey), -1))
+    return out
 
 
 def _profiles(looks: np.ndarray) -> np.ndarray:
