@@ -101,9 +101,9 @@ def test_near_groups_hold_the_altered_copies_with_their_originals(collection):
     images, copies, features, found, _ = collection
     altered = {row: (original, kind) for row, (original, kind) in copies.items() if kind not in EXACT_KINDS}
     missed = [kind for row, (original, kind) in altered.items() if not _together(found.near, original, row)]
-    # With the images at hand their pixels decide (concept.pixel_match): 17 of the 20 here; the three missed are
-    # line drawings resized or cropped whose edges differ by more than MAX_RESIDUAL in over 5% of the pixels.
-    assert len(missed) <= 3, missed
+    # With the images at hand their pixels decide (concept.pixel_match): 19 of the 20 here; the one missed is a
+    # drawing made 10% brighter.
+    assert len(missed) <= 1, missed
     assert not any(_together(found.exact, original, row) for row, (original, _) in altered.items())  # JPEG too
     assert found.near_threshold is None  # no cosine decided
     by_cosine = find_duplicates(images, embeddings=features, exact=False)  # no pixels: a calibrated cosine
