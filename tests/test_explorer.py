@@ -740,3 +740,28 @@ def test_page_data_has_the_duplicates_only_when_the_model_knows_them():
     assert [dup["group"][i] for i in (1, 2, 7, 5, 9, 0)] == [0, 0, 0, 1, 1, -1]
     model._duplicates = Duplicates([[5, 9]], [], 0.95, None, None, 299)  # of other rows: left out
     assert page_data(model, title="t", mode="report")["duplicates"] is None
+
+
+def test_page_data_has_the_uniqueness_only_when_the_duplicates_are_known():
+    """Issue 27: each image's uniqueness (0-1, 3 decimals, None where unknown) comes with known duplicates only."""
+    from concept.duplicates import Duplicates
+    from concept.explorer.data import page_data
+    from concept.testing import LayeredMapModel
+
+    model = LayeredMapModel(n=300)
+    assert page_data(model, title="t", mode="report")["uniqueness"] is None  # never looked for: not found here
+    values = np.random.default_rng(0).uniform(0, 1, 300)
+    values[7] = np.nan
+    model._duplicates = Duplicates([[5, 9]], [[1, 2, 7]], 0.95, values, None, 300)
+    data = page_data(model, title="t", mode="report")
+    unique = data["uniqueness"]
+    assert len(unique) == 300 and unique[7] is None
+    known = [u for u in unique if u is not None]
+    assert len(known) == 299 and all(isinstance(u, float) and 0 <= u <= 1 for u in known)
+    assert np.allclose([unique[i] for i in (0, 1, 299)], np.round(values[[0, 1, 299]], 3), atol=0)
+    assert json.loads(json.dumps(data, allow_nan=False))["uniqueness"][7] is None  # valid JSON: no NaN
+    model._duplicates = Duplicates([[5, 9]], [[1, 2, 7]], 0.95, None, None, 300)  # found without embeddings
+    data = page_data(model, title="t", mode="report")
+    assert data["duplicates"] is not None and data["uniqueness"] is None
+    model._duplicates = Duplicates([[5, 9]], [], 0.95, values[:299], None, 299)  # of other rows: left out
+    assert page_data(model, title="t", mode="report")["uniqueness"] is None

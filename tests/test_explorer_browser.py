@@ -12,6 +12,7 @@ Never `playwright install`: the browser is /usr/bin/chromium from apt.
 from __future__ import annotations
 
 import os
+from itertools import pairwise
 from pathlib import Path
 
 import numpy as np
@@ -766,6 +767,131 @@ def test_duplicates_have_a_badge_and_a_filter(browser, tmp_path):
         assert sorted(page.evaluate("window.conceptExplorer.scatterplot.get('filteredPoints')")) == sorted(members[:5])
         page.select_option("#filter", "all")
         page.wait_for_function("window.conceptExplorer.scatterplot.get('filteredPoints').length === 3000")
+        assert page.locator("#members .member-sort").count() == 0  # no uniqueness known: no choice of order
+        assert not tab.errors, tab.errors
+    finally:
+        tab.close()
+
+
+def test_a_duplicate_group_side_by_side_and_members_by_uniqueness(browser, tmp_path):
+    """Issue 27: a click on a thumbnail's duplicate badge shows its whole group side by side (kept image first, each
+    marked kept or copy, with its file name, names being untrusted text); a concept's members can be listed by
+    uniqueness, most unusual first, instead of most typical first."""
+    from concept.duplicates import Duplicates
+
+    model = _MapOnlyModel(n=3000, k=12)
+    members = sorted(np.flatnonzero(model.labels_ == 3).tolist(), key=lambda i: (-model.probabilities_[i], i))
+    assert len(members) > MEMBERS_PAGE
+    model.image_names_ = [f"photo_{i:04d}.jpg" for i in range(3000)]
+    model.image_names_[members[4]] = '<img src=x onerror="window.pwned=1">.jpg'
+    unique = np.random.default_rng(1).uniform(0, 1, 3000)
+    model._duplicates = Duplicates([members[:2]], [members[2:5]], 0.95, unique, None, 3000)
+    report = write_report(model, tmp_path / "groups.html", verbose=False)
+    tab = Page(browser, report.as_uri())
+    page = tab.page
+    try:
+        data = page.evaluate("window.conceptExplorer.data")  # the page's values (3 decimals)
+        u, p = data["uniqueness"], data["points"]["probability"]
+        assert u[members[0]] == pytest.approx(float(unique[members[0]]), abs=0.0005)
+        page.click(".concept-card[data-concept='3']")
+        page.wait_for_selector("#members .panel[data-concept='3'] .member")
+
+        def listed() -> list[int]:  # the members listed, in their order
+            return page.evaluate("[...document.querySelectorAll('#members .grid .member')].map((m) => Number(m.dataset.index))")
+
+        typical = listed()
+        assert typical == sorted(members, key=lambda i: (-p[i], i))[:MEMBERS_PAGE]  # the default order is unchanged
+        assert page.eval_on_selector("#members .member-sort", "s => s.value") == "typical"
+
+        # a copy's badge: its near group, the kept image first, side by side
+        page.click(f"#members .member[data-index='{members[3]}'] .badge.dup")
+        page.wait_for_selector("#results .dup-group .dup-member")
+        shown = page.evaluate("""() => [...document.querySelectorAll('#results .dup-group .dup-member')].map((f) => {
+            const r = f.getBoundingClientRect();
+            return [Number(f.dataset.index), f.querySelector('.dup-role').textContent, f.querySelector('.dup-name').textContent,
+                    r.left, r.top]; })""")
+        name = {members[2]: f"photo_{members[2]:04d}.jpg", members[3]: f"photo_{members[3]:04d}.jpg",
+                members[4]: '<img src=x onerror="window.pwned=1">.jpg'}
+        assert [s[:3] for s in shown] == [[members[2], "kept", name[members[2]]]] + [  # then the copies, by index
+            [i, "copy", name[i]] for i in sorted(members[3:5])]
+        assert shown[0][4] == shown[1][4] == shown[2][4] and shown[0][3] < shown[1][3] < shown[2][3]  # one row
+        assert page.locator("#results img").count() == 0 and not page.evaluate("window.pwned")
+        assert "Duplicate group" in page.inner_text("#results h3")
+        assert sorted(page.evaluate("window.conceptExplorer.scatterplot.get('selectedPoints')")) == sorted(members[2:5])
+        page.screenshot(path=str(tmp_path / "duplicate_group.png"))
+        # the kept image's badge of the exact pair
+        page.click(f"#members .member[data-index='{members[0]}'] .badge.dup")
+        page.wait_for_selector(f"#results .dup-group .dup-member[data-index='{members[1]}']")
+        assert page.evaluate("""[...document.querySelectorAll('#results .dup-member')].map((f) =>
+            [Number(f.dataset.index), f.querySelector('.dup-role').textContent])""") == [[members[0], "kept"],
+                                                                                          [members[1], "copy"]]
+
+        # most unusual first: by the page's uniqueness, ties by confidence
+        page.select_option("#members .member-sort", "unusual")
+        by_uniqueness = listed()
+        assert by_uniqueness == sorted(members, key=lambda i: (-u[i], -p[i], i))[:MEMBERS_PAGE]
+        assert by_uniqueness != typical
+        assert all(u[a] >= u[b] for a, b in pairwise(by_uniqueness))
+        badge = page.inner_text(f"#members .member[data-index='{by_uniqueness[0]}'] .badge.uniqueness")
+        assert len(badge) == 4 and abs(float(badge) - u[by_uniqueness[0]]) <= 0.0051  # its value, 2 decimals
+        page.screenshot(path=str(tmp_path / "by_uniqueness.png"))
+        page.click(".concept-card[data-concept='5']")  # the choice stays for the next concept
+        page.wait_for_selector("#members .panel[data-concept='5'] .member")
+        five = [i for i in range(3000) if model.labels_[i] == 5]
+        assert listed() == sorted(five, key=lambda i: (-u[i], -p[i], i))[:MEMBERS_PAGE]
+        page.evaluate("window.conceptExplorer.sortMembers('typical')")
+        assert listed() == sorted(five, key=lambda i: (-p[i], i))[:MEMBERS_PAGE]
+        assert not tab.errors, tab.errors
+    finally:
+        tab.close()
+
+
+def test_a_fitted_models_duplicate_group_and_uniqueness_order(browser, clipart_model, tiny_clip, tmp_path):
+    """Issue 27 end to end: a model fitted with find_duplicates=True on drawings and two byte copies of them; a copy's
+    badge shows its group with the files' names, and the uniqueness order is the model's `duplicates_.uniqueness`."""
+    import shutil
+
+    from concept.duplicates import duplicate_groups
+
+    _, _, paths = clipart_model
+    copies = []
+    for k in (3, 25):
+        copies.append(tmp_path / f"copy_of_{paths[k].name}")
+        shutil.copy(paths[k], copies[-1])
+    model = ConceptModel(min_concept_size=5, embedding_model=str(tiny_clip), random_state=0, verbose=False,
+                         find_duplicates=True)
+    model.fit([str(p) for p in [*paths, *copies]], docs=WORDS)
+    found = model.__dict__["_duplicates"]
+    assert found is not None and found.uniqueness is not None
+    groups = duplicate_groups(found)
+    row = len(paths) + 1  # the copy of paths[25]
+    assert groups[row] >= 0 and groups[row] == groups[25]
+    group = np.flatnonzero(groups == groups[row]).tolist()
+    kept = [i for i in group if i not in set(found.droppable())]
+    assert len(kept) == 1
+    report = write_report(model, tmp_path / "fitted_dup.html", verbose=False)
+    tab = Page(browser, report.as_uri())
+    page = tab.page
+    try:
+        c = int(model.labels_[row])
+        page.click(f".card[data-concept='{c}']")
+        page.wait_for_selector(f"#members .member[data-index='{row}'] .badge.dup")
+        page.click(f"#members .member[data-index='{row}'] .badge.dup")
+        page.wait_for_selector("#results .dup-group .dup-member")
+        shown = page.evaluate("""[...document.querySelectorAll('#results .dup-member')].map((f) =>
+            [Number(f.dataset.index), f.querySelector('.dup-role').textContent, f.querySelector('.dup-name').textContent])""")
+        names = [os.path.basename(s) for s in model.image_sources_]
+        assert shown == [[kept[0], "kept", names[kept[0]]]] + [[i, "copy", names[i]] for i in sorted(set(group) - set(kept))]
+        assert names[row] == f"copy_of_{paths[25].name}"
+
+        data = page.evaluate("window.conceptExplorer.data")
+        u, p = data["uniqueness"], data["points"]["probability"]
+        assert np.allclose(u, found.uniqueness, atol=0.0005) and all(0 <= v <= 1 for v in u)
+        page.select_option("#members .member-sort", "unusual")
+        listed = page.evaluate("[...document.querySelectorAll('#members .grid .member')].map((m) => Number(m.dataset.index))")
+        in_c = np.flatnonzero(model.labels_ == c).tolist()
+        assert listed == sorted(in_c, key=lambda i: (-u[i], -p[i], i))[:MEMBERS_PAGE]
+        page.screenshot(path=str(tmp_path / "fitted_duplicates.png"))
         assert not tab.errors, tab.errors
     finally:
         tab.close()

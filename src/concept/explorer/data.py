@@ -2,7 +2,8 @@
 
 The page gets every point (2-D position, concept, probability, file name and path), every
 concept of every layer (size, label, words, colour, collage, exemplars, the image its name sits
-on, its parent in the next coarser layer) and where to find thumbnails; the browser does the rest.
+on, its parent in the next coarser layer), where to find thumbnails and, when the model's duplicates
+are already known, each image's duplicate group and uniqueness; the browser does the rest.
 A concept's `label` is the one text the page names it by: its custom label, else its top words.
 """
 
@@ -249,16 +250,36 @@ def _failures(model: Any) -> list[dict[str, Any]]:
             for f in getattr(model, "failures_", None) or []]
 
 
+def _known_duplicates(model: Any, n: int) -> Any:
+    """The model's Duplicates of its `n` images when they are known (found at fit, by `duplicates_`, or
+    saved with it), else None: the page is never made to decode every image again to find them."""
+    found = getattr(model, "__dict__", {}).get("_duplicates")
+    return None if found is None or getattr(found, "n_images", -1) != n else found
+
+
 def _duplicates(model: Any, n: int) -> dict[str, list[int]] | None:
     """Each image's duplicate group (-1: in none) and the copies that could be dropped, when the model's
-    duplicates are known (found at fit, by `duplicates_`, or saved with it); None otherwise: the page is
-    not made to decode every image again."""
-    found = getattr(model, "__dict__", {}).get("_duplicates")
-    if found is None or getattr(found, "n_images", -1) != n:
+    duplicates are known; None otherwise."""
+    found = _known_duplicates(model, n)
+    if found is None:
         return None
     from concept.duplicates import duplicate_groups
 
     return {"group": duplicate_groups(found).tolist(), "copies": [int(r) for r in found.droppable()]}
+
+
+def _uniqueness(model: Any, n: int) -> list[float | None] | None:
+    """Each image's uniqueness (how unlike its nearest neighbours it is, 0-1, rounded to 3 decimals; None
+    where unknown) from the model's known duplicates; None when they are not known or hold none."""
+    found = _known_duplicates(model, n)
+    values = None if found is None else getattr(found, "uniqueness", None)
+    if values is None:
+        return None
+    values = np.asarray(values, dtype=np.float64).reshape(-1)
+    if len(values) != n:
+        return None
+    values = np.round(np.clip(values, 0.0, 1.0), 3)
+    return [float(v) if np.isfinite(v) else None for v in values.tolist()]
 
 
 def page_data(model: Any, *, title: str, mode: str, sheets: list[str] | None = None,
@@ -310,4 +331,5 @@ def page_data(model: Any, *, title: str, mode: str, sheets: list[str] | None = N
         "model_files": model_files,
         "dates": dates,
         "duplicates": _duplicates(model, len(labels)),
+        "uniqueness": _uniqueness(model, len(labels)),
     }

@@ -25,6 +25,20 @@
   const dupCopies = new Set(DUP && Array.isArray(DUP.copies) ? DUP.copies : []);
   const inDuplicateGroups = [];
   if (DUP) for (let i = 0; i < N; i++) if (DUP.group[i] >= 0) inDuplicateGroups.push(i);
+  // A click on a badge shows its group side by side: each group's images, the kept one first.
+  const dupGroups = new Map();  // group -> indices
+  for (const i of inDuplicateGroups) {
+    if (!dupGroups.has(DUP.group[i])) dupGroups.set(DUP.group[i], []);
+    dupGroups.get(DUP.group[i]).push(i);
+  }
+  for (const list of dupGroups.values()) list.sort((a, b) => dupCopies.has(a) - dupCopies.has(b) || a - b);
+  // DATA.uniqueness (with the duplicates): how unlike its nearest images each image is, 0-1 (null:
+  // unknown); a concept's members can be listed most unusual first instead of most typical first.
+  const U = Array.isArray(DATA.uniqueness) && DATA.uniqueness.length === N
+    ? DATA.uniqueness.map((v) => (typeof v === "number" && Number.isFinite(v) ? v : null)) : null;
+  const uniquenessOf = (i) => (U && U[i] !== null ? U[i] : -1);
+  const byUniqueness = (a, b) => uniquenessOf(b) - uniquenessOf(a) || byProbability(a, b);
+  let memberOrder = "typical";  // or "unusual" (by uniqueness): how concept panels list their members
 
   // ------------------------------------------------------------------ layers (finest first)
   // The default layer is DATA.concepts / P.concept (what the cards show); the others come
@@ -145,8 +159,9 @@
     }
     if (DUP && DUP.group[i] >= 0) {
       const copy = dupCopies.has(i);
-      node.append(el("span", { class: "badge dup", title: copy ? `A copy in duplicate group ${DUP.group[i]}`
-        : `The kept image of duplicate group ${DUP.group[i]}` }, copy ? "copy" : "dup"));
+      node.append(el("button", { class: "badge dup", type: "button", title: (copy ? `A copy in duplicate group ${DUP.group[i]}`
+        : `The kept image of duplicate group ${DUP.group[i]}`) + ": click to see the group side by side",
+      onclick: (e) => { e.stopPropagation(); showDuplicateGroup(i); } }, copy ? "copy" : "dup"));
     }
     return node;
   }
@@ -572,12 +587,15 @@
   const panel = $("members");
   let openC = null;
 
-  function memberGrid(indices) {
+  function memberGrid(indices, withUniqueness) {
     const grid = el("div", { class: "grid" });
     const add = (from) => {
       for (const i of indices.slice(from, from + MEMBERS_PAGE)) {
         const t = thumb(i, 64);
         t.classList.add("member");
+        if (withUniqueness && U && U[i] !== null) {
+          t.append(el("span", { class: "badge uniqueness", title: "uniqueness: how unlike its nearest images (0-1)" }, U[i].toFixed(2)));
+        }
         t.addEventListener("mouseenter", () => scatterplot.hover(i, { showReticleOnce: true, preventEvent: true }));
         t.addEventListener("click", () => { scatterplot.zoomToPoints([i], { padding: 0.3, transition: true }); });
         grid.append(t);
@@ -636,8 +654,22 @@
         el("span", {}, labelOf(li - 1, x.id)), el("span", { class: "score" }, `${fmt(x.size)} images`)))) : null,
       actions(indices, c >= 0 ? labelOf(li, c) : "outliers"),
       SERVED && li === D && c >= 0 ? editRow(c) : null,
-      el("div", { class: "note" }, c >= 0 ? "Members, most typical first:" : "Members:"),
-      ...memberGrid(indices));
+      ...memberList(indices, c >= 0 ? "Members, most typical first:" : "Members:"));
+  }
+  // A concept's members under a heading; with uniqueness known, a choice of order: most typical first
+  // (by confidence, as without it) or most unusual first (by uniqueness). The choice stays for other concepts.
+  function memberList(indices, heading) {
+    if (!U) return [el("div", { class: "note" }, heading), ...memberGrid(indices)];
+    const list = el("div", { class: "member-list" });
+    const fill = () => list.replaceChildren(...(memberOrder === "unusual"
+      ? memberGrid(indices.slice().sort(byUniqueness), true) : memberGrid(indices)));
+    const choice = el("select", { class: "member-sort", "aria-label": "Order of the members",
+      onchange: () => { memberOrder = choice.value; fill(); } },
+    el("option", { value: "typical" }, "most typical first"),
+    el("option", { value: "unusual" }, "most unusual first (uniqueness)"));
+    choice.value = memberOrder;
+    fill();
+    return [el("div", { class: "note members-head" }, "Members, ", choice), list];
   }
 
   // ------------------------------------------------------------------ edits (served mode)
@@ -1127,6 +1159,30 @@
     // panel was scrolled (the browser's scroll anchoring would otherwise keep them out of it).
     results.scrollIntoView({ block: "start" });
   }
+  // Image i's duplicate group side by side (a click on a thumbnail's badge): the kept image first, then
+  // its copies, each with its file name and concept; a click on one shows it on the map.
+  function showDuplicateGroup(i) {
+    if (!DUP || !(DUP.group[i] >= 0)) throw new Error(`Image ${JSON.stringify(i)} is in no duplicate group`);
+    const g = DUP.group[i], group = dupGroups.get(g);
+    showResults(`Duplicate group ${g} · ${fmt(group.length)} images`,
+      el("div", { class: "note" }, "The kept image first, then its copies (what concept export --dedupe leaves out)"
+        + (group.length > MEMBERS_PAGE ? `; the first ${fmt(MEMBERS_PAGE)} here, all of them in the gallery.` : ".")),
+      el("div", { class: "dup-group", "data-group": g }, ...group.slice(0, MEMBERS_PAGE).map((j) => {
+        const copy = dupCopies.has(j);
+        const t = thumb(j, 96);
+        const badge = t.querySelector(".badge.dup");
+        if (badge) badge.remove();  // the caption says it
+        return el("figure", { class: `dup-member member ${copy ? "copy" : "kept"}`, "data-index": j, title: imagePath(j) || imageName(j),
+          onmouseenter: () => scatterplot.hover(j, { showReticleOnce: true, preventEvent: true }),
+          onclick: () => scatterplot.zoomToPoints([j], { padding: 0.3, transition: true }) },
+        t, el("figcaption", {}, el("span", { class: "dup-role" }, copy ? "copy" : "kept"),
+          el("span", { class: "dup-name" }, imageName(j)),
+          el("span", { class: "dup-concept" }, P.concept[j] >= 0 ? labelOf(D, P.concept[j]) : "outlier")));
+      })),
+      actions(group, `duplicate group ${g}`));
+    highlight(group);
+    return group.slice();
+  }
   function clearResults() {
     results.hidden = true;
     results.replaceChildren();
@@ -1287,6 +1343,17 @@
     /** The selection as the CSV the Export button writes. */
     selectionCsv: () => csvOf((scatterplot.get("selectedPoints") || []).slice().sort((a, b) => a - b)),
     filter: (concept, layer) => (concept === null ? unfilter() : filterTo(layer === undefined ? D : layer, concept)),
+    /** Show image `index`'s duplicate group side by side (as a click on its badge does); returns its images. */
+    showDuplicateGroup,
+    /** List concepts' members "typical" (most typical first, the default) or "unusual" (by uniqueness). */
+    sortMembers: (order) => {
+      if (order !== "typical" && order !== "unusual") throw new Error(`sortMembers takes "typical" or "unusual", not ${JSON.stringify(order)}`);
+      if (order === "unusual" && !U) throw new Error("This page has no uniqueness (the model's duplicates are not known).");
+      memberOrder = order;
+      const choice = panel.querySelector(".member-sort");
+      if (choice) { choice.value = order; choice.dispatchEvent(new Event("change")); }
+      return order;
+    },
     /** The time histogram: {unit, labels, counts, undated, range} (null: the page has no dates). */
     timeline: () => (timeline ? { unit: timeline.unit, labels: timeline.labels.slice(), counts: Array.from(timeline.counts),
       undated: timeline.undated, range: timeRange && timeRange.slice() } : null),
