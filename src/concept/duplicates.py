@@ -277,6 +277,12 @@ class PixelIdentities:
                    np.concatenate([p.looks for p in parts]) if keep else None,
                    np.concatenate([p.dims for p in parts]))
 
+    def take(self, rows: np.ndarray) -> PixelIdentities:
+        """These identities of `rows` only, in that order."""
+        return PixelIdentities([self.digests[i] for i in rows], [self.keys[i] for i in rows], self.sharpness[rows],
+                               self.pixels[rows], self.file_bytes[rows],
+                               None if self.looks is None else self.looks[rows], self.dims[rows])
+
 
 def pixel_identities(images: Sequence[Any], keep_looks: bool | None = None) -> PixelIdentities:
     """The `PixelIdentities` of `images`, each decoded once; `keep_looks` None: up to PIXEL_CHECK_MAX images."""

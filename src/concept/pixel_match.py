@@ -53,6 +53,7 @@ MIN_PROFILE = 0.9
 #: Side of the grey thumbnail whose nearest neighbours are candidates too.
 THUMB_SIDE = 16
 _GREY = np.array([0.299, 0.587, 0.114])
+_GREY32 = _GREY.astype(np.float32)
 
 
 def _area_matrix(lo: float, hi: float, n_out: int, n_in: int = LOOK) -> np.ndarray:
@@ -103,7 +104,7 @@ def thumbnail_vectors(looks: np.ndarray) -> np.ndarray:
 
 def _profiles(looks: np.ndarray) -> np.ndarray:
     """Each look's grey column and row profiles (means over the other axis): (n, 2, LOOK) float32."""
-    grey = looks.astype(np.float32) @ _GREY.astype(np.float32)
+    grey = looks.astype(np.float32) @ _GREY32
     return np.stack([grey.mean(axis=1), grey.mean(axis=2)], axis=1)
 
 
@@ -147,7 +148,7 @@ def _compare(a: np.ndarray, b: np.ndarray, boxes: np.ndarray, nx: int, ny: int
     planes_b = np.moveaxis(b, -1, 1).astype(np.float32)
     ra = wy[:, None] @ planes_a @ np.swapaxes(wx, 1, 2)[:, None]  # (p, 3, ny, nx)
     rb = vy @ planes_b @ vx.T
-    grey = _GREY.astype(np.float32)[None, :, None, None]
+    grey = _GREY32[None, :, None, None]
     corr = np.einsum("pi,pi->p", _unit_centred((ra * grey).sum(axis=1).reshape(p, -1)),
                      _unit_centred((rb * grey).sum(axis=1).reshape(p, -1)))
     ca, fb = ra.reshape(p, -1), rb.reshape(p, -1)
@@ -162,6 +163,16 @@ def _compare(a: np.ndarray, b: np.ndarray, boxes: np.ndarray, nx: int, ny: int
     return corr, np.partition(flat, k, axis=1)[:, k], local.reshape(p, -1).max(axis=1)
 
 
+def _compare_by_size(looks: np.ndarray, pairs: np.ndarray, boxes: np.ndarray, n_side: np.ndarray) -> np.ndarray:
+    """`_compare` of each pair (A, B) of rows of `looks` at its box and comparison size (nx, ny), batched by
+    size: (3, p) correlation, residual, local residual."""
+    out = np.empty((3, len(pairs)))
+    for nx, ny in {(int(x), int(y)) for x, y in n_side}:
+        sel = (n_side[:, 0] == nx) & (n_side[:, 1] == ny)
+        out[:, sel] = _compare(looks[pairs[sel, 0]], looks[pairs[sel, 1]], boxes[sel], nx, ny)
+    return out
+
+
 def _refine(looks: np.ndarray, both: np.ndarray, boxes: np.ndarray, n_side: np.ndarray, measures: np.ndarray
             ) -> None:
     """Where a pair fails on its residuals alone (by up to twice their bounds), try the boxes one CROP_STEP away
@@ -174,14 +185,10 @@ def _refine(looks: np.ndarray, both: np.ndarray, boxes: np.ndarray, n_side: np.n
     if len(near) == 0:
         return
     for shift in _SHIFTS:
-        moved = np.clip(boxes[near] + shift, 0.0, MAX_CROP)
-        for nx, ny in {(int(x), int(y)) for x, y in n_side[near]}:
-            sel = (n_side[near, 0] == nx) & (n_side[near, 1] == ny)
-            rows = near[sel]
-            c, r, m = _compare(looks[both[rows, 0]], looks[both[rows, 1]], moved[sel], nx, ny)
-            better = (c >= MIN_CORRELATION) & (np.maximum(r / MAX_RESIDUAL, m / MAX_LOCAL)
-                                               < np.maximum(residual[rows] / MAX_RESIDUAL, local[rows] / MAX_LOCAL))
-            measures[:, rows[better]] = c[better], r[better], m[better]
+        c, r, m = _compare_by_size(looks, both[near], np.clip(boxes[near] + shift, 0.0, MAX_CROP), n_side[near])
+        better = (c >= MIN_CORRELATION) & (np.maximum(r / MAX_RESIDUAL, m / MAX_LOCAL)
+                                           < np.maximum(residual[near] / MAX_RESIDUAL, local[near] / MAX_LOCAL))
+        measures[:, near[better]] = c[better], r[better], m[better]
 
 
 def same_picture(looks: np.ndarray, sizes: np.ndarray, pairs: np.ndarray) -> np.ndarray:
@@ -210,10 +217,8 @@ def pair_measures(looks: np.ndarray, sizes: np.ndarray, pairs: np.ndarray,
         n_side = np.maximum(n_side, 4)
         measures = np.empty((3, len(both)))
         measures[0], measures[1:] = -1.0, np.inf
-        for nx, ny in {(int(x), int(y)) for x, y in n_side}:
-            sel = np.flatnonzero((n_side[:, 0] == nx) & (n_side[:, 1] == ny) & (profile_match >= MIN_PROFILE))
-            if len(sel):
-                measures[:, sel] = _compare(looks[both[sel, 0]], looks[both[sel, 1]], boxes[sel], nx, ny)
+        sel = np.flatnonzero(profile_match >= MIN_PROFILE)
+        measures[:, sel] = _compare_by_size(looks, both[sel], boxes[sel], n_side[sel])
         _refine(looks, both, boxes, n_side, measures)
         half = len(part)
         first_better = measures[0, :half] >= measures[0, half:]

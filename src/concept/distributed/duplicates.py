@@ -60,10 +60,7 @@ def pixel_identities_on_ray(paths: Sequence[str | os.PathLike], *, batch_size: i
     if not parts:
         return pixel_identities([], keep_looks=keep)
     order = np.argsort(np.concatenate([rows for rows, _ in parts]), kind="stable")
-    ids = PixelIdentities.concat([p for _, p in parts])
-    return PixelIdentities([ids.digests[i] for i in order], [ids.keys[i] for i in order], ids.sharpness[order],
-                           ids.pixels[order], ids.file_bytes[order], None if ids.looks is None else ids.looks[order],
-                           ids.dims[order])
+    return PixelIdentities.concat([p for _, p in parts]).take(order)
 
 
 def find_duplicates_on_ray(shards: EmbeddedShards | Sequence[str | os.PathLike], *, near: float | None = None,
